@@ -1,0 +1,329 @@
+"""``sam2-triton``: download, export, build-repo, serve, segment, demo.
+
+Paths default to folders under the current directory (the repository root when run by make):
+``checkpoints/``, ``exports/<model>/``, ``model_repository/``, ``build/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sam2_triton.variants import VARIANTS, get_variant
+
+CHECKPOINT_DIR = Path("checkpoints")
+EXPORT_ROOT = Path("exports")
+REPOSITORY_DIR = Path("model_repository")
+RUNTIME_DIR = Path("build/tritonserver")
+EXAMPLE_IMAGE = Path(__file__).resolve().parent / "assets" / "coffee.jpg"
+
+RANDOM_WEIGHTS_WARNING = """
+################################################################################
+#  WARNING: RANDOM WEIGHTS. The official SAM 2.1 checkpoint is not available,   #
+#  so this model has random weights (fixed seed). Its masks are MEANINGLESS.    #
+#  Everything else (export, serving, protocol) is real. For real masks run:     #
+#    sam2-triton download --model {model}   (needs access to Meta's host), or    #
+#    sam2-triton export --model {model} --checkpoint PATH                        #
+################################################################################
+"""
+
+
+def random_checkpoint_path(model: str, seed: int) -> Path:
+    stem = Path(get_variant(model).checkpoint_file).stem
+    return CHECKPOINT_DIR / f"{stem}.random-seed{seed}.pt"
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from sam2_triton.checkpoints import download_checkpoint
+
+    path = download_checkpoint(args.model, args.dir)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def export_model(model: str, checkpoint: Path | None, random_weights: bool, seed: int) -> Path:
+    """Export ``model`` to ``exports/<model>/`` and return that folder."""
+    from sam2_triton.export import build_sam2_model, export_onnx
+
+    out_dir = EXPORT_ROOT / model
+    save_to = random_checkpoint_path(model, seed) if random_weights else None
+    if random_weights:
+        print(RANDOM_WEIGHTS_WARNING.format(model=model), file=sys.stderr)
+    sam = build_sam2_model(
+        model,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        seed=seed,
+        save_random_to=save_to,
+    )
+    if save_to is not None:
+        print(f"random-weight checkpoint saved: {save_to}")
+    result = export_onnx(sam, out_dir)
+    print(
+        f"exported {model} to {out_dir} in {result.total_seconds:.1f} s "
+        f"({result.exporter} exporter, opset {result.opset})"
+    )
+    return out_dir
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    checkpoint = args.checkpoint
+    if checkpoint is None and not args.random_weights:
+        default = args.dir / get_variant(args.model).checkpoint_file
+        if not default.exists():
+            print(
+                f"error: no checkpoint for {args.model}: run `sam2-triton download --model "
+                f"{args.model}`, or pass --checkpoint PATH, or --random-weights (testing only)",
+                file=sys.stderr,
+            )
+            return 2
+        checkpoint = default
+    export_model(args.model, checkpoint, args.random_weights, args.seed)
+    return 0
+
+
+def _serving_options(args: argparse.Namespace):  # noqa: ANN202
+    from sam2_triton.repository import ServingOptions
+
+    return ServingOptions(
+        encoder_instances=args.instances,
+        decoder_instances=args.instances,
+        python_instances=args.instances,
+    )
+
+
+def build_repo(model: str, out: Path, options=None) -> Path:  # noqa: ANN001
+    from sam2_triton.repository import build_repository
+
+    changed = build_repository(EXPORT_ROOT / model, out, options)
+    print(f"model repository {'built' if changed else 'up to date'}: {out} (model {model})")
+    return out
+
+
+def _cmd_build_repo(args: argparse.Namespace) -> int:
+    build_repo(args.model, args.out, _serving_options(args))
+    return 0
+
+
+def _add_server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--instances", type=int, default=2, help="instances per model")
+
+
+def start_server(args: argparse.Namespace, repository: Path, log_file: Path | None = None):  # noqa: ANN201
+    from sam2_triton.server import Ports, TritonServer
+
+    server = TritonServer(
+        repository=repository.resolve(),
+        runtime_dir=RUNTIME_DIR.resolve(),
+        host=args.host,
+        ports=Ports(args.http_port, args.grpc_port, args.metrics_port),
+        log_file=log_file,
+    )
+    return server.start()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    build_repo(args.model, args.repository, _serving_options(args))
+    server = start_server(args, args.repository)
+    print(
+        f"serving SAM 2.1 {args.model}: HTTP {args.host}:{args.http_port}, "
+        f"gRPC {args.host}:{args.grpc_port}, metrics {args.host}:{args.metrics_port} "
+        "(Ctrl-C to stop)",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set() and server.process.poll() is None:
+        stop.wait(0.5)
+    code = server.stop()
+    print(f"tritonserver stopped (exit code {code})")
+    return 0 if stop.is_set() else 1
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    parts = text.split(",")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"expected X,Y or X,Y,LABEL, got {text!r}")
+    label = int(parts[2]) if len(parts) == 3 else 1
+    return float(parts[0]), float(parts[1]), label
+
+
+def parse_box(text: str) -> np.ndarray:
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}")
+    return np.array([float(p) for p in parts], dtype=np.float32)
+
+
+def segment_image(args: argparse.Namespace) -> Path:
+    from sam2_triton.client import SegmentClient, save_result
+
+    coords = labels = None
+    if args.point:
+        coords = np.array([p[:2] for p in args.point], dtype=np.float32)
+        labels = np.array([p[2] for p in args.point], dtype=np.int32)
+    with SegmentClient(args.url, args.protocol) as client:
+        start = time.perf_counter()
+        result = client.segment(
+            Path(args.image).read_bytes(), coords, labels, args.box, not args.single_mask
+        )
+        elapsed = time.perf_counter() - start
+    files = save_result(result, args.out)
+    print(
+        f"{len(result.masks)} mask(s) of {result.masks.shape[1]}x{result.masks.shape[2]} in "
+        f"{elapsed:.2f} s over {args.protocol}; IoU scores "
+        f"{', '.join(f'{s:.3f}' for s in result.iou_scores)}"
+    )
+    print("wrote " + ", ".join(str(f) for f in files))
+    return args.out
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    if not args.point and args.box is None:
+        print("error: give at least one --point X,Y[,LABEL] or a --box", file=sys.stderr)
+        return 2
+    segment_image(args)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Weights -> export -> serve -> segment the shipped example image -> stop."""
+    from sam2_triton.checkpoints import CheckpointDownloadError, download_checkpoint
+
+    model = args.model
+    checkpoint: Path | None = None
+    random_weights = False
+    try:
+        checkpoint = download_checkpoint(model, CHECKPOINT_DIR)
+    except CheckpointDownloadError as exc:
+        print(f"download failed: {exc}", file=sys.stderr)
+        random_weights = True
+    export_dir = EXPORT_ROOT / model
+    info = export_dir / "export.json"
+    if not info.exists() or _export_source_differs(info, checkpoint):
+        export_model(model, checkpoint, random_weights, seed=0)
+    elif random_weights:
+        print(RANDOM_WEIGHTS_WARNING.format(model=model), file=sys.stderr)
+    build_repo(model, args.repository, _serving_options(args))
+    log = Path("build/demo-tritonserver.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting tritonserver (log: {log}) ...", flush=True)
+    server = start_server(args, args.repository, log_file=log)
+    try:
+        height, width = _image_size(EXAMPLE_IMAGE)
+        seg = argparse.Namespace(
+            image=EXAMPLE_IMAGE,
+            point=[(width * 0.45, height * 0.45, 1)],
+            box=None,
+            single_mask=False,
+            protocol="http",
+            url=f"{args.host}:{args.http_port}",
+            out=args.out,
+        )
+        segment_image(seg)
+        seg.protocol, seg.url = "grpc", f"{args.host}:{args.grpc_port}"
+        seg.single_mask, seg.out = True, args.out / "grpc_single"
+        segment_image(seg)
+    finally:
+        server.stop()
+    print(f"\ndemo done: masks and scores are in {args.out.resolve()}")
+    if random_weights:
+        print(RANDOM_WEIGHTS_WARNING.format(model=model), file=sys.stderr)
+    return 0
+
+
+def _export_source_differs(info: Path, checkpoint: Path | None) -> bool:
+    recorded = json.loads(info.read_text())
+    if checkpoint is None:
+        return recorded.get("seed") is None
+    return recorded.get("seed") is not None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam2-triton", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    models = list(VARIANTS)
+
+    p = sub.add_parser("download", help="fetch an official SAM 2.1 checkpoint (sha256-checked)")
+    p.add_argument("--model", choices=models, default="tiny")
+    p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR)
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("export", help="export the ONNX image encoder and mask decoder")
+    p.add_argument("--model", choices=models, default="tiny")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--checkpoint", type=Path, help='a checkpoint in the official {"model": ...} format'
+    )
+    source.add_argument(
+        "--random-weights", action="store_true", help="random weights (testing only)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR, help="where downloads are")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("build-repo", help="write the Triton model repository for an export")
+    p.add_argument("--model", choices=models, default="tiny")
+    p.add_argument("--out", type=Path, default=REPOSITORY_DIR)
+    p.add_argument("--instances", type=int, default=2)
+    p.set_defaults(func=_cmd_build_repo)
+
+    p = sub.add_parser("serve", help="run the embedded tritonserver until Ctrl-C / SIGTERM")
+    p.add_argument("--model", choices=models, default="tiny")
+    p.add_argument("--repository", type=Path, default=REPOSITORY_DIR)
+    _add_server_args(p)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("segment", help="segment an image through a running server")
+    p.add_argument("image", type=Path)
+    p.add_argument("--point", type=parse_point, action="append", help="X,Y[,LABEL] (1 fg, 0 bg)")
+    p.add_argument("--box", type=parse_box, help="X0,Y0,X1,Y1")
+    p.add_argument("--single-mask", action="store_true", help="one mask instead of three")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    p.add_argument("--url", help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("demo", help="weights, export, serve, segment the example image, stop")
+    p.add_argument("--model", choices=models, default="tiny")
+    p.add_argument("--repository", type=Path, default=REPOSITORY_DIR)
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    _add_server_args(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sam2_triton.checkpoints import CheckpointDownloadError
+    from sam2_triton.repository import RepositoryError
+    from sam2_triton.server import ServerError
+
+    try:
+        return args.func(args)
+    except (CheckpointDownloadError, RepositoryError, ServerError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

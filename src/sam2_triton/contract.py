@@ -1,0 +1,92 @@
+"""The tensor contract: every tensor name, dtype and shape, declared once.
+
+The ONNX exporter takes its ``input_names``/``output_names`` from here, the repository builder
+renders every ``config.pbtxt`` from here, and the Python-backend models read their tensors by these
+names, so the three cannot drift apart.
+
+Shapes use -1 for a dynamic axis. For models with ``max_batch_size > 0`` the leading batch axis is
+*not* part of ``dims`` (Triton's convention); the ONNX files do carry it as their first axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# SAM 2 geometry (fixed by the architecture, see sam2/configs/sam2.1/*.yaml).
+IMAGE_SIZE = 1024
+LOW_RES_MASK_SIZE = 256
+NUM_MASK_TOKENS = 4  # token 0: single-mask output, tokens 1..3: multimask outputs
+EMBED_DIM = 256
+EMBED_SIZE = 64  # IMAGE_SIZE / 16
+
+# Triton model names (the public API: clients in any language rely on these).
+PREPROCESS = "sam2_preprocess"
+IMAGE_ENCODER = "sam2_image_encoder"
+MASK_DECODER = "sam2_mask_decoder"
+POSTPROCESS = "sam2_postprocess"
+SEGMENT = "sam2_segment"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One named tensor of a model's interface."""
+
+    name: str
+    dtype: str  # Triton data type without the TYPE_ prefix: FP32, INT32, UINT8, BOOL, STRING
+    dims: tuple[int, ...]
+    optional: bool = False
+
+
+# --- ONNX image encoder: image [B,3,1024,1024] -> three feature maps -------------------------
+ENCODER_INPUTS = (Tensor("image", "FP32", (3, IMAGE_SIZE, IMAGE_SIZE)),)
+ENCODER_OUTPUTS = (
+    Tensor("image_embed", "FP32", (EMBED_DIM, EMBED_SIZE, EMBED_SIZE)),
+    Tensor("high_res_feats_0", "FP32", (32, 4 * EMBED_SIZE, 4 * EMBED_SIZE)),
+    Tensor("high_res_feats_1", "FP32", (64, 2 * EMBED_SIZE, 2 * EMBED_SIZE)),
+)
+
+# --- ONNX prompt/mask decoder: one prompt set per batch row ------------------------------------
+# point_coords are in the 1024x1024 model frame; labels: 1 fg, 0 bg, 2/3 box corners, -1 padding.
+# It returns all four mask tokens; choosing single/multimask output is postprocessing.
+DECODER_INPUTS = (
+    *ENCODER_OUTPUTS,
+    Tensor("point_coords", "FP32", (-1, 2)),
+    Tensor("point_labels", "INT32", (-1,)),
+    Tensor("mask_input", "FP32", (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("has_mask_input", "FP32", (1,)),
+)
+DECODER_OUTPUTS = (
+    Tensor("low_res_masks", "FP32", (NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("iou_predictions", "FP32", (NUM_MASK_TOKENS,)),
+)
+
+# --- sam2_segment: the public one-call model (max_batch_size 0: shapes are exact) -------------
+SEGMENT_INPUTS = (
+    Tensor("image", "UINT8", (-1,)),
+    Tensor("point_coords", "FP32", (-1, 2), optional=True),
+    Tensor("point_labels", "INT32", (-1,), optional=True),
+    Tensor("box", "FP32", (4,), optional=True),
+    Tensor("multimask_output", "BOOL", (1,), optional=True),
+)
+SEGMENT_OUTPUTS = (
+    Tensor("masks", "UINT8", (-1, -1, -1)),
+    Tensor("iou_scores", "FP32", (-1,)),
+    Tensor("low_res_logits", "FP32", (-1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+)
+
+# --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
+PREPROCESS_OUTPUTS = (
+    Tensor("image_1024", "FP32", (1, 3, IMAGE_SIZE, IMAGE_SIZE)),
+    Tensor("point_coords_1024", "FP32", (1, -1, 2)),
+    Tensor("point_labels_1024", "INT32", (1, -1)),
+    Tensor("mask_input", "FP32", (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("has_mask_input", "FP32", (1, 1)),
+    Tensor("orig_size", "INT32", (2,)),
+    Tensor("multimask", "BOOL", (1,)),
+)
+POSTPROCESS_INPUTS = (
+    Tensor("low_res_masks", "FP32", (1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("iou_predictions", "FP32", (1, NUM_MASK_TOKENS)),
+    Tensor("orig_size", "INT32", (2,)),
+    Tensor("multimask", "BOOL", (1,)),
+)

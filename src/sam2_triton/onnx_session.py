@@ -1,0 +1,22 @@
+"""ONNX Runtime sessions configured the same way in the server, the benchmarks and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+
+
+def create_session(onnx_path: Path, intra_op_threads: int = 0) -> ort.InferenceSession:
+    """A CPU session with full graph optimisation.
+
+    ``intra_op_threads=0`` lets ORT use one thread per physical core. Spinning is off: with
+    several model instances sharing the cores, spinning threads steal time from working ones.
+    """
+    if not onnx_path.exists():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

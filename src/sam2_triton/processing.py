@@ -1,0 +1,312 @@
+"""Pre- and postprocessing of SAM 2.1, numpy + Pillow only (no torch at serving time).
+
+This is the single copy of what ``sam2.utils.transforms.SAM2Transforms`` and
+``SAM2ImagePredictor.predict`` do around the network: image decoding, resize to 1024x1024 and
+ImageNet normalisation, prompt coordinates mapped to the 1024 frame, mask logits upsampled to the
+original size, and the single-mask choice of ``MaskDecoder._dynamic_multimask_via_stability``.
+The Triton models, the clients and the tests all import it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
+
+PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MASK_THRESHOLD = 0.0
+LOW_RES_LOGIT_CLAMP = 32.0  # SAM2ImagePredictor clamps returned low-res logits to [-32, 32]
+# From sam_mask_decoder_extra_args in sam2/configs/sam2.1/*.yaml (the same for all four sizes).
+STABILITY_DELTA = 0.05
+STABILITY_THRESHOLD = 0.98
+
+LABEL_BACKGROUND, LABEL_FOREGROUND, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = 0, 1, 2, 3
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb cap; ~8000x8000
+DEFAULT_MAX_POINTS = 64
+
+
+class InvalidInputError(ValueError):
+    """A request field is malformed. ``str()`` names the field and the problem."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, WebP, ...) to an RGB uint8 array [H, W, 3].
+
+    EXIF orientation is applied (what a viewer shows is what gets segmented); greyscale, CMYK,
+    palette, 16-bit and alpha images are converted to 8-bit RGB. Images larger than
+    ``max_pixels`` are refused before their pixels are decoded (decompression bombs).
+    """
+    if len(data) == 0:
+        raise InvalidInputError("image", "is empty (0 bytes); send the encoded image file's bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInputError(
+                    "image",
+                    f"{width}x{height} = {width * height} pixels exceeds the limit of "
+                    f"{max_pixels} pixels",
+                )
+            image.load()
+    except InvalidInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInputError("image", f"too many pixels ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise InvalidInputError(
+            "image", f"{len(data)} bytes that are not a recognised image file (PNG, JPEG, ...)"
+        ) from None
+    except Exception as exc:  # Pillow raises many types for corrupt/truncated/non-image data
+        raise InvalidInputError(
+            "image", f"cannot be decoded as an image ({type(exc).__name__}: {exc})"
+        ) from None
+    image = ImageOps.exif_transpose(image)
+    return _to_rgb_uint8(image)
+
+
+def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bit instead of letting Pillow clip at 255.
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(np.rint(array * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparent pixels on white (what users see in viewers), not black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def preprocess_image(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> normalised float32 [1, 3, 1024, 1024] (SAM2Transforms).
+
+    SAM 2 squashes the image to 1024x1024 (no aspect-preserving padding): bilinear with
+    antialiasing, like torchvision's ``Resize`` on tensors, then ImageNet mean/std.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InvalidInputError("image", f"expected RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
+    scaled = rgb.astype(np.float32) / np.float32(255.0)
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(scaled[:, :, c]), mode="F").resize(
+                (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
+            ),
+            dtype=np.float32,
+        )
+        for c in range(3)
+    ]
+    resized = np.stack(channels)
+    normalised = (resized - PIXEL_MEAN[:, None, None]) / PIXEL_STD[:, None, None]
+    return normalised[None].astype(np.float32, copy=False)
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Prompts in the 1024x1024 model frame, batch of one: coords [1, M, 2], labels [1, M]."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+
+
+def prepare_prompts(
+    point_coords: np.ndarray | None,
+    point_labels: np.ndarray | None,
+    box: np.ndarray | None,
+    orig_hw: tuple[int, int],
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> Prompts:
+    """Validate prompts given in original-image pixels and map them to the model frame.
+
+    Mirrors ``SAM2ImagePredictor._prep_prompts`` + ``_predict``: a box becomes two points
+    labelled 2 and 3 placed *before* the clicked points; x is scaled by 1024/W, y by 1024/H.
+    """
+    height, width = orig_hw
+    points = _validate_points(point_coords, point_labels, orig_hw, max_points)
+    box_xyxy = _validate_box(box, orig_hw)
+    if points is None and box_xyxy is None:
+        raise InvalidInputError("point_coords", "no prompt given: send at least one point or a box")
+    coords_parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
+    if box_xyxy is not None:
+        coords_parts.append(box_xyxy.reshape(2, 2))
+        label_parts.append(np.array([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], dtype=np.int32))
+    if points is not None:
+        coords_parts.append(points[0])
+        label_parts.append(points[1])
+    coords = np.concatenate(coords_parts).astype(np.float32)
+    coords = transform_coords(coords, orig_hw)
+    labels = np.concatenate(label_parts).astype(np.int32)
+    return Prompts(coords=coords[None], labels=labels[None])
+
+
+def transform_coords(coords: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """(x, y) in original pixels -> the 1024 frame, in float32 like SAM2Transforms."""
+    height, width = orig_hw
+    out = np.array(coords, dtype=np.float32, copy=True)
+    out[..., 0] = out[..., 0] / np.float32(width)
+    out[..., 1] = out[..., 1] / np.float32(height)
+    return out * np.float32(IMAGE_SIZE)
+
+
+def _validate_points(
+    point_coords: np.ndarray | None,
+    point_labels: np.ndarray | None,
+    orig_hw: tuple[int, int],
+    max_points: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if point_coords is None and point_labels is None:
+        return None
+    if point_coords is None:
+        raise InvalidInputError("point_coords", "missing while point_labels was given")
+    if point_labels is None:
+        raise InvalidInputError("point_labels", "missing while point_coords was given")
+    coords = np.asarray(point_coords)
+    labels = np.asarray(point_labels)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise InvalidInputError("point_coords", f"expected shape [N, 2], got {list(coords.shape)}")
+    if labels.ndim != 1:
+        raise InvalidInputError("point_labels", f"expected shape [N], got {list(labels.shape)}")
+    if coords.shape[0] != labels.shape[0]:
+        raise InvalidInputError(
+            "point_labels",
+            f"has {labels.shape[0]} labels for {coords.shape[0]} points; they must match",
+        )
+    if coords.shape[0] == 0:
+        return None
+    if coords.shape[0] > max_points:
+        raise InvalidInputError(
+            "point_coords", f"{coords.shape[0]} points exceed the limit of {max_points}"
+        )
+    if not np.all(np.isfinite(coords)):
+        raise InvalidInputError("point_coords", "contains NaN or infinite values")
+    _check_inside("point_coords", coords, orig_hw)
+    bad = ~np.isin(labels, (LABEL_BACKGROUND, LABEL_FOREGROUND))
+    if np.any(bad):
+        raise InvalidInputError(
+            "point_labels",
+            f"must be 1 (foreground) or 0 (background), got {labels[bad][0]!r}",
+        )
+    return coords.astype(np.float32), labels.astype(np.int32)
+
+
+def _validate_box(box: np.ndarray | None, orig_hw: tuple[int, int]) -> np.ndarray | None:
+    if box is None:
+        return None
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.shape[0] != 4:
+        raise InvalidInputError("box", f"expected 4 values (x0, y0, x1, y1), got {values.shape[0]}")
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("box", "contains NaN or infinite values")
+    x0, y0, x1, y1 = values
+    if x1 < x0 or y1 < y0:
+        raise InvalidInputError("box", f"is inverted: need x0 <= x1 and y0 <= y1, got {values}")
+    _check_inside("box", values.reshape(2, 2), orig_hw)
+    return np.asarray(box, dtype=np.float32).reshape(4)
+
+
+def _check_inside(field: str, xy: np.ndarray, orig_hw: tuple[int, int]) -> None:
+    height, width = orig_hw
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if np.any(outside):
+        x, y = xy[outside][0]
+        raise InvalidInputError(
+            field,
+            f"({x:g}, {y:g}) lies outside the {width}x{height} image (x in [0, W], y in [0, H])",
+        )
+
+
+# --- masks -------------------------------------------------------------------------------------
+
+
+def stability_score(logits: np.ndarray, delta: float = STABILITY_DELTA) -> float:
+    """IoU of the masks thresholded at +delta and -delta (MaskDecoder._get_stability_scores)."""
+    area_i = int(np.count_nonzero(logits > delta))
+    area_u = int(np.count_nonzero(logits > -delta))
+    return area_i / area_u if area_u > 0 else 1.0
+
+
+def select_masks(
+    low_res_masks: np.ndarray, iou_predictions: np.ndarray, multimask_output: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick the output tokens from all four: [4,256,256], [4] -> [K,256,256], [K].
+
+    Multimask: tokens 1..3. Single mask: token 0 if it is stable, else the multimask token
+    with the highest predicted IoU (SAM 2's ``dynamic_multimask_via_stability``).
+    """
+    if low_res_masks.shape != (NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
+        raise ValueError(f"expected [4,256,256] mask logits, got {low_res_masks.shape}")
+    if multimask_output:
+        return low_res_masks[1:], iou_predictions[1:]
+    if stability_score(low_res_masks[0]) >= STABILITY_THRESHOLD:
+        best = 0
+    else:
+        best = 1 + int(np.argmax(iou_predictions[1:]))
+    return low_res_masks[best : best + 1], iou_predictions[best : best + 1]
+
+
+def _bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """Interpolation weights [out, in] of ``F.interpolate(bilinear, align_corners=False)``."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = src - i0.astype(np.float32)
+    w0 = np.float32(1.0) - w1
+    matrix = np.zeros((out_size, in_size), dtype=np.float32)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, i0), w0)
+    np.add.at(matrix, (rows, i1), w1)
+    return matrix
+
+
+def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks)."""
+    height, width = orig_hw
+    rows = _bilinear_matrix(height, low_res.shape[-2])
+    cols = _bilinear_matrix(width, low_res.shape[-1])
+    return np.stack([rows @ mask.astype(np.float32) @ cols.T for mask in low_res])
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """sam2_segment outputs: masks [K,H,W] uint8, iou_scores [K], low_res_logits [K,256,256]."""
+
+    masks: np.ndarray
+    iou_scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+def postprocess_masks(
+    low_res_masks: np.ndarray,
+    iou_predictions: np.ndarray,
+    orig_hw: tuple[int, int],
+    multimask_output: bool,
+) -> MaskResult:
+    """Decoder output for one prompt set ([4,256,256], [4]) -> masks at the original size."""
+    logits, scores = select_masks(low_res_masks, iou_predictions, multimask_output)
+    masks = (upsample_logits(logits, orig_hw) > MASK_THRESHOLD).astype(np.uint8)
+    clamped = np.clip(logits, -LOW_RES_LOGIT_CLAMP, LOW_RES_LOGIT_CLAMP).astype(np.float32)
+    return MaskResult(masks=masks, iou_scores=scores.astype(np.float32), low_res_logits=clamped)

@@ -1,0 +1,245 @@
+"""Build a Triton model repository from one description.
+
+Every ``config.pbtxt`` is rendered from ``sam2_triton.contract`` through Triton's own
+``ModelConfig`` protobuf (so a config that does not parse cannot be written), every ``model.py``
+is a two-line adapter importing this package, and the ONNX files come from an export folder.
+
+Layout written (embedded target)::
+
+    <out>/sam2_preprocess/{config.pbtxt,1/model.py}
+    <out>/sam2_image_encoder/{config.pbtxt,1/model.py,1/model.onnx}
+    <out>/sam2_mask_decoder/{config.pbtxt,1/model.py,1/model.onnx}
+    <out>/sam2_postprocess/{config.pbtxt,1/model.py}
+    <out>/sam2_segment/{config.pbtxt,1/}            (ensemble)
+    <out>/build.json                                 (what it was built from)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from sam2_triton import contract as c
+
+DECODER_FILE = "mask_decoder.onnx"
+ENCODER_FILE = "image_encoder.onnx"
+BUILD_INFO = "build.json"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Deployment knobs: instance counts, batching, limits (a change rebuilds the repository)."""
+
+    encoder_instances: int = 2
+    decoder_instances: int = 2
+    python_instances: int = 2
+    encoder_max_batch: int = 4
+    decoder_max_batch: int = 16
+    queue_delay_us: int = 2000
+    intra_op_threads: int = 0
+    max_image_pixels: int = 64_000_000
+    max_points: int = 64
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the repository, as data."""
+
+    name: str
+    inputs: Sequence[c.Tensor]
+    outputs: Sequence[c.Tensor]
+    python_module: str | None = None  # sam2_triton.triton_models.<module>
+    onnx_file: str | None = None  # file in the export folder, copied to 1/model.onnx
+    max_batch_size: int = 0
+    instances: int = 1
+    dynamic_batching: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def model_specs(options: ServingOptions) -> list[ModelSpec]:
+    threads = {"intra_op_num_threads": str(options.intra_op_threads)}
+    return [
+        ModelSpec(
+            c.PREPROCESS,
+            c.SEGMENT_INPUTS,
+            c.PREPROCESS_OUTPUTS,
+            python_module="preprocess",
+            instances=options.python_instances,
+            parameters={
+                "max_image_pixels": str(options.max_image_pixels),
+                "max_points": str(options.max_points),
+            },
+        ),
+        ModelSpec(
+            c.IMAGE_ENCODER,
+            c.ENCODER_INPUTS,
+            c.ENCODER_OUTPUTS,
+            python_module="onnx_model",
+            onnx_file=ENCODER_FILE,
+            max_batch_size=options.encoder_max_batch,
+            instances=options.encoder_instances,
+            dynamic_batching=True,
+            parameters=threads,
+        ),
+        ModelSpec(
+            c.MASK_DECODER,
+            c.DECODER_INPUTS,
+            c.DECODER_OUTPUTS,
+            python_module="onnx_model",
+            onnx_file=DECODER_FILE,
+            max_batch_size=options.decoder_max_batch,
+            instances=options.decoder_instances,
+            dynamic_batching=True,
+            parameters=threads,
+        ),
+        ModelSpec(
+            c.POSTPROCESS,
+            c.POSTPROCESS_INPUTS,
+            c.SEGMENT_OUTPUTS,
+            python_module="postprocess",
+            instances=options.python_instances,
+        ),
+    ]
+
+
+def _tensor_config(tensor: c.Tensor, message: type) -> object:
+    kwargs = {"name": tensor.name, "data_type": getattr(mc, f"TYPE_{tensor.dtype}")}
+    kwargs["dims"] = list(tensor.dims)
+    if tensor.optional and message is mc.ModelInput:
+        kwargs["optional"] = True
+    return message(**kwargs)
+
+
+def model_config(spec: ModelSpec, queue_delay_us: int) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=spec.name, backend="python", max_batch_size=spec.max_batch_size)
+    config.input.extend(_tensor_config(t, mc.ModelInput) for t in spec.inputs)
+    config.output.extend(_tensor_config(t, mc.ModelOutput) for t in spec.outputs)
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=spec.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    )
+    if spec.dynamic_batching:
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    for key, value in spec.parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def ensemble_config() -> mc.ModelConfig:
+    """sam2_segment: preprocess -> encoder -> decoder -> postprocess in one call."""
+    config = mc.ModelConfig(name=c.SEGMENT, platform="ensemble", max_batch_size=0)
+    config.input.extend(_tensor_config(t, mc.ModelInput) for t in c.SEGMENT_INPUTS)
+    config.output.extend(_tensor_config(t, mc.ModelOutput) for t in c.SEGMENT_OUTPUTS)
+    same = {t.name: t.name for t in c.SEGMENT_INPUTS}
+    steps = [
+        (c.PREPROCESS, same, {t.name: t.name for t in c.PREPROCESS_OUTPUTS}),
+        (c.IMAGE_ENCODER, {"image": "image_1024"}, {t.name: t.name for t in c.ENCODER_OUTPUTS}),
+        (
+            c.MASK_DECODER,
+            {
+                **{t.name: t.name for t in c.ENCODER_OUTPUTS},
+                "point_coords": "point_coords_1024",
+                "point_labels": "point_labels_1024",
+                "mask_input": "mask_input",
+                "has_mask_input": "has_mask_input",
+            },
+            {t.name: t.name for t in c.DECODER_OUTPUTS},
+        ),
+        (
+            c.POSTPROCESS,
+            {t.name: t.name for t in c.POSTPROCESS_INPUTS},
+            {t.name: t.name for t in c.SEGMENT_OUTPUTS},
+        ),
+    ]
+    for model, input_map, output_map in steps:
+        step = config.ensemble_scheduling.step.add(model_name=model, model_version=-1)
+        step.input_map.update(input_map)
+        step.output_map.update(output_map)
+    return config
+
+
+def render(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def model_py(module: str) -> str:
+    return (
+        f'"""Generated by sam2-triton build-repo; code: sam2_triton.triton_models.{module}."""\n'
+        f"from sam2_triton.triton_models.{module} import TritonPythonModel  # noqa: F401\n"
+    )
+
+
+def _place_file(source: Path, target: Path) -> None:
+    """Hard-link when possible (the ONNX files are large), else copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _fingerprint(export_dir: Path, options: ServingOptions) -> str:
+    digest = hashlib.sha256(json.dumps(options.__dict__, sort_keys=True).encode())
+    for spec in model_specs(options):
+        digest.update(render(model_config(spec, options.queue_delay_us)).encode())
+    digest.update(render(ensemble_config()).encode())
+    for name in (ENCODER_FILE, DECODER_FILE):
+        stat = (export_dir / name).stat()
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class RepositoryError(RuntimeError):
+    """The repository cannot be built; the message says what to run first."""
+
+
+def build_repository(
+    export_dir: Path, out_dir: Path, options: ServingOptions | None = None, force: bool = False
+) -> bool:
+    """Write the embedded-target repository for the export in ``export_dir`` into ``out_dir``.
+
+    Returns False when ``out_dir`` already holds exactly this build (nothing rewritten).
+    """
+    options = options or ServingOptions()
+    missing = [n for n in (ENCODER_FILE, DECODER_FILE) if not (export_dir / n).exists()]
+    if missing:
+        raise RepositoryError(
+            f"no ONNX export in {export_dir} (missing {', '.join(missing)}): run "
+            "`sam2-triton export --model MODEL --checkpoint PATH` or `--random-weights` first"
+        )
+    fingerprint = _fingerprint(export_dir, options)
+    info_path = out_dir / BUILD_INFO
+    if not force and info_path.exists():
+        if json.loads(info_path.read_text()).get("fingerprint") == fingerprint:
+            return False
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    for spec in model_specs(options):
+        version_dir = out_dir / spec.name / "1"
+        version_dir.mkdir(parents=True)
+        (out_dir / spec.name / "config.pbtxt").write_text(
+            render(model_config(spec, options.queue_delay_us))
+        )
+        if spec.python_module:
+            (version_dir / "model.py").write_text(model_py(spec.python_module))
+        if spec.onnx_file:
+            _place_file(export_dir / spec.onnx_file, version_dir / "model.onnx")
+    (out_dir / c.SEGMENT / "1").mkdir(parents=True)
+    (out_dir / c.SEGMENT / "config.pbtxt").write_text(render(ensemble_config()))
+    export_info = export_dir / "export.json"
+    info = {
+        "fingerprint": fingerprint,
+        "export_dir": str(export_dir.resolve()),
+        "export": json.loads(export_info.read_text()) if export_info.exists() else None,
+        "options": options.__dict__,
+    }
+    info_path.write_text(json.dumps(info, indent=2))
+    return True

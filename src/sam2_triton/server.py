@@ -1,0 +1,209 @@
+"""Start and stop the embedded Triton server: the real ``tritonserver`` binary from the
+``nvidia-pytriton`` wheel, with its Python backend, on 127.0.0.1 by default.
+
+The wheel ships the binary, the Python backend and one backend stub per Python version, but not in
+the layout ``tritonserver`` expects: the stub must sit next to ``libtriton_python.so``. We copy
+``bin/``, ``backends/`` and ``caches/`` into a runtime folder once and put the stub there; the
+wheel's bundled libraries go on ``LD_LIBRARY_PATH``; this interpreter's ``bin/`` goes first on
+``PATH`` because the stub finds its Python packages through the ``python3`` it sees there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+class ServerError(RuntimeError):
+    """The server cannot be started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+def _pytriton_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:
+        raise ServerError(
+            "nvidia-pytriton (which ships tritonserver) is not installed: run `make install`"
+        ) from exc
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def _stub_path(triton_dir: Path) -> Path:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        available = sorted(p.name for p in (triton_dir / "python_backend_stubs").glob("*"))
+        raise ServerError(
+            f"no Python backend stub for Python {version} in {stub.parent.parent} "
+            f"(available: {', '.join(available) or 'none'}); use one of those Python versions"
+        )
+    return stub
+
+
+def prepare_runtime(runtime_dir: Path) -> Path:
+    """Lay out tritonserver, backends (with the stub) and caches under ``runtime_dir``.
+
+    Idempotent: an existing complete layout from the same wheel is reused.
+    """
+    triton_dir = _pytriton_dir()
+    stub = _stub_path(triton_dir)
+    marker = runtime_dir / ".source"
+    source = f"{triton_dir}:{stub.stat().st_mtime_ns}"
+    if marker.exists() and marker.read_text() == source:
+        return runtime_dir
+    if runtime_dir.exists():
+        shutil.rmtree(runtime_dir)
+    runtime_dir.mkdir(parents=True)
+    for part in ("bin", "backends", "caches"):
+        shutil.copytree(triton_dir / part, runtime_dir / part, symlinks=True)
+    shutil.copy2(stub, runtime_dir / "backends" / "python" / "triton_python_backend_stub")
+    marker.write_text(source)
+    return runtime_dir
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def server_environment() -> dict[str, str]:
+    """Environment for tritonserver and the stubs it spawns."""
+    env = dict(os.environ)
+    libs = Path(_pytriton_dir()).parent.parent / "nvidia_pytriton.libs"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p
+    )
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    return env
+
+
+@dataclass
+class TritonServer:
+    """A running embedded tritonserver process (use as a context manager or call stop())."""
+
+    repository: Path
+    runtime_dir: Path
+    host: str = "127.0.0.1"
+    ports: Ports = field(default_factory=Ports)
+    log_file: Path | None = None
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.ports.grpc}"
+
+    def command(self) -> list[str]:
+        runtime = self.runtime_dir
+        return [
+            str(runtime / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={runtime / 'backends'}",
+            f"--cache-directory={runtime / 'caches'}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--disable-auto-complete-config",
+            "--exit-on-error=true",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 300.0) -> TritonServer:
+        """Start the server and wait until every model is ready."""
+        if not self.repository.is_dir():
+            raise ServerError(f"model repository {self.repository} does not exist")
+        for name, port in (
+            ("HTTP", self.ports.http),
+            ("gRPC", self.ports.grpc),
+            ("metrics", self.ports.metrics),
+        ):
+            if port_in_use(self.host, port):
+                raise ServerError(
+                    f"{name} port {self.host}:{port} is already in use (another tritonserver?); "
+                    "stop it or choose other ports with --http-port/--grpc-port/--metrics-port"
+                )
+        prepare_runtime(self.runtime_dir)
+        log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.command(),
+            env=server_environment(),
+            stdout=log or None,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+        )
+        if log:
+            log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                hint = f"; see {self.log_file}" if self.log_file else ""
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}{hint}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait for a clean exit (models finalised), SIGKILL as a last resort."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def __enter__(self) -> TritonServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running_server(repository: Path, runtime_dir: Path, **kwargs: object) -> Iterator[TritonServer]:
+    server = TritonServer(repository=repository, runtime_dir=runtime_dir, **kwargs)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

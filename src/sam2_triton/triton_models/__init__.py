@@ -1,0 +1,1 @@
+"""Triton Python-backend models; each repository model.py re-exports one of these."""

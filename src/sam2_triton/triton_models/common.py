@@ -1,0 +1,66 @@
+"""What every Python-backend model of ours shares: reading inputs, turning errors into responses.
+
+Imported only inside the Triton Python backend stub (``triton_python_backend_utils`` exists
+only there); the logic it calls lives in plain modules that are tested without Triton.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from sam2_triton.contract import Tensor
+from sam2_triton.processing import InvalidInputError
+
+
+def model_parameters(args: dict[str, str]) -> dict[str, str]:
+    """The ``parameters`` block of config.pbtxt as a plain dict of strings."""
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def read_inputs(request: Any, tensors: Sequence[Tensor]) -> dict[str, np.ndarray | None]:
+    """Inputs by name; a missing optional input is None, a missing required one is an error.
+
+    Triton lets a request omit a required input once a model declares optional ones, so the
+    check is ours.
+    """
+    values: dict[str, np.ndarray | None] = {}
+    for tensor in tensors:
+        found = pb_utils.get_input_tensor_by_name(request, tensor.name)
+        if found is None and not tensor.optional:
+            raise InvalidInputError(tensor.name, "required input is missing")
+        values[tensor.name] = None if found is None else found.as_numpy()
+    return values
+
+
+def response(outputs: dict[str, np.ndarray]) -> Any:
+    return pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in outputs.items()])
+
+
+def error_response(exc: Exception, logger: Any) -> Any:
+    """Bad input -> INVALID_ARG naming the field; anything else -> INTERNAL (details in the log)."""
+    if isinstance(exc, InvalidInputError):
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+        )
+    logger.log_error(f"internal error: {exc!r}")
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}")
+    )
+
+
+def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.ndarray]]) -> list:
+    """One response per request, whatever happens to any one of them."""
+    logger = pb_utils.Logger
+    responses = []
+    for request in requests:
+        try:
+            responses.append(response(handle(request)))
+        except Exception as exc:  # noqa: BLE001 - every request gets an answer
+            responses.append(error_response(exc, logger))
+    return responses

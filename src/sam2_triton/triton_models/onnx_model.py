@@ -1,0 +1,47 @@
+"""sam2_image_encoder / sam2_mask_decoder, embedded target: ONNX Runtime in the Python backend.
+
+Triton's onnxruntime backend is not in the nvidia-pytriton wheel, so on CPU the ONNX file next to
+this model is run by an ``onnxruntime.InferenceSession`` here. The requests of one dynamic batch
+are concatenated and run together where their shapes allow (see ``sam2_triton.batching``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from sam2_triton.batching import run_grouped
+from sam2_triton.onnx_session import create_session
+from sam2_triton.triton_models.common import error_response, model_parameters, response
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        params = model_parameters(args)
+        onnx_path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        self.session = create_session(
+            onnx_path,
+            intra_op_threads=int(params.get("intra_op_num_threads", "0")),
+        )
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config["output"]]
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        inputs = [
+            {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names}
+            for r in requests
+        ]
+        try:
+            results = run_grouped(inputs, self._run)
+        except Exception as exc:  # noqa: BLE001 - every request gets an answer
+            return [error_response(exc, pb_utils.Logger) for _ in requests]
+        return [response(r) for r in results]
+
+    def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.output_names, batch)
+        return dict(zip(self.output_names, values, strict=True))

@@ -1,0 +1,40 @@
+"""sam2_preprocess: encoded image bytes + prompts in pixels -> model-frame tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sam2_triton import processing
+from sam2_triton.contract import LOW_RES_MASK_SIZE, SEGMENT_INPUTS
+from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        params = model_parameters(args)
+        self.max_pixels = int(params.get("max_image_pixels", processing.DEFAULT_MAX_IMAGE_PIXELS))
+        self.max_points = int(params.get("max_points", processing.DEFAULT_MAX_POINTS))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self._one)
+
+    def _one(self, request: Any) -> dict[str, np.ndarray]:
+        inputs = read_inputs(request, SEGMENT_INPUTS)
+        rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
+        orig_hw = (rgb.shape[0], rgb.shape[1])
+        prompts = processing.prepare_prompts(
+            inputs["point_coords"], inputs["point_labels"], inputs["box"], orig_hw, self.max_points
+        )
+        multimask = inputs["multimask_output"]
+        multimask = np.array([True]) if multimask is None else multimask.reshape(1).astype(bool)
+        return {
+            "image_1024": processing.preprocess_image(rgb),
+            "point_coords_1024": prompts.coords,
+            "point_labels_1024": prompts.labels,
+            "mask_input": np.zeros((1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), np.float32),
+            "has_mask_input": np.zeros((1, 1), np.float32),
+            "orig_size": np.array(orig_hw, dtype=np.int32),
+            "multimask": multimask,
+        }

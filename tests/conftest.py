@@ -1,0 +1,89 @@
+"""Shared fixtures: one random-weight tiny export per source version, one real tritonserver.
+
+The export (~1-2 min on 2 cores) is cached under ``build/test-cache/`` keyed by a hash of the
+export code, so a rerun after a change elsewhere does not pay for it again; CI starts clean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "sam2_triton"
+SEED = 0
+
+
+@dataclass(frozen=True)
+class TinyExport:
+    export_dir: Path
+    checkpoint: Path
+    config: str
+
+
+def _export_key() -> str:
+    digest = hashlib.sha256()
+    for path in sorted([*(SRC / "export").glob("*.py"), SRC / "contract.py", SRC / "variants.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_export() -> TinyExport:
+    """SAM 2.1 tiny with random weights (seed 0), its checkpoint and its ONNX files."""
+    from sam2_triton.variants import get_variant
+
+    variant = get_variant("tiny")
+    cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{_export_key()}"
+    checkpoint = cache / f"random-seed{SEED}.pt"
+    if not (cache / "export.json").exists():
+        from sam2_triton.export import build_sam2_model, export_onnx
+
+        model = build_sam2_model("tiny", random_weights=True, seed=SEED, save_random_to=checkpoint)
+        export_onnx(model, cache)
+    return TinyExport(export_dir=cache, checkpoint=checkpoint, config=variant.config)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real embedded tritonserver serving the tiny export on free loopback ports."""
+    from sam2_triton.repository import build_repository
+    from sam2_triton.server import Ports, TritonServer
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    build_repository(tiny_export.export_dir, repo)
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    server = TritonServer(
+        repository=repo,
+        runtime_dir=ROOT / "build" / "tritonserver",
+        ports=Ports(free_port(), free_port(), free_port()),
+        log_file=log,
+    )
+    try:
+        server.start(timeout=300)
+    except Exception:
+        print(log.read_text()[-5000:] if log.exists() else "no log")
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def reference_predictor(tiny_export: TinyExport):
+    """Meta's SAM2ImagePredictor on exactly the weights the server runs."""
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
+    return SAM2ImagePredictor(model)

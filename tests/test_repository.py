@@ -1,0 +1,107 @@
+"""The model repository is generated from one description; check what Triton will read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from sam2_triton import contract as c
+from sam2_triton.repository import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    RepositoryError,
+    ServingOptions,
+    build_repository,
+)
+
+MODELS = (c.PREPROCESS, c.IMAGE_ENCODER, c.MASK_DECODER, c.POSTPROCESS, c.SEGMENT)
+
+
+@pytest.fixture
+def fake_export(tmp_path: Path) -> Path:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / ENCODER_FILE).write_bytes(b"encoder")
+    (export / DECODER_FILE).write_bytes(b"decoder")
+    return export
+
+
+def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
+    return {
+        name: text_format.Parse((repo / name / "config.pbtxt").read_text(), mc.ModelConfig())
+        for name in MODELS
+    }
+
+
+def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo, ServingOptions(encoder_instances=3))
+    configs = _configs(repo)
+    encoder = configs[c.IMAGE_ENCODER]
+    assert encoder.backend == "python" and encoder.max_batch_size == 4
+    assert encoder.instance_group[0].count == 3
+    assert encoder.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert encoder.HasField("dynamic_batching")
+    assert [i.name for i in configs[c.MASK_DECODER].input] == [t.name for t in c.DECODER_INPUTS]
+    segment = configs[c.SEGMENT]
+    assert segment.platform == "ensemble" and segment.max_batch_size == 0
+    assert {i.name: i.optional for i in segment.input} == {
+        "image": False,
+        "point_coords": True,
+        "point_labels": True,
+        "box": True,
+        "multimask_output": True,
+    }
+    assert [o.name for o in segment.output] == ["masks", "iou_scores", "low_res_logits"]
+    assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
+    assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
+
+
+def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    configs = _configs(repo)
+    segment = configs[c.SEGMENT]
+    available = {i.name for i in segment.input}
+    for step in segment.ensemble_scheduling.step:
+        model = configs[step.model_name]
+        inputs = {i.name: i for i in model.input}
+        required = {name for name, i in inputs.items() if not i.optional}
+        assert set(step.input_map) <= set(inputs), step.model_name
+        assert required <= set(step.input_map), step.model_name
+        for tensor in step.input_map.values():
+            assert tensor in available, f"{step.model_name} reads {tensor} before it exists"
+        assert set(step.output_map) <= {o.name for o in model.output}
+        available |= set(step.output_map.values())
+    assert {o.name for o in segment.output} <= available
+
+
+def test_model_py_files_import_the_package_models(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    for name, module in [
+        (c.PREPROCESS, "preprocess"),
+        (c.IMAGE_ENCODER, "onnx_model"),
+        (c.MASK_DECODER, "onnx_model"),
+        (c.POSTPROCESS, "postprocess"),
+    ]:
+        source = (repo / name / "1" / "model.py").read_text()
+        assert f"from sam2_triton.triton_models.{module} import TritonPythonModel" in source
+
+
+def test_rebuild_only_when_something_changed(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    assert build_repository(fake_export, repo) is True
+    assert build_repository(fake_export, repo) is False
+    assert build_repository(fake_export, repo, ServingOptions(decoder_instances=1)) is True
+    (fake_export / DECODER_FILE).write_bytes(b"new decoder!")
+    assert build_repository(fake_export, repo, ServingOptions(decoder_instances=1)) is True
+    assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"new decoder!"
+
+
+def test_missing_export_says_what_to_run(tmp_path):
+    with pytest.raises(RepositoryError, match="sam2-triton export --model"):
+        build_repository(tmp_path / "nothing", tmp_path / "repo")
