@@ -159,7 +159,7 @@ def test_decode_image_applies_exif_rotation():
     ("data", "words"),
     [
         (b"", "empty"),
-        (b"this is not an image", "cannot be decoded"),
+        (b"this is not an image", "not a recognised image file"),
         (_encode(np.zeros((50, 50, 3), np.uint8), "JPEG")[:200], "cannot be decoded"),
     ],
 )

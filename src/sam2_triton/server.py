@@ -25,6 +25,9 @@ from pathlib import Path
 import requests
 
 
+EXIT_TIMEOUT_S = 15
+
+
 class ServerError(RuntimeError):
     """The server cannot be started; the message says what to do."""
 
@@ -135,6 +138,9 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             "--disable-auto-complete-config",
             "--exit-on-error=true",
+            # Idle keep-alive client connections must not hold a SIGTERM for Triton's default
+            # 30 s; in-flight requests still get this long to finish.
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             *self.extra_args,
         ]
 
@@ -181,7 +187,7 @@ class TritonServer:
         self.stop()
         raise ServerError(f"tritonserver was not ready after {timeout:.0f} s")
 
-    def stop(self, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float = 3 * EXIT_TIMEOUT_S) -> int | None:
         """SIGTERM, wait for a clean exit (models finalised), SIGKILL as a last resort."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None

@@ -318,7 +318,7 @@ def default_verify_prompts(batch: int = 2) -> list[dict[str, np.ndarray]]:
 
 
 def create_session(path: Path, threads: int = 2, level: str = "all") -> Any:
-    """An onnxruntime CPU session; ``level`` is the graph optimisation level (basic/extended/all)."""
+    """An onnxruntime CPU session; ``level``: graph optimisation (disable/basic/extended/all)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -364,7 +364,10 @@ def verify_onnx(
     for prompt in prompts:
         feeds = {**features, **prompt}
         with torch.no_grad():
-            ref = [t.numpy() for t in decoder(*(torch.from_numpy(feeds[n]) for n in DECODER_INPUT_NAMES))]
+            ref = [
+                t.numpy()
+                for t in decoder(*(torch.from_numpy(feeds[n]) for n in DECODER_INPUT_NAMES))
+            ]
         got = session.run(DECODER_OUTPUT_NAMES, feeds)
         diffs = _max_abs(DECODER_OUTPUT_NAMES, ref, got)
         for name, value in diffs.items():

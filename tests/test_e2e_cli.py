@@ -1,0 +1,188 @@
+"""The command line and the standalone client examples, against a real tritonserver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from sam2_triton.client import SegmentClient
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
+CLI = [sys.executable, "-m", "sam2_triton.cli"]
+
+
+def _reference(triton, point=(300.0, 200.0)):
+    with SegmentClient(triton.http_url, "http") as client:
+        return client.segment(
+            IMAGE.read_bytes(), np.array([point], np.float32), np.array([1], np.int32)
+        )
+
+
+@pytest.mark.parametrize("example", ["segment_http.py", "segment_grpc.py"])
+def test_client_example_writes_the_best_mask(triton, tmp_path, example):
+    url = triton.http_url if "http" in example else triton.grpc_url
+    out = tmp_path / "mask.png"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "client_examples" / example),
+            str(IMAGE),
+            "300",
+            "200",
+            "--url",
+            url,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "masks [3, 400, 600]" in run.stdout
+    expected = _reference(triton)
+    best = int(np.argmax(expected.iou_scores))
+    np.testing.assert_array_equal(np.array(Image.open(out)), expected.masks[best] * 255)
+
+
+def test_segment_command_writes_masks_and_scores(triton, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            *CLI,
+            "segment",
+            str(IMAGE),
+            "--point",
+            "300,200",
+            "--protocol",
+            "grpc",
+            "--url",
+            triton.grpc_url,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "3 mask(s) of 400x600" in run.stdout
+    expected = _reference(triton)
+    scores = json.loads((out / "scores.json").read_text())
+    np.testing.assert_allclose(scores["iou_scores"], expected.iou_scores, atol=1e-6)
+    for k in range(3):
+        mask = np.array(Image.open(out / f"mask_{k}.png"))
+        np.testing.assert_array_equal(mask, expected.masks[k] * 255)
+
+
+def _workdir_with_export(tmp_path: Path, tiny_export) -> Path:
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "tiny").symlink_to(tiny_export.export_dir)
+    return tmp_path
+
+
+def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path):
+    workdir = _workdir_with_export(tmp_path, tiny_export)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            "--model",
+            "tiny",
+            "--instances",
+            "1",
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "serving SAM 2.1 tiny" in line or proc.poll() is not None:
+                break
+        assert "serving SAM 2.1 tiny" in lines[-1], "".join(lines)[-3000:]
+        assert (workdir / "model_repository" / "sam2_segment" / "config.pbtxt").exists()
+        ready = requests.get(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5)
+        assert ready.status_code == 200
+        metrics_text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+        assert "nv_inference_request_success" in metrics_text
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "tritonserver stopped (exit code 0)" in rest
+
+
+def test_serve_refuses_a_port_in_use(triton, tiny_export, tmp_path):
+    workdir = _workdir_with_export(tmp_path, tiny_export)
+    port = triton.ports.http
+    run = subprocess.run(
+        [*CLI, "serve", "--http-port", str(port)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert f"HTTP port 127.0.0.1:{port} is already in use" in run.stderr
+
+
+def test_serve_without_export_says_how_to_make_one(tmp_path):
+    run = subprocess.run(
+        [*CLI, "serve", "--model", "small"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "sam2-triton export --model" in run.stderr and "--random-weights" in run.stderr
+
+
+def test_download_offline_names_the_alternatives(tmp_path):
+    env = {**os.environ, "SAM2_TRITON_CHECKPOINT_URL_BASE": f"http://127.0.0.1:{free_port()}"}
+    run = subprocess.run(
+        [*CLI, "download", "--model", "tiny", "--dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "--checkpoint PATH" in run.stderr and "--random-weights" in run.stderr
+
+
+def test_missing_stub_is_a_clear_error(tmp_path):
+    from sam2_triton.server import ServerError, _stub_path
+
+    (tmp_path / "python_backend_stubs" / "3.8").mkdir(parents=True)
+    with pytest.raises(ServerError, match="no Python backend stub for Python 3.11.*available: 3.8"):
+        _stub_path(tmp_path)
