@@ -89,6 +89,12 @@ def test_segment_command_writes_masks_and_scores(triton, tmp_path):
         np.testing.assert_array_equal(mask, expected.masks[k] * 255)
 
 
+def _get(url: str) -> tuple[int, str]:
+    """GET without keep-alive: an open idle connection would delay the server's shutdown."""
+    with requests.get(url, timeout=5, headers={"Connection": "close"}) as reply:
+        return reply.status_code, reply.text
+
+
 def _workdir_with_export(tmp_path: Path, tiny_export) -> Path:
     (tmp_path / "exports").mkdir()
     (tmp_path / "exports" / "tiny").symlink_to(tiny_export.export_dir)
@@ -98,46 +104,45 @@ def _workdir_with_export(tmp_path: Path, tiny_export) -> Path:
 def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path):
     workdir = _workdir_with_export(tmp_path, tiny_export)
     http, grpc, metrics = free_port(), free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            *CLI,
-            "serve",
-            "--model",
-            "tiny",
-            "--instances",
-            "1",
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            str(grpc),
-            "--metrics-port",
-            str(metrics),
-        ],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
+    log = tmp_path / "serve.log"  # a file, not a pipe: a full pipe would block tritonserver's log
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--model",
+                "tiny",
+                "--instances",
+                "1",
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+            ],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "serving SAM 2.1 tiny" in line or proc.poll() is not None:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "serving SAM 2.1 tiny" in log.read_text():
                 break
-        assert "serving SAM 2.1 tiny" in lines[-1], "".join(lines)[-3000:]
+            time.sleep(0.5)
+        assert "serving SAM 2.1 tiny" in log.read_text(), log.read_text()[-3000:]
         assert (workdir / "model_repository" / "sam2_segment" / "config.pbtxt").exists()
-        ready = requests.get(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5)
-        assert ready.status_code == 200
-        metrics_text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
-        assert "nv_inference_request_success" in metrics_text
+        assert _get(f"http://127.0.0.1:{http}/v2/health/ready")[0] == 200
+        assert "nv_inference_request_success" in _get(f"http://127.0.0.1:{metrics}/metrics")[1]
         proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, rest
+    rest = log.read_text()
+    assert proc.returncode == 0, rest[-3000:]
     assert "tritonserver stopped (exit code 0)" in rest
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import requests
 
-
 EXIT_TIMEOUT_S = 15
 
 
@@ -180,9 +179,12 @@ class TritonServer:
             if self.process.poll() is not None:
                 hint = f"; see {self.log_file}" if self.log_file else ""
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}{hint}")
+            # Connection: close - a pooled keep-alive connection left open here would hold up
+            # the server's graceful shutdown later.
             with contextlib.suppress(requests.RequestException):
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
+                with requests.get(url, timeout=2, headers={"Connection": "close"}) as reply:
+                    if reply.status_code == 200:
+                        return
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"tritonserver was not ready after {timeout:.0f} s")
