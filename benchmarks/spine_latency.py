@@ -80,8 +80,11 @@ def main() -> None:
     encoder = create_session(args.export_dir / ENCODER_FILE, args.threads)
     decoder = create_session(args.export_dir / DECODER_FILE, args.threads)
     feats = dict(
-        zip(["image_embed", "high_res_feats_0", "high_res_feats_1"],
-            encoder.run(None, {"image": image}), strict=True)
+        zip(
+            ["image_embed", "high_res_feats_0", "high_res_feats_1"],
+            encoder.run(None, {"image": image}),
+            strict=True,
+        )
     )
     decoder_inputs = {
         **feats,
@@ -100,12 +103,15 @@ def main() -> None:
         lambda: processing.postprocess_masks(low[0], iou[0], rgb.shape[:2], True),
         args.decoder_runs,
     )
-    del encoder, decoder
 
     repo = ROOT / "build" / "bench_repository"
     build_repository(args.export_dir, repo)
-    server = TritonServer(repo, ROOT / "build" / "tritonserver", ports=Ports(8100, 8101, 8102),
-                          log_file=ROOT / "build" / "bench_tritonserver.log")
+    server = TritonServer(
+        repo,
+        ROOT / "build" / "tritonserver",
+        ports=Ports(8100, 8101, 8102),
+        log_file=ROOT / "build" / "bench_tritonserver.log",
+    )
     with server:
         data = IMAGE.read_bytes()
         for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):

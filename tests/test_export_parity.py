@@ -1,6 +1,7 @@
 """The exported ONNX pair reproduces SAM 2.1's own image predictor on the same weights.
 
-Tiny with seeded random weights is exported once per session with the default settings. The
+Tiny with seeded random weights is exported once per session with the default settings
+(conftest's ``tiny_export``, shared with the end-to-end tests). The
 ground truth is sam2 itself, loaded from the checkpoint the export saved: the encoder must equal
 ``SAM2ImagePredictor.set_image``'s ``_features`` and the decoder all four mask tokens of
 ``MaskDecoder.predict_masks`` fed by the predictor's own prompt encoding, for every prompt kind.
@@ -9,6 +10,7 @@ ground truth is sam2 itself, loaded from the checkpoint the export saved: the en
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,11 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from sam2_triton import contract  # noqa: E402
 from sam2_triton.export import (  # noqa: E402
+    DECODER_FILE,
     DEFAULT_EXPORTER,
     DEFAULT_OPSET,
+    ENCODER_FILE,
+    METADATA_FILE,
     build_sam2_model,
     export_onnx,
     verify_onnx,
@@ -36,11 +41,17 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     create_session,
 )
 from sam2_triton.export.wrappers import PromptMaskDecoder  # noqa: E402
-from sam2_triton.variants import get_variant  # noqa: E402
 
 TOL = 1e-4
 SEED = 0
 MASK = contract.LOW_RES_MASK_SIZE
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    encoder_path: Path
+    decoder_path: Path
+    metadata_path: Path
 
 
 # --- session fixtures: one build, one export, one reference predictor -------------------------
@@ -52,28 +63,30 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model(workdir: Path) -> torch.nn.Module:
+def model() -> torch.nn.Module:
+    """The same random weights as ``tiny_export`` (seed 0), rebuilt in memory (~1 s)."""
     torch.set_num_threads(2)
-    return build_sam2_model(
-        "tiny", random_weights=True, seed=SEED, save_random_to=workdir / "tiny_random.pt"
-    )
+    return build_sam2_model("tiny", random_weights=True, seed=SEED)
 
 
 @pytest.fixture(scope="session")
-def exported(model: torch.nn.Module, workdir: Path):
-    return export_onnx(model, workdir / "onnx")
+def exported(tiny_export) -> ExportPaths:
+    """conftest's session-wide export: ``export_onnx`` defaults, random weights, seed 0."""
+    out = tiny_export.export_dir
+    return ExportPaths(out / ENCODER_FILE, out / DECODER_FILE, out / METADATA_FILE)
 
 
 @pytest.fixture(scope="session")
-def sessions(exported):
+def sessions(exported: ExportPaths):
     return create_session(exported.encoder_path), create_session(exported.decoder_path)
 
 
 @pytest.fixture(scope="session")
-def reference_model(model: torch.nn.Module, workdir: Path) -> torch.nn.Module:
-    """sam2's own builder reading the checkpoint the random-weight build saved."""
-    cfg = get_variant("tiny").config
-    return build_sam2(cfg, ckpt_path=str(workdir / "tiny_random.pt"), device="cpu", mode="eval")
+def reference_model(tiny_export) -> torch.nn.Module:
+    """sam2's own builder reading the checkpoint that the random-weight build saved."""
+    return build_sam2(
+        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu", mode="eval"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -370,7 +383,7 @@ def test_random_init_leaves_no_constant_parameter(model) -> None:
     ]
     assert constant == []
     weight = model.image_encoder.trunk.blocks[0].norm1.weight
-    assert 0.5 < float(weight.mean()) < 1.5  # perturbed around the default, not replaced
+    assert 0.5 < float(weight.detach().mean()) < 1.5  # perturbed around the default, not replaced
 
 
 def test_random_weights_are_reproducible(model) -> None:
@@ -396,3 +409,10 @@ def test_builder_needs_exactly_one_weight_source(workdir: Path) -> None:
         build_sam2_model("tiny")
     with pytest.raises(ValueError, match="exactly one"):
         build_sam2_model("tiny", checkpoint=workdir / "x.pt", random_weights=True)
+
+
+def test_torchscript_with_ort_optimizer_is_refused(model, workdir: Path) -> None:
+    """That combination gives wrong decoder masks (see docs/export.md); it must not be made."""
+    with pytest.raises(ValueError, match="dynamo"):
+        export_onnx(model, workdir / "never", exporter="torchscript", optimize=True)
+    assert not (workdir / "never").exists()

@@ -19,6 +19,12 @@ NUM_MASK_TOKENS = 4  # token 0: single-mask output, tokens 1..3: multimask outpu
 EMBED_DIM = 256
 EMBED_SIZE = 64  # IMAGE_SIZE / 16
 
+# Files of an export folder (exports/<model>/), written by sam2_triton.export, read by the
+# repository builder.
+ENCODER_FILE = "image_encoder.onnx"
+DECODER_FILE = "mask_decoder.onnx"
+EXPORT_METADATA_FILE = "export.json"
+
 # Triton model names (the public API: clients in any language rely on these).
 PREPROCESS = "sam2_preprocess"
 IMAGE_ENCODER = "sam2_image_encoder"

@@ -29,8 +29,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
 
-DECODER_FILE = "mask_decoder.onnx"
-ENCODER_FILE = "image_encoder.onnx"
+ENCODER_FILE = c.ENCODER_FILE
+DECODER_FILE = c.DECODER_FILE
 BUILD_INFO = "build.json"
 
 
@@ -234,7 +234,7 @@ def build_repository(
             _place_file(export_dir / spec.onnx_file, version_dir / "model.onnx")
     (out_dir / c.SEGMENT / "1").mkdir(parents=True)
     (out_dir / c.SEGMENT / "config.pbtxt").write_text(render(ensemble_config()))
-    export_info = export_dir / "export.json"
+    export_info = export_dir / c.EXPORT_METADATA_FILE
     info = {
         "fingerprint": fingerprint,
         "export_dir": str(export_dir.resolve()),

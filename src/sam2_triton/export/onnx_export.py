@@ -24,10 +24,11 @@ from torch import nn
 from sam2_triton import contract
 from sam2_triton.export.model_builder import PROVENANCE_ATTR
 from sam2_triton.export.wrappers import ImageEncoder, PromptMaskDecoder
+from sam2_triton.onnx_session import create_session
 
-ENCODER_FILE = "image_encoder.onnx"
-DECODER_FILE = "mask_decoder.onnx"
-METADATA_FILE = "export.json"
+ENCODER_FILE = contract.ENCODER_FILE
+DECODER_FILE = contract.DECODER_FILE
+METADATA_FILE = contract.EXPORT_METADATA_FILE
 
 EXPORTERS = ("torchscript", "dynamo")
 #: Opset each exporter is used with: 17 is the TorchScript exporter's well-trodden one, 18 the
@@ -80,12 +81,19 @@ def export_onnx(
     """Write ``image_encoder.onnx``, ``mask_decoder.onnx`` and ``export.json`` into ``out_dir``.
 
     ``opset`` defaults to the exporter's own (``EXPORTER_OPSETS``). ``optimize`` runs
-    onnxruntime's SAM 2 graph fusions (attention, LayerNorm, GELU) on both files.
+    onnxruntime's SAM 2 graph fusions (attention, LayerNorm, GELU) on both files; it is refused
+    for the TorchScript exporter, whose graph it turns into wrong masks.
     ``provenance`` (variant, seed or checkpoint sha256) defaults to what ``build_sam2_model``
     attached to the model.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if optimize and exporter == "torchscript":
+        raise ValueError(
+            "optimize=True needs the dynamo exporter: onnxruntime's sam2 fusions rewrite the "
+            "TorchScript graph's LayerNorm2d into a wrong NHWC LayerNormalization (decoder "
+            "logits off by ~0.5, see docs/export.md); use optimize=False with torchscript"
+        )
     opset = EXPORTER_OPSETS[exporter] if opset is None else opset
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -315,22 +323,6 @@ def default_verify_prompts(batch: int = 2) -> list[dict[str, np.ndarray]]:
         "has_mask_input": (np.arange(batch) % 2 == 0).astype(np.float32).reshape(batch, 1),
     }
     return [one_click, mixed]
-
-
-def create_session(path: Path, threads: int = 2, level: str = "all") -> Any:
-    """An onnxruntime CPU session; ``level``: graph optimisation (disable/basic/extended/all)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def verify_onnx(
