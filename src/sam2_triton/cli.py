@@ -24,6 +24,13 @@ REPOSITORY_DIR = Path("model_repository")
 RUNTIME_DIR = Path("build/tritonserver")
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / "assets" / "coffee.jpg"
 
+EXPORT_TOLERANCE = 1e-3  # ORT vs PyTorch, max abs; a correct export is ~1e-5
+
+
+class ExportCheckError(RuntimeError):
+    """The exported ONNX files do not reproduce the PyTorch model."""
+
+
 RANDOM_WEIGHTS_WARNING = """
 ################################################################################
 #  WARNING: RANDOM WEIGHTS. The official SAM 2.1 checkpoint is not available,   #
@@ -50,7 +57,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 def export_model(model: str, checkpoint: Path | None, random_weights: bool, seed: int) -> Path:
     """Export ``model`` to ``exports/<model>/`` and return that folder."""
-    from sam2_triton.export import build_sam2_model, export_onnx
+    from sam2_triton.export import build_sam2_model, export_onnx, verify_onnx
 
     out_dir = EXPORT_ROOT / model
     save_to = random_checkpoint_path(model, seed) if random_weights else None
@@ -70,6 +77,13 @@ def export_model(model: str, checkpoint: Path | None, random_weights: bool, seed
         f"exported {model} to {out_dir} in {result.total_seconds:.1f} s "
         f"({result.exporter} exporter, opset {result.opset})"
     )
+    report = verify_onnx(sam, result.encoder_path, result.decoder_path)
+    print(report.format())
+    if report.max_abs > EXPORT_TOLERANCE:
+        raise ExportCheckError(
+            f"the ONNX files differ from PyTorch by {report.max_abs:.2e} "
+            f"(> {EXPORT_TOLERANCE:g}); do not serve them"
+        )
     return out_dir
 
 
@@ -320,7 +334,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CheckpointDownloadError, RepositoryError, ServerError, FileNotFoundError) as exc:
+    except (
+        CheckpointDownloadError,
+        RepositoryError,
+        ServerError,
+        ExportCheckError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
