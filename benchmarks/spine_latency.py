@@ -129,8 +129,24 @@ def main() -> None:
 
     out = args.export_dir / "latency.json"
     out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    print_table(results)
+    print(f"figures written to {out}")
+
+
+def print_table(results: dict) -> None:
+    machine = results["machine"]
+    print(f"{machine['cpu']}, {machine['cores']} cores; {results['image']}")
+    print(f"{'step':34s}{'median ms':>12s}{'min':>10s}{'max':>10s}")
+    for key, value in results.items():
+        if isinstance(value, dict) and "median_ms" in value:
+            print(
+                f"{key:34s}{value['median_ms']:12.1f}{value['min_ms']:10.1f}{value['max_ms']:10.1f}"
+            )
+    if "served_vs_pytorch_speedup" in results:
+        print(
+            "served sam2_segment vs SAM2ImagePredictor: "
+            f"{results['served_vs_pytorch_speedup']:.2f}x faster"
+        )
 
 
 def _pytorch_reference(checkpoint: Path, export: dict, rgb: np.ndarray, args) -> dict:

@@ -87,6 +87,12 @@ def test_segment_command_writes_masks_and_scores(triton, tmp_path):
     for k in range(3):
         mask = np.array(Image.open(out / f"mask_{k}.png"))
         np.testing.assert_array_equal(mask, expected.masks[k] * 255)
+    tinted = np.array(Image.open(out / "overlay.png"))
+    original = np.array(Image.open(IMAGE).convert("RGB"))
+    outside = ~expected.masks.any(axis=0).astype(bool)
+    assert tinted.shape == original.shape
+    np.testing.assert_array_equal(tinted[outside], original[outside])
+    assert (tinted[~outside] != original[~outside]).any()
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -32,13 +32,13 @@ class ExportCheckError(RuntimeError):
 
 
 RANDOM_WEIGHTS_WARNING = """
-################################################################################
-#  WARNING: RANDOM WEIGHTS. The official SAM 2.1 checkpoint is not available,   #
-#  so this model has random weights (fixed seed). Its masks are MEANINGLESS.    #
-#  Everything else (export, serving, protocol) is real. For real masks run:     #
-#    sam2-triton download --model {model}   (needs access to Meta's host), or    #
-#    sam2-triton export --model {model} --checkpoint PATH                        #
-################################################################################
+##############################################################################
+  WARNING: RANDOM WEIGHTS. The official SAM 2.1 checkpoint is not available,
+  so this model has random weights (fixed seed): its masks are MEANINGLESS.
+  Everything else (export, serving, protocol) is real. For real masks run
+    sam2-triton download --model {model}     (needs access to Meta's host), or
+    sam2-triton export --model {model} --checkpoint PATH
+##############################################################################
 """
 
 
@@ -188,13 +188,12 @@ def segment_image(args: argparse.Namespace) -> Path:
     if args.point:
         coords = np.array([p[:2] for p in args.point], dtype=np.float32)
         labels = np.array([p[2] for p in args.point], dtype=np.int32)
+    image = Path(args.image).read_bytes()
     with SegmentClient(args.url, args.protocol) as client:
         start = time.perf_counter()
-        result = client.segment(
-            Path(args.image).read_bytes(), coords, labels, args.box, not args.single_mask
-        )
+        result = client.segment(image, coords, labels, args.box, not args.single_mask)
         elapsed = time.perf_counter() - start
-    files = save_result(result, args.out)
+    files = save_result(result, args.out, image)
     print(
         f"{len(result.masks)} mask(s) of {result.masks.shape[1]}x{result.masks.shape[2]} in "
         f"{elapsed:.2f} s over {args.protocol}; IoU scores "

@@ -86,8 +86,23 @@ class SegmentClient:
         self.close()
 
 
-def save_result(result: MaskResult, out_dir: Path) -> list[Path]:
-    """mask_<k>.png (0/255) per mask and scores.json; returns the files written."""
+OVERLAY_COLOURS = np.array([[30, 144, 255], [255, 64, 64], [64, 200, 64]], dtype=np.float32)
+
+
+def overlay(image: bytes, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image with each mask tinted in its own colour: RGB uint8 [H, W, 3]."""
+    from sam2_triton.processing import decode_image
+
+    canvas = decode_image(image).astype(np.float32)
+    for k, mask in enumerate(masks):
+        colour = OVERLAY_COLOURS[k % len(OVERLAY_COLOURS)]
+        selected = mask.astype(bool)
+        canvas[selected] = (1 - alpha) * canvas[selected] + alpha * colour
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def save_result(result: MaskResult, out_dir: Path, image: bytes | None = None) -> list[Path]:
+    """mask_<k>.png (0/255) per mask, scores.json and, given the image, overlay.png."""
     import json
 
     from PIL import Image
@@ -109,4 +124,9 @@ def save_result(result: MaskResult, out_dir: Path) -> list[Path]:
             indent=2,
         )
     )
-    return [*written, scores]
+    written.append(scores)
+    if image is not None:
+        path = out_dir / "overlay.png"
+        Image.fromarray(overlay(image, result.masks)).save(path)
+        written.append(path)
+    return written
