@@ -33,3 +33,15 @@ def test_multi_row_requests_are_split_by_their_own_row_counts():
     results = run_grouped(requests, lambda b: {"y": b["x"] + 1})
     assert [r["y"].shape for r in results] == [(3, 2), (1, 2)]
     np.testing.assert_array_equal(results[1]["y"], np.full((1, 2), 2.0))
+
+
+def test_a_failing_group_fails_only_its_own_requests():
+    def run(batch):
+        if batch["x"].shape[1] == 3:
+            raise ValueError("bad group")
+        return {"y": batch["x"]}
+
+    requests = [{"x": np.ones((1, 2))}, {"x": np.ones((1, 3))}, {"x": np.ones((1, 2))}]
+    results = run_grouped(requests, run)
+    assert isinstance(results[1], ValueError)
+    assert [r["y"].shape for r in (results[0], results[2])] == [(1, 2), (1, 2)]

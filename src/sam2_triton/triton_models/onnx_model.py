@@ -36,11 +36,10 @@ class TritonPythonModel:
             {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names}
             for r in requests
         ]
-        try:
-            results = run_grouped(inputs, self._run)
-        except Exception as exc:  # noqa: BLE001 - every request gets an answer
-            return [error_response(exc, pb_utils.Logger) for _ in requests]
-        return [response(r) for r in results]
+        return [
+            error_response(r, pb_utils.Logger) if isinstance(r, Exception) else response(r)
+            for r in run_grouped(inputs, self._run)
+        ]
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, batch)
