@@ -1,0 +1,88 @@
+"""Our Python-backend models run in-process with a fake ``triton_python_backend_utils``: every
+request of a batch gets its own response, bad input becomes INVALID_ARG naming the field."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from PIL import Image
+
+from tests import fake_pb_utils as pb
+
+sys.modules.setdefault("triton_python_backend_utils", pb)
+
+from sam2_triton.repository import ServingOptions, model_config, model_specs  # noqa: E402
+from sam2_triton.triton_models import postprocess, preprocess  # noqa: E402
+
+
+def _args(name: str) -> dict[str, str]:
+    spec = next(s for s in model_specs(ServingOptions(max_points=3)) if s.name == name)
+    # Triton hands models their config as JSON, parameters as {"key": {"string_value": v}}.
+    config = json_format.MessageToJson(model_config(spec, 100), preserving_proto_field_name=True)
+    return {"model_config": config}
+
+
+def _png(height: int = 30, width: int = 40) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buffer, format="PNG")
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+@pytest.fixture
+def pre() -> preprocess.TritonPythonModel:
+    model = preprocess.TritonPythonModel()
+    model.initialize(_args("sam2_preprocess"))
+    return model
+
+
+def test_preprocess_answers_each_request_of_a_batch_on_its_own(pre):
+    good = pb.InferenceRequest(
+        {
+            "image": _png(),
+            "point_coords": np.array([[4.0, 5.0]], np.float32),
+            "point_labels": np.array([1], np.int32),
+        }
+    )
+    no_image = pb.InferenceRequest({"point_coords": np.array([[4.0, 5.0]], np.float32)})
+    too_many = pb.InferenceRequest(
+        {
+            "image": _png(),
+            "point_coords": np.ones((4, 2), np.float32),
+            "point_labels": np.ones(4, np.int32),
+        }
+    )
+    responses = pre.execute([good, no_image, too_many])
+    assert len(responses) == 3
+    outputs = responses[0].outputs()
+    assert outputs["image_1024"].shape == (1, 3, 1024, 1024)
+    assert outputs["orig_size"].tolist() == [30, 40]
+    assert outputs["multimask"].tolist() == [True]  # default when omitted
+    np.testing.assert_allclose(outputs["point_coords_1024"], [[[4 / 40 * 1024, 5 / 30 * 1024]]])
+    for response, words in (
+        (responses[1], "image: required input is missing"),
+        (responses[2], "limit of 3"),
+    ):  # max_points from the config
+        assert response.error.code() == pb.TritonError.INVALID_ARG
+        assert words in response.error.message()
+
+
+def test_postprocess_single_mask_at_original_size():
+    model = postprocess.TritonPythonModel()
+    logits = np.full((1, 4, 256, 256), -5.0, np.float32)
+    logits[0, 0] = 5.0  # token 0 fully stable -> chosen
+    request = pb.InferenceRequest(
+        {
+            "low_res_masks": logits,
+            "iou_predictions": np.array([[0.1, 0.9, 0.8, 0.7]], np.float32),
+            "orig_size": np.array([30, 40], np.int32),
+            "multimask": np.array([False]),
+        }
+    )
+    (response,) = model.execute([request])
+    outputs = response.outputs()
+    assert outputs["masks"].shape == (1, 30, 40) and outputs["masks"].all()
+    assert outputs["iou_scores"].tolist() == pytest.approx([0.1])
