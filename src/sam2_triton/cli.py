@@ -13,10 +13,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sam2_triton.variants import VARIANTS, get_variant
+
+if TYPE_CHECKING:  # imported lazily at run time: `segment` and `download` need neither
+    from sam2_triton.repository import ServingOptions
+    from sam2_triton.server import TritonServer
 
 CHECKPOINT_DIR = Path("checkpoints")
 EXPORT_ROOT = Path("exports")
@@ -103,7 +108,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serving_options(args: argparse.Namespace):  # noqa: ANN202
+def _serving_options(args: argparse.Namespace) -> ServingOptions:
     from sam2_triton.repository import ServingOptions
 
     return ServingOptions(
@@ -113,7 +118,7 @@ def _serving_options(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def build_repo(model: str, out: Path, options=None) -> Path:  # noqa: ANN001
+def build_repo(model: str, out: Path, options: ServingOptions | None = None) -> Path:
     from sam2_triton.repository import build_repository
 
     changed = build_repository(EXPORT_ROOT / model, out, options)
@@ -134,7 +139,9 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=2, help="instances per model")
 
 
-def start_server(args: argparse.Namespace, repository: Path, log_file: Path | None = None):  # noqa: ANN201
+def start_server(
+    args: argparse.Namespace, repository: Path, log_file: Path | None = None
+) -> TritonServer:
     from sam2_triton.server import Ports, TritonServer
 
     server = TritonServer(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -14,7 +15,8 @@ Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
 
 
-def _module(protocol: Protocol):  # noqa: ANN202 - tritonclient.http or tritonclient.grpc
+def _module(protocol: Protocol) -> ModuleType:
+    """tritonclient.http or tritonclient.grpc (same API for what we use)."""
     if protocol == "http":
         import tritonclient.http as module
     elif protocol == "grpc":
@@ -66,7 +68,7 @@ class SegmentClient:
             low_res_logits=result.as_numpy("low_res_logits"),
         )
 
-    def _input(self, name: str, value: np.ndarray):  # noqa: ANN202
+    def _input(self, name: str, value: np.ndarray) -> Any:
         dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}.get(value.dtype)
         dtype = dtype or {np.dtype(np.int32): "INT32", np.dtype(bool): "BOOL"}[value.dtype]
         tensor = self._tc.InferInput(name, list(value.shape), dtype)

@@ -141,7 +141,6 @@ def prepare_prompts(
     Mirrors ``SAM2ImagePredictor._prep_prompts`` + ``_predict``: a box becomes two points
     labelled 2 and 3 placed *before* the clicked points; x is scaled by 1024/W, y by 1024/H.
     """
-    height, width = orig_hw
     points = _validate_points(point_coords, point_labels, orig_hw, max_points)
     box_xyxy = _validate_box(box, orig_hw)
     if points is None and box_xyxy is None:
