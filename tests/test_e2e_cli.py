@@ -197,3 +197,34 @@ def test_missing_stub_is_a_clear_error(tmp_path):
     (tmp_path / "python_backend_stubs" / "3.8").mkdir(parents=True)
     with pytest.raises(ServerError, match="no Python backend stub for Python 3.11.*available: 3.8"):
         _stub_path(tmp_path)
+
+
+def test_demo_offline_ends_with_masks_on_disk(tiny_export, tmp_path):
+    workdir = _workdir_with_export(tmp_path, tiny_export)
+    env = {**os.environ, "SAM2_TRITON_CHECKPOINT_URL_BASE": f"http://127.0.0.1:{free_port()}"}
+    ports = [str(free_port()) for _ in range(3)]
+    run = subprocess.run(
+        [
+            *CLI,
+            "demo",
+            "--instances",
+            "1",
+            "--http-port",
+            ports[0],
+            "--grpc-port",
+            ports[1],
+            "--metrics-port",
+            ports[2],
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RANDOM WEIGHTS" in run.stderr and "MEANINGLESS" in run.stderr
+    out = workdir / "outputs" / "demo"
+    assert f"masks and scores are in {out}" in run.stdout
+    assert [np.array(Image.open(out / f"mask_{k}.png")).shape for k in range(3)] == [(400, 600)] * 3
+    assert len(json.loads((out / "grpc_single" / "scores.json").read_text())["iou_scores"]) == 1
