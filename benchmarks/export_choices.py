@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from machine import cpu_model  # benchmarks/machine.py (script dir on sys.path)
 
 from sam2_triton.export import build_sam2_model, export_onnx, verify_onnx
 from sam2_triton.export.onnx_export import (
@@ -45,17 +45,6 @@ class Variant:
     dec_err: float
     encoder_times: list[float] = field(default_factory=list)
     decoder_times: list[float] = field(default_factory=list)
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -155,7 +144,7 @@ def main() -> None:
         variants = _export_all(model, args.out or Path(tmp), args.levels.split(","))
         _time_round_robin(variants, args.threads, args.encoder_runs, args.decoder_runs)
         print(
-            f"# {args.model}, random weights (seed 0); {_cpu_model()}, {os.cpu_count()} cores; "
+            f"# {args.model}, random weights (seed 0); {cpu_model()}, {os.cpu_count()} cores; "
             f"ORT {args.threads} intra-op threads; median of {args.encoder_runs} encoder runs "
             f"(B=1) and {args.decoder_runs} decoder runs (B=1, N=1), interleaved; max abs vs "
             "PyTorch over encoder B=2 and decoder B=2 with N=1 and N=5"

@@ -14,12 +14,12 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model, usable_cores  # benchmarks/machine.py (script dir on sys.path)
 
 from sam2_triton import processing
 from sam2_triton.client import SegmentClient
@@ -48,17 +48,6 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict[str, flo
     }
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
@@ -72,7 +61,11 @@ def main() -> None:
     image = processing.preprocess_image(rgb)
     prompts = processing.prepare_prompts(*POINT, None, rgb.shape[:2])
     results: dict[str, object] = {
-        "machine": {"cpu": cpu_name(), "cores": _cores(), "python": platform.python_version()},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": usable_cores(),
+            "python": platform.python_version(),
+        },
         "export": {k: export.get(k) for k in ("variant", "exporter", "opset", "export_seconds")},
         "image": f"{IMAGE.name} {rgb.shape[1]}x{rgb.shape[0]}",
     }
@@ -157,7 +150,7 @@ def _pytorch_reference(checkpoint: Path, export: dict, rgb: np.ndarray, args) ->
 
     from sam2_triton.variants import get_variant
 
-    torch.set_num_threads(_cores())
+    torch.set_num_threads(usable_cores())
     model = build_sam2(get_variant(export["variant"]).config, str(checkpoint), device="cpu")
     predictor = SAM2ImagePredictor(model)
 
@@ -167,12 +160,6 @@ def _pytorch_reference(checkpoint: Path, export: dict, rgb: np.ndarray, args) ->
             predictor.predict(point_coords=POINT[0], point_labels=POINT[1])
 
     return timed(run, args.runs)
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
+from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 
 ENCODER_FILE = c.ENCODER_FILE
 DECODER_FILE = c.DECODER_FILE
@@ -45,8 +46,8 @@ class ServingOptions:
     decoder_max_batch: int = 16
     queue_delay_us: int = 2000
     intra_op_threads: int = 0
-    max_image_pixels: int = 64_000_000
-    max_points: int = 64
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_points: int = DEFAULT_MAX_POINTS
 
 
 @dataclass(frozen=True)
