@@ -31,6 +31,10 @@ IMAGE_ENCODER = "sam2_image_encoder"
 MASK_DECODER = "sam2_mask_decoder"
 POSTPROCESS = "sam2_postprocess"
 SEGMENT = "sam2_segment"
+SESSION = "sam2_session"
+
+# Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
+OUTPUT_FORMATS = ("raw", "png", "rle")
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,29 @@ SEGMENT_INPUTS = (
     Tensor("point_labels", "INT32", (-1,), optional=True),
     Tensor("box", "FP32", (4,), optional=True),
     Tensor("multimask_output", "BOOL", (1,), optional=True),
+    # A previous response's low_res_logits entry, for refinement (SAM2ImagePredictor's mask_input).
+    Tensor("mask_input", "FP32", (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), optional=True),
+    Tensor("output_format", "STRING", (1,), optional=True),  # one of OUTPUT_FORMATS
 )
 SEGMENT_OUTPUTS = (
+    # raw: [K, H, W] 0/1; png/rle: [0, H, W] (the masks travel in encoded_masks instead).
     Tensor("masks", "UINT8", (-1, -1, -1)),
     Tensor("iou_scores", "FP32", (-1,)),
     Tensor("low_res_logits", "FP32", (-1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    # png: one PNG file per mask; rle: one JSON COCO RLE object per mask ({"size", "counts",
+    # "bbox", "area"}); raw: [0].
+    Tensor("encoded_masks", "STRING", (-1,)),
 )
+
+# --- sam2_session: encode once, click many (Python backend, BLS) -----------------------------
+# A request with `image` encodes it (unless cached) and returns its content id; a request with
+# `image_id` and prompts runs the decoder alone. Without prompts nothing is decoded (K = 0).
+SESSION_INPUTS = (
+    Tensor("image", "UINT8", (-1,), optional=True),
+    Tensor("image_id", "STRING", (1,), optional=True),
+    *SEGMENT_INPUTS[1:],
+)
+SESSION_OUTPUTS = (*SEGMENT_OUTPUTS, Tensor("image_id", "STRING", (1,)))
 
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
 PREPROCESS_OUTPUTS = (
@@ -89,10 +110,12 @@ PREPROCESS_OUTPUTS = (
     Tensor("has_mask_input", "FP32", (1, 1)),
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
+    Tensor("mask_format", "STRING", (1,)),
 )
 POSTPROCESS_INPUTS = (
     Tensor("low_res_masks", "FP32", (1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     Tensor("iou_predictions", "FP32", (1, NUM_MASK_TOKENS)),
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
+    Tensor("mask_format", "STRING", (1,)),
 )

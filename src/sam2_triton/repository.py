@@ -48,6 +48,10 @@ class ServingOptions:
     intra_op_threads: int = 0
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_points: int = DEFAULT_MAX_POINTS
+    # sam2_session: instances bound how many requests it serves at once (one each); the
+    # embedding cache is shared by all of them and bounded in bytes (16.8 MB per image).
+    session_instances: int = 4
+    session_cache_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,10 @@ class ModelSpec:
 
 def model_specs(options: ServingOptions) -> list[ModelSpec]:
     threads = {"intra_op_num_threads": str(options.intra_op_threads)}
+    limits = {
+        "max_image_pixels": str(options.max_image_pixels),
+        "max_points": str(options.max_points),
+    }
     return [
         ModelSpec(
             c.PREPROCESS,
@@ -74,10 +82,7 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             c.PREPROCESS_OUTPUTS,
             python_module="preprocess",
             instances=options.python_instances,
-            parameters={
-                "max_image_pixels": str(options.max_image_pixels),
-                "max_points": str(options.max_points),
-            },
+            parameters=limits,
         ),
         ModelSpec(
             c.IMAGE_ENCODER,
@@ -107,6 +112,14 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             c.SEGMENT_OUTPUTS,
             python_module="postprocess",
             instances=options.python_instances,
+        ),
+        ModelSpec(
+            c.SESSION,
+            c.SESSION_INPUTS,
+            c.SESSION_OUTPUTS,
+            python_module="session",
+            instances=options.session_instances,
+            parameters={**limits, "cache_bytes": str(options.session_cache_bytes)},
         ),
     ]
 
