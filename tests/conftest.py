@@ -27,9 +27,14 @@ class TinyExport:
 
 
 def _export_key() -> str:
+    """Changes when the export code or the ONNX files' tensor contract changes."""
+    from sam2_triton import contract as c
+
     digest = hashlib.sha256()
-    for path in sorted([*(SRC / "export").glob("*.py"), SRC / "contract.py", SRC / "variants.py"]):
+    for path in sorted([*(SRC / "export").glob("*.py"), SRC / "variants.py"]):
         digest.update(path.read_bytes())
+    onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
+    digest.update(repr(onnx_contract).encode())
     return digest.hexdigest()[:16]
 
 

@@ -20,6 +20,7 @@ class Tensor:
 class TritonError:
     INTERNAL = 13
     INVALID_ARG = 3
+    NOT_FOUND = 5
 
     def __init__(self, message: str, code: int = INTERNAL) -> None:
         self._message, self._code = message, code

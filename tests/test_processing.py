@@ -173,3 +173,36 @@ def test_decode_image_refuses_pixel_bombs_before_decoding():
     data = _encode(np.zeros((100, 100, 3), np.uint8))
     with pytest.raises(P.InvalidInputError, match="exceeds the limit of 9999 pixels"):
         P.decode_image(data, max_pixels=9999)
+
+
+# --- request options: mask_input, multimask_output, output_format ------------------------------
+
+
+def test_mask_input_becomes_the_decoder_mask_with_its_flag_set():
+    mask, flag = P.prepare_mask_input(None)
+    assert mask.shape == (1, 1, 256, 256) and not mask.any() and flag.tolist() == [[0.0]]
+    given = np.random.default_rng(0).normal(size=(1, 256, 256)).astype(np.float32)
+    mask, flag = P.prepare_mask_input(given)
+    np.testing.assert_array_equal(mask[0], given)
+    assert flag.tolist() == [[1.0]]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (np.zeros((1, 128, 128), np.float32), "expected shape [1, 256, 256]"),
+        (np.zeros((3, 256, 256), np.float32), "got [3, 256, 256]"),
+        (np.full((1, 256, 256), np.nan, np.float32), "NaN"),
+    ],
+)
+def test_bad_mask_input_names_the_problem(value, words):
+    with pytest.raises(P.InvalidInputError, match="mask_input") as info:
+        P.prepare_mask_input(value)
+    assert words in str(info.value)
+
+
+def test_output_format_defaults_to_raw_and_refuses_unknown_names():
+    assert P.parse_output_format(None) == "raw"
+    assert P.parse_output_format(np.array([b"rle"], dtype=object)) == "rle"
+    with pytest.raises(P.InvalidInputError, match="output_format: unknown format 'jpeg'"):
+        P.parse_output_format(np.array([b"jpeg"], dtype=object))

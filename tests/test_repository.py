@@ -17,7 +17,7 @@ from sam2_triton.repository import (
     build_repository,
 )
 
-MODELS = (c.PREPROCESS, c.IMAGE_ENCODER, c.MASK_DECODER, c.POSTPROCESS, c.SEGMENT)
+MODELS = (c.PREPROCESS, c.IMAGE_ENCODER, c.MASK_DECODER, c.POSTPROCESS, c.SEGMENT, c.SESSION)
 
 
 @pytest.fixture
@@ -54,8 +54,17 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
         "point_labels": True,
         "box": True,
         "multimask_output": True,
+        "mask_input": True,
+        "output_format": True,
     }
-    assert [o.name for o in segment.output] == ["masks", "iou_scores", "low_res_logits"]
+    outputs = ["masks", "iou_scores", "low_res_logits", "encoded_masks"]
+    assert [o.name for o in segment.output] == outputs
+    session = configs[c.SESSION]
+    assert session.backend == "python" and session.max_batch_size == 0
+    assert {i.name for i in session.input} == {i.name for i in segment.input} | {"image_id"}
+    assert all(i.optional for i in session.input)  # image or image_id: checked by the model
+    assert [o.name for o in session.output] == [*outputs, "image_id"]
+    assert session.parameters["cache_bytes"].string_value == str(1 << 30)
     assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
     assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
 
@@ -87,6 +96,7 @@ def test_model_py_files_import_the_package_models(fake_export, tmp_path):
         (c.IMAGE_ENCODER, "onnx_model"),
         (c.MASK_DECODER, "onnx_model"),
         (c.POSTPROCESS, "postprocess"),
+        (c.SESSION, "session"),
     ]:
         source = (repo / name / "1" / "model.py").read_text()
         assert f"from sam2_triton.triton_models.{module} import TritonPythonModel" in source

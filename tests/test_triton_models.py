@@ -80,9 +80,29 @@ def test_postprocess_single_mask_at_original_size():
             "iou_predictions": np.array([[0.1, 0.9, 0.8, 0.7]], np.float32),
             "orig_size": np.array([30, 40], np.int32),
             "multimask": np.array([False]),
+            "mask_format": np.array([b"raw"], dtype=object),
         }
     )
     (response,) = model.execute([request])
     outputs = response.outputs()
     assert outputs["masks"].shape == (1, 30, 40) and outputs["masks"].all()
     assert outputs["iou_scores"].tolist() == pytest.approx([0.1])
+
+
+def test_postprocess_encodes_masks_when_asked():
+    model = postprocess.TritonPythonModel()
+    logits = np.full((1, 4, 256, 256), -5.0, np.float32)
+    logits[0, 1:, :, :128] = 5.0  # left half
+    request = pb.InferenceRequest(
+        {
+            "low_res_masks": logits,
+            "iou_predictions": np.array([[0.1, 0.9, 0.8, 0.7]], np.float32),
+            "orig_size": np.array([30, 40], np.int32),
+            "multimask": np.array([True]),
+            "mask_format": np.array([b"png"], dtype=object),
+        }
+    )
+    (response,) = model.execute([request])
+    outputs = response.outputs()
+    assert outputs["masks"].shape == (0, 30, 40)
+    assert [bytes(item[:8]) for item in outputs["encoded_masks"]] == [b"\x89PNG\r\n\x1a\n"] * 3

@@ -1,14 +1,16 @@
-"""Call ``sam2_segment`` over HTTP or gRPC with tritonclient (KServe v2 protocol)."""
+"""Call ``sam2_segment`` and ``sam2_session`` over HTTP or gRPC with tritonclient (KServe v2)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 
-from sam2_triton.contract import SEGMENT, SEGMENT_OUTPUTS
+from sam2_triton.contract import SEGMENT, SEGMENT_OUTPUTS, SESSION
+from sam2_triton.mask_formats import decode_masks
 from sam2_triton.processing import MaskResult
 
 Protocol = Literal["http", "grpc"]
@@ -26,8 +28,25 @@ def _module(protocol: Protocol) -> ModuleType:
     return module
 
 
+@dataclass(frozen=True)
+class SegmentResponse:
+    """What sam2_segment / sam2_session return, with encoded masks already decoded.
+
+    ``masks`` is [K, H, W] uint8 0/1 whatever the output format (decoded client-side from PNG or
+    RLE); ``encoded_masks`` holds the PNG files / JSON RLE objects as received (empty for raw);
+    ``image_id`` is set by sam2_session (the id to click on next time).
+    """
+
+    masks: np.ndarray
+    iou_scores: np.ndarray
+    low_res_logits: np.ndarray
+    encoded_masks: list[bytes] = field(default_factory=list)
+    image_id: str | None = None
+
+
 class SegmentClient:
-    """A reusable connection to the server; ``segment()`` is one ``sam2_segment`` call.
+    """A reusable connection to the server: ``segment()`` calls sam2_segment, ``embed()`` and
+    ``click()`` call sam2_session.
 
     gRPC: tritonclient already raises the channel's message limits to 2 GiB, so masks of large
     images (K x H x W bytes) are not cut at gRPC's 4 MiB default.
@@ -47,31 +66,103 @@ class SegmentClient:
         box: np.ndarray | None = None,
         multimask_output: bool = True,
         timeout_s: float | None = None,
-    ) -> MaskResult:
-        """Segment one encoded image (PNG/JPEG/... bytes) with points in original pixels."""
-        inputs = [self._input("image", np.frombuffer(image, dtype=np.uint8))]
+        mask_input: np.ndarray | None = None,
+        output_format: str = "raw",
+    ) -> SegmentResponse:
+        """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels."""
+        return self.infer(
+            SEGMENT,
+            image=image,
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            multimask_output=multimask_output,
+            mask_input=mask_input,
+            output_format=output_format,
+            timeout_s=timeout_s,
+        )
+
+    def embed(self, image: bytes, timeout_s: float | None = None) -> str:
+        """Have sam2_session encode ``image`` (or find it cached); returns its image_id."""
+        response = self.infer(SESSION, image=image, timeout_s=timeout_s)
+        assert response.image_id is not None
+        return response.image_id
+
+    def click(
+        self,
+        image_id: str,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask_output: bool = True,
+        mask_input: np.ndarray | None = None,
+        output_format: str = "raw",
+        timeout_s: float | None = None,
+    ) -> SegmentResponse:
+        """Prompts on an image encoded earlier: one decoder run on the server.
+
+        Raises tritonclient's InferenceServerException with status 404 / NOT_FOUND when the
+        image was evicted: call ``embed`` again.
+        """
+        return self.infer(
+            SESSION,
+            image_id=image_id,
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            multimask_output=multimask_output,
+            mask_input=mask_input,
+            output_format=output_format,
+            timeout_s=timeout_s,
+        )
+
+    def infer(
+        self,
+        model: str,
+        *,
+        image: bytes | None = None,
+        image_id: str | None = None,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask_output: bool | None = None,
+        mask_input: np.ndarray | None = None,
+        output_format: str | None = None,
+        timeout_s: float | None = None,
+    ) -> SegmentResponse:
+        """One call of sam2_segment or sam2_session; omitted arguments are not sent."""
+        values: dict[str, np.ndarray] = {}
+        if image is not None:
+            values["image"] = np.frombuffer(image, dtype=np.uint8)
+        if image_id is not None:
+            values["image_id"] = np.array([image_id.encode()], dtype=np.object_)
         if point_coords is not None:
-            inputs.append(self._input("point_coords", np.asarray(point_coords, np.float32)))
-            inputs.append(self._input("point_labels", np.asarray(point_labels, np.int32)))
+            values["point_coords"] = np.asarray(point_coords, np.float32)
+        if point_labels is not None:
+            values["point_labels"] = np.asarray(point_labels, np.int32)
         if box is not None:
-            inputs.append(self._input("box", np.asarray(box, np.float32).reshape(4)))
-        inputs.append(self._input("multimask_output", np.array([multimask_output], dtype=bool)))
+            values["box"] = np.asarray(box, np.float32).reshape(4)
+        if multimask_output is not None:
+            values["multimask_output"] = np.array([multimask_output], dtype=bool)
+        if mask_input is not None:
+            values["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 256, 256)
+        if output_format is not None:
+            values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
+        inputs = [self._input(name, value) for name, value in values.items()]
         outputs = [self._tc.InferRequestedOutput(t.name) for t in SEGMENT_OUTPUTS]
+        if model == SESSION:
+            outputs.append(self._tc.InferRequestedOutput("image_id"))
         kwargs = {}
         if timeout_s is not None:
             key = "client_timeout" if self.protocol == "grpc" else "timeout"
             kwargs[key] = timeout_s if self.protocol == "grpc" else int(timeout_s * 1e6)
-        result = self.client.infer(SEGMENT, inputs, outputs=outputs, **kwargs)
-        return MaskResult(
-            masks=result.as_numpy("masks"),
-            iou_scores=result.as_numpy("iou_scores"),
-            low_res_logits=result.as_numpy("low_res_logits"),
-        )
+        result = self.client.infer(model, inputs, outputs=outputs, **kwargs)
+        return _response(result, output_format or "raw", with_id=model == SESSION)
 
     def _input(self, name: str, value: np.ndarray) -> Any:
-        dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}.get(value.dtype)
-        dtype = dtype or {np.dtype(np.int32): "INT32", np.dtype(bool): "BOOL"}[value.dtype]
-        tensor = self._tc.InferInput(name, list(value.shape), dtype)
+        tensor = self._tc.InferInput(
+            name, list(value.shape), _DTYPES[value.dtype.kind, value.itemsize]
+        )
         if self.protocol == "http":
             tensor.set_data_from_numpy(value, binary_data=True)
         else:
@@ -86,6 +177,34 @@ class SegmentClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# (numpy kind, itemsize) -> KServe v2 datatype
+_DTYPES = {
+    ("u", 1): "UINT8",
+    ("f", 4): "FP32",
+    ("i", 4): "INT32",
+    ("b", 1): "BOOL",
+    ("O", 8): "BYTES",
+}
+
+
+def _response(result: Any, output_format: str, with_id: bool) -> SegmentResponse:
+    encoded = [bytes(item) for item in result.as_numpy("encoded_masks").reshape(-1)]
+    masks = result.as_numpy("masks")
+    if output_format != "raw":
+        masks = decode_masks(np.array(encoded, dtype=np.object_), output_format)
+    image_id = None
+    if with_id:
+        raw_id = result.as_numpy("image_id").reshape(-1)[0]
+        image_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+    return SegmentResponse(
+        masks=masks,
+        iou_scores=result.as_numpy("iou_scores"),
+        low_res_logits=result.as_numpy("low_res_logits"),
+        encoded_masks=encoded,
+        image_id=image_id,
+    )
 
 
 OVERLAY_COLOURS = np.array([[30, 144, 255], [255, 64, 64], [64, 200, 64]], dtype=np.float32)
@@ -103,7 +222,9 @@ def overlay(image: bytes, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def save_result(result: MaskResult, out_dir: Path, image: bytes | None = None) -> list[Path]:
+def save_result(
+    result: MaskResult | SegmentResponse, out_dir: Path, image: bytes | None = None
+) -> list[Path]:
     """mask_<k>.png (0/255) per mask, scores.json and, given the image, overlay.png."""
     import json
 

@@ -106,7 +106,7 @@ PREPROCESS_OUTPUTS = (
     Tensor("image_1024", "FP32", (1, 3, IMAGE_SIZE, IMAGE_SIZE)),
     Tensor("point_coords_1024", "FP32", (1, -1, 2)),
     Tensor("point_labels_1024", "INT32", (1, -1)),
-    Tensor("mask_input", "FP32", (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("mask_input_1024", "FP32", (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     Tensor("has_mask_input", "FP32", (1, 1)),
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),

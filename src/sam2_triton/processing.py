@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
+from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, OUTPUT_FORMATS
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -233,6 +233,52 @@ def _check_inside(field: str, xy: np.ndarray, orig_hw: tuple[int, int]) -> None:
             field,
             f"({x:g}, {y:g}) lies outside the {width}x{height} image (x in [0, W], y in [0, H])",
         )
+
+
+def prepare_mask_input(mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A previous ``low_res_logits`` entry [1, 256, 256] -> decoder (mask_input, has_mask_input).
+
+    Without one the decoder gets zeros and has_mask_input 0, as SAM2ImagePredictor does.
+    """
+    size = LOW_RES_MASK_SIZE
+    if mask_input is None:
+        return np.zeros((1, 1, size, size), np.float32), np.zeros((1, 1), np.float32)
+    values = np.asarray(mask_input)
+    if values.shape != (1, size, size):
+        raise InvalidInputError(
+            "mask_input",
+            f"expected shape [1, {size}, {size}] (one low_res_logits entry of an earlier "
+            f"response), got {list(values.shape)}",
+        )
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("mask_input", "contains NaN or infinite values")
+    return values.astype(np.float32).reshape(1, 1, size, size), np.ones((1, 1), np.float32)
+
+
+def parse_multimask(value: np.ndarray | None) -> bool:
+    """``multimask_output`` BOOL [1]; default True like SAM2ImagePredictor.predict."""
+    if value is None:
+        return True
+    flat = np.asarray(value).reshape(-1)
+    if flat.shape[0] != 1:
+        raise InvalidInputError("multimask_output", f"expected one value, got {flat.shape[0]}")
+    return bool(flat[0])
+
+
+def parse_output_format(value: np.ndarray | None) -> str:
+    """``output_format`` STRING [1] -> one of OUTPUT_FORMATS (default "raw")."""
+    if value is None:
+        return "raw"
+    flat = np.asarray(value, dtype=object).reshape(-1)
+    if flat.shape[0] != 1:
+        raise InvalidInputError("output_format", f"expected one value, got {flat.shape[0]}")
+    raw = flat[0]
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if text not in OUTPUT_FORMATS:
+        raise InvalidInputError(
+            "output_format", f"unknown format {text!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    return text
 
 
 # --- masks -------------------------------------------------------------------------------------

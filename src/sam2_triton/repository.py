@@ -161,7 +161,7 @@ def ensemble_config() -> mc.ModelConfig:
                 **{t.name: t.name for t in c.ENCODER_OUTPUTS},
                 "point_coords": "point_coords_1024",
                 "point_labels": "point_labels_1024",
-                "mask_input": "mask_input",
+                "mask_input": "mask_input_1024",
                 "has_mask_input": "has_mask_input",
             },
             {t.name: t.name for t in c.DECODER_OUTPUTS},

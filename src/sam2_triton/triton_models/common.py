@@ -43,10 +43,12 @@ def response(outputs: dict[str, np.ndarray]) -> Any:
 
 
 def error_response(exc: Exception, logger: Any) -> Any:
-    """Bad input -> INVALID_ARG naming the field; anything else -> INTERNAL (details in the log)."""
+    """Bad input -> INVALID_ARG naming the field (NOT_FOUND for an unknown image id: the client
+    resends the image); anything else -> INTERNAL (details in the log)."""
     if isinstance(exc, InvalidInputError):
+        code = getattr(exc, "triton_code", "INVALID_ARG")
         return pb_utils.InferenceResponse(
-            error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+            error=pb_utils.TritonError(str(exc), getattr(pb_utils.TritonError, code))
         )
     logger.log_error(f"internal error: {exc!r}")
     return pb_utils.InferenceResponse(
@@ -64,3 +66,16 @@ def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.n
         except Exception as exc:  # noqa: BLE001 - every request gets an answer
             responses.append(error_response(exc, logger))
     return responses
+
+
+def infer(model: str, inputs: dict[str, np.ndarray], output_names: Sequence[str]) -> dict:
+    """A BLS call to another model of this server; its error becomes ours (INTERNAL)."""
+    request = pb_utils.InferenceRequest(
+        model_name=model,
+        requested_output_names=list(output_names),
+        inputs=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in inputs.items()],
+    )
+    result = request.exec()
+    if result.has_error():
+        raise RuntimeError(f"{model} failed: {result.error().message()}")
+    return {n: pb_utils.get_output_tensor_by_name(result, n).as_numpy() for n in output_names}

@@ -1,4 +1,5 @@
-"""sam2_postprocess: all four mask tokens -> the chosen masks at the original image size."""
+"""sam2_postprocess: all four mask tokens -> the chosen masks at the original image size,
+raw or encoded as the request asked."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import POSTPROCESS_INPUTS
+from sam2_triton.mask_formats import response_outputs
 from sam2_triton.triton_models.common import read_inputs, respond_each
 
 
@@ -24,8 +26,4 @@ class TritonPythonModel:
             (height, width),
             multimask_output=bool(inputs["multimask"][0]),
         )
-        return {
-            "masks": result.masks,
-            "iou_scores": result.iou_scores,
-            "low_res_logits": result.low_res_logits,
-        }
+        return response_outputs(result, processing.parse_output_format(inputs["mask_format"]))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import processing
-from sam2_triton.contract import LOW_RES_MASK_SIZE, SEGMENT_INPUTS
+from sam2_triton.contract import SEGMENT_INPUTS
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 
 
@@ -22,19 +22,21 @@ class TritonPythonModel:
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, SEGMENT_INPUTS)
+        output_format = processing.parse_output_format(inputs["output_format"])
+        multimask = processing.parse_multimask(inputs["multimask_output"])
+        mask_input, has_mask_input = processing.prepare_mask_input(inputs["mask_input"])
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
         orig_hw = (rgb.shape[0], rgb.shape[1])
         prompts = processing.prepare_prompts(
             inputs["point_coords"], inputs["point_labels"], inputs["box"], orig_hw, self.max_points
         )
-        multimask = inputs["multimask_output"]
-        multimask = np.array([True]) if multimask is None else multimask.reshape(1).astype(bool)
         return {
             "image_1024": processing.preprocess_image(rgb),
             "point_coords_1024": prompts.coords,
             "point_labels_1024": prompts.labels,
-            "mask_input": np.zeros((1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), np.float32),
-            "has_mask_input": np.zeros((1, 1), np.float32),
+            "mask_input_1024": mask_input,
+            "has_mask_input": has_mask_input,
             "orig_size": np.array(orig_hw, dtype=np.int32),
-            "multimask": multimask,
+            "multimask": np.array([multimask]),
+            "mask_format": np.array([output_format.encode()], dtype=np.object_),
         }

@@ -1,0 +1,93 @@
+"""Mask encodings a response can carry: raw uint8 arrays, one PNG per mask, or COCO RLE.
+
+K masks of an H x W image are K*H*W bytes raw (3 x 12 MP = 36 MB); a PNG or an RLE of a SAM
+mask is typically a few kB. The encodings are the field's usual ones: PNG through Pillow, RLE
+through pycocotools (the SA-1B / COCO annotation format), so any COCO tool reads them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from sam2_triton.processing import MaskResult
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    """A 0/1 mask [H, W] -> a 1-bit PNG (black 0, white 1), lossless."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(bool)).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def png_to_mask(data: bytes) -> np.ndarray:
+    """Inverse of mask_to_png: uint8 0/1 [H, W]."""
+    with Image.open(io.BytesIO(data)) as image:
+        return (np.asarray(image.convert("L")) > 0).astype(np.uint8)
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """A 0/1 mask [H, W] -> COCO RLE ``{"size": [H, W], "counts": str, "bbox", "area"}``.
+
+    ``bbox`` is COCO's [x, y, width, height] in pixels (pycocotools.mask.toBbox), ``area`` the
+    number of mask pixels.
+    """
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": rle["counts"].decode("ascii"),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        "area": int(mask_utils.area(rle)),
+    }
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """Inverse of mask_to_rle: uint8 0/1 [H, W]."""
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+
+
+def encode_masks(masks: np.ndarray, output_format: str) -> np.ndarray:
+    """[K, H, W] masks -> BYTES [K]: PNG files ("png") or JSON RLE objects ("rle"); [0] for raw."""
+    if output_format == "raw":
+        return np.array([], dtype=np.object_)
+    if output_format == "png":
+        items = [mask_to_png(mask) for mask in masks]
+    elif output_format == "rle":
+        items = [json.dumps(mask_to_rle(mask)).encode() for mask in masks]
+    else:
+        raise ValueError(f"unknown output format {output_format!r}")
+    encoded = np.empty(len(items), dtype=np.object_)
+    encoded[:] = items
+    return encoded
+
+
+def response_outputs(result: MaskResult, output_format: str) -> dict[str, np.ndarray]:
+    """The mask outputs of sam2_segment / sam2_session for one result in the requested format.
+
+    Encoded formats leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel.
+    """
+    encoded = encode_masks(result.masks, output_format)
+    masks = result.masks if output_format == "raw" else result.masks[:0]
+    return {
+        "masks": masks,
+        "iou_scores": result.iou_scores,
+        "low_res_logits": result.low_res_logits,
+        "encoded_masks": encoded,
+    }
+
+
+def decode_masks(encoded: np.ndarray, output_format: str) -> np.ndarray:
+    """Client side: BYTES [K] of PNGs or JSON RLEs -> uint8 masks [K, H, W]."""
+    items = [item if isinstance(item, bytes) else str(item).encode() for item in encoded]
+    if output_format == "png":
+        masks = [png_to_mask(item) for item in items]
+    elif output_format == "rle":
+        masks = [rle_to_mask(json.loads(item)) for item in items]
+    else:
+        raise ValueError(f"cannot decode output format {output_format!r}")
+    return np.stack(masks) if masks else np.zeros((0, 0, 0), np.uint8)

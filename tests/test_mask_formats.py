@@ -1,0 +1,61 @@
+"""PNG and COCO RLE mask encodings round-trip exactly and carry COCO's bbox and area."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sam2_triton.mask_formats import (
+    decode_masks,
+    encode_masks,
+    mask_to_rle,
+    response_outputs,
+)
+from sam2_triton.processing import MaskResult
+
+
+def _masks(k: int = 3, height: int = 37, width: int = 53) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    masks = np.zeros((k, height, width), np.uint8)
+    for i in range(k):
+        masks[i, 5 + i : 20 + i, 7 : 30 + 2 * i] = 1
+        masks[i] |= (rng.random((height, width)) > 0.97).astype(np.uint8)
+    return masks
+
+
+@pytest.mark.parametrize("output_format", ["png", "rle"])
+def test_encoded_masks_decode_to_exactly_the_raw_masks(output_format):
+    masks = _masks()
+    encoded = encode_masks(masks, output_format)
+    assert encoded.dtype == object and encoded.shape == (3,)
+    np.testing.assert_array_equal(decode_masks(encoded, output_format), masks)
+
+
+def test_rle_is_coco_rle_with_bbox_and_area():
+    mask = np.zeros((20, 30), np.uint8)
+    mask[4:10, 6:16] = 1  # rows 4..9, cols 6..15
+    rle = mask_to_rle(mask)
+    assert rle["size"] == [20, 30]
+    assert rle["area"] == 60
+    assert rle["bbox"] == [6.0, 4.0, 10.0, 6.0]  # COCO [x, y, width, height]
+    assert isinstance(rle["counts"], str)
+    json.dumps(rle)  # JSON-serialisable as sent
+
+
+def test_encoded_formats_do_not_send_the_raw_masks():
+    masks = _masks()
+    result = MaskResult(
+        masks=masks, iou_scores=np.ones(3, np.float32), low_res_logits=np.zeros((3, 256, 256))
+    )
+    raw = response_outputs(result, "raw")
+    assert raw["masks"].shape == masks.shape and raw["encoded_masks"].shape == (0,)
+    rle = response_outputs(result, "rle")
+    assert rle["masks"].shape == (0, 37, 53) and rle["encoded_masks"].shape == (3,)
+    assert sum(len(item) for item in rle["encoded_masks"]) < masks.nbytes / 5
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="bmp"):
+        encode_masks(_masks(), "bmp")
