@@ -60,14 +60,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# One cached image embedding as stored by sam2_session (three float32 feature maps, .npy headers).
+EMBEDDING_BYTES = 4 * (256 * 64 * 64 + 32 * 256 * 256 + 64 * 128 * 128) + 1024
+TEST_CACHE_IMAGES = 4  # small, so that eviction can be tested in a few encoder runs
+
+
 @pytest.fixture(scope="session")
 def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A real embedded tritonserver serving the tiny export on free loopback ports."""
-    from sam2_triton.repository import build_repository
+    from sam2_triton.repository import ServingOptions, build_repository
     from sam2_triton.server import Ports, TritonServer
 
     repo = tmp_path_factory.mktemp("model_repository")
-    build_repository(tiny_export.export_dir, repo)
+    options = ServingOptions(session_cache_bytes=TEST_CACHE_IMAGES * EMBEDDING_BYTES)
+    build_repository(tiny_export.export_dir, repo, options)
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(
         repository=repo,
@@ -92,3 +98,31 @@ def reference_predictor(tiny_export: TinyExport):
 
     model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
     return SAM2ImagePredictor(model)
+
+
+class Reference:
+    """SAM2ImagePredictor.predict on encoded image bytes, each image's embedding computed once."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.states: dict[str, tuple] = {}
+
+    def predict(self, image: bytes, **kwargs):
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        key = hashlib.sha256(image).hexdigest()
+        p = self.predictor
+        if key not in self.states:
+            p.set_image(np.array(Image.open(io.BytesIO(image)).convert("RGB")))
+            self.states[key] = (p._features, p._orig_hw)
+        p._features, p._orig_hw = self.states[key]
+        p._is_image_set = True
+        return p.predict(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def reference(reference_predictor) -> Reference:
+    return Reference(reference_predictor)

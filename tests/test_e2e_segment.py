@@ -60,37 +60,20 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def reference(reference_predictor):
-    """Reference outputs per (image, case), computing each image's embedding once."""
-    results: dict[tuple[str, str], tuple] = {}
-
-    def get(image: str, case_name: str):
-        if (image, case_name) not in results:
-            rgb = np.array(Image.open(io.BytesIO(image_bytes(image))).convert("RGB"))
-            reference_predictor.set_image(rgb)
-            height, width = rgb.shape[:2]
-            for name, case in CASES.items():
-                coords, labels, box = case.arrays(width, height)
-                results[(image, name)] = reference_predictor.predict(
-                    point_coords=coords,
-                    point_labels=labels,
-                    box=box,
-                    multimask_output=case.multimask,
-                )
-        return results[(image, case_name)]
-
-    return get
-
-
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize("image", ["astronaut.png", "coffee.jpg"])
 @pytest.mark.parametrize("case_name", list(CASES))
 def test_segment_matches_sam2_image_predictor(triton, reference, protocol, image, case_name):
     case = CASES[case_name]
-    ref_masks, ref_scores, ref_low_res = reference(image, case_name)
-    height, width = ref_masks.shape[-2:]
+    width, height = Image.open(io.BytesIO(image_bytes(image))).size
     coords, labels, box = case.arrays(width, height)
+    ref_masks, ref_scores, ref_low_res = reference.predict(
+        image_bytes(image),
+        point_coords=coords,
+        point_labels=labels,
+        box=box,
+        multimask_output=case.multimask,
+    )
     url = triton.http_url if protocol == "http" else triton.grpc_url
     with SegmentClient(url, protocol) as client:
         result = client.segment(image_bytes(image), coords, labels, box, case.multimask)
