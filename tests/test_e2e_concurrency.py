@@ -1,45 +1,99 @@
-"""Concurrent requests (which Triton may batch together) each get their own, correct answer."""
+"""Sixteen clients at once, clicking on the same and on different images over HTTP and gRPC,
+each get their own correct answer (checked against SAM2ImagePredictor on the same weights)."""
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pytest
+import skimage.data
+from PIL import Image
 
+from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
 from tests.test_e2e_segment import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
 
-REQUESTS = [
-    (image, case, protocol)
-    for image, case, protocol in [
-        ("astronaut.png", "one_point_multimask", "http"),
-        ("coffee.jpg", "box", "grpc"),
-        ("astronaut.png", "pos_neg_points", "grpc"),
-        ("coffee.jpg", "box_and_points", "http"),
-        ("coffee.jpg", "one_point_single", "grpc"),
-        ("astronaut.png", "box", "http"),
-    ]
+
+@cache
+def chelsea_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.chelsea()).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+IMAGES = {
+    "astronaut.png": lambda: image_bytes("astronaut.png"),
+    "coffee.jpg": lambda: image_bytes("coffee.jpg"),
+    "chelsea.jpg": chelsea_jpeg,
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """One simulated user: an image, a protocol, and either a session (embed, then clicks) or
+    one-shot sam2_segment calls."""
+
+    image: str
+    protocol: str
+    model: str
+    cases: tuple[str, ...]
+
+
+CASE_NAMES = list(CASES)
+CLIENTS = [
+    Client(
+        image=list(IMAGES)[i % 3],
+        protocol=("http", "grpc")[i % 2],
+        model=c.SEGMENT if i % 4 == 3 else c.SESSION,
+        cases=(CASE_NAMES[i % 5], CASE_NAMES[(i + 2) % 5]) if i % 4 != 3 else (CASE_NAMES[i % 5],),
+    )
+    for i in range(16)
 ]
 
 
-def _call(triton, image: str, case_name: str, protocol: str):
-    case = CASES[case_name]
-    size = {"astronaut.png": (512, 512), "coffee.jpg": (600, 400)}[image]
-    url = triton.http_url if protocol == "http" else triton.grpc_url
-    with SegmentClient(url, protocol) as client:
-        return client.segment(image_bytes(image), *case.arrays(*size), case.multimask)
+def _run(triton, client: Client) -> list:
+    data = IMAGES[client.image]()
+    width, height = Image.open(io.BytesIO(data)).size
+    url = triton.http_url if client.protocol == "http" else triton.grpc_url
+    results = []
+    with SegmentClient(url, client.protocol) as connection:
+        image_id = connection.embed(data) if client.model == c.SESSION else None
+        for name in client.cases:
+            case = CASES[name]
+            coords, labels, box = case.arrays(width, height)
+            if image_id is None:
+                results.append(connection.segment(data, coords, labels, box, case.multimask))
+            else:
+                results.append(connection.click(image_id, coords, labels, box, case.multimask))
+    return results
 
 
-def test_concurrent_requests_get_unmixed_results(triton):
-    expected = [_call(triton, *request) for request in REQUESTS]  # one at a time
-    with ThreadPoolExecutor(len(REQUESTS)) as pool:
-        futures = [pool.submit(_call, triton, *request) for request in REQUESTS]
-        results = [future.result(timeout=600) for future in futures]
-    for request, got, want in zip(REQUESTS, results, expected, strict=True):
-        assert got.masks.shape == want.masks.shape, request
-        agreement = np.mean(got.masks == want.masks)
-        assert agreement >= 0.999, f"{request}: {agreement:.5f}"
-        np.testing.assert_allclose(got.iou_scores, want.iou_scores, atol=1e-4, err_msg=str(request))
+def test_sixteen_concurrent_clients_get_their_own_correct_results(triton, reference):
+    assert len(CLIENTS) >= 16 and len({(c.image, c.model) for c in CLIENTS}) >= 4
+    with ThreadPoolExecutor(len(CLIENTS)) as pool:
+        futures = [pool.submit(_run, triton, client) for client in CLIENTS]
+        outcomes = [future.result(timeout=900) for future in futures]
+    for client, results in zip(CLIENTS, outcomes, strict=True):
+        data = IMAGES[client.image]()
+        width, height = Image.open(io.BytesIO(data)).size
+        for name, got in zip(client.cases, results, strict=True):
+            case = CASES[name]
+            coords, labels, box = case.arrays(width, height)
+            want_masks, want_scores, _ = reference.predict(
+                data,
+                point_coords=coords,
+                point_labels=labels,
+                box=box,
+                multimask_output=case.multimask,
+            )
+            where = f"{client} {name}"
+            assert got.masks.shape == want_masks.shape, where
+            agreement = np.mean(got.masks == want_masks.astype(np.uint8))
+            assert agreement >= 0.999, f"{where}: {agreement:.5f}"
+            np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3, err_msg=where)
