@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from machine import cpu_model, usable_cores  # benchmarks/machine.py (script dir on sys.path)
+from timing import timed
 
 from sam2_triton import processing
 from sam2_triton.client import SegmentClient
@@ -30,22 +28,6 @@ from sam2_triton.server import Ports, TritonServer
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))
-
-
-def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return {
-        "median_ms": statistics.median(samples) * 1e3,
-        "min_ms": min(samples) * 1e3,
-        "max_ms": max(samples) * 1e3,
-        "runs": runs,
-    }
 
 
 def main() -> None:

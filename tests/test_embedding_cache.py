@@ -103,3 +103,13 @@ def test_server_cache_dir_removes_folders_of_dead_servers(tmp_path):
 def test_max_bytes_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="max_bytes"):
         EmbeddingCache(tmp_path, 0)
+
+
+def test_the_last_user_to_close_the_cache_deletes_it(tmp_path):
+    root = tmp_path / "cache"
+    first, second = EmbeddingCache(root, ENTRY_BYTES * 4), EmbeddingCache(root, ENTRY_BYTES * 4)
+    first.put("x", _entry(0))
+    first.close()
+    assert second.get("x") is not None  # still in use by the second
+    second.close()
+    assert not root.exists()

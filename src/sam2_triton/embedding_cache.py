@@ -62,6 +62,22 @@ class EmbeddingCache:
         for folder in (self.entries, self.staging, self.locks):
             folder.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
+        # Every user holds a shared lock on this file until close(): the last one out cleans up.
+        self._users = open(self.root / "users.lock", "a")  # held until close()
+        fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        """Stop using the cache; the last process to close it deletes it (it lives in RAM)."""
+        if self._users.closed:
+            return
+        try:
+            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # other processes still use it
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        finally:
+            self._users.close()
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -66,6 +66,9 @@ class TritonPythonModel:
         self.metrics.update(self.service.cache)
         return responses
 
+    def finalize(self) -> None:
+        self.service.cache.close()
+
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         return self.service.handle(read_inputs(request, c.SESSION_INPUTS))
 
