@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from machine import cpu_model  # benchmarks/machine.py (script dir on sys.path)
-
+from sam2_triton.bench.machine import cpu_model
 from sam2_triton.export import build_sam2_model, export_onnx, verify_onnx
 from sam2_triton.export.onnx_export import (
     DECODER_OUTPUT_NAMES,

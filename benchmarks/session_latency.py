@@ -19,9 +19,9 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, usable_cores  # benchmarks/ is on sys.path when run as a script
-from timing import timed
 
+from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
 from sam2_triton.repository import build_repository
 from sam2_triton.server import Ports, TritonServer

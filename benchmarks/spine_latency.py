@@ -16,10 +16,10 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, usable_cores  # benchmarks/machine.py (script dir on sys.path)
-from timing import timed
 
 from sam2_triton import processing
+from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
 from sam2_triton.onnx_session import create_session
 from sam2_triton.repository import DECODER_FILE, ENCODER_FILE, build_repository

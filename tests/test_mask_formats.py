@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sam2_triton.mask_formats import (
+    cutout_png,
     decode_masks,
     encode_masks,
     mask_to_rle,
@@ -59,3 +62,39 @@ def test_encoded_formats_do_not_send_the_raw_masks():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="bmp"):
         encode_masks(_masks(), "bmp")
+
+
+@pytest.mark.parametrize("crop", [False, True])
+def test_cutout_is_the_image_with_the_mask_as_alpha(crop):
+    rgb = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    mask = np.zeros((37, 53), np.uint8)
+    mask[5:20, 7:30] = 1
+    with Image.open(io.BytesIO(cutout_png(rgb, mask, crop))) as image:
+        assert image.mode == "RGBA"
+        rgba = np.asarray(image)
+    if crop:
+        assert rgba.shape == (15, 23, 4)
+        np.testing.assert_array_equal(rgba[..., :3], rgb[5:20, 7:30])
+        assert (rgba[..., 3] == 255).all()
+    else:
+        assert rgba.shape == (37, 53, 4)
+        np.testing.assert_array_equal(rgba[..., :3], rgb)
+        np.testing.assert_array_equal(rgba[..., 3], mask * 255)
+
+
+def test_cutout_of_an_empty_mask_is_fully_transparent_not_empty():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    with Image.open(io.BytesIO(cutout_png(rgb, np.zeros((4, 6)), crop=True))) as image:
+        assert image.size == (6, 4) and not np.asarray(image)[..., 3].any()
+
+
+def test_cutout_formats_keep_the_raw_masks_and_need_the_image():
+    masks = _masks()
+    result = MaskResult(
+        masks=masks, iou_scores=np.ones(3, np.float32), low_res_logits=np.zeros((3, 256, 256))
+    )
+    rgb = np.zeros((37, 53, 3), np.uint8)
+    out = response_outputs(result, "cutout_cropped", rgb)
+    assert out["masks"].shape == masks.shape and out["encoded_masks"].shape == (3,)
+    with pytest.raises(ValueError, match="decoded image"):
+        response_outputs(result, "cutout")

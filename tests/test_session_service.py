@@ -117,3 +117,20 @@ def test_bad_requests_are_refused_before_any_encoder_run(service, nets, inputs, 
         service.handle(inputs)
     assert words in str(info.value)
     assert nets.encoded == []
+
+
+def test_cutout_of_a_click_by_id_uses_the_cached_image_file(service):
+    image = _png(value=200)
+    image_id = _id(service.handle({"image": image}))
+    out = service.handle(
+        {
+            "image_id": np.array([image_id.encode()], object),
+            **POINT,
+            "output_format": np.array([b"cutout"], object),
+        }
+    )
+    with Image.open(io.BytesIO(out["encoded_masks"][0])) as cutout:
+        rgba = np.asarray(cutout)
+    assert rgba.shape == (30, 40, 4)
+    assert (rgba[:15, :, 3] == 255).all() and not rgba[15:, :, 3].any()  # the fake top-half mask
+    assert (rgba[..., :3] == 200).all()

@@ -81,6 +81,7 @@ def test_postprocess_single_mask_at_original_size():
             "orig_size": np.array([30, 40], np.int32),
             "multimask": np.array([False]),
             "mask_format": np.array([b"raw"], dtype=object),
+            "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
         }
     )
     (response,) = model.execute([request])
@@ -100,6 +101,7 @@ def test_postprocess_encodes_masks_when_asked():
             "orig_size": np.array([30, 40], np.int32),
             "multimask": np.array([True]),
             "mask_format": np.array([b"png"], dtype=object),
+            "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
         }
     )
     (response,) = model.execute([request])

@@ -198,9 +198,19 @@ def segment_image(args: argparse.Namespace) -> Path:
     image = Path(args.image).read_bytes()
     with SegmentClient(args.url, args.protocol) as client:
         start = time.perf_counter()
-        result = client.segment(image, coords, labels, args.box, not args.single_mask)
+        output_format = None
+        if args.cutout:
+            output_format = "cutout_cropped" if args.crop else "cutout"
+        result = client.segment(
+            image, coords, labels, args.box, not args.single_mask, output_format=output_format
+        )
         elapsed = time.perf_counter() - start
     files = save_result(result, args.out, image)
+    if args.cutout:
+        best = int(np.argmax(result.iou_scores))
+        args.cutout.parent.mkdir(parents=True, exist_ok=True)
+        args.cutout.write_bytes(result.encoded_masks[best])
+        files.append(args.cutout)
     print(
         f"{len(result.masks)} mask(s) of {result.masks.shape[1]}x{result.masks.shape[2]} in "
         f"{elapsed:.2f} s over {args.protocol}; IoU scores "
@@ -278,6 +288,27 @@ def _image_size(path: Path) -> tuple[int, int]:
         return image.height, image.width
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from sam2_triton.bench.report import format_table, write
+    from sam2_triton.bench.run import BenchConfig, run_bench
+
+    export_dir = EXPORT_ROOT / args.model
+    if not (export_dir / "export.json").exists():
+        print(f"error: no export in {export_dir}: run `sam2-triton export` first", file=sys.stderr)
+        return 2
+    config = BenchConfig(
+        export_dir=export_dir,
+        out_dir=args.out,
+        runtime_dir=RUNTIME_DIR.resolve(),
+        quick=args.quick,
+    )
+    report = run_bench(config)
+    json_path, png_path = write(report, args.out)
+    print(format_table(report))
+    print(f"written: {json_path}, {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam2-triton", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,7 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("http", "grpc"), default="http")
     p.add_argument("--url", help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--cutout", type=Path, help="also write the best mask's object as an RGBA PNG here"
+    )
+    p.add_argument("--crop", action="store_true", help="crop the cut-out to the object's box")
     p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("bench", help="throughput, latency and ratios against alternatives")
+    p.add_argument("--model", choices=sorted(VARIANTS), default="tiny")
+    p.add_argument("--quick", action="store_true", help="fewer requests (< 5 min on 2 cores)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="weights, export, serve, segment the example image, stop")
     p.add_argument("--model", choices=models, default="tiny")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sam2_triton.contract import SEGMENT, SEGMENT_OUTPUTS, SESSION
+from sam2_triton.contract import ENCODED_ONLY_FORMATS, SEGMENT, SEGMENT_OUTPUTS, SESSION
 from sam2_triton.mask_formats import decode_masks
 from sam2_triton.processing import MaskResult
 
@@ -67,7 +67,7 @@ class SegmentClient:
         multimask_output: bool = True,
         timeout_s: float | None = None,
         mask_input: np.ndarray | None = None,
-        output_format: str = "raw",
+        output_format: str | None = None,
     ) -> SegmentResponse:
         """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels."""
         return self.infer(
@@ -96,7 +96,7 @@ class SegmentClient:
         box: np.ndarray | None = None,
         multimask_output: bool = True,
         mask_input: np.ndarray | None = None,
-        output_format: str = "raw",
+        output_format: str | None = None,
         timeout_s: float | None = None,
     ) -> SegmentResponse:
         """Prompts on an image encoded earlier: one decoder run on the server.
@@ -192,7 +192,7 @@ _DTYPES = {
 def _response(result: Any, output_format: str, with_id: bool) -> SegmentResponse:
     encoded = [bytes(item) for item in result.as_numpy("encoded_masks").reshape(-1)]
     masks = result.as_numpy("masks")
-    if output_format != "raw":
+    if output_format in ENCODED_ONLY_FORMATS:
         masks = decode_masks(np.array(encoded, dtype=np.object_), output_format)
     image_id = None
     if with_id:

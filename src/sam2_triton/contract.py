@@ -34,7 +34,10 @@ SEGMENT = "sam2_segment"
 SESSION = "sam2_session"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
-OUTPUT_FORMATS = ("raw", "png", "rle")
+# png/rle replace the raw masks; cutout/cutout_cropped add one RGBA PNG per mask (the image
+# with alpha = mask, cropped to the mask's box for cutout_cropped) to the raw masks.
+OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped")
+ENCODED_ONLY_FORMATS = ("png", "rle")
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,12 @@ SEGMENT_INPUTS = (
     Tensor("output_format", "STRING", (1,), optional=True),  # one of OUTPUT_FORMATS
 )
 SEGMENT_OUTPUTS = (
-    # raw: [K, H, W] 0/1; png/rle: [0, H, W] (the masks travel in encoded_masks instead).
+    # raw/cutout*: [K, H, W] 0/1; png/rle: [0, H, W] (the masks travel in encoded_masks).
     Tensor("masks", "UINT8", (-1, -1, -1)),
     Tensor("iou_scores", "FP32", (-1,)),
     Tensor("low_res_logits", "FP32", (-1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     # png: one PNG file per mask; rle: one JSON COCO RLE object per mask ({"size", "counts",
-    # "bbox", "area"}); raw: [0].
+    # "bbox", "area"}); cutout*: one RGBA PNG per mask; raw: [0].
     Tensor("encoded_masks", "STRING", (-1,)),
 )
 
@@ -111,6 +114,7 @@ PREPROCESS_OUTPUTS = (
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),
+    Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),  # the decoded image for cutouts, else [0, 0, 3]
 )
 POSTPROCESS_INPUTS = (
     Tensor("low_res_masks", "FP32", (1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
@@ -118,4 +122,5 @@ POSTPROCESS_INPUTS = (
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),
+    Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),
 )

@@ -1,4 +1,5 @@
-"""Mask encodings a response can carry: raw uint8 arrays, one PNG per mask, or COCO RLE.
+"""Mask encodings a response can carry: raw uint8 arrays, one PNG per mask, COCO RLE, or the
+object cut out of the image as an RGBA PNG.
 
 K masks of an H x W image are K*H*W bytes raw (3 x 12 MP = 36 MB); a PNG or an RLE of a SAM
 mask is typically a few kB. The encodings are the field's usual ones: PNG through Pillow, RLE
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sam2_triton.contract import ENCODED_ONLY_FORMATS
 from sam2_triton.processing import MaskResult
 
 
@@ -51,14 +53,40 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
 
 
-def encode_masks(masks: np.ndarray, output_format: str) -> np.ndarray:
-    """[K, H, W] masks -> BYTES [K]: PNG files ("png") or JSON RLE objects ("rle"); [0] for raw."""
+def cutout_png(rgb: np.ndarray, mask: np.ndarray, crop: bool = False) -> bytes:
+    """The object under ``mask`` as an RGBA PNG: the image's pixels, alpha 255 inside, 0 outside.
+
+    ``crop`` trims it to the mask's bounding box (an empty mask keeps the full, transparent
+    frame, so the result is never a zero-sized image).
+    """
+    if rgb.shape[:2] != mask.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and mask {mask.shape} sizes differ")
+    rgba = np.dstack([rgb, (mask > 0).astype(np.uint8) * np.uint8(255)])
+    if crop and mask.any():
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        rgba = rgba[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_masks(
+    masks: np.ndarray, output_format: str, rgb: np.ndarray | None = None
+) -> np.ndarray:
+    """[K, H, W] masks -> BYTES [K]: PNG files ("png"), JSON RLE objects ("rle"), RGBA cut-outs
+    of ``rgb`` ("cutout", "cutout_cropped"); [0] for raw."""
     if output_format == "raw":
         return np.array([], dtype=np.object_)
     if output_format == "png":
         items = [mask_to_png(mask) for mask in masks]
     elif output_format == "rle":
         items = [json.dumps(mask_to_rle(mask)).encode() for mask in masks]
+    elif output_format in ("cutout", "cutout_cropped"):
+        if rgb is None or rgb.size == 0:
+            raise ValueError("a cut-out needs the decoded image")
+        crop = output_format == "cutout_cropped"
+        items = [cutout_png(rgb, mask, crop) for mask in masks]
     else:
         raise ValueError(f"unknown output format {output_format!r}")
     encoded = np.empty(len(items), dtype=np.object_)
@@ -66,13 +94,16 @@ def encode_masks(masks: np.ndarray, output_format: str) -> np.ndarray:
     return encoded
 
 
-def response_outputs(result: MaskResult, output_format: str) -> dict[str, np.ndarray]:
+def response_outputs(
+    result: MaskResult, output_format: str, rgb: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The mask outputs of sam2_segment / sam2_session for one result in the requested format.
 
-    Encoded formats leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel.
+    png/rle leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel; cut-outs
+    need the decoded image ``rgb``.
     """
-    encoded = encode_masks(result.masks, output_format)
-    masks = result.masks if output_format == "raw" else result.masks[:0]
+    encoded = encode_masks(result.masks, output_format, rgb)
+    masks = result.masks[:0] if output_format in ENCODED_ONLY_FORMATS else result.masks
     return {
         "masks": masks,
         "iou_scores": result.iou_scores,

@@ -23,6 +23,7 @@ Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]  # image_1024 [1,3,1024,1024] -> ENCODER_OUTPUTS
 Decoder = Callable[[Arrays], Arrays]  # DECODER_INPUTS -> low_res_masks, iou_predictions
 ORIG_SIZE = "orig_size"  # stored beside the features: the image's (H, W)
+IMAGE_FILE = "image_file"  # and the encoded file (small), for cut-outs of later clicks
 
 
 class UnknownImageError(InvalidInputError):
@@ -88,7 +89,12 @@ class SessionService:
             orig_hw,
             multimask_output=multimask,
         )
-        return {**response_outputs(result, output_format), "image_id": _id_tensor(image_id)}
+        rgb = None
+        if output_format.startswith("cutout"):
+            data = np.asarray(features[IMAGE_FILE]).tobytes()
+            rgb = processing.decode_image(data, self.limits.max_image_pixels)
+        outputs = response_outputs(result, output_format, rgb)
+        return {**outputs, "image_id": _id_tensor(image_id)}
 
     def _features(
         self,
@@ -132,6 +138,7 @@ class SessionService:
         outputs = self.encode(processing.preprocess_image(rgb))
         features = {t.name: np.asarray(outputs[t.name], np.float32) for t in ENCODER_OUTPUTS}
         features[ORIG_SIZE] = np.array(rgb.shape[:2], dtype=np.int64)
+        features[IMAGE_FILE] = np.frombuffer(data, dtype=np.uint8)
         return features
 
     @staticmethod

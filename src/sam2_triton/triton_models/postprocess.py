@@ -26,4 +26,5 @@ class TritonPythonModel:
             (height, width),
             multimask_output=bool(inputs["multimask"][0]),
         )
-        return response_outputs(result, processing.parse_output_format(inputs["mask_format"]))
+        output_format = processing.parse_output_format(inputs["mask_format"])
+        return response_outputs(result, output_format, inputs["cutout_rgb"])

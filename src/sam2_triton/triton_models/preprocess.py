@@ -10,6 +10,8 @@ from sam2_triton import processing
 from sam2_triton.contract import SEGMENT_INPUTS
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 
+_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # cutout_rgb when no cut-out was asked for
+
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
@@ -39,4 +41,5 @@ class TritonPythonModel:
             "orig_size": np.array(orig_hw, dtype=np.int32),
             "multimask": np.array([multimask]),
             "mask_format": np.array([output_format.encode()], dtype=np.object_),
+            "cutout_rgb": rgb if output_format.startswith("cutout") else _NO_IMAGE,
         }

@@ -1,0 +1,89 @@
+"""The benchmark's own machinery (no timing asserted): the load driver sends exactly the
+requests asked for, the report renders every ratio with its goal, the plot is written."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from PIL import Image
+
+from sam2_triton.bench import flows
+from sam2_triton.bench.load import run_load
+from sam2_triton.bench.report import format_table, plot
+from sam2_triton.bench.run import GOALS, _delta, _met
+
+
+def test_load_driver_sends_each_request_once_over_its_workers():
+    calls: list[int] = []
+    lock = threading.Lock()
+    workers_made = []
+
+    def make_worker():
+        index = len(workers_made)
+        workers_made.append(index)
+
+        def send():
+            time.sleep(0.01)
+            with lock:
+                calls.append(index)
+
+        return send
+
+    result = run_load(make_worker, concurrency=3, requests=10, warmup_per_worker=1)
+    assert len(workers_made) == 3
+    assert len(calls) == 10 + 3  # 10 timed + one warm-up per worker
+    assert len(result.latencies_ms) == 10 and result.requests == 10
+    assert len(set(calls)) == 3  # all workers took part
+    assert result.throughput > 0 and result.percentile(50) >= 10
+
+
+def test_client_side_flow_sends_the_float_image_and_the_features():
+    point = (np.zeros((1, 2), np.float32), np.zeros(1, np.int32))
+    sent = flows.client_side_request_bytes(point)
+    image, features = 3 * 1024 * 1024 * 4, 16_777_216
+    assert image + features < sent < image + features + 300_000
+    assert flows.ours_request_bytes(b"x" * 1000, point) < 1100
+
+
+def test_batch_deltas_and_goals():
+    assert _delta({1: 5, 2: 3, 4: 1}, {1: 2, 2: 3}) == {"1": 3, "4": 1}
+    assert _met(0.95, ">=", 0.9) and not _met(0.05, "<=", 1 / 30)
+
+
+def _report() -> dict:
+    ratios = {name: 1.0 for name in GOALS}
+    return {
+        "machine": {"cpu": "Test CPU", "cores": 2, "python": "3.11"},
+        "model": "tiny",
+        "quick": True,
+        "sweep": [
+            {"concurrency": n, "images_per_s": 0.3 * n, "p50_ms": 3000.0, "p99_ms": 3500.0}
+            for n in (1, 2)
+        ],
+        "batch_sizes_formed": {
+            "1": {"sam2_image_encoder": {"1": 3}, "sam2_mask_decoder": {"1": 3}},
+            "2": {"sam2_image_encoder": {"2": 2}, "sam2_mask_decoder": {"1": 4}},
+        },
+        "goals": {
+            name: {"value": 1.0, "goal": f"{op} {goal:.4g}", "met": _met(1.0, op, goal)}
+            for name, (op, goal) in GOALS.items()
+        },
+        "ratios": ratios,
+        "request_bytes": {"ours": 1000, "client_side_flow": 30_000_000},
+    }
+
+
+def test_table_lists_every_ratio_against_its_goal():
+    table = format_table(_report())
+    for name in GOALS:
+        assert name in table
+    assert "2x2" in table  # the encoder formed batches of 2 at concurrency 2
+    assert "NO" in table  # click_to_full_ratio 1.0 misses <= 1/30
+
+
+def test_plot_is_a_png(tmp_path):
+    path = plot(_report(), tmp_path / "bench.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 500
