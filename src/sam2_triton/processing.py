@@ -327,11 +327,16 @@ def _bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
     return matrix
 
 
+def bilinear_matrices(
+    orig_hw: tuple[int, int], low_res: int = LOW_RES_MASK_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [H, 256], cols [W, 256]): upsampled = rows @ logits @ cols.T, for reuse per size."""
+    return _bilinear_matrix(orig_hw[0], low_res), _bilinear_matrix(orig_hw[1], low_res)
+
+
 def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
     """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks)."""
-    height, width = orig_hw
-    rows = _bilinear_matrix(height, low_res.shape[-2])
-    cols = _bilinear_matrix(width, low_res.shape[-1])
+    rows, cols = bilinear_matrices(orig_hw, low_res.shape[-1])
     return np.stack([rows @ mask.astype(np.float32) @ cols.T for mask in low_res])
 
 

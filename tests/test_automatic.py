@@ -1,0 +1,134 @@
+"""The numpy port of SAM2AutomaticMaskGenerator: each helper against sam2.utils.amg /
+torchvision, and the whole generator in-process against the reference on the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sam2.utils import amg as ref
+from torchvision.ops import nms as torch_nms
+
+from sam2_triton import automatic as A
+
+
+@pytest.mark.parametrize("n", [1, 4, 32])
+def test_point_grid(n):
+    np.testing.assert_array_equal(A.build_point_grid(n), ref.build_point_grid(n))
+
+
+@pytest.mark.parametrize(("size", "layers"), [((400, 600), 0), ((400, 600), 2), ((333, 1000), 1)])
+def test_crop_boxes(size, layers):
+    assert A.generate_crop_boxes(size, layers, 512 / 1500) == ref.generate_crop_boxes(
+        size, layers, 512 / 1500
+    )
+
+
+def test_mask_to_box_and_stability_match_the_reference():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 40, 50)).astype(np.float32) * 3
+    logits[2] = -5  # empty mask
+    logits[3, :, :] = -5
+    logits[3, 10:12, 7] = 5  # a sliver
+    masks = logits > 0
+    want_boxes = ref.batched_mask_to_box(torch.as_tensor(masks)).numpy()
+    want_stability = ref.calculate_stability_score(torch.as_tensor(logits), 0.0, 1.0).numpy()
+    for k in range(len(masks)):
+        np.testing.assert_array_equal(A.mask_to_box(masks[k]), want_boxes[k])
+        got = A.stability_score(logits[k], 0.0, 1.0)
+        np.testing.assert_equal(np.float32(got), want_stability[k])
+
+
+def test_nms_matches_torchvision():
+    rng = np.random.default_rng(1)
+    xy = rng.integers(0, 80, (200, 2))
+    wh = rng.integers(0, 30, (200, 2))  # includes zero-area boxes
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.choice(np.linspace(0, 1, 50), 200).astype(np.float32)  # with ties
+    for threshold in (0.3, 0.7):
+        want = torch_nms(torch.as_tensor(boxes), torch.as_tensor(scores), threshold).numpy()
+        np.testing.assert_array_equal(A.nms(boxes, scores, threshold), want)
+
+
+def test_box_near_crop_edge_matches_the_reference():
+    crop, orig = [100, 0, 400, 300], [0, 0, 600, 300]
+    boxes = np.array([[5, 5, 50, 50], [0, 10, 40, 40], [250, 250, 299, 299], [280, 0, 299, 20]])
+    want = ref.is_box_near_crop_edge(torch.as_tensor(boxes), crop, orig).numpy()
+    assert [A.is_box_near_crop_edge(b, crop, orig) for b in boxes] == want.tolist()
+
+
+def test_out_of_range_parameters_name_themselves():
+    with pytest.raises(A.InvalidInputError, match="points_per_side"):
+        A.AutomaticParams(points_per_side=0).validate()
+    with pytest.raises(A.InvalidInputError, match="box_nms_thresh"):
+        A.AutomaticParams(box_nms_thresh=float("nan")).validate()
+
+
+# --- whole generator, in-process ------------------------------------------------------------
+
+# Random-weight logits lie within about +-0.4 and predicted IoUs near 0.5, so the defaults
+# (IoU > 0.8, stability >= 0.95 at offset 1.0) would drop every mask; these thresholds keep
+# about a dozen masks while still exercising every filter and the NMS.
+PARAMS = dict(
+    points_per_side=8,
+    points_per_batch=16,
+    pred_iou_thresh=0.4,
+    stability_score_thresh=0.2,
+    stability_score_offset=0.005,
+    mask_threshold=0.2,
+    box_nms_thresh=0.7,
+)
+
+
+def match_annotations(got: list[dict], want: list[dict]) -> list[float]:
+    """Same count; each reference mask's IoU with the best-matching one of ours."""
+    from pycocotools import mask as mask_utils
+
+    assert len(got) == len(want)
+    if not got:
+        return []
+    ours = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode()) for a in got]
+    theirs = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode()) for a in want]
+    ious = mask_utils.iou(theirs, ours, [0] * len(ours))
+    return [float(row.max()) for row in np.atleast_2d(ious)]
+
+
+@pytest.fixture(scope="module")
+def onnx_networks(tiny_export):
+    from sam2_triton import contract as c
+    from sam2_triton.onnx_session import create_session
+
+    encoder = create_session(tiny_export.export_dir / c.ENCODER_FILE)
+    decoder = create_session(tiny_export.export_dir / c.DECODER_FILE)
+    names = [t.name for t in c.ENCODER_OUTPUTS]
+
+    def encode(image):
+        return dict(zip(names, encoder.run(None, {"image": image}), strict=True))
+
+    def decode(inputs):
+        low, iou = decoder.run(None, dict(inputs))
+        return {"low_res_masks": low, "iou_predictions": iou}
+
+    return encode, decode
+
+
+def test_generator_matches_sam2_automatic_mask_generator(reference_predictor, onnx_networks):
+    import skimage.data
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    rgb = np.ascontiguousarray(skimage.data.coffee()[::2, ::2])  # 200 x 300
+    reference = SAM2AutomaticMaskGenerator(
+        reference_predictor.model, output_mode="coco_rle", **PARAMS
+    )
+    want = reference.generate(rgb)
+    got = A.generate(rgb, *onnx_networks, A.AutomaticParams(**PARAMS))
+    assert len(want) > 3  # the thresholds leave something to compare
+    assert min(match_annotations(got, want)) >= 0.99
+    for ours, theirs in zip(got, want, strict=True):
+        assert set(ours) == set(theirs)
+        assert ours["point_coords"][0] == pytest.approx(theirs["point_coords"][0])
+        assert ours["bbox"] == pytest.approx(theirs["bbox"], abs=1)
+        assert ours["area"] == pytest.approx(theirs["area"], rel=0.01)
+        assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-3)
+        assert ours["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-3)
+        assert ours["crop_box"] == theirs["crop_box"]
