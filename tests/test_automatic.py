@@ -57,6 +57,27 @@ def test_box_near_crop_edge_matches_the_reference():
     assert [A.is_box_near_crop_edge(b, crop, orig) for b in boxes] == want.tolist()
 
 
+def test_every_parameter_is_an_optional_input_of_its_type():
+    from sam2_triton import contract as c
+
+    types = {int: "INT32", float: "FP32", bool: "BOOL"}
+    declared = {t.name: (t.dtype, t.dims, t.optional) for t in c.AUTOMATIC_PARAMETERS}
+    defaults = A.AutomaticParams()
+    assert list(declared) == A.AutomaticParams.names()
+    for name, (dtype, dims, optional) in declared.items():
+        assert (dtype, dims, optional) == (types[type(getattr(defaults, name))], (1,), True)
+
+
+def test_parameters_from_request_tensors():
+    params = A.AutomaticParams.from_inputs(
+        {"points_per_side": np.array([16], np.int32), "multimask_output": np.array([False])}
+    )
+    assert params.points_per_side == 16 and params.multimask_output is False
+    assert params.pred_iou_thresh == 0.8  # default kept
+    with pytest.raises(A.InvalidInputError, match="crop_n_layers: 9"):
+        A.AutomaticParams.from_inputs({"crop_n_layers": np.array([9], np.int32)})
+
+
 def test_out_of_range_parameters_name_themselves():
     with pytest.raises(A.InvalidInputError, match="points_per_side"):
         A.AutomaticParams(points_per_side=0).validate()

@@ -17,7 +17,15 @@ from sam2_triton.repository import (
     build_repository,
 )
 
-MODELS = (c.PREPROCESS, c.IMAGE_ENCODER, c.MASK_DECODER, c.POSTPROCESS, c.SEGMENT, c.SESSION)
+MODELS = (
+    c.PREPROCESS,
+    c.IMAGE_ENCODER,
+    c.MASK_DECODER,
+    c.POSTPROCESS,
+    c.SEGMENT,
+    c.SESSION,
+    c.AUTOMATIC,
+)
 
 
 @pytest.fixture
@@ -97,6 +105,7 @@ def test_model_py_files_import_the_package_models(fake_export, tmp_path):
         (c.MASK_DECODER, "onnx_model"),
         (c.POSTPROCESS, "postprocess"),
         (c.SESSION, "session"),
+        (c.AUTOMATIC, "automatic"),
     ]:
         source = (repo / name / "1" / "model.py").read_text()
         assert f"from sam2_triton.triton_models.{module} import TritonPythonModel" in source

@@ -74,6 +74,21 @@ class AutomaticParams:
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    @classmethod
+    def from_inputs(cls, inputs: Mapping[str, np.ndarray | None]) -> AutomaticParams:
+        """Request tensors ([1] each, None where omitted) -> validated parameters."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            given = inputs.get(field.name)
+            if given is None:
+                continue
+            flat = np.asarray(given).reshape(-1)
+            if flat.shape[0] != 1:
+                raise InvalidInputError(field.name, f"expected one value, got {flat.shape[0]}")
+            kind = type(field.default)
+            values[field.name] = kind(flat[0].item())
+        return cls(**values).validate()
+
 
 # --- grids and crops (sam2/utils/amg.py) --------------------------------------------------------
 

@@ -32,6 +32,7 @@ MASK_DECODER = "sam2_mask_decoder"
 POSTPROCESS = "sam2_postprocess"
 SEGMENT = "sam2_segment"
 SESSION = "sam2_session"
+AUTOMATIC = "sam2_automatic"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
 # png/rle replace the raw masks; cutout/cutout_cropped add one RGBA PNG per mask (the image
@@ -103,6 +104,27 @@ SESSION_INPUTS = (
     *SEGMENT_INPUTS[1:],
 )
 SESSION_OUTPUTS = (*SEGMENT_OUTPUTS, Tensor("image_id", "STRING", (1,)))
+
+# --- sam2_automatic: segment everything (Python backend, BLS) ---------------------------------
+# Every parameter of SAM2AutomaticMaskGenerator this service supports is an optional [1] input
+# (defaults: sam2_triton.automatic.AutomaticParams); the result is one JSON document:
+# {"image": {"height", "width"}, "annotations": [SA-1B records]}.
+AUTOMATIC_PARAMETERS = (
+    Tensor("points_per_side", "INT32", (1,), optional=True),
+    Tensor("points_per_batch", "INT32", (1,), optional=True),
+    Tensor("pred_iou_thresh", "FP32", (1,), optional=True),
+    Tensor("stability_score_thresh", "FP32", (1,), optional=True),
+    Tensor("stability_score_offset", "FP32", (1,), optional=True),
+    Tensor("mask_threshold", "FP32", (1,), optional=True),
+    Tensor("box_nms_thresh", "FP32", (1,), optional=True),
+    Tensor("crop_n_layers", "INT32", (1,), optional=True),
+    Tensor("crop_nms_thresh", "FP32", (1,), optional=True),
+    Tensor("crop_overlap_ratio", "FP32", (1,), optional=True),
+    Tensor("crop_n_points_downscale_factor", "INT32", (1,), optional=True),
+    Tensor("multimask_output", "BOOL", (1,), optional=True),
+)
+AUTOMATIC_INPUTS = (Tensor("image", "UINT8", (-1,)), *AUTOMATIC_PARAMETERS)
+AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
 PREPROCESS_OUTPUTS = (

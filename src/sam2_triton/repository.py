@@ -52,6 +52,7 @@ class ServingOptions:
     # embedding cache is shared by all of them and bounded in bytes (16.8 MB per image).
     session_instances: int = 4
     session_cache_bytes: int = 1 << 30
+    automatic_instances: int = 2  # each serves one (long) segment-everything request at a time
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,17 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             python_module="session",
             instances=options.session_instances,
             parameters={**limits, "cache_bytes": str(options.session_cache_bytes)},
+        ),
+        ModelSpec(
+            c.AUTOMATIC,
+            c.AUTOMATIC_INPUTS,
+            c.AUTOMATIC_OUTPUTS,
+            python_module="automatic",
+            instances=options.automatic_instances,
+            parameters={
+                "max_image_pixels": str(options.max_image_pixels),
+                "decoder_max_batch": str(options.decoder_max_batch),
+            },
         ),
     ]
 

@@ -1,0 +1,50 @@
+"""sam2_automatic: segment everything in an image (logic in ``sam2_triton.automatic``).
+
+The encoder runs once per crop and the point grid goes to ``sam2_mask_decoder`` in chunks of
+its max batch size, both through BLS, so Triton's dynamic batching and instances serve them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from sam2_triton import automatic, processing
+from sam2_triton import contract as c
+from sam2_triton.triton_models.common import infer, model_parameters, read_inputs, respond_each
+
+ENCODER_OUTPUT_NAMES = [t.name for t in c.ENCODER_OUTPUTS]
+DECODER_OUTPUT_NAMES = [t.name for t in c.DECODER_OUTPUTS]
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        params = model_parameters(args)
+        self.max_pixels = int(params["max_image_pixels"])
+        self.decoder_batch = int(params["decoder_max_batch"])
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self._one)
+
+    def _one(self, request: Any) -> dict[str, np.ndarray]:
+        inputs = read_inputs(request, c.AUTOMATIC_INPUTS)
+        params = automatic.AutomaticParams.from_inputs(inputs)
+        rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
+        annotations = automatic.generate(
+            rgb, self._encode, self._decode, params, decoder_batch=self.decoder_batch
+        )
+        document = {
+            "image": {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])},
+            "annotations": annotations,
+        }
+        return {"annotations": np.array([json.dumps(document).encode()], dtype=np.object_)}
+
+    @staticmethod
+    def _encode(image_1024: np.ndarray) -> dict[str, np.ndarray]:
+        return infer(c.IMAGE_ENCODER, {"image": image_1024}, ENCODER_OUTPUT_NAMES)
+
+    @staticmethod
+    def _decode(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return infer(c.MASK_DECODER, inputs, DECODER_OUTPUT_NAMES)

@@ -1,0 +1,93 @@
+"""sam2_automatic through a real tritonserver against SAM2AutomaticMaskGenerator on the same
+weights: same number of masks, each matched with IoU >= 0.99, with and without crop layers;
+bad parameters are answered with their name."""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import cache
+
+import numpy as np
+import pytest
+import skimage.data
+import tritonclient.grpc
+import tritonclient.http
+from PIL import Image
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from sam2_triton import contract as c
+from tests.test_automatic import PARAMS, match_annotations
+
+pytestmark = pytest.mark.e2e
+
+
+@cache
+def coffee_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(skimage.data.coffee()[::2, ::2])).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def automatic(triton, protocol: str, image: bytes, **params) -> dict:
+    module = tritonclient.http if protocol == "http" else tritonclient.grpc
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    tensors = {"image": np.frombuffer(image, np.uint8)}
+    for tensor in c.AUTOMATIC_PARAMETERS:
+        if tensor.name in params:
+            dtype = {"INT32": np.int32, "FP32": np.float32, "BOOL": bool}[tensor.dtype]
+            tensors[tensor.name] = np.array([params[tensor.name]], dtype=dtype)
+    inputs = []
+    for name, value in tensors.items():
+        item = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+        item.set_data_from_numpy(value)
+        inputs.append(item)
+    # Segment-everything takes tens of seconds on 2 cores: above tritonclient's 60 s default.
+    options = {"network_timeout": 900.0, "connection_timeout": 900.0} if protocol == "http" else {}
+    client = module.InferenceServerClient(url, **options)
+    try:
+        result = client.infer(c.AUTOMATIC, inputs)
+    finally:
+        client.close()
+    return json.loads(result.as_numpy("annotations")[0])
+
+
+@pytest.mark.parametrize(
+    ("protocol", "extra"),
+    [
+        ("grpc", {}),
+        # one crop layer: 4 more encoder runs, the edge filter and the cross-crop NMS
+        ("http", {"crop_n_layers": 1, "crop_n_points_downscale_factor": 2}),
+    ],
+)
+def test_automatic_masks_match_sam2_automatic_mask_generator(
+    triton, reference_predictor, protocol, extra
+):
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    params = {**PARAMS, **extra}
+    document = automatic(triton, protocol, coffee_png(), **params)
+    rgb = np.asarray(Image.open(io.BytesIO(coffee_png())).convert("RGB"))
+    reference = SAM2AutomaticMaskGenerator(
+        reference_predictor.model, output_mode="coco_rle", **params
+    )
+    want = reference.generate(rgb)
+    got = document["annotations"]
+    assert document["image"] == {"height": 200, "width": 300}
+    assert len(want) > 3
+    assert min(match_annotations(got, want)) >= 0.99
+    assert {tuple(a["crop_box"]) for a in got} == {tuple(a["crop_box"]) for a in want}
+    for annotation in got:
+        assert set(annotation) == {"segmentation", "area", "bbox", "predicted_iou",
+                                   "point_coords", "stability_score", "crop_box"}  # fmt: skip
+        assert annotation["segmentation"]["size"] == [200, 300]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bad_parameter_is_named(triton, protocol):
+    with pytest.raises(InferenceServerException) as info:
+        automatic(triton, protocol, coffee_png(), points_per_side=0)
+    assert "points_per_side" in info.value.message()
+    with pytest.raises(InferenceServerException) as info:
+        automatic(triton, protocol, b"not an image")
+    assert "image:" in info.value.message()
