@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sam2_triton.gpu_config import GpuOptions
+from sam2_triton.repository import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, as the embedded binary
@@ -66,6 +67,11 @@ def compose_config() -> dict:
     return json.loads(run.stdout)
 
 
+def _shm_fits_the_session_cache(service: dict) -> bool:
+    """/dev/shm holds sam2_session's embedding cache and the Python backend's tensors."""
+    return int(service["shm_size"]) >= ServingOptions().session_cache_bytes + (1 << 30)
+
+
 def _published(service: dict) -> set[int]:
     return {int(p["published"]) for p in service["ports"] if int(p["published"]) == p["target"]}
 
@@ -80,6 +86,7 @@ def test_gpu_service_runs_the_ngc_image_on_reserved_gpus(compose_config):
     assert _published(service) == PORTS
     assert "/v2/health/ready" in " ".join(service["healthcheck"]["test"])
     assert service["healthcheck"]["start_period"]  # engine builds must not count as failures
+    assert _shm_fits_the_session_cache(service)
 
 
 def test_gpu_service_mounts_the_repository_read_only_and_a_writable_engine_cache(compose_config):
@@ -114,6 +121,7 @@ def test_cpu_profile_serves_the_embedded_target(compose_config):
     [exports] = service["volumes"]
     assert (exports["target"], exports["read_only"]) == ("/srv/exports", True)
     assert not service.get("deploy")  # no GPU needed
+    assert _shm_fits_the_session_cache(service)
 
 
 def test_dockerfiles_use_the_pinned_bases_and_install_what_the_models_import():
