@@ -20,7 +20,9 @@ from sam2_triton.repository import (
     ENCODER_FILE,
     ServingOptions,
     build_repository,
+    model_config,
     model_specs,
+    target_model_config,
 )
 
 ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
@@ -115,6 +117,12 @@ def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path)
         assert list(config.output) == list(other.output), name
         assert config.max_batch_size == other.max_batch_size, name
     assert embedded[c.SEGMENT] == gpu[c.SEGMENT]
+
+
+def test_the_embedded_target_is_rendered_as_before():
+    options = ServingOptions()
+    for spec in model_specs(options):
+        assert target_model_config(spec, options) == model_config(spec, options.queue_delay_us)
 
 
 def test_onnx_models_run_on_the_onnxruntime_backend_on_gpus(fake_export, tmp_path):
