@@ -279,6 +279,8 @@ def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_p
         outputs = {o.name: o for o in model.output}
         for model_output, tensor in step.output_map.items():
             assert model_output in outputs, step.model_name
+            # Triton infers each ensemble tensor's shape once: a second writer is an error.
+            assert tensor not in available, f"{step.model_name} redefines ensemble tensor {tensor}"
             output = outputs[model_output]
             available[tensor] = (output.data_type, batch + list(output.dims))
     for output in segment.output:
