@@ -56,13 +56,15 @@ def preferred_batch_sizes(max_batch: int, smallest: int) -> list[int]:
     return [*sizes, max_batch]
 
 
-def _validate(gpu: GpuOptions, max_batch: int) -> None:
+def _validate(gpu: GpuOptions, max_batch: int, max_points: int) -> None:
     if gpu.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {gpu.precision}")
     if gpu.instances < 1:
         raise ValueError(f"GPU instances must be at least 1, not {gpu.instances}")
     if not 1 <= gpu.encoder_opt_batch <= max_batch:
         raise ValueError(f"encoder_opt_batch {gpu.encoder_opt_batch} is outside 1..{max_batch}")
+    if not 1 <= gpu.decoder_opt_points <= max_points:
+        raise ValueError(f"decoder_opt_points {gpu.decoder_opt_points} is outside 1..{max_points}")
 
 
 def _shape(tensor: c.Tensor, batch: int, points: int) -> list[int]:
@@ -83,7 +85,7 @@ def _tensorrt(
         {
             "precision_mode": gpu.precision,
             "max_workspace_size_bytes": str(gpu.workspace_bytes),
-            # SAM 2's LayerNorms overflow in FP16; TensorRT keeps them in FP32.
+            # LayerNorm's variance can exceed FP16's range (65504): keep LayerNorms in FP32.
             "trt_layer_norm_fp32_fallback": "1",
             # Engines are built once and reused across restarts (a volume in docker-compose).
             # One flat folder: ORT creates only one directory level and two instances loading
@@ -130,9 +132,9 @@ def gpu_model_config(
     Name, inputs, outputs and max_batch_size are kept as rendered; backend, instances,
     batching, accelerators, warmup and parameters are the GPU target's.
     """
-    _validate(gpu, spec.max_batch_size)
     is_encoder = spec.onnx_file == c.ENCODER_FILE
     max_points = options.max_points + BOX_POINTS
+    _validate(gpu, spec.max_batch_size, max_points)
     gpu_config = mc.ModelConfig()
     gpu_config.CopyFrom(config)
     gpu_config.backend = "onnxruntime"
@@ -149,6 +151,7 @@ def gpu_model_config(
         gpu.encoder_queue_delay_us if is_encoder else gpu.decoder_queue_delay_us
     )
     del batching.preferred_batch_size[:]
+    # Encodes are long, so dispatch from 2 images; decodes are short and launch-bound: from 4.
     batching.preferred_batch_size.extend(
         preferred_batch_sizes(spec.max_batch_size, 2 if is_encoder else 4)
     )
