@@ -1,0 +1,124 @@
+"""Latency and memory of one sam2_automatic request (segment everything) on the embedded target.
+
+    .venv/bin/python benchmarks/automatic_latency.py [--export-dir exports/tiny] [--runs 2]
+        [--points-per-side 32]
+
+Memory is the resident set (RSS) of the tritonserver process and all its backend stubs,
+sampled every 0.1 s: idle (models loaded) and the peak during the request. Writes
+``automatic_latency.json`` next to the export. Not a test: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from sam2_triton import contract as c
+from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.repository import build_repository
+from sam2_triton.server import Ports, TritonServer
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of ``pid`` and its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        stack += children.get(current, [])
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--points-per-side", type=int, default=32)
+    args = parser.parse_args()
+
+    repo = ROOT / "build" / "bench_repository"
+    build_repository(args.export_dir, repo)
+    server = TritonServer(
+        repo,
+        ROOT / "build" / "tritonserver",
+        ports=Ports(8100, 8101, 8102),
+        log_file=ROOT / "build" / "bench_tritonserver.log",
+    )
+    image = np.frombuffer(IMAGE.read_bytes(), np.uint8)
+    inputs = [grpcclient.InferInput("image", list(image.shape), "UINT8")]
+    inputs[0].set_data_from_numpy(image)
+    side = np.array([args.points_per_side], np.int32)
+    inputs.append(grpcclient.InferInput("points_per_side", [1], "INT32"))
+    inputs[1].set_data_from_numpy(side)
+    latencies, counts = [], []
+    with server.start():
+        pid = server.process.pid
+        time.sleep(2)
+        idle = tree_rss_bytes(pid)
+        peak = [idle]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], tree_rss_bytes(pid))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            result = client.infer(c.AUTOMATIC, inputs)
+            latencies.append(time.perf_counter() - start)
+            counts.append(len(json.loads(result.as_numpy("annotations")[0])["annotations"]))
+        client.close()
+        done.set()
+        sampler.join()
+    report = {
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": usable_cores(),
+            "python": platform.python_version(),
+        },
+        "model": json.loads((args.export_dir / "export.json").read_text()).get("variant"),
+        "image": IMAGE.name,
+        "points_per_side": args.points_per_side,
+        "latency_s": latencies,
+        "median_latency_s": float(np.median(latencies)),
+        "masks_returned": counts,
+        "server_rss_idle_mb": idle / 2**20,
+        "server_rss_peak_mb": peak[0] / 2**20,
+        "peak_over_idle_mb": (peak[0] - idle) / 2**20,
+    }
+    out = args.export_dir / "automatic_latency.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(f"figures written to {out}")
+
+
+if __name__ == "__main__":
+    main()
