@@ -5,8 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?= tiny
+# make loadtest: Locust users, users started per second, duration, HTTP and gRPC endpoints.
+LOADTEST_USERS ?= 8
+LOADTEST_SPAWN_RATE ?= 2
+LOADTEST_RUN_TIME ?= 2m
+LOADTEST_HOST ?= http://127.0.0.1:8000
+LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
+LOADTEST_OUT ?= outputs/loadtest
 
-.PHONY: install demo test lint serve export lock clean
+.PHONY: help install demo test lint serve export loadtest lock clean
 
 install: $(STAMP)
 
@@ -15,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,bench,dev]'
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,bench,dev,loadtest]'
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation sam2==1.1.0
 	$(PY) -m pip check
 	touch $(STAMP)
@@ -24,18 +31,40 @@ demo: install
 	$(VENV)/bin/sam2-triton demo --model $(MODEL)
 
 test: install
-	$(VENV)/bin/ruff check src tests client_examples benchmarks
+	$(VENV)/bin/ruff check src tests client_examples loadtest benchmarks
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests client_examples benchmarks
-	$(VENV)/bin/ruff format --check src tests client_examples benchmarks
+	$(VENV)/bin/ruff check src tests client_examples loadtest benchmarks
+	$(VENV)/bin/ruff format --check src tests client_examples loadtest benchmarks
 
 export: install
 	$(VENV)/bin/sam2-triton export --model $(MODEL) --random-weights
 
 serve: install
 	$(VENV)/bin/sam2-triton serve --model $(MODEL)
+
+# Needs a server already running (make serve in another shell); stops after LOADTEST_RUN_TIME,
+# letting requests in flight finish (up to 60 s more). Exit code 1 if any request failed.
+loadtest: install
+	@echo "load test of the server at $(LOADTEST_HOST) and $(LOADTEST_GRPC_HOST) (start it first: make serve)"
+	mkdir -p $(LOADTEST_OUT)
+	$(VENV)/bin/locust -f loadtest/locustfile.py --headless \
+		--host $(LOADTEST_HOST) --grpc-host $(LOADTEST_GRPC_HOST) \
+		--users $(LOADTEST_USERS) --spawn-rate $(LOADTEST_SPAWN_RATE) \
+		--run-time $(LOADTEST_RUN_TIME) --stop-timeout 60 \
+		--csv $(LOADTEST_OUT)/sam2 --html $(LOADTEST_OUT)/report.html
+
+help:
+	@echo "make demo      set up, export tiny (random weights offline), serve, segment, stop"
+	@echo "make test      set up, then ruff and pytest (unit, export parity, end-to-end)"
+	@echo "make serve     serve MODEL=$(MODEL) on :8000 (HTTP), :8001 (gRPC), :8002 (metrics)"
+	@echo "make loadtest  Locust against an ALREADY RUNNING server (run 'make serve' in another"
+	@echo "               shell first): LOADTEST_USERS=$(LOADTEST_USERS)" \
+	      "LOADTEST_SPAWN_RATE=$(LOADTEST_SPAWN_RATE) LOADTEST_RUN_TIME=$(LOADTEST_RUN_TIME)"
+	@echo "               LOADTEST_HOST=$(LOADTEST_HOST) LOADTEST_GRPC_HOST=$(LOADTEST_GRPC_HOST);"
+	@echo "               CSV and HTML reports in $(LOADTEST_OUT)/ (see docs/loadtest.md)"
+	@echo "make lint | export | lock | clean"
 
 # Re-pin requirements/constraints.txt from the current .venv.
 lock:

@@ -1,4 +1,4 @@
-"""The command line and the standalone client examples, against a real tritonserver."""
+"""The command line against a real tritonserver (the client examples: test_e2e_client_examples)."""
 
 from __future__ import annotations
 
@@ -30,33 +30,6 @@ def _reference(triton, point=(300.0, 200.0)):
         return client.segment(
             IMAGE.read_bytes(), np.array([point], np.float32), np.array([1], np.int32)
         )
-
-
-@pytest.mark.parametrize("example", ["segment_http.py", "segment_grpc.py"])
-def test_client_example_writes_the_best_mask(triton, tmp_path, example):
-    url = triton.http_url if "http" in example else triton.grpc_url
-    out = tmp_path / "mask.png"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "client_examples" / example),
-            str(IMAGE),
-            "300",
-            "200",
-            "--url",
-            url,
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    assert "masks [3, 400, 600]" in run.stdout
-    expected = _reference(triton)
-    best = int(np.argmax(expected.iou_scores))
-    np.testing.assert_array_equal(np.array(Image.open(out)), expected.masks[best] * 255)
 
 
 def test_segment_command_writes_masks_and_scores(triton, tmp_path):

@@ -1,3 +1,17 @@
 """sam2-triton: Meta's SAM 2.1 served by NVIDIA Triton Inference Server."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``from sam2_triton import SAM2RemotePredictor`` without importing tritonclient on
+    ``import sam2_triton`` (the Triton model stubs import this package too)."""
+    if name == "SAM2RemotePredictor":
+        from sam2_triton.remote_predictor import SAM2RemotePredictor
+
+        return SAM2RemotePredictor
+    raise AttributeError(f"module 'sam2_triton' has no attribute {name!r}")

@@ -52,11 +52,24 @@ class SegmentClient:
     images (K x H x W bytes) are not cut at gRPC's 4 MiB default.
     """
 
-    def __init__(self, url: str | None = None, protocol: Protocol = "http") -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: Protocol = "http",
+        network_timeout_s: float | None = None,
+    ) -> None:
+        """``network_timeout_s``: give up waiting for an answer after this long (default: 60 s
+        over HTTP, tritonclient's default; no limit over gRPC)."""
         self.protocol = protocol
         self._tc = _module(protocol)
         self.url = url or DEFAULT_URLS[protocol]
-        self.client = self._tc.InferenceServerClient(self.url)
+        self.network_timeout_s = network_timeout_s
+        if protocol == "http" and network_timeout_s is not None:
+            self.client = self._tc.InferenceServerClient(
+                self.url, network_timeout=network_timeout_s
+            )
+        else:
+            self.client = self._tc.InferenceServerClient(self.url)
 
     def segment(
         self,
@@ -152,10 +165,12 @@ class SegmentClient:
         outputs = [self._tc.InferRequestedOutput(t.name) for t in SEGMENT_OUTPUTS]
         if model == SESSION:
             outputs.append(self._tc.InferRequestedOutput("image_id"))
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if timeout_s is not None:
             key = "client_timeout" if self.protocol == "grpc" else "timeout"
             kwargs[key] = timeout_s if self.protocol == "grpc" else int(timeout_s * 1e6)
+        elif self.protocol == "grpc" and self.network_timeout_s is not None:
+            kwargs["client_timeout"] = self.network_timeout_s
         result = self.client.infer(model, inputs, outputs=outputs, **kwargs)
         return _response(result, output_format or "raw", with_id=model == SESSION)
 
