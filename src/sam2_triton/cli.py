@@ -314,10 +314,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             protocol="http",
             url=f"{args.host}:{args.http_port}",
             out=args.out,
+            cutout=None,
+            crop=False,
         )
         segment_image(seg)
         seg.protocol, seg.url = "grpc", f"{args.host}:{args.grpc_port}"
         seg.single_mask, seg.out = True, args.out / "grpc_single"
+        seg.cutout, seg.crop = seg.out / "cutout.png", True
         segment_image(seg)
     finally:
         server.stop()
