@@ -22,8 +22,7 @@ import tritonclient.grpc as grpcclient
 
 from sam2_triton import contract as c
 from sam2_triton.bench.machine import cpu_model, usable_cores
-from sam2_triton.repository import build_repository
-from sam2_triton.server import Ports, TritonServer
+from sam2_triton.bench.server import bench_server
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -60,14 +59,7 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     args = parser.parse_args()
 
-    repo = ROOT / "build" / "bench_repository"
-    build_repository(args.export_dir, repo)
-    server = TritonServer(
-        repo,
-        ROOT / "build" / "tritonserver",
-        ports=Ports(8100, 8101, 8102),
-        log_file=ROOT / "build" / "bench_tritonserver.log",
-    )
+    server = bench_server(args.export_dir, ROOT / "build" / "bench")
     image = np.frombuffer(IMAGE.read_bytes(), np.uint8)
     inputs = [grpcclient.InferInput("image", list(image.shape), "UINT8")]
     inputs[0].set_data_from_numpy(image)

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
-from sam2_triton.repository import build_repository
-from sam2_triton.server import Ports, TritonServer
+from sam2_triton.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -61,14 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     export = json.loads((args.export_dir / "export.json").read_text())
-    repo = ROOT / "build" / "bench_repository"
-    build_repository(args.export_dir, repo)
-    server = TritonServer(
-        repo,
-        ROOT / "build" / "tritonserver",
-        ports=Ports(8100, 8101, 8102),
-        log_file=ROOT / "build" / "bench_tritonserver.log",
-    )
+    server = bench_server(args.export_dir, ROOT / "build" / "bench")
     with server:
         results = measure(server, args.runs, args.clicks)
     report = {

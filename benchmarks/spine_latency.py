@@ -19,11 +19,11 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
 from sam2_triton.onnx_session import create_session
-from sam2_triton.repository import DECODER_FILE, ENCODER_FILE, build_repository
-from sam2_triton.server import Ports, TritonServer
+from sam2_triton.repository import DECODER_FILE, ENCODER_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -79,14 +79,7 @@ def main() -> None:
         args.decoder_runs,
     )
 
-    repo = ROOT / "build" / "bench_repository"
-    build_repository(args.export_dir, repo)
-    server = TritonServer(
-        repo,
-        ROOT / "build" / "tritonserver",
-        ports=Ports(8100, 8101, 8102),
-        log_file=ROOT / "build" / "bench_tritonserver.log",
-    )
+    server = bench_server(args.export_dir, ROOT / "build" / "bench")
     with server:
         data = IMAGE.read_bytes()
         for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):

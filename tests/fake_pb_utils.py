@@ -21,6 +21,7 @@ class TritonError:
     INTERNAL = 13
     INVALID_ARG = 3
     NOT_FOUND = 5
+    CANCELLED = 1
 
     def __init__(self, message: str, code: int = INTERNAL) -> None:
         self._message, self._code = message, code
@@ -44,6 +45,10 @@ class InferenceResponse:
 @dataclass
 class InferenceRequest:
     inputs: dict[str, np.ndarray]
+    cancelled: bool = False
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
 
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:

@@ -108,3 +108,10 @@ def test_postprocess_encodes_masks_when_asked():
     outputs = response.outputs()
     assert outputs["masks"].shape == (0, 30, 40)
     assert [bytes(item[:8]) for item in outputs["encoded_masks"]] == [b"\x89PNG\r\n\x1a\n"] * 3
+
+
+def test_a_request_cancelled_while_queued_is_not_run(pre):
+    request = pb.InferenceRequest({"image": _png()}, cancelled=True)
+    (response,) = pre.execute([request])
+    assert response.error.code() == pb.TritonError.CANCELLED
+    assert "cancelled" in response.error.message()

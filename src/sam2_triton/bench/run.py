@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from sam2_triton import contract as c
 from sam2_triton.bench import compute, flows
 from sam2_triton.bench.load import LoadResult, run_load
 from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
-from sam2_triton.repository import ServingOptions, build_repository
-from sam2_triton.server import Ports, TritonServer
+from sam2_triton.repository import ServingOptions
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))
@@ -56,12 +55,6 @@ class BenchConfig:
         return max(concurrency, 4) if self.quick else max(2 * concurrency, 8)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _batch_counts(http_url: str, model: str) -> dict[int, int]:
     """Executions per batch size Triton formed for ``model`` so far (statistics API)."""
     stats = requests.get(
@@ -88,14 +81,7 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         "quick": config.quick,
         "serving_options": config.options.__dict__,
     }
-    repo = (config.out_dir / "model_repository").resolve()
-    build_repository(config.export_dir, repo, config.options)
-    server = TritonServer(
-        repo,
-        config.runtime_dir,
-        ports=Ports(_free_port(), _free_port(), _free_port()),
-        log_file=(config.out_dir / "tritonserver.log").resolve(),
-    )
+    server = bench_server(config.export_dir, config.out_dir, config.options, config.runtime_dir)
     with server.start():
         grpc_url = server.grpc_url
         sweep: dict[int, LoadResult] = {}

@@ -13,10 +13,13 @@ import numpy as np
 
 from sam2_triton import automatic, processing
 from sam2_triton import contract as c
-from sam2_triton.triton_models.common import infer, model_parameters, read_inputs, respond_each
-
-ENCODER_OUTPUT_NAMES = [t.name for t in c.ENCODER_OUTPUTS]
-DECODER_OUTPUT_NAMES = [t.name for t in c.DECODER_OUTPUTS]
+from sam2_triton.triton_models.common import (
+    decode_prompts,
+    encode_image,
+    model_parameters,
+    read_inputs,
+    respond_each,
+)
 
 
 class TritonPythonModel:
@@ -33,18 +36,10 @@ class TritonPythonModel:
         params = automatic.AutomaticParams.from_inputs(inputs)
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
         annotations = automatic.generate(
-            rgb, self._encode, self._decode, params, decoder_batch=self.decoder_batch
+            rgb, encode_image, decode_prompts, params, decoder_batch=self.decoder_batch
         )
         document = {
             "image": {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])},
             "annotations": annotations,
         }
         return {"annotations": np.array([json.dumps(document).encode()], dtype=np.object_)}
-
-    @staticmethod
-    def _encode(image_1024: np.ndarray) -> dict[str, np.ndarray]:
-        return infer(c.IMAGE_ENCODER, {"image": image_1024}, ENCODER_OUTPUT_NAMES)
-
-    @staticmethod
-    def _decode(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return infer(c.MASK_DECODER, inputs, DECODER_OUTPUT_NAMES)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from sam2_triton import contract as c
 from sam2_triton.contract import Tensor
 from sam2_triton.processing import InvalidInputError
 
@@ -57,10 +58,18 @@ def error_response(exc: Exception, logger: Any) -> Any:
 
 
 def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.ndarray]]) -> list:
-    """One response per request, whatever happens to any one of them."""
+    """One response per request, whatever happens to any one of them.
+
+    A request its client has cancelled while it waited (e.g. a click superseded by a newer one)
+    is answered CANCELLED without running it.
+    """
     logger = pb_utils.Logger
     responses = []
     for request in requests:
+        if request.is_cancelled():
+            error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
+            responses.append(pb_utils.InferenceResponse(error=error))
+            continue
         try:
             responses.append(response(handle(request)))
         except Exception as exc:  # noqa: BLE001 - every request gets an answer
@@ -79,3 +88,13 @@ def infer(model: str, inputs: dict[str, np.ndarray], output_names: Sequence[str]
     if result.has_error():
         raise RuntimeError(f"{model} failed: {result.error().message()}")
     return {n: pb_utils.get_output_tensor_by_name(result, n).as_numpy() for n in output_names}
+
+
+def encode_image(image_1024: np.ndarray) -> dict[str, np.ndarray]:
+    """sam2_image_encoder through BLS: [1,3,1024,1024] -> the three feature maps."""
+    return infer(c.IMAGE_ENCODER, {"image": image_1024}, [t.name for t in c.ENCODER_OUTPUTS])
+
+
+def decode_prompts(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """sam2_mask_decoder through BLS: features + prompts per row -> all four mask tokens."""
+    return infer(c.MASK_DECODER, inputs, [t.name for t in c.DECODER_OUTPUTS])

@@ -16,10 +16,13 @@ import triton_python_backend_utils as pb_utils
 from sam2_triton import contract as c
 from sam2_triton.embedding_cache import CacheStats, EmbeddingCache, server_cache_dir
 from sam2_triton.session import Limits, SessionService
-from sam2_triton.triton_models.common import infer, model_parameters, read_inputs, respond_each
-
-ENCODER_OUTPUT_NAMES = [t.name for t in c.ENCODER_OUTPUTS]
-DECODER_OUTPUT_NAMES = [t.name for t in c.DECODER_OUTPUTS]
+from sam2_triton.triton_models.common import (
+    decode_prompts,
+    encode_image,
+    model_parameters,
+    read_inputs,
+    respond_each,
+)
 
 
 class CacheMetrics:
@@ -58,7 +61,7 @@ class TritonPythonModel:
         params = model_parameters(args)
         cache = EmbeddingCache(server_cache_dir(), int(params["cache_bytes"]))
         limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
-        self.service = SessionService(cache, self._encode, self._decode, limits)
+        self.service = SessionService(cache, encode_image, decode_prompts, limits)
         self.metrics = CacheMetrics(args["model_name"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -71,11 +74,3 @@ class TritonPythonModel:
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         return self.service.handle(read_inputs(request, c.SESSION_INPUTS))
-
-    @staticmethod
-    def _encode(image_1024: np.ndarray) -> dict[str, np.ndarray]:
-        return infer(c.IMAGE_ENCODER, {"image": image_1024}, ENCODER_OUTPUT_NAMES)
-
-    @staticmethod
-    def _decode(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return infer(c.MASK_DECODER, inputs, DECODER_OUTPUT_NAMES)
