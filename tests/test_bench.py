@@ -12,7 +12,7 @@ from PIL import Image
 from sam2_triton.bench import flows
 from sam2_triton.bench.load import run_load
 from sam2_triton.bench.report import format_table, plot
-from sam2_triton.bench.run import GOALS, _delta, _met
+from sam2_triton.bench.run import GOALS, _delta, _met, interleaved
 
 
 def test_load_driver_sends_each_request_once_over_its_workers():
@@ -87,3 +87,10 @@ def test_plot_is_a_png(tmp_path):
     path = plot(_report(), tmp_path / "bench.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 500
+
+
+def test_interleaved_runs_each_flow_in_turn():
+    calls: list[str] = []
+    summary = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 4  # one warm-up each, then three rounds
+    assert summary["a"]["runs"] == summary["b"]["runs"] == 3

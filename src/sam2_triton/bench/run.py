@@ -1,15 +1,18 @@
 """Run every measurement of ``sam2-triton bench`` against one embedded server, in one process.
 
 Order: load sweep (concurrency 1, 2, 4, 8) with Triton's batch statistics per level; cached
-clicks; the client-side flow at concurrency 4; then the in-process baselines (ONNX Runtime on
-the same files with the same thread settings, Meta's PyTorch predictor) and the compute ceiling,
-while the server idles. Ratios are computed from figures of this one run.
+clicks; ours and the client-side flow at concurrency 4, in alternating blocks; then ours, the
+in-process baselines (ONNX Runtime on the same files with the same thread settings, Meta's
+PyTorch predictor) one request each in turn, so every ratio compares figures taken side by
+side on this noisy machine; last the encoder's FLOP rate against the machine's GEMM rate.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,56 +112,66 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         report["click_ms"] = clicks
         log(f"cached click p50: {clicks['median_ms']:.1f} ms")
 
+        # Alternatives are measured in alternation with ours, so drift in this machine's speed
+        # (other tenants, thermal) hits both sides of each ratio alike.
         level = 4 if 4 in sweep else max(sweep)
-        client_side = run_load(
-            lambda: flows.client_side(grpc_url, image, POINT),
-            level,
-            config.requests_at(level),
-            warmup_per_worker=0,
+        pair: dict[str, list[LoadResult]] = {"ours": [], "client_side": []}
+        factories = {
+            "ours": lambda: flows.ours(grpc_url, "grpc", image, POINT),
+            "client_side": lambda: flows.client_side(grpc_url, image, POINT),
+        }
+        order = (
+            ["client_side", "ours"]
+            if config.quick
+            else ["client_side", "ours", "ours", "client_side"]
         )
-        report["client_side_flow"] = client_side.summary()
-        log(f"client-side flow at concurrency {level}: {client_side.throughput:.3f} images/s")
+        for name in order:
+            pair[name].append(run_load(factories[name], level, config.requests_at(level)))
+        concurrent = {name: _combined(results) for name, results in pair.items()}
+        report["client_side_flow"] = concurrent["client_side"]
+        report["ours_at_client_side_concurrency"] = concurrent["ours"]
+        log(
+            f"at concurrency {level}: ours {concurrent['ours']['images_per_s']:.3f}, client-side "
+            f"flow {concurrent['client_side']['images_per_s']:.3f} images/s"
+        )
 
-    threads = config.options.intra_op_threads
-    in_process = run_load(
-        lambda: flows.in_process(config.export_dir, image, POINT, threads),
-        1,
-        config.sequential_requests,
-        warmup_per_worker=1,
-    )
-    report["in_process_onnxruntime"] = in_process.summary()
-    log(f"in-process ONNX Runtime: {in_process.throughput:.3f} images/s")
+        threads = config.options.intra_op_threads
+        checkpoint = _checkpoint(export)
+        variant_config = _variant_config(export)
+        sends = {
+            "ours": flows.ours(grpc_url, "grpc", image, POINT),
+            "in_process_onnxruntime": flows.in_process(config.export_dir, image, POINT, threads),
+        }
+        if checkpoint is not None:
+            sends["pytorch_eager"] = flows.pytorch(variant_config, checkpoint, image, POINT)
+        sequential = interleaved(sends, config.sequential_requests)
+        report["sequential_interleaved_ms"] = sequential
+        log(
+            "one request at a time (p50 ms): "
+            + ", ".join(f"{name} {row['median_ms']:.0f}" for name, row in sequential.items())
+        )
+
     encoder_ms = _encoder_ms(config, threads)
     report["encoder_in_process_ms"] = encoder_ms
-
-    checkpoint = _checkpoint(export)
-    variant_config = _variant_config(export)
-    if checkpoint is not None:
-        torch_run = run_load(
-            lambda: flows.pytorch(variant_config, checkpoint, image, POINT),
-            1,
-            config.sequential_requests,
-            warmup_per_worker=1,
-        )
-        report["pytorch_eager"] = torch_run.summary()
-        log(f"PyTorch SAM2ImagePredictor: {torch_run.throughput:.3f} images/s")
     flops = compute.encoder_flops(variant_config, checkpoint)
     gemm = compute.gemm_flops_per_s()
     report["encoder_flops"] = flops
     report["gemm_fp32_flops_per_s"] = gemm
     report["encoder_flops_per_s"] = flops / (encoder_ms["median_ms"] / 1e3)
 
-    sequential = sweep[min(sweep)]
+    ours_ms = sequential["ours"]["median_ms"]
     ratios = {
-        "triton_overhead_ratio": sequential.throughput / in_process.throughput,
-        "click_to_full_ratio": clicks["median_ms"] / sequential.percentile(50),
-        "vs_client_side_flow": sweep[level].throughput / client_side.throughput,
+        # images/s ratios of one-at-a-time requests = inverse ratios of their median latencies
+        "triton_overhead_ratio": sequential["in_process_onnxruntime"]["median_ms"] / ours_ms,
+        "click_to_full_ratio": clicks["median_ms"] / ours_ms,
+        "vs_client_side_flow": concurrent["ours"]["images_per_s"]
+        / concurrent["client_side"]["images_per_s"],
         "request_bytes_ratio": flows.client_side_request_bytes(POINT)
         / flows.ours_request_bytes(image, POINT),
         "encoder_flops_utilization": report["encoder_flops_per_s"] / gemm,
     }
-    if "pytorch_eager" in report:
-        ratios["vs_pytorch_eager"] = sequential.throughput / report["pytorch_eager"]["images_per_s"]
+    if "pytorch_eager" in sequential:
+        ratios["vs_pytorch_eager"] = sequential["pytorch_eager"]["median_ms"] / ours_ms
     report["request_bytes"] = {
         "ours": flows.ours_request_bytes(image, POINT),
         "client_side_flow": flows.client_side_request_bytes(POINT),
@@ -174,6 +187,45 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         if name in ratios
     }
     return report
+
+
+def interleaved(sends: dict[str, Callable[[], object]], rounds: int) -> dict[str, dict]:
+    """Each send once per round, in turn (after one untimed warm-up each): latency figures."""
+    samples: dict[str, list[float]] = {name: [] for name in sends}
+    for send in sends.values():
+        send()
+    for _ in range(rounds):
+        for name, send in sends.items():
+            start = time.perf_counter()
+            send()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: _latency_summary(values) for name, values in samples.items()}
+
+
+def _latency_summary(values: list[float]) -> dict[str, float]:
+    ms = np.array(values)
+    return {
+        "median_ms": float(np.median(ms)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+        "runs": len(values),
+    }
+
+
+def _combined(results: list[LoadResult]) -> dict[str, float]:
+    """Several load runs of one flow as one: total images over total time."""
+    latencies = [value for result in results for value in result.latencies_ms]
+    requests = sum(result.requests for result in results)
+    seconds = sum(result.seconds for result in results)
+    return {
+        "concurrency": results[0].concurrency,
+        "requests": requests,
+        "seconds": seconds,
+        "images_per_s": requests / seconds,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+    }
 
 
 def _met(value: float, op: str, goal: float) -> bool:
