@@ -123,7 +123,7 @@ def _serving_options(args: argparse.Namespace) -> ServingOptions:
     from sam2_triton.repository import ServingOptions
 
     return ServingOptions(
-        encoder_instances=args.instances,
+        encoder_instances=args.encoder_instances,
         decoder_instances=args.instances,
         python_instances=args.instances,
     )
@@ -189,7 +189,15 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--instances", type=int, default=2, help="instances per model")
+    parser.add_argument(
+        "--instances", type=int, default=2, help="instances per model but the encoder"
+    )
+    parser.add_argument(
+        "--encoder-instances",
+        type=int,
+        default=1,
+        help="encoder instances (default 1: on a CPU one instance already uses every core)",
+    )
 
 
 def start_server(
@@ -406,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"default: {REPOSITORY_DIR}/ (embedded), {GPU_REPOSITORY_DIR}/ (gpu)",
     )
-    p.add_argument("--instances", type=int, default=2, help="instances per CPU model")
+    p.add_argument(
+        "--instances", type=int, default=2, help="instances per CPU model but the encoder"
+    )
+    p.add_argument("--encoder-instances", type=int, default=1, help="embedded encoder instances")
     gpu = p.add_argument_group("gpu target")
     gpu.add_argument("--gpu-instances", type=int, help="encoder/decoder per GPU (default 2)")
     gpu.add_argument("--gpus", type=parse_gpus, help="GPU ids, e.g. 0,1 (default: all)")

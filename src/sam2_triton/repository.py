@@ -46,7 +46,9 @@ TARGETS = ("embedded", "gpu")
 class ServingOptions:
     """Deployment knobs: instance counts, batching, limits (a change rebuilds the repository)."""
 
-    encoder_instances: int = 2
+    # One encoder instance: its ORT threads already use every core; two on a 2-core CPU
+    # oversubscribe it (measured: docs/benchmarks.md). Concurrent images are batched instead.
+    encoder_instances: int = 1
     decoder_instances: int = 2
     python_instances: int = 2
     encoder_max_batch: int = 4
