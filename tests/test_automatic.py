@@ -153,3 +153,30 @@ def test_generator_matches_sam2_automatic_mask_generator(reference_predictor, on
         assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-3)
         assert ours["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-3)
         assert ours["crop_box"] == theirs["crop_box"]
+
+
+def test_a_cancelled_request_stops_within_one_batch_of_points():
+    from sam2_triton.processing import RequestCancelled
+
+    decoded: list[int] = []
+    checks = iter([False, True])
+
+    def encode(image):
+        return {
+            "image_embed": np.zeros((1, 256, 64, 64), np.float32),
+            "high_res_feats_0": np.zeros((1, 32, 256, 256), np.float32),
+            "high_res_feats_1": np.zeros((1, 64, 128, 128), np.float32),
+        }
+
+    def decode(inputs):
+        n = len(inputs["point_coords"])
+        decoded.append(n)
+        return {
+            "low_res_masks": np.full((n, 4, 256, 256), -1.0, np.float32),
+            "iou_predictions": np.zeros((n, 4), np.float32),
+        }
+
+    params = A.AutomaticParams(points_per_side=4, points_per_batch=8)
+    with pytest.raises(RequestCancelled):
+        A.generate(np.zeros((20, 30, 3), np.uint8), encode, decode, params, 8, lambda: next(checks))
+    assert decoded == [8]  # the first batch of 8 of 16 points, then the stop

@@ -134,3 +134,12 @@ def test_cutout_of_a_click_by_id_uses_the_cached_image_file(service):
     assert rgba.shape == (30, 40, 4)
     assert (rgba[:15, :, 3] == 255).all() and not rgba[15:, :, 3].any()  # the fake top-half mask
     assert (rgba[..., :3] == 200).all()
+
+
+def test_a_click_cancelled_before_decoding_runs_no_decoder(service, nets):
+    from sam2_triton.processing import RequestCancelled
+
+    image_id = _id(service.handle({"image": _png()}))
+    with pytest.raises(RequestCancelled):
+        service.handle({"image_id": np.array([image_id.encode()], object), **POINT}, lambda: True)
+    assert nets.decoded == []

@@ -207,8 +207,13 @@ def generate(
     decode: Decoder,
     params: AutomaticParams | None = None,
     decoder_batch: int = 16,
+    is_cancelled: Callable[[], bool] = lambda: False,
 ) -> list[dict[str, Any]]:
-    """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first."""
+    """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first.
+
+    ``is_cancelled`` is asked before each batch of points: a cancelled request stops within
+    one batch instead of running the whole grid.
+    """
     params = (params or AutomaticParams()).validate()
     orig_h, orig_w = rgb.shape[:2]
     crop_boxes, layers = generate_crop_boxes(
@@ -219,7 +224,9 @@ def generate(
     )
     found: list[_Candidate] = []
     for crop_box, layer in zip(crop_boxes, layers, strict=True):
-        found += _process_crop(rgb, crop_box, grids[layer], encode, decode, params, decoder_batch)
+        found += _process_crop(
+            rgb, crop_box, grids[layer], encode, decode, params, decoder_batch, is_cancelled
+        )
     if len(crop_boxes) > 1 and found:
         # Prefer masks from smaller crops.
         areas = np.array(
@@ -239,6 +246,7 @@ def _process_crop(
     decode: Decoder,
     params: AutomaticParams,
     decoder_batch: int,
+    is_cancelled: Callable[[], bool],
 ) -> list[_Candidate]:
     x0, y0, x1, y1 = crop_box
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
@@ -249,6 +257,8 @@ def _process_crop(
     points = (grid * np.array(crop_hw)[None, ::-1]).astype(np.float32)
     candidates: list[_Candidate] = []
     for start in range(0, len(points), params.points_per_batch):
+        if is_cancelled():
+            raise processing.RequestCancelled("cancelled by the client")
         batch = points[start : start + params.points_per_batch]
         low_res, ious = _decode_points(batch, crop_hw, features, decode, decoder_batch)
         for row, point in enumerate(batch):

@@ -40,6 +40,10 @@ class InvalidInputError(ValueError):
         self.problem = problem
 
 
+class RequestCancelled(Exception):
+    """The client cancelled the request; long work stops at the next check."""
+
+
 # --- images ------------------------------------------------------------------------------------
 
 

@@ -49,8 +49,16 @@ class SessionService:
         self.decode = decode
         self.limits = limits or Limits()
 
-    def handle(self, inputs: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray]:
-        """SESSION_INPUTS (None where omitted) -> SESSION_OUTPUTS."""
+    def handle(
+        self,
+        inputs: Mapping[str, np.ndarray | None],
+        is_cancelled: Callable[[], bool] = lambda: False,
+    ) -> dict[str, np.ndarray]:
+        """SESSION_INPUTS (None where omitted) -> SESSION_OUTPUTS.
+
+        ``is_cancelled`` is asked before the decoder runs: a click superseded by a newer one
+        while its embedding was being read costs no decoder run.
+        """
         output_format = processing.parse_output_format(inputs.get("output_format"))
         multimask = processing.parse_multimask(inputs.get("multimask_output"))
         mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
@@ -74,6 +82,8 @@ class SessionService:
         if not prompts_given and inputs.get("image") is not None:
             return self._embed_only(image_id, orig_hw)  # "encode this image", no click yet
         prompts = prepare_prompts(orig_hw)
+        if is_cancelled():
+            raise processing.RequestCancelled("cancelled by the client")
         decoded = self.decode(
             {
                 **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},

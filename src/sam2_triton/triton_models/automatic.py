@@ -36,7 +36,12 @@ class TritonPythonModel:
         params = automatic.AutomaticParams.from_inputs(inputs)
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
         annotations = automatic.generate(
-            rgb, encode_image, decode_prompts, params, decoder_batch=self.decoder_batch
+            rgb,
+            encode_image,
+            decode_prompts,
+            params,
+            decoder_batch=self.decoder_batch,
+            is_cancelled=request.is_cancelled,
         )
         document = {
             "image": {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])},

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.contract import Tensor
-from sam2_triton.processing import InvalidInputError
+from sam2_triton.processing import InvalidInputError, RequestCancelled
 
 
 def model_parameters(args: dict[str, str]) -> dict[str, str]:
@@ -46,6 +46,10 @@ def response(outputs: dict[str, np.ndarray]) -> Any:
 def error_response(exc: Exception, logger: Any) -> Any:
     """Bad input -> INVALID_ARG naming the field (NOT_FOUND for an unknown image id: the client
     resends the image); anything else -> INTERNAL (details in the log)."""
+    if isinstance(exc, RequestCancelled):
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(str(exc), pb_utils.TritonError.CANCELLED)
+        )
     if isinstance(exc, InvalidInputError):
         code = getattr(exc, "triton_code", "INVALID_ARG")
         return pb_utils.InferenceResponse(

@@ -73,4 +73,4 @@ class TritonPythonModel:
         self.service.cache.close()
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
-        return self.service.handle(read_inputs(request, c.SESSION_INPUTS))
+        return self.service.handle(read_inputs(request, c.SESSION_INPUTS), request.is_cancelled)
