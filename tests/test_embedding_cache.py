@@ -113,3 +113,13 @@ def test_the_last_user_to_close_the_cache_deletes_it(tmp_path):
     assert second.get("x") is not None  # still in use by the second
     second.close()
     assert not root.exists()
+
+
+def test_hot_copies_are_dropped_once_the_shared_entry_is_evicted(tmp_path):
+    cache = EmbeddingCache(tmp_path, max_bytes=ENTRY_BYTES, hot_entries=2)
+    other = EmbeddingCache(tmp_path, max_bytes=ENTRY_BYTES)  # another instance
+    cache.put("x", _entry(1))
+    assert cache.get("x") is not None and cache.get("x") is not None  # second read: hot copy
+    other.put("y", _entry(2))  # evicts "x" from the shared cache
+    assert cache.get("x") is None  # the hot copy does not outlive the shared entry
+    assert cache.stats.hits == 2 and cache.stats.misses == 1
