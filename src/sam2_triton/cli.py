@@ -1,4 +1,4 @@
-"""``sam2-triton``: download, export, build-repo, serve, segment, demo.
+"""``sam2-triton``: download, export, build-repo, serve, segment, batch, bench, demo.
 
 Paths default to folders under the current directory (the repository root when run by make):
 ``checkpoints/``, ``exports/<model>/``, ``model_repository/``, ``build/``.
@@ -289,6 +289,62 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_automatic_param(text: str) -> tuple[str, float | int | bool]:
+    """NAME=VALUE for one SAM2AutomaticMaskGenerator parameter, typed as sam2_automatic takes it."""
+    from sam2_triton.contract import AUTOMATIC_PARAMETERS
+
+    name, sep, value = text.partition("=")
+    dtypes = {t.name: t.dtype for t in AUTOMATIC_PARAMETERS}
+    if not sep or name not in dtypes:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of {', '.join(dtypes)}; got {text!r}"
+        )
+    try:
+        if dtypes[name] == "BOOL":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return name, value.lower() in ("true", "1")
+        return name, int(value) if dtypes[name] == "INT32" else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a {dtypes[name]}") from None
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from sam2_triton.batch import BatchOptions, run_batch
+    from sam2_triton.batch.runner import abandon
+
+    options = BatchOptions(
+        input_dir=args.input_dir,
+        out_dir=args.out,
+        prompts=args.prompts,
+        url=args.url,
+        protocol=args.protocol,
+        concurrency=args.concurrency,
+        automatic_params=dict(args.automatic or []),
+        timeout_s=args.timeout,
+        report=not args.no_report,
+        progress=not args.no_progress,
+    )
+    result = run_batch(options)
+    s = result.summary
+    print(
+        f"{s['finished_this_run']} image(s) done in {s['wall_seconds']:.1f} s "
+        f"({s['images_per_second']:.3f} img/s), {s['skipped_already_finished']} already done, "
+        f"{s['failed_this_run']} failed, {s['not_started']} not started; "
+        f"{s['finished_total']}/{s['images_found']} finished in {args.out}"
+    )
+    for failure in s["failures"]:
+        print(f"  failed: {failure['file_name']}: {failure['error']}")
+    for name in s["prompts_without_image"]:
+        print(f"  warning: the prompts file names {name!r}, which is not in {args.input_dir}")
+    print(f"summary: {args.out / 'summary.json'}")
+    if not args.no_report:
+        print(f"report: {args.out / 'report' / 'index.html'}")
+    if result.interrupted:
+        abandon(result.exit_code)  # threads may still wait on the server: do not join them
+    return result.exit_code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Weights -> export -> serve -> segment the shipped example image -> stop."""
     from sam2_triton.checkpoints import CheckpointDownloadError, download_checkpoint
@@ -452,6 +508,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", action="store_true", help="crop the cut-out to the object's box")
     p.set_defaults(func=_cmd_segment)
 
+    p = sub.add_parser(
+        "batch",
+        help="masks for every image of a folder (prompts file or automatic), resumable",
+        description="Segment every image under INPUT_DIR through a running server: images named "
+        "in --prompts get one mask per labelled object, the others automatic masks. Finished "
+        "images are skipped, so an interrupted run is resumed by running it again.",
+    )
+    p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
+    p.add_argument("--prompts", type=Path, help='JSON: {"file name": {"label": [[x, y], ...]}}')
+    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    p.add_argument("--url", help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument(
+        "--automatic",
+        type=parse_automatic_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a SAM2AutomaticMaskGenerator parameter for images without prompts, e.g. "
+        "points_per_side=16 (repeatable)",
+    )
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per request")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_batch)
+
     p = sub.add_parser("bench", help="throughput, latency and ratios against alternatives")
     p.add_argument("--model", choices=sorted(VARIANTS), default="tiny")
     p.add_argument("--quick", action="store_true", help="fewer requests (< 5 min on 2 cores)")
@@ -469,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sam2_triton.batch.runner import ServerUnavailableError
+    from sam2_triton.batch.store import OutputLockedError
     from sam2_triton.checkpoints import CheckpointDownloadError
     from sam2_triton.repository import RepositoryError
     from sam2_triton.server import ServerError
@@ -480,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         RepositoryError,
         ServerError,
         ExportCheckError,
+        ServerUnavailableError,
+        OutputLockedError,
         FileNotFoundError,
         ValueError,
     ) as exc:

@@ -1,7 +1,10 @@
-"""Call ``sam2_segment`` and ``sam2_session`` over HTTP or gRPC with tritonclient (KServe v2)."""
+"""Call ``sam2_segment``, ``sam2_session`` and ``sam2_automatic`` over HTTP or gRPC with
+tritonclient (KServe v2)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -9,7 +12,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sam2_triton.contract import ENCODED_ONLY_FORMATS, SEGMENT, SEGMENT_OUTPUTS, SESSION
+from sam2_triton.contract import (
+    AUTOMATIC,
+    AUTOMATIC_PARAMETERS,
+    ENCODED_ONLY_FORMATS,
+    SEGMENT,
+    SEGMENT_OUTPUTS,
+    SESSION,
+)
 from sam2_triton.mask_formats import decode_masks
 from sam2_triton.processing import MaskResult
 
@@ -129,6 +139,36 @@ class SegmentClient:
             timeout_s=timeout_s,
         )
 
+    def automatic(
+        self,
+        image: bytes,
+        params: Mapping[str, float | int | bool] | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Every object in ``image`` (sam2_automatic): ``{"image": {"height", "width"},
+        "annotations": [SA-1B records]}``. ``params`` are SAM2AutomaticMaskGenerator's
+        (points_per_side, pred_iou_thresh, ...); omitted ones keep its defaults.
+
+        This takes tens of seconds per image on CPU: give the client a ``network_timeout_s``.
+        """
+        known = {t.name: t.dtype for t in AUTOMATIC_PARAMETERS}
+        values = {"image": np.frombuffer(image, dtype=np.uint8)}
+        for name, value in (params or {}).items():
+            if name not in known:
+                raise ValueError(
+                    f"unknown automatic-mask parameter {name!r}; known: {sorted(known)}"
+                )
+            dtype = {"INT32": np.int32, "FP32": np.float32, "BOOL": bool}[known[name]]
+            values[name] = np.array([value], dtype=dtype)
+        inputs = [self._input(name, value) for name, value in values.items()]
+        result = self.client.infer(
+            AUTOMATIC,
+            inputs,
+            outputs=[self._tc.InferRequestedOutput("annotations")],
+            **self._timeout_kwargs(timeout_s),
+        )
+        return json.loads(result.as_numpy("annotations").reshape(-1)[0])
+
     def infer(
         self,
         model: str,
@@ -165,14 +205,20 @@ class SegmentClient:
         outputs = [self._tc.InferRequestedOutput(t.name) for t in SEGMENT_OUTPUTS]
         if model == SESSION:
             outputs.append(self._tc.InferRequestedOutput("image_id"))
-        kwargs: dict[str, Any] = {}
-        if timeout_s is not None:
-            key = "client_timeout" if self.protocol == "grpc" else "timeout"
-            kwargs[key] = timeout_s if self.protocol == "grpc" else int(timeout_s * 1e6)
-        elif self.protocol == "grpc" and self.network_timeout_s is not None:
-            kwargs["client_timeout"] = self.network_timeout_s
-        result = self.client.infer(model, inputs, outputs=outputs, **kwargs)
+        result = self.client.infer(
+            model, inputs, outputs=outputs, **self._timeout_kwargs(timeout_s)
+        )
         return _response(result, output_format or "raw", with_id=model == SESSION)
+
+    def _timeout_kwargs(self, timeout_s: float | None) -> dict[str, Any]:
+        """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
+        if timeout_s is not None:
+            if self.protocol == "grpc":
+                return {"client_timeout": timeout_s}
+            return {"timeout": int(timeout_s * 1e6)}
+        if self.protocol == "grpc" and self.network_timeout_s is not None:
+            return {"client_timeout": self.network_timeout_s}
+        return {}
 
     def _input(self, name: str, value: np.ndarray) -> Any:
         tensor = self._tc.InferInput(
@@ -192,6 +238,13 @@ class SegmentClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_not_found(error: Exception) -> bool:
+    """True for sam2_session's "unknown image_id" answer (HTTP 404, gRPC NOT_FOUND): the image
+    was evicted or never sent, so send it again."""
+    status = getattr(error, "status", None)
+    return callable(status) and str(status()) in ("404", "StatusCode.NOT_FOUND")
 
 
 # (numpy kind, itemsize) -> KServe v2 datatype

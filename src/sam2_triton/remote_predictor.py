@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from sam2_triton.client import Protocol, SegmentClient, SegmentResponse
+from sam2_triton.client import Protocol, SegmentClient, SegmentResponse, is_not_found
 from sam2_triton.contract import LOW_RES_MASK_SIZE, OUTPUT_FORMATS
 from sam2_triton.processing import upsample_logits
 
@@ -177,14 +177,10 @@ class SAM2RemotePredictor:
                     timeout_s=self.timeout_s,
                 )
             except InferenceServerException as error:
-                if attempt > 0 or not _is_not_found(error):
+                if attempt > 0 or not is_not_found(error):
                     raise
                 self._image_id = self.client.embed(self._image, timeout_s=self.timeout_s)
         raise AssertionError("unreachable")
-
-
-def _is_not_found(error: InferenceServerException) -> bool:
-    return str(error.status()) in ("404", "StatusCode.NOT_FOUND")
 
 
 def _rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:

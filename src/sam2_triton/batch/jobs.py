@@ -1,0 +1,88 @@
+"""One image of a batch run -> one SA-1B-style document, through the running server.
+
+Prompted images go through ``sam2_session``: the image is encoded once and each labelled object
+costs one decoder run (masks come back as COCO RLE, never as raw pixels). Images without prompts go
+through ``sam2_automatic``. Both produce the SA-1B layout::
+
+    {"image": {"file_name", "height", "width"}, "annotations": [{"id", "segmentation": RLE,
+     "area", "bbox": xywh, "predicted_iou", "point_coords", "crop_box", ...}]}
+
+Prompted annotations add ``label`` and ``prompt``; automatic ones carry ``stability_score``
+(SAM's stability score is computed on the automatic path only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sam2_triton.batch.prompts import ObjectPrompt
+from sam2_triton.client import SegmentClient, SegmentResponse, is_not_found
+
+
+def _click_object(
+    client: SegmentClient, image: bytes, image_id: str, prompt: ObjectPrompt
+) -> tuple[str, SegmentResponse]:
+    """One decoder run for one object; re-sends the image once if the server evicted it."""
+    # SAM's advice: one point is ambiguous, ask for three masks and keep the best scored.
+    single_point = (
+        prompt.box is None and prompt.point_coords is not None and len(prompt.point_coords) == 1
+    )
+    for attempt in range(2):
+        try:
+            response = client.click(
+                image_id,
+                prompt.point_coords,
+                prompt.point_labels,
+                prompt.box,
+                multimask_output=single_point,
+                output_format="rle",
+            )
+            return image_id, response
+        except Exception as error:
+            if attempt > 0 or not is_not_found(error):
+                raise
+            image_id = client.embed(image)
+    raise AssertionError("unreachable")
+
+
+def segment_prompted(
+    client: SegmentClient, name: str, image: bytes, objects: list[ObjectPrompt]
+) -> dict[str, Any]:
+    """The document of an image with prompts: one annotation per labelled object."""
+    image_id = client.embed(image)
+    annotations = []
+    height = width = 0
+    for index, prompt in enumerate(objects):
+        image_id, response = _click_object(client, image, image_id, prompt)
+        best = int(np.argmax(response.iou_scores))
+        rle = json.loads(response.encoded_masks[best])
+        height, width = (int(v) for v in rle["size"])
+        annotation: dict[str, Any] = {
+            "id": index,
+            "label": prompt.label,
+            "segmentation": {"size": rle["size"], "counts": rle["counts"]},
+            "area": rle["area"],
+            "bbox": rle["bbox"],
+            "predicted_iou": float(response.iou_scores[best]),
+            "point_coords": [] if prompt.point_coords is None else prompt.point_coords.tolist(),
+            "crop_box": [0.0, 0.0, float(width), float(height)],
+            "prompt": prompt.to_json(),
+        }
+        annotations.append(annotation)
+    return {
+        "image": {"file_name": name, "height": height, "width": width, "image_id": image_id},
+        "annotations": annotations,
+    }
+
+
+def segment_automatic(
+    client: SegmentClient, name: str, image: bytes, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The document of an image without prompts: every object sam2_automatic finds."""
+    result = client.automatic(image, params)
+    annotations = [{"id": k, **record} for k, record in enumerate(result["annotations"])]
+    return {"image": {"file_name": name, **result["image"]}, "annotations": annotations}
