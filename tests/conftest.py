@@ -65,15 +65,13 @@ EMBEDDING_BYTES = 4 * (256 * 64 * 64 + 32 * 256 * 256 + 64 * 128 * 128) + 1024
 TEST_CACHE_IMAGES = 4  # small, so that eviction can be tested in a few encoder runs
 
 
-@pytest.fixture(scope="session")
-def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A real embedded tritonserver serving the tiny export on free loopback ports."""
-    from sam2_triton.repository import ServingOptions, build_repository
+def running_server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory, options) -> Iterator:
+    """A real embedded tritonserver for ``export_dir`` with ServingOptions ``options``."""
+    from sam2_triton.repository import build_repository
     from sam2_triton.server import Ports, TritonServer
 
     repo = tmp_path_factory.mktemp("model_repository")
-    options = ServingOptions(session_cache_bytes=TEST_CACHE_IMAGES * EMBEDDING_BYTES)
-    build_repository(tiny_export.export_dir, repo, options)
+    build_repository(export_dir, repo, options)
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(
         repository=repo,
@@ -88,6 +86,15 @@ def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) ->
         raise
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real embedded tritonserver serving the tiny export on free loopback ports."""
+    from sam2_triton.repository import ServingOptions
+
+    options = ServingOptions(session_cache_bytes=TEST_CACHE_IMAGES * EMBEDDING_BYTES)
+    yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
 
 
 @pytest.fixture(scope="session")

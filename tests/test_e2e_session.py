@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
-from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES
+from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES, running_server
 from tests.test_e2e_segment import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -60,13 +60,26 @@ def _metric(triton, name: str) -> float:
     return float(match.group(1))
 
 
-def _encoder_runs(triton) -> int:
+def _runs(triton, model: str) -> int:
     stats = requests.get(
-        f"http://{triton.http_url}/v2/models/{c.IMAGE_ENCODER}/stats",
+        f"http://{triton.http_url}/v2/models/{model}/stats",
         timeout=10,
         headers={"Connection": "close"},
     ).json()
     return int(stats["model_stats"][0]["inference_count"])
+
+
+def _encoder_runs(triton) -> int:
+    return _runs(triton, c.IMAGE_ENCODER)
+
+
+@pytest.fixture(scope="module")
+def bls_triton(tiny_export, tmp_path_factory):
+    """A server whose sam2_session calls sam2_mask_decoder through BLS (the GPU target's way)."""
+    from sam2_triton.repository import ServingOptions
+
+    options = ServingOptions(session_decoder_in_process=False, session_instances=1)
+    yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -89,6 +102,23 @@ def test_clicks_on_a_cached_image_match_sam2_image_predictor(triton, reference, 
             )
             _assert_matches(got, *want)
     assert _encoder_runs(triton) == runs_before  # clicks never ran the encoder
+
+
+def test_clicks_run_the_decoder_in_process_or_through_bls_with_the_same_results(
+    triton, bls_triton, reference
+):
+    """Embedded default: the session runs the decoder ONNX itself (sam2_mask_decoder idle);
+    with BLS (the GPU target's route) the click goes through sam2_mask_decoder. Same masks."""
+    image = image_bytes("coffee.jpg")
+    coords, labels = np.array([[200.0, 150.0]], np.float32), np.array([1], np.int32)
+    want = reference.predict(image, point_coords=coords, point_labels=labels)
+    for server, decoder_runs_per_click in ((triton, 0), (bls_triton, 1)):
+        with SegmentClient(server.http_url) as client:
+            image_id = client.embed(image)
+            before = _runs(server, c.MASK_DECODER)
+            got = client.click(image_id, coords, labels)
+            assert _runs(server, c.MASK_DECODER) - before == decoder_runs_per_click
+        _assert_matches(got, *want)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -165,6 +165,13 @@ def test_python_models_stay_on_cpu_on_both_targets(fake_export, tmp_path):
             assert "from sam2_triton.triton_models." in source
 
 
+def test_gpu_sessions_call_the_gpu_decoder(fake_export, tmp_path):
+    repo = tmp_path / "gpu"
+    configs = build(fake_export, repo, "gpu")
+    assert configs[c.SESSION].parameters["decoder"].string_value == "bls"
+    assert sorted(p.name for p in (repo / c.SESSION / "1").iterdir()) == ["model.py"]
+
+
 def test_encoder_tensorrt_fp16_with_cache_layernorm_and_batch_profile(fake_export, tmp_path):
     configs = build(fake_export, tmp_path / "gpu", "gpu", trt_cache_dir="/cache/trt")
     encoder = configs[c.IMAGE_ENCODER]

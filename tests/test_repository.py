@@ -124,3 +124,19 @@ def test_rebuild_only_when_something_changed(fake_export, tmp_path):
 def test_missing_export_says_what_to_run(tmp_path):
     with pytest.raises(RepositoryError, match="sam2-triton export --model"):
         build_repository(tmp_path / "nothing", tmp_path / "repo")
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_session_runs_the_decoder_file_beside_it_or_calls_the_decoder_model(
+    fake_export, tmp_path, in_process
+):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo, ServingOptions(session_decoder_in_process=in_process))
+    session = _configs(repo)[c.SESSION]
+    copied = repo / c.SESSION / "1" / DECODER_FILE
+    if in_process:
+        assert session.parameters["decoder"].string_value == DECODER_FILE
+        assert copied.read_bytes() == b"decoder"
+    else:
+        assert session.parameters["decoder"].string_value == "bls"
+        assert not copied.exists()

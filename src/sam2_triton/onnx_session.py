@@ -20,7 +20,9 @@ def create_session(
     """A CPU session; ``level`` is ORT's graph optimisation at load time (the server uses "all").
 
     ``intra_op_threads=0`` lets ORT use one thread per physical core. Spinning is off: with
-    several model instances sharing the cores, spinning threads steal time from working ones.
+    several model instances sharing the cores, spinning threads steal time from working ones
+    (measured on clicks: in one process spinning saves 8 ms of the decoder's 53; in the server,
+    where a click's instance changes from one request to the next, it cost 10-20 ms).
     """
     if not Path(onnx_path).exists():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")

@@ -38,6 +38,7 @@ from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 ENCODER_FILE = c.ENCODER_FILE
 DECODER_FILE = c.DECODER_FILE
 BUILD_INFO = "build.json"
+SESSION_DECODER = "decoder"  # sam2_session's parameter: how it runs the decoder
 #: embedded: the CPU-only tritonserver of ``serve``; gpu: the NGC image (docker-compose.yml).
 TARGETS = ("embedded", "gpu")
 
@@ -61,6 +62,10 @@ class ServingOptions:
     # embedding cache is shared by all of them and bounded in bytes (16.8 MB per image).
     session_instances: int = 4
     session_cache_bytes: int = 1 << 30
+    # Embedded target: sam2_session runs the decoder ONNX itself rather than through a BLS call
+    # to sam2_mask_decoder, sparing each click a second stub and 16.8 MB of features through
+    # shared memory (docs/performance.md). The GPU target always calls the GPU decoder.
+    session_decoder_in_process: bool = True
     automatic_instances: int = 2  # each serves one (long) segment-everything request at a time
 
 
@@ -129,7 +134,13 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             c.SESSION_OUTPUTS,
             python_module="session",
             instances=options.session_instances,
-            parameters={**limits, "cache_bytes": str(options.session_cache_bytes)},
+            parameters={
+                **limits,
+                **threads,
+                "cache_bytes": str(options.session_cache_bytes),
+                # the decoder ONNX file beside model.py (copied there), or "bls"
+                SESSION_DECODER: DECODER_FILE if options.session_decoder_in_process else "bls",
+            },
         ),
         ModelSpec(
             c.AUTOMATIC,
@@ -179,7 +190,17 @@ def target_model_config(
     config = model_config(spec, options.queue_delay_us)
     if target == "gpu" and spec.onnx_file:
         return gpu_model_config(config, spec, options, gpu or GpuOptions())
+    if target == "gpu" and SESSION_DECODER in spec.parameters:
+        config.parameters[SESSION_DECODER].string_value = "bls"  # the decoder on the GPUs
     return config
+
+
+def local_decoder_file(config: mc.ModelConfig) -> str | None:
+    """The decoder ONNX file a Python model runs itself (sam2_session, embedded), else None."""
+    if SESSION_DECODER not in config.parameters:
+        return None
+    value = config.parameters[SESSION_DECODER].string_value
+    return None if value == "bls" else value
 
 
 def runs_in_python(spec: ModelSpec, target: str) -> bool:
@@ -289,13 +310,15 @@ def build_repository(
     for spec in model_specs(options):
         version_dir = out_dir / spec.name / "1"
         version_dir.mkdir(parents=True)
-        (out_dir / spec.name / "config.pbtxt").write_text(
-            render(target_model_config(spec, options, target, gpu))
-        )
+        config = target_model_config(spec, options, target, gpu)
+        (out_dir / spec.name / "config.pbtxt").write_text(render(config))
         if spec.python_module and runs_in_python(spec, target):
             (version_dir / "model.py").write_text(model_py(spec.python_module))
         if spec.onnx_file:
             _place_file(export_dir / spec.onnx_file, version_dir / "model.onnx")
+        decoder_file = local_decoder_file(config)
+        if decoder_file:
+            _place_file(export_dir / decoder_file, version_dir / decoder_file)
     (out_dir / c.SEGMENT / "1").mkdir(parents=True)
     (out_dir / c.SEGMENT / "config.pbtxt").write_text(render(ensemble_config()))
     export_info = export_dir / c.EXPORT_METADATA_FILE
