@@ -22,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,dev,loadtest]'
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,dev,loadtest,openvino]'
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation sam2==1.1.0
 	$(PY) -m pip check
 	touch $(STAMP)

@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/automatic_latency.py [--export-dir exports/tiny] [--runs 2]
         [--points-per-side 32]
 
-Memory is the resident set (RSS) of the tritonserver process and all its backend stubs,
-sampled every 0.1 s: idle (models loaded) and the peak during the request. Writes
+Memory is that of the tritonserver process and all its backend stubs, sampled every 0.1 s: idle
+(models loaded) and the peak during the request, as PSS (proportional set size: a page shared by
+n processes, like Triton's shared-memory tensors, counts 1/n in each, so the sum is the machine's
+real use) and as RSS (shared pages counted once per process that maps them: an overestimate). Writes
 ``automatic_latency.json`` next to the export. Not a test: nothing here asserts a speed.
 """
 
@@ -28,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """RSS of ``pid`` and its descendants, from /proc (Linux)."""
+def tree_memory_bytes(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of ``pid`` and its descendants, from /proc/<pid>/smaps_rollup (Linux)."""
     children: dict[int, list[int]] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -39,17 +41,20 @@ def tree_rss_bytes(pid: int) -> int:
         except OSError:
             continue
         children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
-    total, stack = 0, [pid]
+    rss = pss = 0
+    stack = [pid]
     while stack:
         current = stack.pop()
         stack += children.get(current, [])
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
         except OSError:
             continue
-    return total
+    return rss, pss
 
 
 def main() -> None:
@@ -70,13 +75,14 @@ def main() -> None:
     with server.start():
         pid = server.process.pid
         time.sleep(2)
-        idle = tree_rss_bytes(pid)
-        peak = [idle]
+        idle = tree_memory_bytes(pid)
+        peak = list(idle)
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], tree_rss_bytes(pid))
+                rss, pss = tree_memory_bytes(pid)
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
                 time.sleep(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -102,9 +108,10 @@ def main() -> None:
         "latency_s": latencies,
         "median_latency_s": float(np.median(latencies)),
         "masks_returned": counts,
-        "server_rss_idle_mb": idle / 2**20,
+        "server_pss_idle_mb": idle[1] / 2**20,
+        "server_pss_peak_mb": peak[1] / 2**20,
+        "server_rss_idle_mb": idle[0] / 2**20,
         "server_rss_peak_mb": peak[0] / 2**20,
-        "peak_over_idle_mb": (peak[0] - idle) / 2**20,
     }
     out = args.export_dir / "automatic_latency.json"
     out.write_text(json.dumps(report, indent=2))

@@ -140,3 +140,11 @@ def test_session_runs_the_decoder_file_beside_it_or_calls_the_decoder_model(
     else:
         assert session.parameters["decoder"].string_value == "bls"
         assert not copied.exists()
+
+
+def test_cpu_precision_reaches_every_model_that_runs_onnx(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo, ServingOptions(cpu_precision="bf16"))
+    configs = _configs(repo)
+    for name in (c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION):
+        assert configs[name].parameters["precision"].string_value == "bf16", name

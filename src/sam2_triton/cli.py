@@ -126,6 +126,7 @@ def _serving_options(args: argparse.Namespace) -> ServingOptions:
         encoder_instances=args.encoder_instances,
         decoder_instances=args.instances,
         python_instances=args.instances,
+        cpu_precision=args.cpu_precision,
     )
 
 
@@ -198,6 +199,13 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="encoder instances (default 1: on a CPU one instance already uses every core)",
     )
+    parser.add_argument(
+        "--cpu-precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="embedded encoder/decoder: fp32 (ONNX Runtime, default) or bf16 (OpenVINO, for CPUs "
+        "with AVX512-BF16/AMX: ~3x faster encoder, masks differ slightly; docs/performance.md)",
+    )
 
 
 def start_server(
@@ -216,6 +224,9 @@ def start_server(
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from sam2_triton.onnx_session import require_precision
+
+    require_precision(args.cpu_precision)  # say so now, not as a model load failure
     build_repo(args.model, args.repository, _serving_options(args))
     server = start_server(args, args.repository)
     print(
@@ -416,11 +427,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not (export_dir / "export.json").exists():
         print(f"error: no export in {export_dir}: run `sam2-triton export` first", file=sys.stderr)
         return 2
+    from sam2_triton.onnx_session import require_precision
+    from sam2_triton.repository import ServingOptions
+
+    require_precision(args.cpu_precision)
     config = BenchConfig(
         export_dir=export_dir,
         out_dir=args.out,
         runtime_dir=RUNTIME_DIR.resolve(),
         quick=args.quick,
+        options=ServingOptions(cpu_precision=args.cpu_precision),
     )
     report = run_bench(config)
     json_path, png_path = write(report, args.out)
@@ -474,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--instances", type=int, default=2, help="instances per CPU model but the encoder"
     )
     p.add_argument("--encoder-instances", type=int, default=1, help="embedded encoder instances")
+    p.add_argument(
+        "--cpu-precision", choices=("fp32", "bf16"), default="fp32", help="embedded target only"
+    )
     gpu = p.add_argument_group("gpu target")
     gpu.add_argument("--gpu-instances", type=int, help="encoder/decoder per GPU (default 2)")
     gpu.add_argument("--gpus", type=parse_gpus, help="GPU ids, e.g. 0,1 (default: all)")
@@ -537,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="throughput, latency and ratios against alternatives")
     p.add_argument("--model", choices=sorted(VARIANTS), default="tiny")
     p.add_argument("--quick", action="store_true", help="fewer requests (< 5 min on 2 cores)")
+    p.add_argument(
+        "--cpu-precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="the served models' and the in-process baseline's precision (bf16: OpenVINO)",
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/bench"))
     p.set_defaults(func=_cmd_bench)
 
@@ -554,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     from sam2_triton.batch.runner import ServerUnavailableError
     from sam2_triton.batch.store import OutputLockedError
     from sam2_triton.checkpoints import CheckpointDownloadError
+    from sam2_triton.onnx_session import PrecisionUnavailableError
     from sam2_triton.repository import RepositoryError
     from sam2_triton.server import ServerError
 
@@ -566,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         ExportCheckError,
         ServerUnavailableError,
         OutputLockedError,
+        PrecisionUnavailableError,
         FileNotFoundError,
         ValueError,
     ) as exc:

@@ -56,6 +56,8 @@ class ServingOptions:
     decoder_max_batch: int = 16
     queue_delay_us: int = 2000
     intra_op_threads: int = 0
+    # Embedded target: "fp32" (ONNX Runtime) or "bf16" (OpenVINO; CPUs with AVX512-BF16/AMX)
+    cpu_precision: str = "fp32"
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_points: int = DEFAULT_MAX_POINTS
     # sam2_session: instances bound how many requests it serves at once (one each); the
@@ -85,7 +87,11 @@ class ModelSpec:
 
 
 def model_specs(options: ServingOptions) -> list[ModelSpec]:
-    threads = {"intra_op_num_threads": str(options.intra_op_threads)}
+    # how the Python-backend models run ONNX files (the GPU target drops these for its own)
+    runner = {
+        "intra_op_num_threads": str(options.intra_op_threads),
+        "precision": options.cpu_precision,
+    }
     limits = {
         "max_image_pixels": str(options.max_image_pixels),
         "max_points": str(options.max_points),
@@ -108,7 +114,7 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             max_batch_size=options.encoder_max_batch,
             instances=options.encoder_instances,
             dynamic_batching=True,
-            parameters=threads,
+            parameters=runner,
         ),
         ModelSpec(
             c.MASK_DECODER,
@@ -119,7 +125,7 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             max_batch_size=options.decoder_max_batch,
             instances=options.decoder_instances,
             dynamic_batching=True,
-            parameters=threads,
+            parameters=runner,
         ),
         ModelSpec(
             c.POSTPROCESS,
@@ -136,7 +142,7 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             instances=options.session_instances,
             parameters={
                 **limits,
-                **threads,
+                **runner,
                 "cache_bytes": str(options.session_cache_bytes),
                 # the decoder ONNX file beside model.py (copied there), or "bls"
                 SESSION_DECODER: DECODER_FILE if options.session_decoder_in_process else "bls",

@@ -77,11 +77,14 @@ def client_side_request_bytes(point: tuple[np.ndarray, np.ndarray]) -> int:
     return image + features + prompts + mask
 
 
-def in_process(export_dir: Path, image: bytes, point, threads: int) -> Send:
+def in_process(
+    export_dir: Path, image: bytes, point, threads: int, precision: str = "fp32"
+) -> Send:
+    """The same ONNX files, runner and precision as the server's, in this process."""
     from sam2_triton.onnx_session import create_session
 
-    encoder = create_session(export_dir / c.ENCODER_FILE, threads)
-    decoder = create_session(export_dir / c.DECODER_FILE, threads)
+    encoder = create_session(export_dir / c.ENCODER_FILE, threads, precision=precision)
+    decoder = create_session(export_dir / c.DECODER_FILE, threads, precision=precision)
 
     def send() -> processing.MaskResult:
         rgb = processing.decode_image(image)

@@ -1,7 +1,8 @@
 """sam2_image_encoder / sam2_mask_decoder, embedded target: ONNX Runtime in the Python backend.
 
 Triton's onnxruntime backend is not in the nvidia-pytriton wheel, so on CPU the ONNX file next to
-this model is run by an ``onnxruntime.InferenceSession`` here. The requests of one dynamic batch
+this model is run here: by an ``onnxruntime.InferenceSession`` (fp32) or OpenVINO (bf16), see
+``sam2_triton.onnx_session``. The requests of one dynamic batch
 are concatenated and run together where their shapes allow (see ``sam2_triton.batching``).
 """
 
@@ -27,6 +28,7 @@ class TritonPythonModel:
         self.session = create_session(
             onnx_path,
             intra_op_threads=int(params.get("intra_op_num_threads", "0")),
+            precision=params.get("precision", "fp32"),
         )
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]

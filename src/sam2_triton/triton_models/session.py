@@ -61,13 +61,13 @@ class CacheMetrics:
         self.bytes.set(cache.total_bytes())
 
 
-def local_decoder(onnx_path: Path, intra_op_threads: int) -> Decoder:
+def local_decoder(onnx_path: Path, intra_op_threads: int, precision: str) -> Decoder:
     """The decoder ONNX run in this process.
 
     ORT's thread spinning stays off as everywhere else: with it on, the pools of the idle
     instances a click just left keep spinning and a click took 76-86 ms instead of 66 ms.
     """
-    session = create_session(onnx_path, intra_op_threads)
+    session = create_session(onnx_path, intra_op_threads, precision=precision)
     names = [t.name for t in c.DECODER_OUTPUTS]
 
     def decode(inputs: Any) -> dict[str, np.ndarray]:
@@ -85,7 +85,9 @@ class TritonPythonModel:
         if params.get("decoder", "bls") != "bls":
             version_dir = Path(args["model_repository"]) / args["model_version"]
             decode = local_decoder(
-                version_dir / params["decoder"], int(params.get("intra_op_num_threads", "0"))
+                version_dir / params["decoder"],
+                int(params.get("intra_op_num_threads", "0")),
+                params.get("precision", "fp32"),
             )
         self.service = SessionService(cache, encode_image, decode, limits)
         self.metrics = CacheMetrics(args["model_name"])
