@@ -1,7 +1,7 @@
 """Latency and memory of one sam2_automatic request (segment everything) on the embedded target.
 
     .venv/bin/python benchmarks/automatic_latency.py [--export-dir exports/tiny] [--runs 2]
-        [--points-per-side 32]
+        [--points-per-side 32] [--cpu-precision fp32|bf16]
 
 Memory is that of the tritonserver process and all its backend stubs, sampled every 0.1 s: idle
 (models loaded) and the peak during the request, as PSS (proportional set size: a page shared by
@@ -25,6 +25,7 @@ import tritonclient.grpc as grpcclient
 from sam2_triton import contract as c
 from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.bench.server import bench_server
+from sam2_triton.repository import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -62,9 +63,11 @@ def main() -> None:
     parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--cpu-precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
 
-    server = bench_server(args.export_dir, ROOT / "build" / "bench")
+    options = ServingOptions(cpu_precision=args.cpu_precision)
+    server = bench_server(args.export_dir, ROOT / "build" / "bench", options)
     image = np.frombuffer(IMAGE.read_bytes(), np.uint8)
     inputs = [grpcclient.InferInput("image", list(image.shape), "UINT8")]
     inputs[0].set_data_from_numpy(image)
@@ -105,6 +108,7 @@ def main() -> None:
         "model": json.loads((args.export_dir / "export.json").read_text()).get("variant"),
         "image": IMAGE.name,
         "points_per_side": args.points_per_side,
+        "cpu_precision": args.cpu_precision,
         "latency_s": latencies,
         "median_latency_s": float(np.median(latencies)),
         "masks_returned": counts,

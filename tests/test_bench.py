@@ -89,8 +89,10 @@ def test_plot_is_a_png(tmp_path):
         assert image.format == "PNG" and image.size[0] > 500
 
 
-def test_interleaved_runs_each_flow_in_turn():
+def test_interleaved_runs_each_flow_in_turn_in_a_rotating_order():
     calls: list[str] = []
-    summary = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
-    assert calls == ["a", "b"] * 4  # one warm-up each, then three rounds
-    assert summary["a"]["runs"] == summary["b"]["runs"] == 3
+    sends = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    summary = interleaved(sends, 3, settle_s=0)
+    # one warm-up each, then rounds in which every flow follows every other one in turn
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert summary["a"]["runs"] == summary["b"]["runs"] == summary["c"]["runs"] == 3

@@ -196,15 +196,26 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     return report
 
 
-def interleaved(sends: dict[str, Callable[[], object]], rounds: int) -> dict[str, dict]:
-    """Each send once per round, in turn (after one untimed warm-up each): latency figures."""
+def interleaved(
+    sends: dict[str, Callable[[], object]], rounds: int, settle_s: float = 0.3
+) -> dict[str, dict]:
+    """Each send once per round, in turn (after one untimed warm-up each): latency figures.
+
+    The order rotates every round and each send starts ``settle_s`` after the previous one
+    ended: a runtime's threads keep spinning for a while after it returns (PyTorch's OpenMP
+    pool does), which slowed whatever ran right after it by up to 170 ms per request when the
+    order was fixed.
+    """
     samples: dict[str, list[float]] = {name: [] for name in sends}
     for send in sends.values():
         send()
-    for _ in range(rounds):
-        for name, send in sends.items():
+    names = list(sends)
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            time.sleep(settle_s)
             start = time.perf_counter()
-            send()
+            sends[name]()
             samples[name].append((time.perf_counter() - start) * 1e3)
     return {name: _latency_summary(values) for name, values in samples.items()}
 
