@@ -1,7 +1,7 @@
 """Latency and memory of one sam2_automatic request (segment everything) on the embedded target.
 
     .venv/bin/python benchmarks/automatic_latency.py [--export-dir exports/tiny] [--runs 2]
-        [--points-per-side 32] [--cpu-precision fp32|bf16]
+        [--points-per-side 32] [--cpu-precision fp32|bf16] [--decoder-chunk 4]
 
 Memory is that of the tritonserver process and all its backend stubs, sampled every 0.1 s: idle
 (models loaded) and the peak during the request, as PSS (proportional set size: a page shared by
@@ -64,9 +64,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--cpu-precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--decoder-chunk",
+        type=int,
+        default=ServingOptions.automatic_decoder_chunk,
+        help="grid rows per decoder call",
+    )
     args = parser.parse_args()
 
-    options = ServingOptions(cpu_precision=args.cpu_precision)
+    options = ServingOptions(
+        cpu_precision=args.cpu_precision, automatic_decoder_chunk=args.decoder_chunk
+    )
     server = bench_server(args.export_dir, ROOT / "build" / "bench", options)
     image = np.frombuffer(IMAGE.read_bytes(), np.uint8)
     inputs = [grpcclient.InferInput("image", list(image.shape), "UINT8")]
@@ -109,6 +117,7 @@ def main() -> None:
         "image": IMAGE.name,
         "points_per_side": args.points_per_side,
         "cpu_precision": args.cpu_precision,
+        "decoder_chunk": args.decoder_chunk,
         "latency_s": latencies,
         "median_latency_s": float(np.median(latencies)),
         "masks_returned": counts,

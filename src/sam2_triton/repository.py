@@ -69,6 +69,10 @@ class ServingOptions:
     # shared memory (docs/performance.md). The GPU target always calls the GPU decoder.
     session_decoder_in_process: bool = True
     automatic_instances: int = 2  # each serves one (long) segment-everything request at a time
+    # sam2_automatic sends its point grid to the decoder this many rows per call (capped by
+    # decoder_max_batch). Each row carries its own copy of the image features, so the decoder's
+    # memory grows with it; on a CPU a row costs the same time in any batch size.
+    automatic_decoder_chunk: int = 4
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             instances=options.automatic_instances,
             parameters={
                 "max_image_pixels": str(options.max_image_pixels),
-                "decoder_max_batch": str(options.decoder_max_batch),
+                "decoder_chunk": str(
+                    min(options.automatic_decoder_chunk, options.decoder_max_batch)
+                ),
             },
         ),
     ]

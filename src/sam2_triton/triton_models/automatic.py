@@ -1,7 +1,8 @@
 """sam2_automatic: segment everything in an image (logic in ``sam2_triton.automatic``).
 
-The encoder runs once per crop and the point grid goes to ``sam2_mask_decoder`` in chunks of
-its max batch size, both through BLS, so Triton's dynamic batching and instances serve them.
+The encoder runs once per crop and the point grid goes to ``sam2_mask_decoder`` in chunks
+(``ServingOptions.automatic_decoder_chunk`` rows), both through BLS, so Triton's dynamic batching
+and instances serve them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
         self.max_pixels = int(params["max_image_pixels"])
-        self.decoder_batch = int(params["decoder_max_batch"])
+        self.decoder_batch = int(params["decoder_chunk"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one)
