@@ -173,11 +173,19 @@ def test_batch_command_reports_bad_prompts_and_a_missing_server(tmp_path, capsys
     assert not (out / "annotations").exists()
 
 
-def test_batch_help_names_the_automatic_parameters():
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--automatic", "z=1"], "points_per_side"),  # names the parameters it knows
+        (["--automatic", "points_per_side=many"], "not a valid INT32 value"),
+        (["--concurrency", "0"], "must be at least 1"),
+    ],
+)
+def test_batch_flags_are_checked_before_anything_runs(flags, says):
     run = subprocess.run(
-        [sys.executable, "-m", "sam2_triton.cli", "batch", "x", "--out", "y", "--automatic", "z=1"],
+        [sys.executable, "-m", "sam2_triton.cli", "batch", "x", "--out", "y", *flags],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
-    assert run.returncode == 2 and "points_per_side" in run.stderr
+    assert run.returncode == 2 and says in run.stderr

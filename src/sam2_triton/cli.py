@@ -144,6 +144,16 @@ def _gpu_options(args: argparse.Namespace) -> GpuOptions:
     return GpuOptions(**{k: v for k, v in given.items() if v is not None})
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_gpus(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
@@ -317,7 +327,9 @@ def parse_automatic_param(text: str) -> tuple[str, float | int | bool]:
             return name, value.lower() in ("true", "1")
         return name, int(value) if dtypes[name] == "INT32" else float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a {dtypes[name]}") from None
+        raise argparse.ArgumentTypeError(
+            f"{name}: {value!r} is not a valid {dtypes[name]} value"
+        ) from None
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -537,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
     p.add_argument("--prompts", type=Path, help='JSON: {"file name": {"label": [[x, y], ...]}}')
     p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
-    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=4, help="requests in flight (default 4)"
+    )
     p.add_argument("--protocol", choices=("http", "grpc"), default="http")
     p.add_argument("--url", help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
     p.add_argument(
@@ -548,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a SAM2AutomaticMaskGenerator parameter for images without prompts, e.g. "
         "points_per_side=16 (repeatable)",
     )
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per request")
+    p.add_argument(
+        "--timeout", type=positive_int, default=3600, help="seconds per request (default 3600)"
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_batch)
