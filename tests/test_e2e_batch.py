@@ -196,3 +196,31 @@ def check_report(out: Path, final: dict[str, dict]) -> None:
         with Image.open(report / plot) as picture:
             assert picture.format == "PNG" and picture.size[0] > 300
         assert f'src="{plot}"' in page
+
+
+def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
+    """The gRPC path of both modes, and a rerun that finds nothing left to do."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    coffee = skimage.data.coffee()[::4, ::4]  # 150 x 100
+    (folder / "boxed.png").write_bytes(_encode(coffee, "PNG"))
+    (folder / "auto.png").write_bytes(_encode(coffee[:, ::-1], "PNG"))
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"boxed.png": {"cup": {"box": [30, 10, 120, 90]}}}))
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "sam2_triton.cli", "batch", str(folder), "--prompts", str(prompts),
+        "--out", str(out), "--protocol", "grpc", "--url", triton.grpc_url, "--no-progress",
+        *[arg for value in AUTOMATIC for arg in ("--automatic", value)],
+    ]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    final = finished(out)
+    assert sorted(final) == ["auto.png", "boxed.png"]
+    (cup,) = final["boxed.png"]["annotations"]
+    assert cup["label"] == "cup" and cup["prompt"] == {"box": [30.0, 10.0, 120.0, 90.0]}
+    assert final["auto.png"]["sam2_triton"]["mode"] == "automatic"
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "grpc"
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 image(s) done" in again.stdout
+    assert "2 already done" in again.stdout and finished(out) == final
