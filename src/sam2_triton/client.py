@@ -139,6 +139,20 @@ class SegmentClient:
             timeout_s=timeout_s,
         )
 
+    def click_resending(
+        self, image: bytes, image_id: str, timeout_s: float | None = None, **prompts: Any
+    ) -> tuple[str, SegmentResponse]:
+        """``click``; if the server evicted the image (NOT_FOUND), ``embed`` it again and retry
+        once. Returns the image id to use from now on (new if re-embedded) and the response."""
+        for attempt in range(2):
+            try:
+                return image_id, self.click(image_id, timeout_s=timeout_s, **prompts)
+            except Exception as error:
+                if attempt > 0 or not is_not_found(error):
+                    raise
+                image_id = self.embed(image, timeout_s=timeout_s)
+        raise AssertionError("unreachable")
+
     def automatic(
         self,
         image: bytes,

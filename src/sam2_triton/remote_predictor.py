@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tritonclient.utils import InferenceServerException
 
-from sam2_triton.client import Protocol, SegmentClient, SegmentResponse, is_not_found
+from sam2_triton.client import Protocol, SegmentClient, SegmentResponse
 from sam2_triton.contract import LOW_RES_MASK_SIZE, OUTPUT_FORMATS
 from sam2_triton.processing import upsample_logits
 
@@ -168,19 +167,14 @@ class SAM2RemotePredictor:
     def _click(self, **prompts: Any) -> SegmentResponse:
         """One click; if the server evicted the image (NOT_FOUND), send it again and retry once."""
         assert self._image is not None and self._image_id is not None
-        for attempt in range(2):
-            try:
-                return self.client.click(
-                    self._image_id,
-                    **prompts,
-                    output_format=self.output_format,
-                    timeout_s=self.timeout_s,
-                )
-            except InferenceServerException as error:
-                if attempt > 0 or not is_not_found(error):
-                    raise
-                self._image_id = self.client.embed(self._image, timeout_s=self.timeout_s)
-        raise AssertionError("unreachable")
+        self._image_id, response = self.client.click_resending(
+            self._image,
+            self._image_id,
+            timeout_s=self.timeout_s,
+            output_format=self.output_format,
+            **prompts,
+        )
+        return response
 
 
 def _rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sam2_triton.batch.prompts import ObjectPrompt
-from sam2_triton.client import SegmentClient, SegmentResponse, is_not_found
+from sam2_triton.client import SegmentClient, SegmentResponse
 
 
 def _click_object(
@@ -31,22 +31,15 @@ def _click_object(
     single_point = (
         prompt.box is None and prompt.point_coords is not None and len(prompt.point_coords) == 1
     )
-    for attempt in range(2):
-        try:
-            response = client.click(
-                image_id,
-                prompt.point_coords,
-                prompt.point_labels,
-                prompt.box,
-                multimask_output=single_point,
-                output_format="rle",
-            )
-            return image_id, response
-        except Exception as error:
-            if attempt > 0 or not is_not_found(error):
-                raise
-            image_id = client.embed(image)
-    raise AssertionError("unreachable")
+    return client.click_resending(
+        image,
+        image_id,
+        point_coords=prompt.point_coords,
+        point_labels=prompt.point_labels,
+        box=prompt.box,
+        multimask_output=single_point,
+        output_format="rle",
+    )
 
 
 def segment_prompted(
