@@ -189,18 +189,15 @@ def run_batch(options: BatchOptions) -> BatchResult:
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     progress = tqdm(total=len(todo), unit="img", disable=not options.progress, file=sys.stderr)
     pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency))
-    queue = iter(todo)
     running: set[Future[ImageOutcome]] = set()
     try:
         try:
-            for name in queue:  # keep `concurrency` in flight; never queue the whole folder
+            for name in todo:  # keep `concurrency` in flight; never queue the whole folder
                 running.add(pool.submit(worker, name))
                 if len(running) >= options.concurrency:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    _record(done, outcomes, progress)
+                    running = _wait_for_one(running, outcomes, progress)
             while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                _record(done, outcomes, progress)
+                running = _wait_for_one(running, outcomes, progress)
         except KeyboardInterrupt:
             interrupted = True
             progress.write(
@@ -209,8 +206,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
             )
             try:
                 while running:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    _record(done, outcomes, progress)
+                    running = _wait_for_one(running, outcomes, progress)
             except KeyboardInterrupt:
                 running = set()
     finally:
@@ -218,7 +214,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
         signal.signal(signal.SIGTERM, previous)
         pool.shutdown(wait=not interrupted, cancel_futures=True)
     skipped = len(images) - len(todo)
-    summary = summarize(options, store, images, prompts, outcomes, run, skipped, interrupted)
+    summary = summarize(options, images, prompts, outcomes, run, skipped, interrupted)
     atomic_write_json(store.summary, summary)
     if options.report:
         from sam2_triton.batch.report import write_report
@@ -227,7 +223,11 @@ def run_batch(options: BatchOptions) -> BatchResult:
     return BatchResult(summary, interrupted)
 
 
-def _record(done: set[Future[ImageOutcome]], outcomes: list[ImageOutcome], progress: tqdm) -> None:
+def _wait_for_one(
+    running: set[Future[ImageOutcome]], outcomes: list[ImageOutcome], progress: tqdm
+) -> set[Future[ImageOutcome]]:
+    """Wait until at least one image is done, record it; returns the images still running."""
+    done, running = wait(running, return_when=FIRST_COMPLETED)
     for future in done:
         outcome = future.result()
         outcomes.append(outcome)
@@ -235,11 +235,11 @@ def _record(done: set[Future[ImageOutcome]], outcomes: list[ImageOutcome], progr
             progress.write(f"{outcome.name}: {outcome.error}")
         progress.update(1)
         progress.set_postfix(failed=sum(1 for o in outcomes if o.error), refresh=False)
+    return running
 
 
 def summarize(
     options: BatchOptions,
-    store: ResultStore,
     images: list[str],
     prompts: dict[str, list[ObjectPrompt]],
     outcomes: list[ImageOutcome],
@@ -247,8 +247,10 @@ def summarize(
     skipped: int,
     interrupted: bool,
 ) -> dict[str, Any]:
-    """What summary.json holds: this run's counts and timings, and the folder's state."""
-    finished = {name for name, _ in store.finished()}
+    """What summary.json holds: this run's counts and timings, and the folder's state.
+
+    ``skipped`` images were finished before this run; the ones done now are saved, so together
+    they are the folder's finished images (no need to read every result again)."""
     done = [o for o in outcomes if o.error is None]
     failed = [o for o in outcomes if o.error is not None]
     wall = time.time() - run["run_started_at"]
@@ -263,7 +265,7 @@ def summarize(
         "protocol": options.protocol,
         "concurrency": options.concurrency,
         "images_found": len(images),
-        "finished_total": len(finished & present),
+        "finished_total": skipped + len(done),
         "finished_this_run": len(done),
         "skipped_already_finished": skipped,
         "failed_this_run": len(failed),
