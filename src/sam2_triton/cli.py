@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sam2_triton.contract import CPU_PRECISIONS
 from sam2_triton.variants import VARIANTS, get_variant
 
 if TYPE_CHECKING:  # imported lazily at run time: `segment` and `download` need neither
@@ -211,7 +212,7 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cpu-precision",
-        choices=("fp32", "bf16"),
+        choices=CPU_PRECISIONS,
         default="fp32",
         help="embedded encoder/decoder: fp32 (ONNX Runtime, default) or bf16 (OpenVINO, for CPUs "
         "with AVX512-BF16/AMX: ~3x faster encoder, masks differ slightly; docs/performance.md)",
@@ -221,8 +222,10 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
 def start_server(
     args: argparse.Namespace, repository: Path, log_file: Path | None = None
 ) -> TritonServer:
+    from sam2_triton.onnx_session import require_precision
     from sam2_triton.server import Ports, TritonServer
 
+    require_precision(args.cpu_precision)  # say so now, not as a model load failure
     server = TritonServer(
         repository=repository.resolve(),
         runtime_dir=RUNTIME_DIR.resolve(),
@@ -234,9 +237,6 @@ def start_server(
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from sam2_triton.onnx_session import require_precision
-
-    require_precision(args.cpu_precision)  # say so now, not as a model load failure
     build_repo(args.model, args.repository, _serving_options(args))
     server = start_server(args, args.repository)
     print(
@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--encoder-instances", type=int, default=1, help="embedded encoder instances")
     p.add_argument(
-        "--cpu-precision", choices=("fp32", "bf16"), default="fp32", help="embedded target only"
+        "--cpu-precision", choices=CPU_PRECISIONS, default="fp32", help="embedded target only"
     )
     gpu = p.add_argument_group("gpu target")
     gpu.add_argument("--gpu-instances", type=int, help="encoder/decoder per GPU (default 2)")
@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer requests (< 5 min on 2 cores)")
     p.add_argument(
         "--cpu-precision",
-        choices=("fp32", "bf16"),
+        choices=CPU_PRECISIONS,
         default="fp32",
         help="the served models' and the in-process baseline's precision (bf16: OpenVINO)",
     )

@@ -40,6 +40,9 @@ AUTOMATIC = "sam2_automatic"
 OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped")
 ENCODED_ONLY_FORMATS = ("png", "rle")
 
+# How the embedded target runs the ONNX files: fp32 on ONNX Runtime, bf16 on OpenVINO.
+CPU_PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class Tensor:

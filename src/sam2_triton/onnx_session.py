@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-CPU_PRECISIONS = ("fp32", "bf16")
+from sam2_triton.contract import CPU_PRECISIONS
 
 LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
