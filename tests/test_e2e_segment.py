@@ -48,6 +48,17 @@ class Case:
             box = np.array([x0 * width, y0 * height, x1 * width, y1 * height], np.float32)
         return coords, labels, box
 
+    def expected(self, reference, image: bytes, width: int, height: int):
+        """SAM2ImagePredictor.predict on these prompts: (masks, iou_scores, low_res_logits)."""
+        coords, labels, box = self.arrays(width, height)
+        return reference.predict(
+            image,
+            point_coords=coords,
+            point_labels=labels,
+            box=box,
+            multimask_output=self.multimask,
+        )
+
 
 CASES = {
     "one_point_multimask": Case(points=((0.5, 0.4, 1),)),
@@ -67,13 +78,7 @@ def test_segment_matches_sam2_image_predictor(triton, reference, protocol, image
     case = CASES[case_name]
     width, height = Image.open(io.BytesIO(image_bytes(image))).size
     coords, labels, box = case.arrays(width, height)
-    ref_masks, ref_scores, ref_low_res = reference.predict(
-        image_bytes(image),
-        point_coords=coords,
-        point_labels=labels,
-        box=box,
-        multimask_output=case.multimask,
-    )
+    ref_masks, ref_scores, ref_low_res = case.expected(reference, image_bytes(image), width, height)
     url = triton.http_url if protocol == "http" else triton.grpc_url
     with SegmentClient(url, protocol) as client:
         result = client.segment(image_bytes(image), coords, labels, box, case.multimask)
