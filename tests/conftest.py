@@ -98,6 +98,18 @@ def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def routed_triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A server routed as the GPU target is: sam2_segment is the ensemble of four models and
+    sam2_session calls sam2_mask_decoder through BLS (the embedded default runs both in-process)."""
+    from sam2_triton.repository import ServingOptions
+
+    options = ServingOptions(
+        segment_in_process=False, session_decoder_in_process=False, session_instances=1
+    )
+    yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
+
+
+@pytest.fixture(scope="session")
 def reference_predictor(tiny_export: TinyExport):
     """Meta's SAM2ImagePredictor on exactly the weights the server runs."""
     from sam2.build_sam import build_sam2

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
-from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES, running_server
+from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES
 from tests.test_e2e_segment import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -73,15 +73,6 @@ def _encoder_runs(triton) -> int:
     return _runs(triton, c.IMAGE_ENCODER)
 
 
-@pytest.fixture(scope="module")
-def bls_triton(tiny_export, tmp_path_factory):
-    """A server whose sam2_session calls sam2_mask_decoder through BLS (the GPU target's way)."""
-    from sam2_triton.repository import ServingOptions
-
-    options = ServingOptions(session_decoder_in_process=False, session_instances=1)
-    yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_clicks_on_a_cached_image_match_sam2_image_predictor(triton, reference, protocol):
     image = image_bytes("coffee.jpg")
@@ -98,14 +89,14 @@ def test_clicks_on_a_cached_image_match_sam2_image_predictor(triton, reference, 
 
 
 def test_clicks_run_the_decoder_in_process_or_through_bls_with_the_same_results(
-    triton, bls_triton, reference
+    triton, routed_triton, reference
 ):
     """Embedded default: the session runs the decoder ONNX itself (sam2_mask_decoder idle);
     with BLS (the GPU target's route) the click goes through sam2_mask_decoder. Same masks."""
     image = image_bytes("coffee.jpg")
     coords, labels = np.array([[200.0, 150.0]], np.float32), np.array([1], np.int32)
     want = reference.predict(image, point_coords=coords, point_labels=labels)
-    for server, decoder_runs_per_click in ((triton, 0), (bls_triton, 1)):
+    for server, decoder_runs_per_click in ((triton, 0), (routed_triton, 1)):
         with SegmentClient(server.http_url) as client:
             image_id = client.embed(image)
             before = _runs(server, c.MASK_DECODER)

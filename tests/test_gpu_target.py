@@ -26,7 +26,7 @@ from sam2_triton.repository import (
 )
 
 ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
-PYTHON_MODELS = (c.PREPROCESS, c.POSTPROCESS, c.SESSION)
+PYTHON_MODELS = (c.SESSION, c.AUTOMATIC)  # and the ensemble's steps, where there is one
 TARGETS = ("embedded", "gpu")
 
 # Every key Triton's onnxruntime backend accepts for its "tensorrt" accelerator (src/onnxruntime.cc,
@@ -86,8 +86,11 @@ def load_configs(repo: Path) -> dict[str, mc.ModelConfig]:
     return configs
 
 
-def build(export: Path, out: Path, target: str, **gpu: object) -> dict[str, mc.ModelConfig]:
-    build_repository(export, out, target=target, gpu=GpuOptions(**gpu) if gpu else None)
+def build(
+    export: Path, out: Path, target: str, options: ServingOptions | None = None, **gpu: object
+) -> dict[str, mc.ModelConfig]:
+    gpu_options = GpuOptions(**gpu) if gpu else None
+    build_repository(export, out, options, target=target, gpu=gpu_options)
     return load_configs(out)
 
 
@@ -105,18 +108,25 @@ def parse_profile(text: str) -> dict[str, list[int]]:
     }
 
 
-def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path):
-    embedded = build(fake_export, tmp_path / "embedded", "embedded")
-    gpu = build(fake_export, tmp_path / "gpu", "gpu")
-    assert (
-        set(embedded) == set(gpu) == {s.name for s in model_specs(ServingOptions())} | {c.SEGMENT}
-    )
+@pytest.mark.parametrize("in_process", [True, False])
+def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path, in_process):
+    """Clients see the same models and tensors; only the GPU target's sam2_segment is an
+    ensemble over two more (internal) models, unless the embedded one is asked for it too."""
+    options = ServingOptions(segment_in_process=in_process)
+    embedded = build(fake_export, tmp_path / "embedded", "embedded", options)
+    gpu = build(fake_export, tmp_path / "gpu", "gpu", options)
+    assert set(embedded) == {s.name for s in model_specs(options)} | {c.SEGMENT}
+    ensemble_steps = {c.PREPROCESS, c.POSTPROCESS}
+    assert set(gpu) == set(embedded) | ensemble_steps
+    assert (c.PREPROCESS in embedded) is not in_process
     for name, config in embedded.items():
         other = gpu[name]
         assert list(config.input) == list(other.input), name
         assert list(config.output) == list(other.output), name
         assert config.max_batch_size == other.max_batch_size, name
-    assert embedded[c.SEGMENT] == gpu[c.SEGMENT]
+    assert gpu[c.SEGMENT].platform == "ensemble"
+    if not in_process:
+        assert embedded[c.SEGMENT] == gpu[c.SEGMENT]
 
 
 def test_the_embedded_target_is_rendered_as_before():
@@ -157,7 +167,8 @@ def test_python_models_stay_on_cpu_on_both_targets(fake_export, tmp_path):
     for target in TARGETS:
         repo = tmp_path / target
         configs = build(fake_export, repo, target)
-        for name in PYTHON_MODELS:
+        steps = (c.PREPROCESS, c.POSTPROCESS) if target == "gpu" else (c.SEGMENT,)
+        for name in (*PYTHON_MODELS, *steps):
             config = configs[name]
             assert config.backend == "python", (target, name)
             assert {g.kind for g in config.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
@@ -265,7 +276,8 @@ def test_preferred_batch_sizes():
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path, target):
-    configs = build(fake_export, tmp_path / target, target)
+    options = ServingOptions(segment_in_process=False)  # the embedded target's default is one model
+    configs = build(fake_export, tmp_path / target, target, options)
     segment = configs[c.SEGMENT]
     available = {i.name: (i.data_type, list(i.dims)) for i in segment.input}
     for step in segment.ensemble_scheduling.step:

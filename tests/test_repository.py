@@ -17,15 +17,8 @@ from sam2_triton.repository import (
     build_repository,
 )
 
-MODELS = (
-    c.PREPROCESS,
-    c.IMAGE_ENCODER,
-    c.MASK_DECODER,
-    c.POSTPROCESS,
-    c.SEGMENT,
-    c.SESSION,
-    c.AUTOMATIC,
-)
+MODELS = (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION, c.AUTOMATIC)
+ENSEMBLE_STEPS = (c.PREPROCESS, c.POSTPROCESS)
 
 
 @pytest.fixture
@@ -38,9 +31,10 @@ def fake_export(tmp_path: Path) -> Path:
 
 
 def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
+    """Every model folder's config, parsed as Triton parses it."""
     return {
-        name: text_format.Parse((repo / name / "config.pbtxt").read_text(), mc.ModelConfig())
-        for name in MODELS
+        path.parent.name: text_format.Parse(path.read_text(), mc.ModelConfig())
+        for path in repo.glob("*/config.pbtxt")
     }
 
 
@@ -48,6 +42,7 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(encoder_instances=3))
     configs = _configs(repo)
+    assert set(configs) == set(MODELS)
     encoder = configs[c.IMAGE_ENCODER]
     assert encoder.backend == "python" and encoder.max_batch_size == 4
     assert encoder.instance_group[0].count == 3
@@ -55,7 +50,8 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     assert encoder.HasField("dynamic_batching")
     assert [i.name for i in configs[c.MASK_DECODER].input] == [t.name for t in c.DECODER_INPUTS]
     segment = configs[c.SEGMENT]
-    assert segment.platform == "ensemble" and segment.max_batch_size == 0
+    assert segment.backend == "python" and segment.max_batch_size == 0
+    assert segment.instance_group[0].count == 3  # one encoder each: encoder_instances
     assert {i.name: i.optional for i in segment.input} == {
         "image": False,
         "point_coords": True,
@@ -77,9 +73,27 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
 
 
-def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path):
+def test_segment_runs_the_onnx_files_beside_it_or_is_the_ensemble(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo)
+    segment = _configs(repo)[c.SEGMENT]
+    assert segment.parameters["encoder"].string_value == ENCODER_FILE
+    assert segment.parameters["decoder"].string_value == DECODER_FILE
+    assert (repo / c.SEGMENT / "1" / ENCODER_FILE).read_bytes() == b"encoder"
+    assert (repo / c.SEGMENT / "1" / DECODER_FILE).read_bytes() == b"decoder"
+    assert not any((repo / name).exists() for name in ENSEMBLE_STEPS)
+
+    build_repository(fake_export, repo, ServingOptions(segment_in_process=False))
+    configs = _configs(repo)
+    assert set(configs) == {*MODELS, *ENSEMBLE_STEPS}
+    assert configs[c.SEGMENT].platform == "ensemble"
+    assert sorted(p.name for p in (repo / c.SEGMENT).iterdir()) == ["1", "config.pbtxt"]
+    assert not any((repo / c.SEGMENT / "1").iterdir())
+
+
+def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo, ServingOptions(segment_in_process=False))
     configs = _configs(repo)
     segment = configs[c.SEGMENT]
     available = {i.name for i in segment.input}
@@ -96,14 +110,17 @@ def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_p
     assert {o.name for o in segment.output} <= available
 
 
-def test_model_py_files_import_the_package_models(fake_export, tmp_path):
+@pytest.mark.parametrize("in_process", [True, False])
+def test_model_py_files_import_the_package_models(fake_export, tmp_path, in_process):
     repo = tmp_path / "repo"
-    build_repository(fake_export, repo)
+    build_repository(fake_export, repo, ServingOptions(segment_in_process=in_process))
+    segment = [(c.SEGMENT, "segment")]
+    if not in_process:
+        segment = [(c.PREPROCESS, "preprocess"), (c.POSTPROCESS, "postprocess")]
     for name, module in [
-        (c.PREPROCESS, "preprocess"),
+        *segment,
         (c.IMAGE_ENCODER, "onnx_model"),
         (c.MASK_DECODER, "onnx_model"),
-        (c.POSTPROCESS, "postprocess"),
         (c.SESSION, "session"),
         (c.AUTOMATIC, "automatic"),
     ]:
@@ -146,5 +163,5 @@ def test_cpu_precision_reaches_every_model_that_runs_onnx(fake_export, tmp_path)
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(cpu_precision="bf16"))
     configs = _configs(repo)
-    for name in (c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION):
+    for name in (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION):
         assert configs[name].parameters["precision"].string_value == "bf16", name

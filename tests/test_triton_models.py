@@ -20,7 +20,8 @@ from sam2_triton.triton_models import postprocess, preprocess  # noqa: E402
 
 
 def _args(name: str) -> dict[str, str]:
-    spec = next(s for s in model_specs(ServingOptions(max_points=3)) if s.name == name)
+    options = ServingOptions(max_points=3, segment_in_process=False)  # the ensemble's steps
+    spec = next(s for s in model_specs(options) if s.name == name)
     # Triton hands models their config as JSON, parameters as {"key": {"string_value": v}}.
     config = json_format.MessageToJson(model_config(spec, 100), preserving_proto_field_name=True)
     return {"model_config": config}

@@ -10,7 +10,7 @@ at fp32 was only 1.1x faster than ONNX Runtime, so fp32 stays on ONNX Runtime.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,16 @@ def create_session(
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_function(
+    onnx_path: Path, output_names: Sequence[str], intra_op_threads: int = 0, precision: str = "fp32"
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """An ONNX file as a function, feeds -> outputs by name (what a Python model runs itself)."""
+    session = create_session(onnx_path, intra_op_threads, precision=precision)
+    names = list(output_names)
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, dict(feeds)), strict=True))
+
+    return run

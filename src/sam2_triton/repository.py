@@ -6,16 +6,19 @@ is a two-line adapter importing this package, and the ONNX files come from an ex
 
 Layout written (embedded target)::
 
-    <out>/sam2_preprocess/{config.pbtxt,1/model.py}
+    <out>/sam2_segment/{config.pbtxt,1/model.py,1/image_encoder.onnx,1/mask_decoder.onnx}
     <out>/sam2_image_encoder/{config.pbtxt,1/model.py,1/model.onnx}
     <out>/sam2_mask_decoder/{config.pbtxt,1/model.py,1/model.onnx}
-    <out>/sam2_postprocess/{config.pbtxt,1/model.py}
-    <out>/sam2_segment/{config.pbtxt,1/}            (ensemble)
+    <out>/sam2_session/{config.pbtxt,1/model.py,1/mask_decoder.onnx}
+    <out>/sam2_automatic/{config.pbtxt,1/model.py}
     <out>/build.json                                 (what it was built from)
 
-The GPU target (``target="gpu"``, for the NGC tritonserver image) has the same models and tensors;
-the encoder and decoder run on Triton's onnxruntime backend on GPUs (``sam2_triton.gpu_config``),
-so their folders hold ``config.pbtxt`` and ``1/model.onnx`` only.
+The GPU target (``target="gpu"``, for the NGC tritonserver image) serves the same tensors under
+the same names. Its ``sam2_segment`` is an ensemble (``sam2_preprocess`` -> encoder -> decoder ->
+``sam2_postprocess``) so that the encoder's dynamic batching serves every request; the encoder and
+decoder run on Triton's onnxruntime backend on GPUs (``sam2_triton.gpu_config``), so their folders
+hold ``config.pbtxt`` and ``1/model.onnx`` only. ``ServingOptions(segment_in_process=False)``
+gives the embedded target the ensemble too.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ ENCODER_FILE = c.ENCODER_FILE
 DECODER_FILE = c.DECODER_FILE
 BUILD_INFO = "build.json"
 SESSION_DECODER = "decoder"  # sam2_session's parameter: how it runs the decoder
+#: Parameters naming an ONNX file a Python model runs itself (placed beside its model.py).
+LOCAL_ONNX_PARAMETERS = ("encoder", SESSION_DECODER)
 #: embedded: the CPU-only tritonserver of ``serve``; gpu: the NGC image (docker-compose.yml).
 TARGETS = ("embedded", "gpu")
 
@@ -68,6 +73,12 @@ class ServingOptions:
     # to sam2_mask_decoder, sparing each click a second stub and 16.8 MB of features through
     # shared memory (docs/performance.md). The GPU target always calls the GPU decoder.
     session_decoder_in_process: bool = True
+    # Embedded target: sam2_segment is one Python model running preprocessing, encoder, decoder
+    # and postprocessing itself, instead of the ensemble of four models (the GPU target's): no
+    # image or features through shared memory, 5 % off a request on a CPU, where the encoder's
+    # dynamic batching bought no throughput (docs/benchmarks.md). It has encoder_instances
+    # instances, each with its own encoder.
+    segment_in_process: bool = True
     automatic_instances: int = 2  # each serves one (long) segment-everything request at a time
     # sam2_automatic sends its point grid to the decoder this many rows per call (capped by
     # decoder_max_batch). Each row carries its own copy of the image features, so the decoder's
@@ -90,7 +101,13 @@ class ModelSpec:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
-def model_specs(options: ServingOptions) -> list[ModelSpec]:
+def uses_ensemble(options: ServingOptions, target: str = "embedded") -> bool:
+    """Whether sam2_segment is the ensemble (GPU target, or asked for) or one Python model."""
+    return target == "gpu" or not options.segment_in_process
+
+
+def model_specs(options: ServingOptions, target: str = "embedded") -> list[ModelSpec]:
+    """The repository's models for ``target`` (the ensemble's own config is ``ensemble_config``)."""
     # how the Python-backend models run ONNX files (the GPU target drops these for its own)
     runner = {
         "intra_op_num_threads": str(options.intra_op_threads),
@@ -100,15 +117,37 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
         "max_image_pixels": str(options.max_image_pixels),
         "max_points": str(options.max_points),
     }
+    if uses_ensemble(options, target):
+        segment = [
+            ModelSpec(
+                c.PREPROCESS,
+                c.SEGMENT_INPUTS,
+                c.PREPROCESS_OUTPUTS,
+                python_module="preprocess",
+                instances=options.python_instances,
+                parameters=limits,
+            ),
+            ModelSpec(
+                c.POSTPROCESS,
+                c.POSTPROCESS_INPUTS,
+                c.SEGMENT_OUTPUTS,
+                python_module="postprocess",
+                instances=options.python_instances,
+            ),
+        ]
+    else:
+        segment = [
+            ModelSpec(
+                c.SEGMENT,
+                c.SEGMENT_INPUTS,
+                c.SEGMENT_OUTPUTS,
+                python_module="segment",
+                instances=options.encoder_instances,
+                parameters={**limits, **runner, "encoder": ENCODER_FILE, "decoder": DECODER_FILE},
+            )
+        ]
     return [
-        ModelSpec(
-            c.PREPROCESS,
-            c.SEGMENT_INPUTS,
-            c.PREPROCESS_OUTPUTS,
-            python_module="preprocess",
-            instances=options.python_instances,
-            parameters=limits,
-        ),
+        *segment,
         ModelSpec(
             c.IMAGE_ENCODER,
             c.ENCODER_INPUTS,
@@ -130,13 +169,6 @@ def model_specs(options: ServingOptions) -> list[ModelSpec]:
             instances=options.decoder_instances,
             dynamic_batching=True,
             parameters=runner,
-        ),
-        ModelSpec(
-            c.POSTPROCESS,
-            c.POSTPROCESS_INPUTS,
-            c.SEGMENT_OUTPUTS,
-            python_module="postprocess",
-            instances=options.python_instances,
         ),
         ModelSpec(
             c.SESSION,
@@ -207,12 +239,10 @@ def target_model_config(
     return config
 
 
-def local_decoder_file(config: mc.ModelConfig) -> str | None:
-    """The decoder ONNX file a Python model runs itself (sam2_session, embedded), else None."""
-    if SESSION_DECODER not in config.parameters:
-        return None
-    value = config.parameters[SESSION_DECODER].string_value
-    return None if value == "bls" else value
+def local_onnx_files(config: mc.ModelConfig) -> list[str]:
+    """The ONNX files a Python model runs itself (embedded sam2_segment and sam2_session)."""
+    values = [config.parameters[k].string_value for k in LOCAL_ONNX_PARAMETERS]
+    return [v for v in values if v in (ENCODER_FILE, DECODER_FILE)]
 
 
 def runs_in_python(spec: ModelSpec, target: str) -> bool:
@@ -278,9 +308,10 @@ def _fingerprint(
 ) -> str:
     digest = hashlib.sha256(json.dumps(options.__dict__, sort_keys=True).encode())
     digest.update(target.encode())
-    for spec in model_specs(options):
+    for spec in model_specs(options, target):
         digest.update(render(target_model_config(spec, options, target, gpu)).encode())
-    digest.update(render(ensemble_config()).encode())
+    if uses_ensemble(options, target):
+        digest.update(render(ensemble_config()).encode())
     for name in (ENCODER_FILE, DECODER_FILE):
         stat = (export_dir / name).stat()
         digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -319,7 +350,7 @@ def build_repository(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    for spec in model_specs(options):
+    for spec in model_specs(options, target):
         version_dir = out_dir / spec.name / "1"
         version_dir.mkdir(parents=True)
         config = target_model_config(spec, options, target, gpu)
@@ -328,11 +359,11 @@ def build_repository(
             (version_dir / "model.py").write_text(model_py(spec.python_module))
         if spec.onnx_file:
             _place_file(export_dir / spec.onnx_file, version_dir / "model.onnx")
-        decoder_file = local_decoder_file(config)
-        if decoder_file:
-            _place_file(export_dir / decoder_file, version_dir / decoder_file)
-    (out_dir / c.SEGMENT / "1").mkdir(parents=True)
-    (out_dir / c.SEGMENT / "config.pbtxt").write_text(render(ensemble_config()))
+        for name in local_onnx_files(config):
+            _place_file(export_dir / name, version_dir / name)
+    if uses_ensemble(options, target):
+        (out_dir / c.SEGMENT / "1").mkdir(parents=True)
+        (out_dir / c.SEGMENT / "config.pbtxt").write_text(render(ensemble_config()))
     export_info = export_dir / c.EXPORT_METADATA_FILE
     info = {
         "fingerprint": fingerprint,

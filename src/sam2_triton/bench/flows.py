@@ -80,31 +80,20 @@ def client_side_request_bytes(point: tuple[np.ndarray, np.ndarray]) -> int:
 def in_process(
     export_dir: Path, image: bytes, point, threads: int, precision: str = "fp32"
 ) -> Send:
-    """The same ONNX files, runner and precision as the server's, in this process."""
-    from sam2_triton.onnx_session import create_session
+    """The same ONNX files, runner, precision and request steps (``sam2_triton.segment``) as
+    the server's, in this process."""
+    from sam2_triton.onnx_session import onnx_function
+    from sam2_triton.segment import segment
 
-    encoder = create_session(export_dir / c.ENCODER_FILE, threads, precision=precision)
-    decoder = create_session(export_dir / c.DECODER_FILE, threads, precision=precision)
-
-    def send() -> processing.MaskResult:
-        rgb = processing.decode_image(image)
-        features = encoder.run(None, {"image": processing.preprocess_image(rgb)})
-        prompts = processing.prepare_prompts(*point, None, rgb.shape[:2])
-        mask_input, has_mask_input = processing.prepare_mask_input(None)
-        feeds = dict(zip([t.name for t in c.ENCODER_OUTPUTS], features, strict=True))
-        low_res, iou = decoder.run(
-            None,
-            {
-                **feeds,
-                "point_coords": prompts.coords,
-                "point_labels": prompts.labels,
-                "mask_input": mask_input,
-                "has_mask_input": has_mask_input,
-            },
-        )
-        return processing.postprocess_masks(low_res[0], iou[0], rgb.shape[:2], True)
-
-    return send
+    encoder = onnx_function(
+        export_dir / c.ENCODER_FILE, [t.name for t in c.ENCODER_OUTPUTS], threads, precision
+    )
+    decoder = onnx_function(
+        export_dir / c.DECODER_FILE, [t.name for t in c.DECODER_OUTPUTS], threads, precision
+    )
+    inputs = {"image": np.frombuffer(image, np.uint8), "point_coords": point[0]}
+    inputs["point_labels"] = point[1]
+    return lambda: segment(inputs, lambda image_1024: encoder({"image": image_1024}), decoder)
 
 
 def pytorch(model_config: str, checkpoint: Path, image: bytes, point) -> Send:

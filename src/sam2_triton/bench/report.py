@@ -14,16 +14,17 @@ def format_table(report: dict[str, Any]) -> str:
         f"(Python {machine['python']}){'  [quick]' if report['quick'] else ''}",
         "",
         f"{'concurrency':>11} {'images/s':>9} {'p50 ms':>9} {'p99 ms':>9}  batches formed "
-        "(encoder | decoder: size x count)",
+        "(model: size x count)",
     ]
     for row in report["sweep"]:
         level = str(row["concurrency"])
-        formed = report["batch_sizes_formed"][level]
-        encoder = " ".join(f"{k}x{v}" for k, v in formed["sam2_image_encoder"].items())
-        decoder = " ".join(f"{k}x{v}" for k, v in formed["sam2_mask_decoder"].items())
+        formed = " | ".join(
+            f"{model.removeprefix('sam2_')}: " + " ".join(f"{k}x{v}" for k, v in sizes.items())
+            for model, sizes in report["batch_sizes_formed"][level].items()
+        )
         lines.append(
             f"{level:>11} {row['images_per_s']:9.3f} {row['p50_ms']:9.0f} {row['p99_ms']:9.0f}"
-            f"  {encoder} | {decoder}"
+            f"  {formed}"
         )
     lines += ["", f"{'ratio':28} {'value':>10} {'goal':>10}  met"]
     for name, goal in report["goals"].items():

@@ -27,7 +27,7 @@ from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
-from sam2_triton.repository import ServingOptions
+from sam2_triton.repository import ServingOptions, uses_ensemble
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))
@@ -89,10 +89,12 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         grpc_url = server.grpc_url
         sweep: dict[int, LoadResult] = {}
         batches: dict[str, dict[str, dict[str, int]]] = {}
+        # the models that run sam2_segment's encoder: the ensemble's, or sam2_segment itself
+        executors = (
+            (c.IMAGE_ENCODER, c.MASK_DECODER) if uses_ensemble(config.options) else (c.SEGMENT,)
+        )
         for level in config.concurrency:
-            before = {
-                m: _batch_counts(server.http_url, m) for m in (c.IMAGE_ENCODER, c.MASK_DECODER)
-            }
+            before = {m: _batch_counts(server.http_url, m) for m in executors}
             sweep[level] = run_load(
                 lambda: flows.ours(grpc_url, "grpc", image, POINT),
                 level,

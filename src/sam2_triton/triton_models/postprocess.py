@@ -1,5 +1,5 @@
-"""sam2_postprocess: all four mask tokens -> the chosen masks at the original image size,
-raw or encoded as the request asked."""
+"""sam2_postprocess (ensemble, GPU target): all four mask tokens -> the chosen masks at the
+original image size, raw or encoded as the request asked (``sam2_triton.segment``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import POSTPROCESS_INPUTS
-from sam2_triton.mask_formats import response_outputs
+from sam2_triton.segment import finish_request
 from sam2_triton.triton_models.common import read_inputs, respond_each
 
 
@@ -20,11 +20,10 @@ class TritonPythonModel:
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, POSTPROCESS_INPUTS)
         height, width = (int(v) for v in inputs["orig_size"])
-        result = processing.postprocess_masks(
-            inputs["low_res_masks"][0],
-            inputs["iou_predictions"][0],
+        return finish_request(
+            inputs,
             (height, width),
-            multimask_output=bool(inputs["multimask"][0]),
+            multimask=bool(inputs["multimask"][0]),
+            output_format=processing.parse_output_format(inputs["mask_format"]),
+            cutout_rgb=inputs["cutout_rgb"],
         )
-        output_format = processing.parse_output_format(inputs["mask_format"])
-        return response_outputs(result, output_format, inputs["cutout_rgb"])

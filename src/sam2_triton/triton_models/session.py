@@ -19,7 +19,7 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.embedding_cache import CacheStats, EmbeddingCache, server_cache_dir
-from sam2_triton.onnx_session import create_session
+from sam2_triton.onnx_session import onnx_function
 from sam2_triton.session import Decoder, Limits, SessionService
 from sam2_triton.triton_models.common import (
     decode_prompts,
@@ -67,13 +67,8 @@ def local_decoder(onnx_path: Path, intra_op_threads: int, precision: str) -> Dec
     ORT's thread spinning stays off as everywhere else: with it on, the pools of the idle
     instances a click just left keep spinning and a click took 76-86 ms instead of 66 ms.
     """
-    session = create_session(onnx_path, intra_op_threads, precision=precision)
     names = [t.name for t in c.DECODER_OUTPUTS]
-
-    def decode(inputs: Any) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, dict(inputs)), strict=True))
-
-    return decode
+    return onnx_function(onnx_path, names, intra_op_threads, precision)
 
 
 class TritonPythonModel:

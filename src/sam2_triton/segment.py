@@ -1,0 +1,127 @@
+"""One ``sam2_segment`` request, image bytes to masks, free of Triton.
+
+Its two halves are what the ensemble's ``sam2_preprocess`` and ``sam2_postprocess`` models run
+(GPU target); ``segment`` chains them around the encoder and decoder for the embedded target's
+single ``sam2_segment`` Python model and for the benchmark's in-process baseline. On a CPU the
+ensemble's hops cost 5 % of a request (12.6 MB image and 16.8 MB of features through shared
+memory, four stub round trips) and its batching bought nothing (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from sam2_triton import processing
+from sam2_triton.contract import ENCODER_OUTPUTS
+from sam2_triton.mask_formats import response_outputs
+from sam2_triton.session import Decoder, Encoder, Limits
+
+_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # cutout_rgb when no cut-out was asked for
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A checked request in the model's frame: what the encoder and decoder need."""
+
+    rgb: np.ndarray  # the decoded image [H, W, 3], kept for cut-outs
+    image_1024: np.ndarray  # [1, 3, 1024, 1024] normalised
+    prompts: processing.Prompts
+    mask_input: np.ndarray
+    has_mask_input: np.ndarray
+    multimask: bool
+    output_format: str
+
+    @property
+    def orig_hw(self) -> tuple[int, int]:
+        return (self.rgb.shape[0], self.rgb.shape[1])
+
+    def decoder_inputs(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {
+            **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},
+            "point_coords": self.prompts.coords,
+            "point_labels": self.prompts.labels,
+            "mask_input": self.mask_input,
+            "has_mask_input": self.has_mask_input,
+        }
+
+    @property
+    def cutout_rgb(self) -> np.ndarray:
+        return self.rgb if self.output_format.startswith("cutout") else _NO_IMAGE
+
+
+def prepare_request(
+    inputs: Mapping[str, np.ndarray | None], limits: Limits | None = None
+) -> PreparedRequest:
+    """SEGMENT_INPUTS (None where omitted) -> a checked request; bad input raises
+    ``InvalidInputError`` naming the field, before any model runs."""
+    limits = limits or Limits()
+    output_format = processing.parse_output_format(inputs.get("output_format"))
+    multimask = processing.parse_multimask(inputs.get("multimask_output"))
+    mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
+    image = inputs.get("image")
+    if image is None:
+        raise processing.InvalidInputError("image", "required input is missing")
+    rgb = processing.decode_image(np.asarray(image).tobytes(), limits.max_image_pixels)
+    prompts = processing.prepare_prompts(
+        inputs.get("point_coords"),
+        inputs.get("point_labels"),
+        inputs.get("box"),
+        (rgb.shape[0], rgb.shape[1]),
+        limits.max_points,
+    )
+    return PreparedRequest(
+        rgb=rgb,
+        image_1024=processing.preprocess_image(rgb),
+        prompts=prompts,
+        mask_input=mask_input,
+        has_mask_input=has_mask_input,
+        multimask=multimask,
+        output_format=output_format,
+    )
+
+
+def finish_request(
+    decoded: Mapping[str, np.ndarray],
+    orig_hw: tuple[int, int],
+    multimask: bool,
+    output_format: str,
+    cutout_rgb: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """All four mask tokens of one row -> SEGMENT_OUTPUTS at the image's size and format."""
+    result = processing.postprocess_masks(
+        np.asarray(decoded["low_res_masks"])[0],
+        np.asarray(decoded["iou_predictions"])[0],
+        orig_hw,
+        multimask_output=multimask,
+    )
+    return response_outputs(result, output_format, cutout_rgb)
+
+
+def segment(
+    inputs: Mapping[str, np.ndarray | None],
+    encode: Encoder,
+    decode: Decoder,
+    limits: Limits | None = None,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> dict[str, np.ndarray]:
+    """SEGMENT_INPUTS -> SEGMENT_OUTPUTS: prepare, encode, decode, finish.
+
+    ``is_cancelled`` is asked before the encoder and before the decoder, so a request its
+    client gave up on stops there (an ensemble cannot: it does not pass cancellation on).
+    """
+    request = prepare_request(inputs, limits)
+    _stop_if(is_cancelled)
+    features = encode(request.image_1024)
+    _stop_if(is_cancelled)
+    decoded = decode(request.decoder_inputs(features))
+    return finish_request(
+        decoded, request.orig_hw, request.multimask, request.output_format, request.cutout_rgb
+    )
+
+
+def _stop_if(is_cancelled: Callable[[], bool]) -> None:
+    if is_cancelled():
+        raise processing.RequestCancelled("cancelled by the client")

@@ -1,0 +1,44 @@
+"""sam2_segment, embedded target: the whole request in one Python model (``sam2_triton.segment``).
+
+The encoder and decoder ONNX files beside this model run here (ONNX Runtime fp32 or OpenVINO
+bf16, ``sam2_triton.onnx_session``). Compared with the ensemble the GPU target keeps, no image or
+features cross shared memory between stubs: 5 % off a request on a 2-core CPU, where dynamic
+batching bought no throughput (docs/benchmarks.md). A request its client cancelled stops before
+the encoder or the decoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sam2_triton import contract as c
+from sam2_triton.onnx_session import onnx_function
+from sam2_triton.segment import segment
+from sam2_triton.session import Limits
+from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        params = model_parameters(args)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        threads = int(params.get("intra_op_num_threads", "0"))
+        precision = params.get("precision", "fp32")
+        encoder = onnx_function(
+            version_dir / params["encoder"], [t.name for t in c.ENCODER_OUTPUTS], threads, precision
+        )
+        self.encode = lambda image: encoder({"image": image})
+        self.decode = onnx_function(
+            version_dir / params["decoder"], [t.name for t in c.DECODER_OUTPUTS], threads, precision
+        )
+        self.limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return respond_each(requests, self._one)
+
+    def _one(self, request: Any) -> dict[str, np.ndarray]:
+        inputs = read_inputs(request, c.SEGMENT_INPUTS)
+        return segment(inputs, self.encode, self.decode, self.limits, request.is_cancelled)

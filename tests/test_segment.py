@@ -1,0 +1,120 @@
+"""sam2_segment's request logic without Triton: prompts reach the decoder in the model's frame,
+masks come back at the image's size, bad input and cancellation stop before the models run."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam2_triton import contract as c
+from sam2_triton.processing import InvalidInputError, RequestCancelled
+from sam2_triton.segment import finish_request, prepare_request, segment
+from sam2_triton.session import Limits
+
+HEIGHT, WIDTH = 30, 40
+
+
+def _png() -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((HEIGHT, WIDTH, 3), 90, np.uint8)).save(buffer, format="PNG")
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+class FakeModels:
+    """Encoder and decoder stand-ins that record what they were given."""
+
+    def __init__(self) -> None:
+        self.encoded: list[np.ndarray] = []
+        self.decoded: list[Mapping[str, np.ndarray]] = []
+
+    def encode(self, image_1024: np.ndarray) -> dict[str, np.ndarray]:
+        self.encoded.append(image_1024)
+        return {t.name: np.zeros((1, *t.dims), np.float32) for t in c.ENCODER_OUTPUTS}
+
+    def decode(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.decoded.append(inputs)
+        logits = np.full((1, 4, 256, 256), -5.0, np.float32)
+        logits[0, 1:, :, :128] = 5.0  # tokens 1-3: the left half
+        return {
+            "low_res_masks": logits,
+            "iou_predictions": np.array([[0.1, 0.9, 0.8, 0.7]], np.float32),
+        }
+
+
+def _inputs(**extra: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "image": _png(),
+        "point_coords": np.array([[10.0, 15.0]], np.float32),
+        "point_labels": np.array([1], np.int32),
+        **extra,
+    }
+
+
+def test_prompts_reach_the_decoder_in_the_model_frame_and_masks_come_back_at_image_size():
+    models = FakeModels()
+    outputs = segment(_inputs(), models.encode, models.decode)
+    assert models.encoded[0].shape == (1, 3, 1024, 1024)
+    (fed,) = models.decoded
+    np.testing.assert_allclose(fed["point_coords"][0, 0], [10 / WIDTH * 1024, 15 / HEIGHT * 1024])
+    assert set(fed) == {t.name for t in c.DECODER_INPUTS}
+    assert outputs["masks"].shape == (3, HEIGHT, WIDTH)  # multimask by default
+    assert outputs["masks"][:, :, : WIDTH // 2].all() and not outputs["masks"][:, :, -1].any()
+    assert outputs["iou_scores"].tolist() == pytest.approx([0.9, 0.8, 0.7])
+
+
+def test_the_two_halves_are_what_segment_chains():
+    """What the ensemble's preprocess and postprocess run gives the single model's answer."""
+    models = FakeModels()
+    inputs = _inputs(output_format=np.array([b"png"], dtype=object))
+    whole = segment(inputs, models.encode, models.decode)
+    prepared = prepare_request(inputs)
+    decoded = models.decode(prepared.decoder_inputs(models.encode(prepared.image_1024)))
+    halves = finish_request(
+        decoded, prepared.orig_hw, prepared.multimask, prepared.output_format, prepared.cutout_rgb
+    )
+    assert set(whole) == set(halves) == {t.name for t in c.SEGMENT_OUTPUTS}
+    for name, value in whole.items():
+        np.testing.assert_array_equal(value, halves[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ({"point_coords": np.array([[np.nan, 1.0]], np.float32)}, "point_coords"),
+        ({"image": np.frombuffer(b"not an image", np.uint8)}, "image"),
+        ({"point_labels": np.array([1, 1], np.int32)}, "point_labels"),
+    ],
+)
+def test_bad_input_is_refused_before_the_encoder_runs(bad, words):
+    models = FakeModels()
+    with pytest.raises(InvalidInputError, match=words):
+        segment(_inputs(**bad), models.encode, models.decode)
+    assert models.encoded == [] and models.decoded == []
+
+
+def test_the_limits_apply():
+    models = FakeModels()
+    with pytest.raises(InvalidInputError, match="limit of 1"):
+        coords = np.ones((2, 2), np.float32)
+        inputs = _inputs(point_coords=coords, point_labels=np.ones(2, np.int32))
+        segment(inputs, models.encode, models.decode, Limits(max_points=1))
+    with pytest.raises(InvalidInputError, match="image"):
+        segment(_inputs(), models.encode, models.decode, Limits(max_image_pixels=100))
+
+
+def test_a_cancelled_request_stops_before_the_encoder():
+    models = FakeModels()
+    with pytest.raises(RequestCancelled):
+        segment(_inputs(), models.encode, models.decode, is_cancelled=lambda: True)
+    assert models.encoded == []
+
+
+def test_a_request_cancelled_during_the_encoder_skips_the_decoder():
+    models = FakeModels()
+    with pytest.raises(RequestCancelled):
+        segment(_inputs(), models.encode, models.decode, is_cancelled=lambda: bool(models.encoded))
+    assert len(models.encoded) == 1 and models.decoded == []
