@@ -23,39 +23,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from sam2_triton import contract as c
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.machine import cpu_model, tree_memory_bytes, usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.repository import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
-
-
-def tree_memory_bytes(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of ``pid`` and its descendants, from /proc/<pid>/smaps_rollup (Linux)."""
-    children: dict[int, list[int]] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
-            )
-        except OSError:
-            continue
-        children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
-    rss = pss = 0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        stack += children.get(current, [])
-        try:
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return rss, pss
 
 
 def main() -> None:

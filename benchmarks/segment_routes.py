@@ -4,10 +4,11 @@ GPU target's structure), side by side on the same machine.
     .venv/bin/python benchmarks/segment_routes.py [--export-dir exports/tiny] [--requests 12]
         [--cpu-precision fp32|bf16] [--concurrency 4]
 
-Two servers run at once, one per route (the idle one costs no CPU). Sequential requests alternate
-between them, starting with each in turn, with a pause between requests; the medians and their
-ratio are printed, then throughput at ``--concurrency`` gRPC clients, in alternating blocks. Not
-a test: nothing here asserts a speed.
+Two servers run at once, one per route (the idle one costs no CPU). After one request each, their
+memory (PSS of tritonserver and its stubs) is printed. Sequential requests alternate between
+them, starting with each in turn, with a pause between requests; the medians and their ratio
+are printed, then throughput at ``--concurrency`` gRPC clients, in alternating blocks. Not a
+test: nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from sam2_triton.bench import flows
 from sam2_triton.bench.load import run_load
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench.machine import cpu_model, tree_memory_bytes, usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.client import SegmentClient
 from sam2_triton.contract import CPU_PRECISIONS
@@ -56,6 +57,9 @@ def main() -> None:
         clients = {name: SegmentClient(server.grpc_url, "grpc") for name, server in servers.items()}
         for client in clients.values():
             client.segment(data, *POINT)  # warm-up
+        for name, server in servers.items():
+            pss = tree_memory_bytes(server.process.pid)[1] / 2**30
+            print(f"{name:10s} server PSS after one request: {pss:.2f} GiB")
         times: dict[str, list[float]] = {name: [] for name in ROUTES}
         for i in range(args.requests):
             for name in list(ROUTES)[:: 1 if i % 2 else -1]:

@@ -75,7 +75,7 @@ class ServingOptions:
     session_decoder_in_process: bool = True
     # Embedded target: sam2_segment is one Python model running preprocessing, encoder, decoder
     # and postprocessing itself, instead of the ensemble of four models (the GPU target's): no
-    # image or features through shared memory, 5 % off a request on a CPU, where the encoder's
+    # image or features through shared memory, 3-8 % off a request on a CPU, where the encoder's
     # dynamic batching bought no throughput (docs/benchmarks.md). It has encoder_instances
     # instances, each with its own encoder.
     segment_in_process: bool = True

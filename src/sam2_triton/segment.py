@@ -3,7 +3,7 @@
 Its two halves are what the ensemble's ``sam2_preprocess`` and ``sam2_postprocess`` models run
 (GPU target); ``segment`` chains them around the encoder and decoder for the embedded target's
 single ``sam2_segment`` Python model and for the benchmark's in-process baseline. On a CPU the
-ensemble's hops cost 5 % of a request (12.6 MB image and 16.8 MB of features through shared
+ensemble's hops cost 3-8 % of a request (12.6 MB image and 16.8 MB of features through shared
 memory, four stub round trips) and its batching bought nothing (docs/benchmarks.md).
 """
 
