@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.remote_predictor import SAM2RemotePredictor
-from tests.conftest import TEST_CACHE_IMAGES
+from tests.conftest import TEST_CACHE_IMAGES, model_runs
 from tests.test_e2e_segment import image_bytes
 from tests.test_e2e_session import _unique_png
 
@@ -128,12 +127,7 @@ def test_mask_input_refinement_matches(triton, reference):
 
 
 def _encoder_runs(triton) -> int:
-    stats = requests.get(
-        f"http://{triton.http_url}/v2/models/{c.IMAGE_ENCODER}/stats",
-        timeout=10,
-        headers={"Connection": "close"},
-    ).json()
-    return int(stats["model_stats"][0]["inference_count"])
+    return model_runs(triton, c.IMAGE_ENCODER)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import skimage.data
 from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
+from tests.conftest import model_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -97,15 +97,6 @@ def test_segment_matches_sam2_image_predictor(triton, reference, protocol, image
     np.testing.assert_allclose(result.low_res_logits, ref_low_res, atol=1e-3)
 
 
-def _executions(server, model: str) -> int:
-    stats = requests.get(
-        f"http://{server.http_url}/v2/models/{model}/stats",
-        timeout=10,
-        headers={"Connection": "close"},
-    ).json()
-    return int(stats["model_stats"][0]["execution_count"])
-
-
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_segment_in_one_model_or_as_the_ensemble_gives_the_same_results(
     triton, routed_triton, reference, protocol
@@ -119,10 +110,10 @@ def test_segment_in_one_model_or_as_the_ensemble_gives_the_same_results(
     want_masks, want_scores, _ = case.expected(reference, image, width, height)
     for server, encoder_runs in ((triton, 0), (routed_triton, 1)):
         url = server.http_url if protocol == "http" else server.grpc_url
-        before = _executions(server, c.IMAGE_ENCODER)
+        before = model_runs(server, c.IMAGE_ENCODER)
         with SegmentClient(url, protocol) as client:
             got = client.segment(image, *case.arrays(width, height), case.multimask)
-        assert _executions(server, c.IMAGE_ENCODER) - before == encoder_runs
+        assert model_runs(server, c.IMAGE_ENCODER) - before == encoder_runs
         assert got.masks.shape == want_masks.shape
         assert np.mean(got.masks == want_masks.astype(np.uint8)) >= 0.999
         np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3)

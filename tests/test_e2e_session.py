@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
-from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES
+from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES, model_runs
 from tests.test_e2e_segment import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -60,17 +60,8 @@ def _metric(triton, name: str) -> float:
     return float(match.group(1))
 
 
-def _runs(triton, model: str) -> int:
-    stats = requests.get(
-        f"http://{triton.http_url}/v2/models/{model}/stats",
-        timeout=10,
-        headers={"Connection": "close"},
-    ).json()
-    return int(stats["model_stats"][0]["inference_count"])
-
-
 def _encoder_runs(triton) -> int:
-    return _runs(triton, c.IMAGE_ENCODER)
+    return model_runs(triton, c.IMAGE_ENCODER)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -99,9 +90,9 @@ def test_clicks_run_the_decoder_in_process_or_through_bls_with_the_same_results(
     for server, decoder_runs_per_click in ((triton, 0), (routed_triton, 1)):
         with SegmentClient(server.http_url) as client:
             image_id = client.embed(image)
-            before = _runs(server, c.MASK_DECODER)
+            before = model_runs(server, c.MASK_DECODER)
             got = client.click(image_id, coords, labels)
-            assert _runs(server, c.MASK_DECODER) - before == decoder_runs_per_click
+            assert model_runs(server, c.MASK_DECODER) - before == decoder_runs_per_click
         _assert_matches(got, *want)
 
 

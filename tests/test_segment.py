@@ -3,51 +3,22 @@ masks come back at the image's size, bad input and cancellation stop before the 
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.processing import InvalidInputError, RequestCancelled
 from sam2_triton.segment import finish_request, prepare_request, segment
 from sam2_triton.session import Limits
+from tests.test_session_service import FakeNetworks as FakeModels
+from tests.test_session_service import _png
 
 HEIGHT, WIDTH = 30, 40
 
 
-def _png() -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((HEIGHT, WIDTH, 3), 90, np.uint8)).save(buffer, format="PNG")
-    return np.frombuffer(buffer.getvalue(), np.uint8)
-
-
-class FakeModels:
-    """Encoder and decoder stand-ins that record what they were given."""
-
-    def __init__(self) -> None:
-        self.encoded: list[np.ndarray] = []
-        self.decoded: list[Mapping[str, np.ndarray]] = []
-
-    def encode(self, image_1024: np.ndarray) -> dict[str, np.ndarray]:
-        self.encoded.append(image_1024)
-        return {t.name: np.zeros((1, *t.dims), np.float32) for t in c.ENCODER_OUTPUTS}
-
-    def decode(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.decoded.append(inputs)
-        logits = np.full((1, 4, 256, 256), -5.0, np.float32)
-        logits[0, 1:, :, :128] = 5.0  # tokens 1-3: the left half
-        return {
-            "low_res_masks": logits,
-            "iou_predictions": np.array([[0.1, 0.9, 0.8, 0.7]], np.float32),
-        }
-
-
 def _inputs(**extra: np.ndarray) -> dict[str, np.ndarray]:
     return {
-        "image": _png(),
+        "image": _png(HEIGHT, WIDTH, value=90),
         "point_coords": np.array([[10.0, 15.0]], np.float32),
         "point_labels": np.array([1], np.int32),
         **extra,
@@ -61,9 +32,10 @@ def test_prompts_reach_the_decoder_in_the_model_frame_and_masks_come_back_at_ima
     (fed,) = models.decoded
     np.testing.assert_allclose(fed["point_coords"][0, 0], [10 / WIDTH * 1024, 15 / HEIGHT * 1024])
     assert set(fed) == {t.name for t in c.DECODER_INPUTS}
-    assert outputs["masks"].shape == (3, HEIGHT, WIDTH)  # multimask by default
-    assert outputs["masks"][:, :, : WIDTH // 2].all() and not outputs["masks"][:, :, -1].any()
-    assert outputs["iou_scores"].tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert outputs["masks"].shape == (3, HEIGHT, WIDTH)  # multimask by default: tokens 1-3
+    assert outputs["masks"][0, : HEIGHT // 2].all() and not outputs["masks"][0, -1].any()
+    assert not outputs["masks"][1:].any()
+    assert outputs["iou_scores"].tolist() == pytest.approx([0.9, 0.5, 0.4])
 
 
 def test_the_two_halves_are_what_segment_chains():
