@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from sam2_triton.contract import CPU_PRECISIONS
+from sam2_triton.contract import CPU_PRECISIONS, DECODER_OUTPUTS, ENCODER_OUTPUTS
 
 LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -106,3 +106,20 @@ def onnx_function(
         return dict(zip(names, session.run(names, dict(feeds)), strict=True))
 
     return run
+
+
+def sam2_functions(
+    encoder_path: Path, decoder_path: Path, intra_op_threads: int = 0, precision: str = "fp32"
+) -> tuple[
+    Callable[[np.ndarray], dict[str, np.ndarray]],
+    Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]],
+]:
+    """(encode, decode) for ``sam2_triton.segment``: image_1024 -> the three feature maps, and
+    the decoder's feeds -> low_res_masks, iou_predictions."""
+    encoder = onnx_function(
+        encoder_path, [t.name for t in ENCODER_OUTPUTS], intra_op_threads, precision
+    )
+    decoder = onnx_function(
+        decoder_path, [t.name for t in DECODER_OUTPUTS], intra_op_threads, precision
+    )
+    return (lambda image_1024: encoder({"image": image_1024})), decoder

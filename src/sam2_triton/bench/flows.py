@@ -82,18 +82,18 @@ def in_process(
 ) -> Send:
     """The same ONNX files, runner, precision and request steps (``sam2_triton.segment``) as
     the server's, in this process."""
-    from sam2_triton.onnx_session import onnx_function
+    from sam2_triton.onnx_session import sam2_functions
     from sam2_triton.segment import segment
 
-    encoder = onnx_function(
-        export_dir / c.ENCODER_FILE, [t.name for t in c.ENCODER_OUTPUTS], threads, precision
+    encode, decode = sam2_functions(
+        export_dir / c.ENCODER_FILE, export_dir / c.DECODER_FILE, threads, precision
     )
-    decoder = onnx_function(
-        export_dir / c.DECODER_FILE, [t.name for t in c.DECODER_OUTPUTS], threads, precision
-    )
-    inputs = {"image": np.frombuffer(image, np.uint8), "point_coords": point[0]}
-    inputs["point_labels"] = point[1]
-    return lambda: segment(inputs, lambda image_1024: encoder({"image": image_1024}), decoder)
+    inputs = {
+        "image": np.frombuffer(image, np.uint8),
+        "point_coords": point[0],
+        "point_labels": point[1],
+    }
+    return lambda: segment(inputs, encode, decode)
 
 
 def pytorch(model_config: str, checkpoint: Path, image: bytes, point) -> Send:

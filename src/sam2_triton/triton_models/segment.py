@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.onnx_session import onnx_function
+from sam2_triton.onnx_session import sam2_functions
 from sam2_triton.segment import segment
 from sam2_triton.session import Limits
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
@@ -27,12 +27,8 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         threads = int(params.get("intra_op_num_threads", "0"))
         precision = params.get("precision", "fp32")
-        encoder = onnx_function(
-            version_dir / params["encoder"], [t.name for t in c.ENCODER_OUTPUTS], threads, precision
-        )
-        self.encode = lambda image: encoder({"image": image})
-        self.decode = onnx_function(
-            version_dir / params["decoder"], [t.name for t in c.DECODER_OUTPUTS], threads, precision
+        self.encode, self.decode = sam2_functions(
+            version_dir / params["encoder"], version_dir / params["decoder"], threads, precision
         )
         self.limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
 
