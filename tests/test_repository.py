@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
@@ -16,6 +15,7 @@ from sam2_triton.repository import (
     ServingOptions,
     build_repository,
 )
+from tests.test_gpu_target import load_configs
 
 MODELS = (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION, c.AUTOMATIC)
 ENSEMBLE_STEPS = (c.PREPROCESS, c.POSTPROCESS)
@@ -30,18 +30,10 @@ def fake_export(tmp_path: Path) -> Path:
     return export
 
 
-def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
-    """Every model folder's config, parsed as Triton parses it."""
-    return {
-        path.parent.name: text_format.Parse(path.read_text(), mc.ModelConfig())
-        for path in repo.glob("*/config.pbtxt")
-    }
-
-
 def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(encoder_instances=3))
-    configs = _configs(repo)
+    configs = load_configs(repo)
     assert set(configs) == set(MODELS)
     encoder = configs[c.IMAGE_ENCODER]
     assert encoder.backend == "python" and encoder.max_batch_size == 4
@@ -76,7 +68,7 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
 def test_segment_runs_the_onnx_files_beside_it_or_is_the_ensemble(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo)
-    segment = _configs(repo)[c.SEGMENT]
+    segment = load_configs(repo)[c.SEGMENT]
     assert segment.parameters["encoder"].string_value == ENCODER_FILE
     assert segment.parameters["decoder"].string_value == DECODER_FILE
     assert (repo / c.SEGMENT / "1" / ENCODER_FILE).read_bytes() == b"encoder"
@@ -84,7 +76,7 @@ def test_segment_runs_the_onnx_files_beside_it_or_is_the_ensemble(fake_export, t
     assert not any((repo / name).exists() for name in ENSEMBLE_STEPS)
 
     build_repository(fake_export, repo, ServingOptions(segment_in_process=False))
-    configs = _configs(repo)
+    configs = load_configs(repo)
     assert set(configs) == {*MODELS, *ENSEMBLE_STEPS}
     assert configs[c.SEGMENT].platform == "ensemble"
     assert sorted(p.name for p in (repo / c.SEGMENT).iterdir()) == ["1", "config.pbtxt"]
@@ -94,7 +86,7 @@ def test_segment_runs_the_onnx_files_beside_it_or_is_the_ensemble(fake_export, t
 def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(segment_in_process=False))
-    configs = _configs(repo)
+    configs = load_configs(repo)
     segment = configs[c.SEGMENT]
     available = {i.name for i in segment.input}
     for step in segment.ensemble_scheduling.step:
@@ -149,7 +141,7 @@ def test_session_runs_the_decoder_file_beside_it_or_calls_the_decoder_model(
 ):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(session_decoder_in_process=in_process))
-    session = _configs(repo)[c.SESSION]
+    session = load_configs(repo)[c.SESSION]
     copied = repo / c.SESSION / "1" / DECODER_FILE
     if in_process:
         assert session.parameters["decoder"].string_value == DECODER_FILE
@@ -162,6 +154,6 @@ def test_session_runs_the_decoder_file_beside_it_or_calls_the_decoder_model(
 def test_cpu_precision_reaches_every_model_that_runs_onnx(fake_export, tmp_path):
     repo = tmp_path / "repo"
     build_repository(fake_export, repo, ServingOptions(cpu_precision="bf16"))
-    configs = _configs(repo)
+    configs = load_configs(repo)
     for name in (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION):
         assert configs[name].parameters["precision"].string_value == "bf16", name

@@ -8,8 +8,7 @@ import pytest
 
 from sam2_triton import contract as c
 from sam2_triton.processing import InvalidInputError, RequestCancelled
-from sam2_triton.segment import finish_request, prepare_request, segment
-from sam2_triton.session import Limits
+from sam2_triton.segment import Limits, finish_request, prepare_request, segment
 from tests.test_session_service import FakeNetworks as FakeModels
 from tests.test_session_service import _png
 

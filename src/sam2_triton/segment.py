@@ -17,9 +17,33 @@ import numpy as np
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS
 from sam2_triton.mask_formats import response_outputs
-from sam2_triton.session import Decoder, Encoder, Limits
 
+Arrays = Mapping[str, np.ndarray]
+Encoder = Callable[[np.ndarray], Arrays]  # image_1024 [1,3,1024,1024] -> ENCODER_OUTPUTS
+Decoder = Callable[[Arrays], Arrays]  # DECODER_INPUTS -> low_res_masks, iou_predictions
 _NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # cutout_rgb when no cut-out was asked for
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_image_pixels: int = processing.DEFAULT_MAX_IMAGE_PIXELS
+    max_points: int = processing.DEFAULT_MAX_POINTS
+
+
+def decoder_feeds(
+    features: Arrays,
+    prompts: processing.Prompts,
+    mask_input: np.ndarray,
+    has_mask_input: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The encoder's feature maps and one prompt set -> DECODER_INPUTS (one row)."""
+    return {
+        **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},
+        "point_coords": prompts.coords,
+        "point_labels": prompts.labels,
+        "mask_input": mask_input,
+        "has_mask_input": has_mask_input,
+    }
 
 
 @dataclass(frozen=True)
@@ -38,14 +62,8 @@ class PreparedRequest:
     def orig_hw(self) -> tuple[int, int]:
         return (self.rgb.shape[0], self.rgb.shape[1])
 
-    def decoder_inputs(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {
-            **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},
-            "point_coords": self.prompts.coords,
-            "point_labels": self.prompts.labels,
-            "mask_input": self.mask_input,
-            "has_mask_input": self.has_mask_input,
-        }
+    def decoder_inputs(self, features: Arrays) -> dict[str, np.ndarray]:
+        return decoder_feeds(features, self.prompts, self.mask_input, self.has_mask_input)
 
     @property
     def cutout_rgb(self) -> np.ndarray:
@@ -84,7 +102,7 @@ def prepare_request(
 
 
 def finish_request(
-    decoded: Mapping[str, np.ndarray],
+    decoded: Arrays,
     orig_hw: tuple[int, int],
     multimask: bool,
     output_format: str,

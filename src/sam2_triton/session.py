@@ -9,19 +9,15 @@ ONNX Runtime sessions in the unit tests).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS, LOW_RES_MASK_SIZE
 from sam2_triton.embedding_cache import EmbeddingCache, content_id, is_valid_id
-from sam2_triton.mask_formats import response_outputs
 from sam2_triton.processing import InvalidInputError
+from sam2_triton.segment import Decoder, Encoder, Limits, decoder_feeds, finish_request
 
-Arrays = Mapping[str, np.ndarray]
-Encoder = Callable[[np.ndarray], Arrays]  # image_1024 [1,3,1024,1024] -> ENCODER_OUTPUTS
-Decoder = Callable[[Arrays], Arrays]  # DECODER_INPUTS -> low_res_masks, iou_predictions
 ORIG_SIZE = "orig_size"  # stored beside the features: the image's (H, W)
 IMAGE_FILE = "image_file"  # and the encoded file (small), for cut-outs of later clicks
 
@@ -30,12 +26,6 @@ class UnknownImageError(InvalidInputError):
     """The image id is not (or no longer) cached: the client must send the image again."""
 
     triton_code = "NOT_FOUND"  # HTTP 404 / gRPC NOT_FOUND: distinct from malformed input
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_image_pixels: int = processing.DEFAULT_MAX_IMAGE_PIXELS
-    max_points: int = processing.DEFAULT_MAX_POINTS
 
 
 class SessionService:
@@ -84,26 +74,12 @@ class SessionService:
         prompts = prepare_prompts(orig_hw)
         if is_cancelled():
             raise processing.RequestCancelled("cancelled by the client")
-        decoded = self.decode(
-            {
-                **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},
-                "point_coords": prompts.coords,
-                "point_labels": prompts.labels,
-                "mask_input": mask_input,
-                "has_mask_input": has_mask_input,
-            }
-        )
-        result = processing.postprocess_masks(
-            np.asarray(decoded["low_res_masks"])[0],
-            np.asarray(decoded["iou_predictions"])[0],
-            orig_hw,
-            multimask_output=multimask,
-        )
+        decoded = self.decode(decoder_feeds(features, prompts, mask_input, has_mask_input))
         rgb = None
         if output_format.startswith("cutout"):
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = processing.decode_image(data, self.limits.max_image_pixels)
-        outputs = response_outputs(result, output_format, rgb)
+        outputs = finish_request(decoded, orig_hw, multimask, output_format, rgb)
         return {**outputs, "image_id": _id_tensor(image_id)}
 
     def _features(

@@ -9,8 +9,7 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import SEGMENT_INPUTS
-from sam2_triton.segment import prepare_request
-from sam2_triton.session import Limits
+from sam2_triton.segment import Limits, prepare_request
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 
 

@@ -16,8 +16,7 @@ import numpy as np
 
 from sam2_triton import contract as c
 from sam2_triton.onnx_session import sam2_functions
-from sam2_triton.segment import segment
-from sam2_triton.session import Limits
+from sam2_triton.segment import Limits, segment
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 
 
