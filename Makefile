@@ -13,7 +13,7 @@ LOADTEST_HOST ?= http://127.0.0.1:8000
 LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
 LOADTEST_OUT ?= outputs/loadtest
 
-.PHONY: help install demo test lint serve export loadtest lock clean
+.PHONY: help install demo test lint serve export repository loadtest lock clean
 
 install: $(STAMP)
 
@@ -31,15 +31,20 @@ demo: install
 	$(VENV)/bin/sam2-triton demo --model $(MODEL)
 
 test: install
-	$(VENV)/bin/ruff check src tests client_examples loadtest benchmarks
+	$(VENV)/bin/ruff check src export tests client_examples loadtest benchmarks
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests client_examples loadtest benchmarks
-	$(VENV)/bin/ruff format --check src tests client_examples loadtest benchmarks
+	$(VENV)/bin/ruff check src export tests client_examples loadtest benchmarks
+	$(VENV)/bin/ruff format --check src export tests client_examples loadtest benchmarks
 
 export: install
 	$(VENV)/bin/sam2-triton export --model $(MODEL) --random-weights
+
+# Regenerate the committed model_repository/ (GPU target, default options) from the plan: no
+# torch, no export; tests/test_committed_repository.py fails when it differs.
+repository: install
+	$(VENV)/bin/sam2-triton build-repo --target gpu --configs-only
 
 serve: install
 	$(VENV)/bin/sam2-triton serve --model $(MODEL)
@@ -64,6 +69,7 @@ help:
 	      "LOADTEST_SPAWN_RATE=$(LOADTEST_SPAWN_RATE) LOADTEST_RUN_TIME=$(LOADTEST_RUN_TIME)"
 	@echo "               LOADTEST_HOST=$(LOADTEST_HOST) LOADTEST_GRPC_HOST=$(LOADTEST_GRPC_HOST);"
 	@echo "               CSV and HTML reports in $(LOADTEST_OUT)/ (see docs/loadtest.md)"
+	@echo "make repository  regenerate the committed model_repository/ (GPU target configs)"
 	@echo "make lint | export | lock | clean"
 
 # Re-pin requirements/constraints.txt from the current .venv.
@@ -72,4 +78,4 @@ lock:
 	mv requirements/constraints.new requirements/constraints.txt
 
 clean:
-	rm -rf build model_repository/sam2_* outputs
+	rm -rf build outputs

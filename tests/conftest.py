@@ -31,7 +31,7 @@ def _export_key() -> str:
     from sam2_triton import contract as c
 
     digest = hashlib.sha256()
-    for path in sorted([*(SRC / "export").glob("*.py"), SRC / "variants.py"]):
+    for path in sorted([*(ROOT / "export").glob("*.py"), SRC / "variants.py"]):
         digest.update(path.read_bytes())
     onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
     digest.update(repr(onnx_contract).encode())
@@ -52,6 +52,31 @@ def tiny_export() -> TinyExport:
         model = build_sam2_model("tiny", random_weights=True, seed=SEED, save_random_to=checkpoint)
         export_onnx(model, cache)
     return TinyExport(export_dir=cache, checkpoint=checkpoint, config=variant.config)
+
+
+@pytest.fixture
+def fake_export(tmp_path: Path) -> Path:
+    """An export folder whose ONNX files are a few bytes: enough for repository tests."""
+    from sam2_triton import contract as c
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / c.ENCODER_FILE).write_bytes(b"encoder")
+    (export / c.DECODER_FILE).write_bytes(b"decoder")
+    return export
+
+
+def load_configs(repo: Path) -> dict:
+    """Every model folder's config.pbtxt, parsed as Triton parses it (name -> ModelConfig)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    configs = {}
+    for path in sorted(repo.glob("*/config.pbtxt")):
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        assert config.name == path.parent.name
+        configs[config.name] = config
+    return configs
 
 
 def free_port() -> int:
@@ -80,16 +105,29 @@ def model_runs(server, model: str) -> int:
 def running_server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory, options) -> Iterator:
     """A real embedded tritonserver for ``export_dir`` with ServingOptions ``options``."""
     from sam2_triton.repository import build_repository
-    from sam2_triton.server import Ports, TritonServer
 
     repo = tmp_path_factory.mktemp("model_repository")
     build_repository(export_dir, repo, options)
+    yield from serve_repository(repo, tmp_path_factory)
+
+
+def serve_repository(
+    repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    python=None,
+    runtime_dir: Path | None = None,
+) -> Iterator:
+    """A real tritonserver on free loopback ports serving ``repo`` (its log printed if it fails
+    to start); ``python``: the StubPython its Python models run on (default: this one)."""
+    from sam2_triton.server import Ports, TritonServer
+
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(
         repository=repo,
-        runtime_dir=ROOT / "build" / "tritonserver",
+        runtime_dir=runtime_dir or ROOT / "build" / "tritonserver",
         ports=Ports(free_port(), free_port(), free_port()),
         log_file=log,
+        python=python,
     )
     try:
         server.start(timeout=300)

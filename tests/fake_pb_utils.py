@@ -3,7 +3,9 @@ to run our Python-backend models in-process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +20,14 @@ class Tensor:
 
 
 class TritonError:
+    UNKNOWN = 2  # the values are gRPC's; only their distinctness matters
     INTERNAL = 13
     INVALID_ARG = 3
     NOT_FOUND = 5
     CANCELLED = 1
+    UNAVAILABLE = 14
+    UNSUPPORTED = 12
+    ALREADY_EXISTS = 6
 
     def __init__(self, message: str, code: int = INTERNAL) -> None:
         self._message, self._code = message, code
@@ -33,27 +39,54 @@ class TritonError:
         return self._code
 
 
-@dataclass
 class InferenceResponse:
-    output_tensors: list[Tensor] = field(default_factory=list)
-    error: TritonError | None = None
+    """As in Triton: ``error()`` and ``has_error()`` are methods (BLS callers use them)."""
+
+    def __init__(
+        self, output_tensors: list[Tensor] | None = None, error: TritonError | None = None
+    ) -> None:
+        self.output_tensors = list(output_tensors or [])
+        self._error = error
 
     def outputs(self) -> dict[str, np.ndarray]:
         return {t.name: t.value for t in self.output_tensors}
 
+    def error(self) -> TritonError | None:
+        return self._error
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+
+# BLS callees by model name: a test puts a function here that answers a request.
+MODELS: dict[str, Callable[[InferenceRequest], InferenceResponse]] = {}
+
 
 @dataclass
 class InferenceRequest:
-    inputs: dict[str, np.ndarray]
+    """A request given to a model (``inputs`` a dict) or, with ``model_name``, a BLS request
+    (``inputs`` a list of Tensor, as in Triton) that ``exec`` hands to ``MODELS[model_name]``."""
+
+    inputs: Any
     cancelled: bool = False
+    model_name: str = ""
+    requested_output_names: list[str] = field(default_factory=list)
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def exec(self) -> InferenceResponse:
+        inputs = {t.name: t.value for t in self.inputs}
+        return MODELS[self.model_name](InferenceRequest(inputs))
 
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
     value = request.inputs.get(name)
     return None if value is None else Tensor(name, value)
+
+
+def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Tensor | None:
+    return next((t for t in response.output_tensors if t.name == name), None)
 
 
 class Logger:
@@ -62,3 +95,27 @@ class Logger:
     @classmethod
     def log_error(cls, message: str) -> None:
         cls.messages.append(message)
+
+
+class MetricFamily:
+    """Custom metrics as in Triton (values kept, nothing exported)."""
+
+    COUNTER, GAUGE = 0, 1
+
+    def __init__(self, name: str, description: str, kind: int) -> None:
+        self.name, self.description, self.kind = name, description, kind
+
+    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 - Triton's name
+        return Metric(labels or {})
+
+
+@dataclass
+class Metric:
+    labels: dict[str, str]
+    value: float = 0.0
+
+    def increment(self, delta: float) -> None:
+        self.value += delta
+
+    def set(self, value: float) -> None:
+        self.value = value

@@ -10,6 +10,7 @@ from sam2.utils import amg as ref
 from torchvision.ops import nms as torch_nms
 
 from sam2_triton import automatic as A
+from tests.helpers import PARAMS, match_annotations
 
 
 @pytest.mark.parametrize("n", [1, 4, 32])
@@ -86,32 +87,6 @@ def test_out_of_range_parameters_name_themselves():
 
 
 # --- whole generator, in-process ------------------------------------------------------------
-
-# Random-weight logits lie within about +-0.4 and predicted IoUs near 0.5, so the defaults
-# (IoU > 0.8, stability >= 0.95 at offset 1.0) would drop every mask; these thresholds keep
-# about a dozen masks while still exercising every filter and the NMS.
-PARAMS = dict(
-    points_per_side=8,
-    points_per_batch=16,
-    pred_iou_thresh=0.4,
-    stability_score_thresh=0.2,
-    stability_score_offset=0.005,
-    mask_threshold=0.2,
-    box_nms_thresh=0.7,
-)
-
-
-def match_annotations(got: list[dict], want: list[dict]) -> list[float]:
-    """Same count; each reference mask's IoU with the best-matching one of ours."""
-    from pycocotools import mask as mask_utils
-
-    assert len(got) == len(want)
-    if not got:
-        return []
-    ours = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode()) for a in got]
-    theirs = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode()) for a in want]
-    ious = mask_utils.iou(theirs, ours, [0] * len(ours))
-    return [float(row.max()) for row in np.atleast_2d(ious)]
 
 
 @pytest.fixture(scope="module")

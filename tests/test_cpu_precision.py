@@ -18,7 +18,7 @@ from sam2_triton.onnx_session import (
     require_precision,
 )
 from tests.conftest import running_server
-from tests.test_e2e_segment import CASES, image_bytes
+from tests.helpers import CASES, image_bytes
 
 MIN_AGREEMENT = 0.98  # fraction of mask pixels equal to the fp32 reference's
 IOU_TOLERANCE = 5e-3

@@ -94,7 +94,7 @@ def test_gpu_service_mounts_the_repository_read_only_and_a_writable_engine_cache
     mounts = {m["target"]: m for m in service["volumes"]}
     repository = mounts["/models"]
     assert repository["type"] == "bind" and repository["read_only"] is True
-    assert Path(repository["source"]) == ROOT / "model_repository_gpu"
+    assert Path(repository["source"]) == ROOT / "model_repository"
     cache = mounts[GpuOptions().trt_cache_dir]  # where the generated configs send TensorRT
     assert cache["type"] == "volume" and not cache.get("read_only")
     assert cache["source"] in compose_config["volumes"]
@@ -182,7 +182,6 @@ def test_entrypoint_without_a_key_locks_admin_apis_with_a_random_one(tmp_path):
 
 
 # Modules the Python-backend models import run on the NGC image's python3 (3.10 in 24.10).
-PY310_EXCLUDED = {"export"}  # export needs torch and runs on the developer's 3.11 only
 PY311_ONLY_MODULES = {"tomllib", "wsgiref.types"}
 
 
@@ -190,8 +189,6 @@ def test_serving_modules_are_python_3_10_compatible():
     package = ROOT / "src" / "sam2_triton"
     checked = 0
     for path in sorted(package.rglob("*.py")):
-        if PY310_EXCLUDED & set(path.relative_to(package).parts):
-            continue
         tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -203,3 +200,14 @@ def test_serving_modules_are_python_3_10_compatible():
             assert not names & PY311_ONLY_MODULES, f"{path} imports {names & PY311_ONLY_MODULES}"
         checked += 1
     assert checked >= 10
+
+
+def test_the_gpu_runtime_test_installs_the_package_as_the_gpu_image_does():
+    """tests/gpu_image.py imitates Dockerfile.gpu: the same files copied, the same pip flags."""
+    from tests.gpu_image import GPU_REQUIREMENTS, PACKAGE_FILES
+
+    gpu = (ROOT / "docker" / "Dockerfile.gpu").read_text()
+    copied = re.findall(r"^COPY (.+) /opt/sam2-triton/", gpu, re.MULTILINE)
+    assert sorted(" ".join(copied).split()) == sorted(PACKAGE_FILES)
+    assert "pip install --no-cache-dir --no-deps --ignore-requires-python /opt/sam2-triton" in gpu
+    assert f"COPY docker/{GPU_REQUIREMENTS.name} " in gpu

@@ -17,7 +17,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from sam2_triton import contract as c
-from tests.test_automatic import PARAMS, match_annotations
+from tests.helpers import PARAMS, match_annotations
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,10 @@ import pytest
 import requests
 from PIL import Image
 
+from sam2_triton import contract as c
+from sam2_triton.cli import paths
 from sam2_triton.client import SegmentClient
-from tests.conftest import free_port
+from tests.conftest import free_port, load_configs
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +94,9 @@ def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path
                 "--model",
                 "tiny",
                 "--instances",
-                "1",
+                "sam2_mask_decoder=1",
+                "--instances",
+                "sam2_automatic=1",
                 "--http-port",
                 str(http),
                 "--grpc-port",
@@ -112,7 +116,8 @@ def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path
                 break
             time.sleep(0.5)
         assert "serving SAM 2.1 tiny" in log.read_text(), log.read_text()[-3000:]
-        assert (workdir / "model_repository" / "sam2_segment" / "config.pbtxt").exists()
+        repository = workdir / paths.EMBEDDED_REPOSITORY_DIR
+        assert load_configs(repository)[c.MASK_DECODER].instance_group[0].count == 1
         assert _get(f"http://127.0.0.1:{http}/v2/health/ready")[0] == 200
         assert "nv_inference_request_success" in _get(f"http://127.0.0.1:{metrics}/metrics")[1]
         proc.send_signal(signal.SIGTERM)
@@ -169,7 +174,7 @@ def test_missing_stub_is_a_clear_error(tmp_path):
 
     (tmp_path / "python_backend_stubs" / "3.8").mkdir(parents=True)
     with pytest.raises(ServerError, match="no Python backend stub for Python 3.11.*available: 3.8"):
-        _stub_path(tmp_path)
+        _stub_path(tmp_path, "3.11")
 
 
 def test_demo_offline_ends_with_masks_on_disk(tiny_export, tmp_path):
@@ -181,7 +186,9 @@ def test_demo_offline_ends_with_masks_on_disk(tiny_export, tmp_path):
             *CLI,
             "demo",
             "--instances",
-            "1",
+            "sam2_mask_decoder=1",
+            "--instances",
+            "sam2_automatic=1",
             "--http-port",
             ports[0],
             "--grpc-port",

@@ -15,7 +15,7 @@ from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
-from tests.test_e2e_segment import CASES, image_bytes
+from tests.helpers import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
 

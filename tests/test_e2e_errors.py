@@ -4,165 +4,28 @@ on sam2_segment and sam2_session, and the server keeps serving. Awkward but vali
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from functools import cache
 
 import numpy as np
 import pytest
 import requests
-import tritonclient.grpc
-import tritonclient.http
 from PIL import Image
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
-from tests.test_e2e_segment import image_bytes
+from tests.bad_requests import (
+    BAD,
+    SESSION_ONLY,
+    H,
+    W,
+    assert_refused,
+    encode,
+    good_png,
+    points,
+)
 
 pytestmark = pytest.mark.e2e
 PROTOCOLS = ["http", "grpc"]
-W, H = 64, 48  # the size of the good test image
-
-
-def _encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None, **save) -> bytes:
-    image = Image.fromarray(array) if mode is None else Image.fromarray(array).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **save)
-    return buffer.getvalue()
-
-
-@cache
-def good_png() -> bytes:
-    return _encode(np.full((H, W, 3), 127, np.uint8))
-
-
-@cache
-def bomb_png() -> bytes:
-    """A 10000 x 7000 (70 MP) PNG of a few kB: over the 64 MP default cap."""
-    return _encode(np.zeros((7000, 10000), bool))
-
-
-def points(*xy: tuple[float, float], labels: tuple[int, ...] | None = None) -> dict:
-    coords = np.array(xy, np.float32).reshape(-1, 2)
-    return {
-        "point_coords": coords,
-        "point_labels": np.array(labels if labels is not None else [1] * len(xy), np.int32),
-    }
-
-
-def image(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, np.uint8)
-
-
-def good(**override: np.ndarray) -> dict[str, np.ndarray]:
-    return {"image": image(good_png()), **points((10, 10)), **override}
-
-
-def text(value: str) -> np.ndarray:
-    return np.array([value.encode()], dtype=np.object_)
-
-
-# name -> (request tensors, words the error must contain). Wrong dtypes/shapes are refused by
-# Triton against the config (400 / INVALID_ARGUMENT naming the input); the rest by our models.
-BAD: dict[str, tuple[dict[str, np.ndarray], str]] = {
-    # image bytes
-    "corrupt image": (good(image=image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)), "image: "),
-    "truncated jpeg": (good(image=image(image_bytes("coffee.jpg")[:5000])), "truncated"),
-    "empty image": (good(image=np.zeros(0, np.uint8)), "image: is empty"),
-    "non-image bytes": (good(image=image(b"%PDF-1.7 hello")), "not a recognised image"),
-    "over the pixel cap": (good(image=image(bomb_png())), "exceeds the limit"),
-    # points
-    "nan point": (good(**points((np.nan, 1))), "NaN"),
-    "infinite point": (good(**points((np.inf, 1))), "infinite"),
-    "point right of the image": (good(**points((W + 1, 10))), "outside"),
-    "negative point": (good(**points((-1, 10))), "outside"),
-    "label 7": (good(**points((10, 10), labels=(7,))), "point_labels"),
-    "label -1": (good(**points((10, 10), labels=(-1,))), "point_labels"),
-    "fewer labels than points": (
-        good(point_coords=np.ones((2, 2), np.float32), point_labels=np.ones(1, np.int32)),
-        "1 labels for 2 points",
-    ),
-    "coords without labels": (
-        {"image": image(good_png()), "point_coords": np.ones((1, 2), np.float32)},
-        "point_labels: missing",
-    ),
-    "labels without coords": (
-        {"image": image(good_png()), "point_labels": np.ones(1, np.int32)},
-        "point_coords: missing",
-    ),
-    "zero points and no box": (
-        good(point_coords=np.zeros((0, 2), np.float32), point_labels=np.zeros(0, np.int32)),
-        "no prompt",
-    ),
-    "too many points": (good(**points(*[(5, 5)] * 65)), "limit of 64"),
-    # boxes
-    "inverted box": (good(box=np.array([30, 30, 10, 10], np.float32)), "inverted"),
-    "nan box": (good(box=np.array([0, 0, np.nan, 10], np.float32)), "box: contains NaN"),
-    "box outside": (good(box=np.array([0, 0, W + 5, 10], np.float32)), "outside"),
-    # options
-    "unknown output format": (good(output_format=text("gif")), "unknown format 'gif'"),
-    "two output formats": (
-        good(output_format=np.array([b"rle", b"png"], np.object_)),
-        "input 'output_format'",
-    ),
-    "wrong-size mask_input": (
-        good(mask_input=np.zeros((1, 128, 128), np.float32)),
-        "input 'mask_input'",
-    ),
-    "nan mask_input": (
-        good(mask_input=np.full((1, 256, 256), np.nan, np.float32)),
-        "mask_input: contains NaN",
-    ),
-    # wrong dtypes, one per input
-    "image as FP32": (good(image=np.zeros(10, np.float32)), "input 'image'"),
-    "point_coords as INT32": (good(point_coords=np.ones((1, 2), np.int32)), "input 'point_coords'"),
-    "point_labels as FP32": (good(point_labels=np.ones(1, np.float32)), "input 'point_labels'"),
-    "box as INT64": (good(box=np.array([1, 1, 5, 5], np.int64)), "input 'box'"),
-    "multimask_output as INT32": (
-        good(multimask_output=np.ones(1, np.int32)),
-        "input 'multimask_output'",
-    ),
-    "mask_input as FP16": (
-        good(mask_input=np.zeros((1, 256, 256), np.float16)),
-        "input 'mask_input'",
-    ),
-    "output_format as UINT8": (good(output_format=np.zeros(1, np.uint8)), "input 'output_format'"),
-    # wrong shapes, one per input
-    "image 2-D": (good(image=image(good_png()).reshape(1, -1)), "input 'image'"),
-    "point_coords [N, 3]": (good(point_coords=np.ones((1, 3), np.float32)), "input 'point_coords'"),
-    "point_labels 2-D": (good(point_labels=np.ones((1, 1), np.int32)), "input 'point_labels'"),
-    "box of 5": (good(box=np.ones(5, np.float32)), "input 'box'"),
-    "multimask_output of 2": (good(multimask_output=np.ones(2, bool)), "input 'multimask_output'"),
-    # unknown input
-    "unknown input name": (good(points=np.ones((1, 2), np.float32)), "input 'points'"),
-}
-
-SESSION_ONLY: dict[str, tuple[dict[str, np.ndarray], str]] = {
-    "malformed image_id": ({"image_id": text("../../etc/passwd"), **points((1, 1))}, "image_id"),
-    "neither image nor image_id": (points((1, 1)), "image: missing"),
-    "image_id of another image": (good(image_id=text("a" * 64)), "is not the id of the image"),
-    "image_id as INT32": ({"image_id": np.ones(1, np.int32), **points((1, 1))}, "image_id"),
-}
-
-
-def send(triton, protocol: str, model: str, tensors: dict[str, np.ndarray]) -> None:
-    """One raw KServe v2 request, datatypes taken from the arrays as they are."""
-    module = tritonclient.http if protocol == "http" else tritonclient.grpc
-    url = triton.http_url if protocol == "http" else triton.grpc_url
-    client = module.InferenceServerClient(url)
-    try:
-        inputs = []
-        for name, value in tensors.items():
-            tensor = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-            if protocol == "http":
-                tensor.set_data_from_numpy(value, binary_data=True)
-            else:
-                tensor.set_data_from_numpy(value)
-            inputs.append(tensor)
-        client.infer(model, inputs)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -186,15 +49,6 @@ def healthy(triton) -> Callable[[str], None]:
     return check
 
 
-def _assert_refused(triton, protocol, model, tensors, words) -> None:
-    with pytest.raises(InferenceServerException) as info:
-        send(triton, protocol, model, tensors)
-    message = info.value.message()
-    assert words in message, message
-    status = str(info.value.status())
-    assert "400" in status or "INVALID_ARGUMENT" in status, f"{status}: {message}"
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("model", [c.SEGMENT, c.SESSION])
 @pytest.mark.parametrize("case", list(BAD))
@@ -202,7 +56,7 @@ def test_bad_request_names_its_field_and_the_server_keeps_serving(
     triton, healthy, protocol, model, case
 ):
     tensors, words = BAD[case]
-    _assert_refused(triton, protocol, model, tensors, words)
+    assert_refused(triton, protocol, model, tensors, words)
     healthy(protocol)
 
 
@@ -210,7 +64,7 @@ def test_bad_request_names_its_field_and_the_server_keeps_serving(
 @pytest.mark.parametrize("case", list(SESSION_ONLY))
 def test_bad_session_request_names_its_field(triton, healthy, protocol, case):
     tensors, words = SESSION_ONLY[case]
-    _assert_refused(triton, protocol, c.SESSION, tensors, words)
+    assert_refused(triton, protocol, c.SESSION, tensors, words)
     healthy(protocol)
 
 
@@ -221,16 +75,16 @@ def _exif_rotated_jpeg() -> bytes:
     """Stored 80 wide x 40 high with EXIF orientation 6: viewers show it 40 wide x 80 high."""
     exif = Image.Exif()
     exif[0x0112] = 6
-    return _encode(np.full((40, 80, 3), 90, np.uint8), "JPEG", exif=exif.tobytes())
+    return encode(np.full((40, 80, 3), 90, np.uint8), "JPEG", exif=exif.tobytes())
 
 
 WORKS: dict[str, tuple[Callable[[], bytes], tuple[int, int]]] = {  # bytes, shown (W, H)
-    "1x1": (lambda: _encode(np.full((1, 1, 3), 200, np.uint8)), (1, 1)),
-    "2000x2": (lambda: _encode(np.full((2, 2000, 3), 50, np.uint8)), (2000, 2)),
-    "cmyk jpeg": (lambda: _encode(np.full((30, 40, 3), 70, np.uint8), "JPEG", "CMYK"), (40, 30)),
-    "greyscale": (lambda: _encode(np.full((30, 40), 80, np.uint8)), (40, 30)),
-    "16-bit": (lambda: _encode(np.full((30, 40), 40000, np.uint16)), (40, 30)),
-    "rgba": (lambda: _encode(np.full((30, 40, 4), 100, np.uint8)), (40, 30)),
+    "1x1": (lambda: encode(np.full((1, 1, 3), 200, np.uint8)), (1, 1)),
+    "2000x2": (lambda: encode(np.full((2, 2000, 3), 50, np.uint8)), (2000, 2)),
+    "cmyk jpeg": (lambda: encode(np.full((30, 40, 3), 70, np.uint8), "JPEG", "CMYK"), (40, 30)),
+    "greyscale": (lambda: encode(np.full((30, 40), 80, np.uint8)), (40, 30)),
+    "16-bit": (lambda: encode(np.full((30, 40), 40000, np.uint16)), (40, 30)),
+    "rgba": (lambda: encode(np.full((30, 40, 4), 100, np.uint8)), (40, 30)),
     "exif rotated": (_exif_rotated_jpeg, (40, 80)),
 }
 

@@ -14,8 +14,7 @@ from PIL import Image
 from sam2_triton import contract as c
 from sam2_triton.remote_predictor import SAM2RemotePredictor
 from tests.conftest import TEST_CACHE_IMAGES, model_runs
-from tests.test_e2e_segment import image_bytes
-from tests.test_e2e_session import _unique_png
+from tests.helpers import image_bytes, unique_png
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +132,7 @@ def _encoder_runs(triton) -> int:
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_an_evicted_image_is_sent_again_transparently(triton, protocol):
     seed = {"http": 500, "grpc": 700}[protocol]  # images no other test sends
-    rgb = np.array(Image.open(io.BytesIO(_unique_png(seed=seed))))
+    rgb = np.array(Image.open(io.BytesIO(unique_png(seed=seed))))
     point = dict(point_coords=np.array([[20, 20]]), point_labels=np.array([1]))
     with _remote(triton, protocol) as remote:
         remote.set_image(rgb)
@@ -141,7 +140,7 @@ def test_an_evicted_image_is_sent_again_transparently(triton, protocol):
         before = remote.predict(**point)
         with _remote(triton, "http") as other:  # fill the cache: our image is evicted
             for k in range(1, TEST_CACHE_IMAGES + 1):
-                other.set_image(np.array(Image.open(io.BytesIO(_unique_png(seed=seed + k)))))
+                other.set_image(np.array(Image.open(io.BytesIO(unique_png(seed=seed + k)))))
         runs = _encoder_runs(triton)
         after = remote.predict(**point)
         assert _encoder_runs(triton) == runs + 1  # re-embedded once, then clicked

@@ -5,72 +5,17 @@ looks: binary masks agree on >= 99.9 % of pixels, IoU scores within 1e-3."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
 from tests.conftest import model_runs
+from tests.helpers import CASES, image_bytes
 
 pytestmark = pytest.mark.e2e
-
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "sam2_triton" / "assets"
-
-
-@cache
-def image_bytes(name: str) -> bytes:
-    if name == "astronaut.png":  # square, lossless
-        buffer = io.BytesIO()
-        Image.fromarray(skimage.data.astronaut()).save(buffer, format="PNG")
-        return buffer.getvalue()
-    return (ASSETS / name).read_bytes()  # coffee.jpg: 600x400 JPEG, non-square
-
-
-@dataclass(frozen=True)
-class Case:
-    """Prompts as fractions of (width, height), so they fit any image."""
-
-    points: tuple[tuple[float, float, int], ...] = ()
-    box: tuple[float, float, float, float] | None = None
-    multimask: bool = True
-
-    def arrays(self, width: int, height: int):
-        coords = labels = box = None
-        if self.points:
-            coords = np.array([[x * width, y * height] for x, y, _ in self.points], np.float32)
-            labels = np.array([label for *_, label in self.points], np.int32)
-        if self.box:
-            x0, y0, x1, y1 = self.box
-            box = np.array([x0 * width, y0 * height, x1 * width, y1 * height], np.float32)
-        return coords, labels, box
-
-    def expected(self, reference, image: bytes, width: int, height: int):
-        """SAM2ImagePredictor.predict on these prompts: (masks, iou_scores, low_res_logits)."""
-        coords, labels, box = self.arrays(width, height)
-        return reference.predict(
-            image,
-            point_coords=coords,
-            point_labels=labels,
-            box=box,
-            multimask_output=self.multimask,
-        )
-
-
-CASES = {
-    "one_point_multimask": Case(points=((0.5, 0.4, 1),)),
-    "one_point_single": Case(points=((0.5, 0.4, 1),), multimask=False),
-    "pos_neg_points": Case(points=((0.3, 0.3, 1), (0.6, 0.5, 1), (0.8, 0.8, 0)), multimask=False),
-    "box": Case(box=(0.2, 0.2, 0.7, 0.8), multimask=False),
-    "box_and_points": Case(
-        points=((0.4, 0.5, 1), (0.25, 0.25, 0)), box=(0.2, 0.2, 0.7, 0.8), multimask=True
-    ),
-}
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient
 from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES, model_runs
-from tests.test_e2e_segment import CASES, image_bytes
+from tests.helpers import CASES, image_bytes, unique_png
 
 pytestmark = pytest.mark.e2e
 PROTOCOLS = ["http", "grpc"]
@@ -39,14 +39,6 @@ def _assert_matches(got, want_masks, want_scores, want_low_res=None) -> None:
     np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3)
     if want_low_res is not None:
         np.testing.assert_allclose(got.low_res_logits, want_low_res, atol=1e-3)
-
-
-def _unique_png(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
-    """An image no other test sends (so it is not cached yet)."""
-    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _metric(triton, name: str) -> float:
@@ -157,7 +149,7 @@ def test_png_and_rle_outputs_carry_the_raw_masks(triton, protocol, model):
 
 
 def test_racing_requests_for_a_new_image_encode_it_once(triton):
-    image = _unique_png(seed=1)
+    image = unique_png(seed=1)
     point = (np.array([[40, 30]], np.float32), np.array([1], np.int32))
     runs_before = _encoder_runs(triton)
     misses_before = _metric(triton, "sam2_session_cache_misses")
@@ -183,7 +175,7 @@ def test_racing_requests_for_a_new_image_encode_it_once(triton):
 
 
 def test_evicted_image_gets_not_found_and_works_again_once_resent(triton):
-    images = [_unique_png(seed=100 + i) for i in range(TEST_CACHE_IMAGES + 1)]
+    images = [unique_png(seed=100 + i) for i in range(TEST_CACHE_IMAGES + 1)]
     point = (np.array([[10, 10]], np.float32), np.array([1], np.int32))
     evictions_before = _metric(triton, "sam2_session_cache_evictions")
     with (

@@ -9,21 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import cli
 from sam2_triton import contract as c
+from sam2_triton.cli import paths
 from sam2_triton.gpu_config import BOX_POINTS, GpuOptions, preferred_batch_sizes
-from sam2_triton.repository import (
-    DECODER_FILE,
-    ENCODER_FILE,
-    ServingOptions,
-    build_repository,
-    model_config,
-    model_specs,
-    target_model_config,
-)
+from sam2_triton.plan import model_names
+from sam2_triton.repository import DECODER_FILE, ENCODER_FILE, ServingOptions, build_repository
+from tests.conftest import load_configs
 
 ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
 PYTHON_MODELS = (c.SESSION, c.AUTOMATIC)  # and the ensemble's steps, where there is one
@@ -67,25 +61,6 @@ ORT_BACKEND_TRT_KEYS = {
 }
 
 
-@pytest.fixture
-def fake_export(tmp_path: Path) -> Path:
-    export = tmp_path / "export"
-    export.mkdir()
-    (export / ENCODER_FILE).write_bytes(b"encoder")
-    (export / DECODER_FILE).write_bytes(b"decoder")
-    return export
-
-
-def load_configs(repo: Path) -> dict[str, mc.ModelConfig]:
-    """Every model folder's config.pbtxt, parsed as Triton parses it."""
-    configs = {}
-    for path in sorted(repo.glob("*/config.pbtxt")):
-        config = text_format.Parse(path.read_text(), mc.ModelConfig())
-        assert config.name == path.parent.name
-        configs[config.name] = config
-    return configs
-
-
 def build(
     export: Path, out: Path, target: str, options: ServingOptions | None = None, **gpu: object
 ) -> dict[str, mc.ModelConfig]:
@@ -115,7 +90,7 @@ def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path,
     options = ServingOptions(segment_in_process=in_process)
     embedded = build(fake_export, tmp_path / "embedded", "embedded", options)
     gpu = build(fake_export, tmp_path / "gpu", "gpu", options)
-    assert set(embedded) == {s.name for s in model_specs(options)} | {c.SEGMENT}
+    assert set(embedded) == set(model_names("embedded", options))
     ensemble_steps = {c.PREPROCESS, c.POSTPROCESS}
     assert set(gpu) == set(embedded) | ensemble_steps
     assert (c.PREPROCESS in embedded) is not in_process
@@ -127,12 +102,6 @@ def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path,
     assert gpu[c.SEGMENT].platform == "ensemble"
     if not in_process:
         assert embedded[c.SEGMENT] == gpu[c.SEGMENT]
-
-
-def test_the_embedded_target_is_rendered_as_before():
-    options = ServingOptions()
-    for spec in model_specs(options):
-        assert target_model_config(spec, options) == model_config(spec, options.queue_delay_us)
 
 
 def test_onnx_models_run_on_the_onnxruntime_backend_on_gpus(fake_export, tmp_path):
@@ -329,14 +298,15 @@ def test_cli_builds_the_gpu_target_into_its_own_folder(fake_export, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     argv = ["build-repo", "--model", "small", "--target", "gpu", "--gpu-instances", "4"]
     assert cli.main([*argv, "--gpus", "1", "--trt-cache-dir", "/engines"]) == 0
-    configs = load_configs(tmp_path / cli.GPU_REPOSITORY_DIR)
+    configs = load_configs(tmp_path / paths.REPOSITORY_DIR)
     [group] = configs[c.IMAGE_ENCODER].instance_group
     assert (group.count, list(group.gpus)) == (4, [1])
     assert trt_parameters(configs[c.IMAGE_ENCODER])["trt_engine_cache_path"] == "/engines"
     assert "gpu model repository built" in capsys.readouterr().out
-    assert not (tmp_path / cli.REPOSITORY_DIR).exists()
+    assert not (tmp_path / paths.EMBEDDED_REPOSITORY_DIR).exists()
     assert cli.main(["build-repo", "--model", "small"]) == 0
-    assert load_configs(tmp_path / cli.REPOSITORY_DIR)[c.IMAGE_ENCODER].backend == "python"
+    embedded = load_configs(tmp_path / paths.EMBEDDED_REPOSITORY_DIR)
+    assert embedded[c.IMAGE_ENCODER].backend == "python"
 
 
 def test_gpu_build_points_at_fused_exports(fake_export, tmp_path, monkeypatch, capsys):

@@ -8,31 +8,27 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
+from sam2_triton.cli import main as cli_main
+from sam2_triton.plan import INSTANCE_OPTIONS
 from sam2_triton.repository import (
     DECODER_FILE,
     ENCODER_FILE,
     RepositoryError,
     ServingOptions,
     build_repository,
+    refresh_exports,
+    serving,
+    write_repository,
 )
-from tests.test_gpu_target import load_configs
+from tests.conftest import load_configs
 
 MODELS = (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION, c.AUTOMATIC)
 ENSEMBLE_STEPS = (c.PREPROCESS, c.POSTPROCESS)
 
 
-@pytest.fixture
-def fake_export(tmp_path: Path) -> Path:
-    export = tmp_path / "export"
-    export.mkdir()
-    (export / ENCODER_FILE).write_bytes(b"encoder")
-    (export / DECODER_FILE).write_bytes(b"decoder")
-    return export
-
-
 def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     repo = tmp_path / "repo"
-    build_repository(fake_export, repo, ServingOptions(encoder_instances=3))
+    build_repository(fake_export, repo, ServingOptions(encoder_instances=3, segment_instances=2))
     configs = load_configs(repo)
     assert set(configs) == set(MODELS)
     encoder = configs[c.IMAGE_ENCODER]
@@ -43,7 +39,7 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
     assert [i.name for i in configs[c.MASK_DECODER].input] == [t.name for t in c.DECODER_INPUTS]
     segment = configs[c.SEGMENT]
     assert segment.backend == "python" and segment.max_batch_size == 0
-    assert segment.instance_group[0].count == 3  # one encoder each: encoder_instances
+    assert segment.instance_group[0].count == 2  # segment_instances, each with its own encoder
     assert {i.name: i.optional for i in segment.input} == {
         "image": False,
         "point_coords": True,
@@ -80,7 +76,8 @@ def test_segment_runs_the_onnx_files_beside_it_or_is_the_ensemble(fake_export, t
     assert set(configs) == {*MODELS, *ENSEMBLE_STEPS}
     assert configs[c.SEGMENT].platform == "ensemble"
     assert sorted(p.name for p in (repo / c.SEGMENT).iterdir()) == ["1", "config.pbtxt"]
-    assert not any((repo / c.SEGMENT / "1").iterdir())
+    # the version folder Triton needs, kept in git by an empty file
+    assert [p.name for p in (repo / c.SEGMENT / "1").iterdir()] == [".gitkeep"]
 
 
 def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_path):
@@ -157,3 +154,106 @@ def test_cpu_precision_reaches_every_model_that_runs_onnx(fake_export, tmp_path)
     configs = load_configs(repo)
     for name in (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION):
         assert configs[name].parameters["precision"].string_value == "bf16", name
+
+
+def test_instances_are_set_per_model_by_name(fake_export, tmp_path, capsys):
+    """Each model's instance count comes from its own option (CLI: --instances MODEL=N)."""
+    counts = {name: 2 + i for i, name in enumerate(INSTANCE_OPTIONS)}
+    fields = {INSTANCE_OPTIONS[name]: n for name, n in counts.items()}
+    fields["step_instances"] = counts[c.PREPROCESS] = counts[c.POSTPROCESS] = 7
+    options = ServingOptions(segment_in_process=False, **fields)
+    configs = load_configs(_built(fake_export, tmp_path / "repo", options))
+    for name, config in configs.items():
+        if name != c.SEGMENT:  # the ensemble has no instances of its own
+            assert config.instance_group[0].count == counts[name], name
+    with pytest.raises(SystemExit):  # argparse: exit 2, naming the valid models
+        cli_main(["build-repo", "--instances", "sam2_bogus=2"])
+    assert "sam2_session" in capsys.readouterr().err
+
+
+def test_a_folder_with_someone_elses_file_is_refused_and_kept(fake_export, tmp_path):
+    for out in (tmp_path / "theirs", tmp_path / "ours"):
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+        if out.name == "ours":  # a repository we wrote, with a file added by someone
+            (out / "notes.txt").unlink()
+            build_repository(fake_export, out)
+            (out / c.SESSION / "notes.txt").write_text("mine")
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        with pytest.raises(RepositoryError, match="notes.txt|not written by sam2-triton"):
+            build_repository(fake_export, out, ServingOptions(decoder_instances=1))
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+        assert "mine" in {p.read_text() for p in out.rglob("notes.txt")}
+
+
+def test_a_file_where_the_folder_should_be_is_refused(fake_export, tmp_path):
+    (tmp_path / "repo").write_text("mine")
+    with pytest.raises(RepositoryError, match="is a file"):
+        build_repository(fake_export, tmp_path / "repo")
+    assert (tmp_path / "repo").read_text() == "mine"
+
+
+def test_the_cli_refuses_with_a_clear_error(fake_export, tmp_path, monkeypatch, capsys):
+    (tmp_path / "exports").mkdir()
+    fake_export.rename(tmp_path / "exports" / "tiny")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.onnx").write_bytes(b"precious")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["build-repo", "--out", "mine"]) == 1
+    assert "not written by sam2-triton" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "model.onnx").read_bytes() == b"precious"
+
+
+def test_a_failed_build_leaves_the_old_repository_and_no_temporary_folder(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    (fake_export / DECODER_FILE).unlink()
+    with pytest.raises(RepositoryError, match="missing mask_decoder.onnx"):
+        build_repository(fake_export, repo, ServingOptions(decoder_instances=1))
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "repo"]
+
+
+def test_a_served_repository_is_not_replaced(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    with serving(repo):
+        assert build_repository(fake_export, repo) is False  # up to date: nothing to replace
+        with pytest.raises(RepositoryError, match="is serving"):
+            build_repository(fake_export, repo, ServingOptions(decoder_instances=1))
+        assert load_configs(repo)[c.MASK_DECODER].instance_group[0].count == 2
+    assert build_repository(fake_export, repo, ServingOptions(decoder_instances=1)) is True
+
+
+def test_files_the_server_writes_beside_model_py_do_not_block_a_rebuild(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    cache = repo / c.SESSION / "1" / "__pycache__"
+    cache.mkdir()
+    (cache / "model.cpython-311.pyc").write_bytes(b"")
+    assert build_repository(fake_export, repo, ServingOptions(decoder_instances=1)) is True
+
+
+def test_configs_only_keeps_the_onnx_files_an_export_placed(fake_export, tmp_path):
+    repo = tmp_path / "repo"
+    write_repository(repo, "gpu", ServingOptions(session_instances=3))  # configs only
+    assert not (repo / c.IMAGE_ENCODER / "1" / "model.onnx").exists()
+    assert refresh_exports(repo, fake_export) is True  # what `sam2-triton export` does
+    assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
+    assert load_configs(repo)[c.SESSION].instance_group[0].count == 3  # its options kept
+    assert refresh_exports(repo, fake_export) is False  # same export: nothing to do
+    assert write_repository(repo, "gpu", ServingOptions(session_instances=1)) is True
+    assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
+    assert load_configs(repo)[c.SESSION].instance_group[0].count == 1
+
+
+def test_export_places_nothing_into_a_folder_sam2_triton_did_not_write(fake_export, tmp_path):
+    (tmp_path / "theirs").mkdir()
+    assert refresh_exports(tmp_path / "theirs", fake_export) is None
+    assert not any((tmp_path / "theirs").iterdir())
+
+
+def _built(export: Path, out: Path, options: ServingOptions) -> Path:
+    build_repository(export, out, options)
+    return out

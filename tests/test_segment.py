@@ -9,15 +9,15 @@ import pytest
 from sam2_triton import contract as c
 from sam2_triton.processing import InvalidInputError, RequestCancelled
 from sam2_triton.segment import Limits, finish_request, prepare_request, segment
-from tests.test_session_service import FakeNetworks as FakeModels
-from tests.test_session_service import _png
+from tests.helpers import FakeNetworks as FakeModels
+from tests.helpers import png_bytes
 
 HEIGHT, WIDTH = 30, 40
 
 
 def _inputs(**extra: np.ndarray) -> dict[str, np.ndarray]:
     return {
-        "image": _png(HEIGHT, WIDTH, value=90),
+        "image": png_bytes(HEIGHT, WIDTH, value=90),
         "point_coords": np.array([[10.0, 15.0]], np.float32),
         "point_labels": np.array([1], np.int32),
         **extra,

@@ -10,36 +10,10 @@ import pytest
 from PIL import Image
 
 from sam2_triton.embedding_cache import EmbeddingCache, content_id
+from sam2_triton.errors import ErrorKind
 from sam2_triton.processing import InvalidInputError
 from sam2_triton.session import Limits, SessionService, UnknownImageError
-
-
-def _png(height: int = 30, width: int = 40, value: int = 0) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((height, width, 3), value, np.uint8)).save(buffer, format="PNG")
-    return np.frombuffer(buffer.getvalue(), np.uint8)
-
-
-class FakeNetworks:
-    """Stands in for the encoder and decoder; records what they were given."""
-
-    def __init__(self) -> None:
-        self.encoded: list[np.ndarray] = []
-        self.decoded: list[dict[str, np.ndarray]] = []
-
-    def encode(self, image_1024: np.ndarray) -> dict[str, np.ndarray]:
-        self.encoded.append(image_1024)
-        return {
-            "image_embed": np.full((1, 256, 64, 64), len(self.encoded), np.float32),
-            "high_res_feats_0": np.zeros((1, 32, 256, 256), np.float32),
-            "high_res_feats_1": np.zeros((1, 64, 128, 128), np.float32),
-        }
-
-    def decode(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.decoded.append(dict(inputs))
-        logits = np.full((1, 4, 256, 256), -1.0, np.float32)
-        logits[0, 1, :128] = 1.0  # top half of the image
-        return {"low_res_masks": logits, "iou_predictions": np.array([[0.1, 0.9, 0.5, 0.4]])}
+from tests.helpers import FakeNetworks, png_bytes
 
 
 @pytest.fixture
@@ -61,7 +35,7 @@ def _id(outputs: dict[str, np.ndarray]) -> str:
 
 
 def test_image_alone_is_encoded_once_and_answered_with_its_content_id(service, nets):
-    image = _png()
+    image = png_bytes()
     first = service.handle({"image": image})
     again = service.handle({"image": image})
     assert _id(first) == _id(again) == content_id(image.tobytes())
@@ -70,7 +44,7 @@ def test_image_alone_is_encoded_once_and_answered_with_its_content_id(service, n
 
 
 def test_click_by_id_runs_only_the_decoder_on_the_cached_embedding(service, nets):
-    image_id = _id(service.handle({"image": _png()}))
+    image_id = _id(service.handle({"image": png_bytes()}))
     id_tensor = np.array([image_id.encode()], dtype=object)
     out = service.handle({"image_id": id_tensor, **POINT, "multimask_output": np.array([True])})
     assert len(nets.encoded) == 1 and len(nets.decoded) == 1
@@ -85,20 +59,22 @@ def test_click_by_id_runs_only_the_decoder_on_the_cached_embedding(service, nets
 
 def test_mask_input_reaches_the_decoder(service, nets):
     mask = np.full((1, 256, 256), 3.0, np.float32)
-    service.handle({"image": _png(), **POINT, "mask_input": mask})
+    service.handle({"image": png_bytes(), **POINT, "mask_input": mask})
     assert nets.decoded[0]["has_mask_input"].tolist() == [[1.0]]
     np.testing.assert_array_equal(nets.decoded[0]["mask_input"][0], mask)
 
 
 def test_encoded_output_formats(service):
-    out = service.handle({"image": _png(), **POINT, "output_format": np.array([b"rle"], object)})
+    out = service.handle(
+        {"image": png_bytes(), **POINT, "output_format": np.array([b"rle"], object)}
+    )
     assert out["masks"].shape == (0, 30, 40) and out["encoded_masks"].shape == (3,)
 
 
 def test_unknown_id_tells_the_client_to_send_the_image_again(service):
     with pytest.raises(UnknownImageError, match="send the image again") as info:
         service.handle({"image_id": np.array([b"0" * 64], object), **POINT})
-    assert info.value.triton_code == "NOT_FOUND"
+    assert info.value.kind is ErrorKind.NOT_FOUND
 
 
 @pytest.mark.parametrize(
@@ -106,10 +82,16 @@ def test_unknown_id_tells_the_client_to_send_the_image_again(service):
     [
         ({"image_id": np.array([b"not-an-id"], object)}, "image_id: 'not-an-id' is not an image"),
         ({**POINT}, "image: missing"),
-        ({"image": _png(), "image_id": np.array([b"a" * 64], object)}, "is not the id of"),
-        ({"image": _png(), "point_coords": np.zeros((0, 2)), "point_labels": np.zeros(0)}, "no"),
-        ({"image": _png(), **POINT, "output_format": np.array([b"gif"], object)}, "gif"),
-        ({"image": _png(), "point_coords": np.ones((5, 2)), "point_labels": np.ones(5)}, "limit"),
+        ({"image": png_bytes(), "image_id": np.array([b"a" * 64], object)}, "is not the id of"),
+        (
+            {"image": png_bytes(), "point_coords": np.zeros((0, 2)), "point_labels": np.zeros(0)},
+            "no",
+        ),
+        ({"image": png_bytes(), **POINT, "output_format": np.array([b"gif"], object)}, "gif"),
+        (
+            {"image": png_bytes(), "point_coords": np.ones((5, 2)), "point_labels": np.ones(5)},
+            "limit",
+        ),
     ],
 )
 def test_bad_requests_are_refused_before_any_encoder_run(service, nets, inputs, words):
@@ -120,7 +102,7 @@ def test_bad_requests_are_refused_before_any_encoder_run(service, nets, inputs, 
 
 
 def test_cutout_of_a_click_by_id_uses_the_cached_image_file(service):
-    image = _png(value=200)
+    image = png_bytes(value=200)
     image_id = _id(service.handle({"image": image}))
     out = service.handle(
         {
@@ -139,7 +121,7 @@ def test_cutout_of_a_click_by_id_uses_the_cached_image_file(service):
 def test_a_click_cancelled_before_decoding_runs_no_decoder(service, nets):
     from sam2_triton.processing import RequestCancelled
 
-    image_id = _id(service.handle({"image": _png()}))
+    image_id = _id(service.handle({"image": png_bytes()}))
     with pytest.raises(RequestCancelled):
         service.handle({"image_id": np.array([image_id.encode()], object), **POINT}, lambda: True)
     assert nets.decoded == []

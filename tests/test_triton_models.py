@@ -15,15 +15,18 @@ from tests import fake_pb_utils as pb
 
 sys.modules.setdefault("triton_python_backend_utils", pb)
 
-from sam2_triton.repository import ServingOptions, model_config, model_specs  # noqa: E402
+from sam2_triton.plan import ServingOptions, repository_plan  # noqa: E402
+from sam2_triton.repository import model_config  # noqa: E402
 from sam2_triton.triton_models import postprocess, preprocess  # noqa: E402
 
 
 def _args(name: str) -> dict[str, str]:
     options = ServingOptions(max_points=3, segment_in_process=False)  # the ensemble's steps
-    spec = next(s for s in model_specs(options) if s.name == name)
+    plan = next(p for p in repository_plan("embedded", options) if p.name == name)
     # Triton hands models their config as JSON, parameters as {"key": {"string_value": v}}.
-    config = json_format.MessageToJson(model_config(spec, 100), preserving_proto_field_name=True)
+    config = json_format.MessageToJson(
+        model_config(plan, options), preserving_proto_field_name=True
+    )
     return {"model_config": config}
 
 
@@ -67,8 +70,8 @@ def test_preprocess_answers_each_request_of_a_batch_on_its_own(pre):
         (responses[1], "image: required input is missing"),
         (responses[2], "limit of 3"),
     ):  # max_points from the config
-        assert response.error.code() == pb.TritonError.INVALID_ARG
-        assert words in response.error.message()
+        assert response.error().code() == pb.TritonError.INVALID_ARG
+        assert words in response.error().message()
 
 
 def test_postprocess_single_mask_at_original_size():
@@ -114,5 +117,55 @@ def test_postprocess_encodes_masks_when_asked():
 def test_a_request_cancelled_while_queued_is_not_run(pre):
     request = pb.InferenceRequest({"image": _png()}, cancelled=True)
     (response,) = pre.execute([request])
-    assert response.error.code() == pb.TritonError.CANCELLED
-    assert "cancelled" in response.error.message()
+    assert response.error().code() == pb.TritonError.CANCELLED
+    assert "cancelled" in response.error().message()
+
+
+def _encoder_outputs() -> pb.InferenceResponse:
+    return pb.InferenceResponse(
+        [
+            pb.Tensor("image_embed", np.zeros((1, 256, 64, 64), np.float32)),
+            pb.Tensor("high_res_feats_0", np.zeros((1, 32, 256, 256), np.float32)),
+            pb.Tensor("high_res_feats_1", np.zeros((1, 64, 128, 128), np.float32)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("callee", ["sam2_image_encoder", "sam2_mask_decoder"])
+@pytest.mark.parametrize("code", ["NOT_FOUND", "INVALID_ARG", "CANCELLED", "UNAVAILABLE"])
+def test_a_bls_callee_error_reaches_the_client_with_its_code_and_name(monkeypatch, callee, code):
+    from sam2_triton.triton_models import automatic
+
+    def failing(request: pb.InferenceRequest) -> pb.InferenceResponse:
+        error = pb.TritonError("it went wrong", getattr(pb.TritonError, code))
+        return pb.InferenceResponse(error=error)
+
+    monkeypatch.setitem(pb.MODELS, "sam2_image_encoder", lambda request: _encoder_outputs())
+    monkeypatch.setitem(pb.MODELS, callee, failing)
+    model = automatic.TritonPythonModel()
+    model.initialize(_args("sam2_automatic"))
+    (response,) = model.execute([pb.InferenceRequest({"image": _png()})])
+    assert response.error().code() == getattr(pb.TritonError, code)
+    assert response.error().message() == f"{callee}: it went wrong"
+
+
+def test_a_bls_callee_answer_is_returned_by_name(monkeypatch):
+    from sam2_triton.triton_models import common
+
+    monkeypatch.setitem(pb.MODELS, "sam2_image_encoder", lambda request: _encoder_outputs())
+    features = common.encode_image(np.zeros((1, 3, 1024, 1024), np.float32))
+    assert features["image_embed"].shape == (1, 256, 64, 64)
+
+
+def test_an_unexpected_exception_is_internal_with_details_in_the_log(monkeypatch):
+    from sam2_triton.triton_models import common
+
+    monkeypatch.setattr(pb.Logger, "messages", [])
+
+    def broken(request: pb.InferenceRequest) -> dict[str, np.ndarray]:
+        raise KeyError("secret detail")
+
+    (response,) = common.respond_each([pb.InferenceRequest({})], broken)
+    assert response.error().code() == pb.TritonError.INTERNAL
+    assert response.error().message().startswith("internal error: KeyError")
+    assert any("secret detail" in m for m in pb.Logger.messages)

@@ -25,7 +25,7 @@ from pycocotools import mask as mask_utils
 
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS
-from sam2_triton.processing import InvalidInputError
+from sam2_triton.errors import InvalidInputError, RequestCancelled
 
 Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]
@@ -258,7 +258,7 @@ def _process_crop(
     candidates: list[_Candidate] = []
     for start in range(0, len(points), params.points_per_batch):
         if is_cancelled():
-            raise processing.RequestCancelled("cancelled by the client")
+            raise RequestCancelled("cancelled by the client")
         batch = points[start : start + params.points_per_batch]
         low_res, ious = _decode_points(batch, crop_hw, features, decode, decoder_batch)
         for row, point in enumerate(batch):

@@ -1,9 +1,7 @@
-"""The GPU target's rendering of the ONNX models: Triton's onnxruntime backend with TensorRT.
+"""The GPU target's ONNX models on Triton's onnxruntime backend: TensorRT, instances, warmup.
 
-``repository.target_model_config`` renders every model for the embedded target first and hands
-the ONNX models' configs here, so both targets keep one description (``model_specs``) and one
-tensor contract: only how the encoder and decoder run changes. The Python-backend models are left
-as they are (``KIND_CPU``). Why each setting: ``docs/gpu.md``.
+``sam2_triton.plan`` decides which models run here and how (``GpuPlacement``); this module
+renders one such ``ModelPlan`` into its ``ModelConfig``. Why each setting: ``docs/gpu.md``.
 
 The TensorRT parameter names are the ones Triton's onnxruntime backend accepts (24.04 and later,
 so the 24.10 image of ``docker-compose.yml``); an unknown name makes the model fail to load.
@@ -13,37 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
+from sam2_triton.model_configs import tensor_config
+from sam2_triton.plan import BOX_POINTS, PRECISIONS, GpuOptions, GpuPlacement, ModelPlan
 
-if TYPE_CHECKING:  # repository imports this module; only its types are needed here
-    from sam2_triton.repository import ModelSpec, ServingOptions
-
-PRECISIONS = ("FP16", "FP32")
-#: Box corners travel as two extra points, so the decoder sees up to max_points + 2.
-BOX_POINTS = 2
-
-
-@dataclass(frozen=True)
-class GpuOptions:
-    """GPU-target knobs (the model names, tensors and batch limits stay ServingOptions')."""
-
-    instances: int = 2  # KIND_GPU instances of each ONNX model, per GPU
-    gpus: tuple[int, ...] = ()  # device ids; empty: every GPU the container sees
-    precision: str = "FP16"  # TensorRT precision of the encoder (and decoder, if on TensorRT)
-    workspace_bytes: int = 4 << 30  # TensorRT builder/runtime scratch memory per engine
-    trt_cache_dir: str = "/trt_cache"  # writable, outside the (read-only) repository mount
-    # The decoder stays on ONNX Runtime's CUDA EP unless asked: see docs/gpu.md, "Pitfalls".
-    decoder_tensorrt: bool = False
-    encoder_queue_delay_us: int = 2000  # ~5 % of a GPU encode; batches images that arrive close
-    decoder_queue_delay_us: int = 500  # a decode is ~1-3 ms; clicks batch only at high load
-    encoder_opt_batch: int = 1  # TensorRT tunes kernels for this batch (interactive: 1)
-    decoder_opt_points: int = 2  # ... and for this many prompt points (when on TensorRT)
+__all__ = ["BOX_POINTS", "GpuOptions", "onnxruntime_config", "preferred_batch_sizes"]
 
 
 def preferred_batch_sizes(max_batch: int, smallest: int) -> list[int]:
@@ -56,15 +32,21 @@ def preferred_batch_sizes(max_batch: int, smallest: int) -> list[int]:
     return [*sizes, max_batch]
 
 
-def _validate(gpu: GpuOptions, max_batch: int, max_points: int) -> None:
+def _validate(gpu: GpuOptions, plan: ModelPlan, placement: GpuPlacement) -> None:
     if gpu.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {gpu.precision}")
     if gpu.instances < 1:
         raise ValueError(f"GPU instances must be at least 1, not {gpu.instances}")
-    if not 1 <= gpu.encoder_opt_batch <= max_batch:
-        raise ValueError(f"encoder_opt_batch {gpu.encoder_opt_batch} is outside 1..{max_batch}")
-    if not 1 <= gpu.decoder_opt_points <= max_points:
-        raise ValueError(f"decoder_opt_points {gpu.decoder_opt_points} is outside 1..{max_points}")
+    if not 1 <= placement.opt_batch <= plan.max_batch_size:
+        raise ValueError(
+            f"{plan.name}: TensorRT opt batch {placement.opt_batch} is outside "
+            f"1..{plan.max_batch_size}"
+        )
+    if not 1 <= placement.opt_points <= placement.max_points:
+        raise ValueError(
+            f"{plan.name}: TensorRT opt points {placement.opt_points} is outside "
+            f"1..{placement.max_points}"
+        )
 
 
 def _shape(tensor: c.Tensor, batch: int, points: int) -> list[int]:
@@ -78,8 +60,13 @@ def profile_shapes(inputs: Sequence[c.Tensor], batch: int, points: int) -> str:
 
 
 def _tensorrt(
-    spec: ModelSpec, gpu: GpuOptions, opt_batch: int, opt_points: int, max_points: int
+    spec: ModelPlan, gpu: GpuOptions, placement: GpuPlacement
 ) -> mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator:
+    opt_batch, opt_points, max_points = (
+        placement.opt_batch,
+        placement.opt_points,
+        placement.max_points,
+    )
     accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(name="tensorrt")
     accelerator.parameters.update(
         {
@@ -105,11 +92,11 @@ def _tensorrt(
     return accelerator
 
 
-def _has_points(spec: ModelSpec) -> bool:
+def _has_points(spec: ModelPlan) -> bool:
     return any(-1 in t.dims for t in spec.inputs)
 
 
-def _warmup(spec: ModelSpec, batch: int, points: int) -> mc.ModelWarmup:
+def _warmup(spec: ModelPlan, batch: int, points: int) -> mc.ModelWarmup:
     """Zeros of the exact shapes: the values do not matter to engine builds."""
     name = f"batch{batch}" + (f"_points{points}" if _has_points(spec) else "")
     warmup = mc.ModelWarmup(name=name, batch_size=batch, count=1)
@@ -124,49 +111,39 @@ def _warmup(spec: ModelSpec, batch: int, points: int) -> mc.ModelWarmup:
     return warmup
 
 
-def gpu_model_config(
-    config: mc.ModelConfig, spec: ModelSpec, options: ServingOptions, gpu: GpuOptions
-) -> mc.ModelConfig:
-    """The embedded config of an ONNX model, moved to the onnxruntime backend on GPUs.
-
-    Name, inputs, outputs and max_batch_size are kept as rendered; backend, instances,
-    batching, accelerators, warmup and parameters are the GPU target's.
-    """
-    is_encoder = spec.onnx_file == c.ENCODER_FILE
-    max_points = options.max_points + BOX_POINTS
-    _validate(gpu, spec.max_batch_size, max_points)
-    gpu_config = mc.ModelConfig()
-    gpu_config.CopyFrom(config)
-    gpu_config.backend = "onnxruntime"
-    gpu_config.default_model_filename = "model.onnx"
-    gpu_config.ClearField("parameters")  # the Python-backend ORT session's threads
-    del gpu_config.instance_group[:]
-    gpu_config.instance_group.append(
+def onnxruntime_config(plan: ModelPlan, gpu: GpuOptions) -> mc.ModelConfig:
+    """``plan`` (Runtime.ONNXRUNTIME) on Triton's onnxruntime backend on GPUs."""
+    placement = plan.gpu
+    if placement is None:
+        raise ValueError(f"{plan.name} has no GPU placement: it is not an onnxruntime model")
+    _validate(gpu, plan, placement)
+    config = mc.ModelConfig(
+        name=plan.name,
+        backend="onnxruntime",
+        max_batch_size=plan.max_batch_size,
+        default_model_filename="model.onnx",
+    )
+    config.input.extend(tensor_config(t, mc.ModelInput) for t in plan.inputs)
+    config.output.extend(tensor_config(t, mc.ModelOutput) for t in plan.outputs)
+    config.instance_group.append(
         mc.ModelInstanceGroup(
             count=gpu.instances, kind=mc.ModelInstanceGroup.KIND_GPU, gpus=list(gpu.gpus)
         )
     )
-    batching = gpu_config.dynamic_batching
-    batching.max_queue_delay_microseconds = (
-        gpu.encoder_queue_delay_us if is_encoder else gpu.decoder_queue_delay_us
-    )
-    del batching.preferred_batch_size[:]
-    # Encodes are long, so dispatch from 2 images; decodes are short and launch-bound: from 4.
+    batching = config.dynamic_batching
+    batching.max_queue_delay_microseconds = placement.queue_delay_us
     batching.preferred_batch_size.extend(
-        preferred_batch_sizes(spec.max_batch_size, 2 if is_encoder else 4)
+        preferred_batch_sizes(plan.max_batch_size, placement.smallest_preferred_batch)
     )
-    if is_encoder or gpu.decoder_tensorrt:
-        opt_batch = gpu.encoder_opt_batch if is_encoder else 1
-        accelerators = gpu_config.optimization.execution_accelerators
-        accelerators.gpu_execution_accelerator.append(
-            _tensorrt(spec, gpu, opt_batch, gpu.decoder_opt_points, max_points)
-        )
+    if placement.tensorrt:
+        accelerators = config.optimization.execution_accelerators
+        accelerators.gpu_execution_accelerator.append(_tensorrt(plan, gpu, placement))
     # Smallest and largest shapes: the engine (or cuDNN's algorithm choice on the CUDA EP) is
     # settled while the model loads, not on a user's first request.
-    gpu_config.model_warmup.extend(
-        [_warmup(spec, 1, 1), _warmup(spec, spec.max_batch_size, max_points)]
+    config.model_warmup.extend(
+        [_warmup(plan, 1, 1), _warmup(plan, plan.max_batch_size, placement.max_points)]
     )
-    return gpu_config
+    return config
 
 
 def export_notes(export_dir: Path) -> list[str]:

@@ -2,10 +2,11 @@
 the tests.
 
 fp32 (the default) is ONNX Runtime's CPU execution provider. bf16 is OpenVINO with its bf16
-inference precision: on CPUs with AVX512-BF16 / AMX it ran the tiny encoder 3.2x faster than
-ONNX Runtime fp32 (docs/performance.md), the CPU's counterpart of the GPU target's TensorRT FP16
-and the precision of Meta's own examples (``torch.autocast(dtype=torch.bfloat16)``). OpenVINO
-at fp32 was only 1.1x faster than ONNX Runtime, so fp32 stays on ONNX Runtime.
+inference precision: on CPUs with AVX512-BF16 / AMX it runs the encoder several times faster
+than ONNX Runtime fp32, the CPU's counterpart of the GPU target's TensorRT FP16 and the
+precision of Meta's own examples (``torch.autocast(dtype=torch.bfloat16)``). OpenVINO at fp32
+was barely faster than ONNX Runtime, so fp32 stays on ONNX Runtime (figures:
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def create_session(
 
     ``intra_op_threads=0`` lets ORT use one thread per physical core. Spinning is off: with
     several model instances sharing the cores, spinning threads steal time from working ones
-    (measured on clicks: in one process spinning saves 8 ms of the decoder's 53; in the server,
-    where a click's instance changes from one request to the next, it cost 10-20 ms).
+    (measured on clicks: spinning helps a little in one process and costs more in the server,
+    where a click's instance changes from one request to the next; docs/performance.md).
     """
     if not Path(onnx_path).exists():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, OUTPUT_FORMATS
+from sam2_triton.errors import InvalidInputError, RequestCancelled  # noqa: F401 - re-exported
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -29,19 +30,6 @@ STABILITY_THRESHOLD = 0.98
 LABEL_BACKGROUND, LABEL_FOREGROUND, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = 0, 1, 2, 3
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb cap; ~8000x8000
 DEFAULT_MAX_POINTS = 64
-
-
-class InvalidInputError(ValueError):
-    """A request field is malformed. ``str()`` names the field and the problem."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-class RequestCancelled(Exception):
-    """The client cancelled the request; long work stops at the next check."""
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Its two halves are what the ensemble's ``sam2_preprocess`` and ``sam2_postprocess`` models run
 (GPU target); ``segment`` chains them around the encoder and decoder for the embedded target's
 single ``sam2_segment`` Python model and for the benchmark's in-process baseline. On a CPU the
-ensemble's hops cost 3-8 % of a request (12.6 MB image and 16.8 MB of features through shared
-memory, four stub round trips) and its batching bought nothing (docs/benchmarks.md).
+ensemble's hops (12.6 MB image and 16.8 MB of features through shared memory, four stub round
+trips) cost more than its batching bought (figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS
+from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.mask_formats import response_outputs
 
 Arrays = Mapping[str, np.ndarray]
@@ -70,34 +71,70 @@ class PreparedRequest:
         return self.rgb if self.output_format.startswith("cutout") else _NO_IMAGE
 
 
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a segment or session request asks for besides its image, checked; the prompts are
+    checked against an image size by ``prompts`` (in pixels, so they wait for the image)."""
+
+    output_format: str
+    multimask: bool
+    mask_input: np.ndarray  # decoder-ready [1, 1, 256, 256]
+    has_mask_input: np.ndarray  # [1, 1]
+    point_coords: np.ndarray | None
+    point_labels: np.ndarray | None
+    box: np.ndarray | None
+    max_points: int
+
+    @property
+    def prompts_given(self) -> bool:
+        """Any prompt input present (a session request without one only encodes its image)."""
+        return any(p is not None for p in (self.point_coords, self.point_labels, self.box))
+
+    def prompts(self, orig_hw: tuple[int, int]) -> processing.Prompts:
+        """The prompts checked against an image of ``orig_hw`` and mapped to the model frame."""
+        return processing.prepare_prompts(
+            self.point_coords, self.point_labels, self.box, orig_hw, self.max_points
+        )
+
+
+def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> RequestOptions:
+    """The options and prompts of SEGMENT_INPUTS, shared by ``prepare_request`` and the session
+    service so both check them alike and in the same order (format, multimask, mask_input)."""
+    output_format = processing.parse_output_format(inputs.get("output_format"))
+    multimask = processing.parse_multimask(inputs.get("multimask_output"))
+    mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
+    return RequestOptions(
+        output_format=output_format,
+        multimask=multimask,
+        mask_input=mask_input,
+        has_mask_input=has_mask_input,
+        point_coords=inputs.get("point_coords"),
+        point_labels=inputs.get("point_labels"),
+        box=inputs.get("box"),
+        max_points=limits.max_points,
+    )
+
+
 def prepare_request(
     inputs: Mapping[str, np.ndarray | None], limits: Limits | None = None
 ) -> PreparedRequest:
     """SEGMENT_INPUTS (None where omitted) -> a checked request; bad input raises
     ``InvalidInputError`` naming the field, before any model runs."""
     limits = limits or Limits()
-    output_format = processing.parse_output_format(inputs.get("output_format"))
-    multimask = processing.parse_multimask(inputs.get("multimask_output"))
-    mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
+    options = parse_request(inputs, limits)
     image = inputs.get("image")
     if image is None:
-        raise processing.InvalidInputError("image", "required input is missing")
+        raise InvalidInputError("image", "required input is missing")
     rgb = processing.decode_image(np.asarray(image).tobytes(), limits.max_image_pixels)
-    prompts = processing.prepare_prompts(
-        inputs.get("point_coords"),
-        inputs.get("point_labels"),
-        inputs.get("box"),
-        (rgb.shape[0], rgb.shape[1]),
-        limits.max_points,
-    )
+    prompts = options.prompts((rgb.shape[0], rgb.shape[1]))  # before the costly resize
     return PreparedRequest(
         rgb=rgb,
         image_1024=processing.preprocess_image(rgb),
         prompts=prompts,
-        mask_input=mask_input,
-        has_mask_input=has_mask_input,
-        multimask=multimask,
-        output_format=output_format,
+        mask_input=options.mask_input,
+        has_mask_input=options.has_mask_input,
+        multimask=options.multimask,
+        output_format=options.output_format,
     )
 
 
@@ -142,4 +179,4 @@ def segment(
 
 def _stop_if(is_cancelled: Callable[[], bool]) -> None:
     if is_cancelled():
-        raise processing.RequestCancelled("cancelled by the client")
+        raise RequestCancelled("cancelled by the client")

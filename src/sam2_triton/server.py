@@ -47,8 +47,36 @@ def _pytriton_dir() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver"
 
 
-def _stub_path(triton_dir: Path) -> Path:
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+@dataclass(frozen=True)
+class StubPython:
+    """The Python the backend stubs run: its version picks the stub binary, its ``bin/`` goes
+    first on PATH (the stub finds its packages through the ``python3`` it sees there), and for
+    an interpreter other than this one its ``LIBDIR`` (libpython) goes on LD_LIBRARY_PATH."""
+
+    executable: Path
+    version: str
+    lib_dirs: tuple[str, ...] = ()
+
+    @classmethod
+    def current(cls) -> StubPython:
+        return cls(Path(sys.executable), f"{sys.version_info.major}.{sys.version_info.minor}")
+
+    @classmethod
+    def of(cls, executable: Path) -> StubPython:
+        """Another interpreter, e.g. Python 3.10 as in the NGC image (tests/test_gpu_runtime.py)."""
+        query = (
+            "import sys, sysconfig; "
+            "print(f'{sys.version_info[0]}.{sys.version_info[1]}'); "
+            "print(sysconfig.get_config_var('LIBDIR'))"
+        )
+        out = subprocess.run(
+            [str(executable), "-c", query], capture_output=True, text=True, check=True
+        )
+        version, libdir = out.stdout.split()
+        return cls(Path(executable), version, (libdir,))
+
+
+def _stub_path(triton_dir: Path, version: str) -> Path:
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
         available = sorted(p.name for p in (triton_dir / "python_backend_stubs").glob("*"))
@@ -59,13 +87,13 @@ def _stub_path(triton_dir: Path) -> Path:
     return stub
 
 
-def prepare_runtime(runtime_dir: Path) -> Path:
+def prepare_runtime(runtime_dir: Path, python_version: str | None = None) -> Path:
     """Lay out tritonserver, backends (with the stub) and caches under ``runtime_dir``.
 
-    Idempotent: an existing complete layout from the same wheel is reused.
+    Idempotent: an existing complete layout from the same wheel and stub is reused.
     """
     triton_dir = _pytriton_dir()
-    stub = _stub_path(triton_dir)
+    stub = _stub_path(triton_dir, python_version or StubPython.current().version)
     marker = runtime_dir / ".source"
     source = f"{triton_dir}:{stub.stat().st_mtime_ns}"
     if marker.exists() and marker.read_text() == source:
@@ -90,14 +118,15 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def server_environment() -> dict[str, str]:
+def server_environment(python: StubPython | None = None) -> dict[str, str]:
     """Environment for tritonserver and the stubs it spawns."""
+    python = python or StubPython.current()
     env = dict(os.environ)
     libs = Path(_pytriton_dir()).parent.parent / "nvidia_pytriton.libs"
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p
+        p for p in (str(libs), *python.lib_dirs, env.get("LD_LIBRARY_PATH", "")) if p
     )
-    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    env["PATH"] = os.pathsep.join((str(python.executable.parent), env.get("PATH", "")))
     return env
 
 
@@ -111,6 +140,7 @@ class TritonServer:
     ports: Ports = field(default_factory=Ports)
     log_file: Path | None = None
     extra_args: tuple[str, ...] = ()
+    python: StubPython | None = None  # default: this interpreter
     process: subprocess.Popen | None = None
 
     @property
@@ -156,11 +186,12 @@ class TritonServer:
                     f"{name} port {self.host}:{port} is already in use (another tritonserver?); "
                     "stop it or choose other ports with --http-port/--grpc-port/--metrics-port"
                 )
-        prepare_runtime(self.runtime_dir)
+        python = self.python or StubPython.current()
+        prepare_runtime(self.runtime_dir, python.version)
         log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         self.process = subprocess.Popen(
             self.command(),
-            env=server_environment(),
+            env=server_environment(python),
             stdout=log or None,
             stderr=subprocess.STDOUT if log else None,
             start_new_session=True,

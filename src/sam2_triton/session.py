@@ -15,17 +15,18 @@ import numpy as np
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS, LOW_RES_MASK_SIZE
 from sam2_triton.embedding_cache import EmbeddingCache, content_id, is_valid_id
-from sam2_triton.processing import InvalidInputError
-from sam2_triton.segment import Decoder, Encoder, Limits, decoder_feeds, finish_request
+from sam2_triton.errors import InvalidInputError, RequestCancelled, UnknownImageError
+from sam2_triton.segment import (
+    Decoder,
+    Encoder,
+    Limits,
+    decoder_feeds,
+    finish_request,
+    parse_request,
+)
 
 ORIG_SIZE = "orig_size"  # stored beside the features: the image's (H, W)
 IMAGE_FILE = "image_file"  # and the encoded file (small), for cut-outs of later clicks
-
-
-class UnknownImageError(InvalidInputError):
-    """The image id is not (or no longer) cached: the client must send the image again."""
-
-    triton_code = "NOT_FOUND"  # HTTP 404 / gRPC NOT_FOUND: distinct from malformed input
 
 
 class SessionService:
@@ -49,37 +50,23 @@ class SessionService:
         ``is_cancelled`` is asked before the decoder runs: a click superseded by a newer one
         while its embedding was being read costs no decoder run.
         """
-        output_format = processing.parse_output_format(inputs.get("output_format"))
-        multimask = processing.parse_multimask(inputs.get("multimask_output"))
-        mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
-        prompts_given = any(
-            inputs.get(name) is not None for name in ("point_coords", "point_labels", "box")
-        )
-
-        def prepare_prompts(orig_hw: tuple[int, int]) -> processing.Prompts:
-            return processing.prepare_prompts(
-                inputs.get("point_coords"),
-                inputs.get("point_labels"),
-                inputs.get("box"),
-                orig_hw,
-                self.limits.max_points,
-            )
-
+        options = parse_request(inputs, self.limits)
         # Prompts are checked before an image is encoded: bad input costs no encoder run.
-        check = prepare_prompts if prompts_given else None
+        check = options.prompts if options.prompts_given else None
         image_id, features = self._features(inputs.get("image"), inputs.get("image_id"), check)
         orig_hw = (int(features[ORIG_SIZE][0]), int(features[ORIG_SIZE][1]))
-        if not prompts_given and inputs.get("image") is not None:
+        if not options.prompts_given and inputs.get("image") is not None:
             return self._embed_only(image_id, orig_hw)  # "encode this image", no click yet
-        prompts = prepare_prompts(orig_hw)
+        prompts = options.prompts(orig_hw)
         if is_cancelled():
-            raise processing.RequestCancelled("cancelled by the client")
-        decoded = self.decode(decoder_feeds(features, prompts, mask_input, has_mask_input))
+            raise RequestCancelled("cancelled by the client")
+        feeds = decoder_feeds(features, prompts, options.mask_input, options.has_mask_input)
+        decoded = self.decode(feeds)
         rgb = None
-        if output_format.startswith("cutout"):
+        if options.output_format.startswith("cutout"):
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = processing.decode_image(data, self.limits.max_image_pixels)
-        outputs = finish_request(decoded, orig_hw, multimask, output_format, rgb)
+        outputs = finish_request(decoded, orig_hw, options.multimask, options.output_format, rgb)
         return {**outputs, "image_id": _id_tensor(image_id)}
 
     def _features(

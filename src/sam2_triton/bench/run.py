@@ -27,7 +27,7 @@ from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
-from sam2_triton.repository import ServingOptions, uses_ensemble
+from sam2_triton.plan import Runtime, ServingOptions, repository_plan
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))
@@ -90,8 +90,11 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         sweep: dict[int, LoadResult] = {}
         batches: dict[str, dict[str, dict[str, int]]] = {}
         # the models that run sam2_segment's encoder: the ensemble's, or sam2_segment itself
+        segment = repository_plan("embedded", config.options)[0]
         executors = (
-            (c.IMAGE_ENCODER, c.MASK_DECODER) if uses_ensemble(config.options) else (c.SEGMENT,)
+            (c.IMAGE_ENCODER, c.MASK_DECODER)
+            if segment.runtime is Runtime.ENSEMBLE
+            else (c.SEGMENT,)
         )
         for level in config.concurrency:
             before = {m: _batch_counts(server.http_url, m) for m in executors}

@@ -15,7 +15,37 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.contract import Tensor
-from sam2_triton.processing import InvalidInputError, RequestCancelled
+from sam2_triton.errors import (
+    CalleeError,
+    ErrorKind,
+    InvalidInputError,
+    RequestCancelled,
+    ServiceError,
+)
+
+# The one place kinds meet Triton's codes: what a client is told, and (reversed) what a BLS
+# callee's error code means to us. Every ErrorKind has an entry (tests check it). Names, not
+# values: the stub attaches pb_utils.TritonError only after model.py has been imported.
+TRITON_CODE_NAMES: dict[ErrorKind, str] = {
+    ErrorKind.INVALID_INPUT: "INVALID_ARG",
+    ErrorKind.NOT_FOUND: "NOT_FOUND",
+    ErrorKind.CANCELLED: "CANCELLED",
+    ErrorKind.UNAVAILABLE: "UNAVAILABLE",
+    ErrorKind.INTERNAL: "INTERNAL",
+}
+
+
+def triton_code(kind: ErrorKind) -> Any:
+    """The ``pb_utils.TritonError`` code a client receives for ``kind``."""
+    return getattr(pb_utils.TritonError, TRITON_CODE_NAMES[kind])
+
+
+def error_kind(code: Any) -> ErrorKind:
+    """A Triton error code -> our kind; codes we never send (UNKNOWN, ...) are INTERNAL."""
+    for kind in ErrorKind:
+        if triton_code(kind) == code:
+            return kind
+    return ErrorKind.INTERNAL
 
 
 def model_parameters(args: dict[str, str]) -> dict[str, str]:
@@ -44,20 +74,18 @@ def response(outputs: dict[str, np.ndarray]) -> Any:
 
 
 def error_response(exc: Exception, logger: Any) -> Any:
-    """Bad input -> INVALID_ARG naming the field (NOT_FOUND for an unknown image id: the client
-    resends the image); anything else -> INTERNAL (details in the log)."""
-    if isinstance(exc, RequestCancelled):
-        return pb_utils.InferenceResponse(
-            error=pb_utils.TritonError(str(exc), pb_utils.TritonError.CANCELLED)
-        )
-    if isinstance(exc, InvalidInputError):
-        code = getattr(exc, "triton_code", "INVALID_ARG")
-        return pb_utils.InferenceResponse(
-            error=pb_utils.TritonError(str(exc), getattr(pb_utils.TritonError, code))
-        )
+    """A ServiceError -> the code of its kind and its message (naming the field for bad input);
+    anything else -> INTERNAL naming the exception, with its repr in the server log."""
+    if isinstance(exc, ServiceError):
+        if exc.kind is ErrorKind.INTERNAL:
+            logger.log_error(f"internal error: {exc}")
+        error = pb_utils.TritonError(str(exc), triton_code(exc.kind))
+        return pb_utils.InferenceResponse(error=error)
     logger.log_error(f"internal error: {exc!r}")
     return pb_utils.InferenceResponse(
-        error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}")
+        error=pb_utils.TritonError(
+            f"internal error: {type(exc).__name__}: {exc}", triton_code(ErrorKind.INTERNAL)
+        )
     )
 
 
@@ -71,8 +99,7 @@ def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.n
     responses = []
     for request in requests:
         if request.is_cancelled():
-            error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
-            responses.append(pb_utils.InferenceResponse(error=error))
+            responses.append(error_response(RequestCancelled("cancelled by the client"), logger))
             continue
         try:
             responses.append(response(handle(request)))
@@ -82,7 +109,8 @@ def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.n
 
 
 def infer(model: str, inputs: dict[str, np.ndarray], output_names: Sequence[str]) -> dict:
-    """A BLS call to another model of this server; its error becomes ours (INTERNAL)."""
+    """A BLS call to another model of this server; its error becomes ours with the same kind
+    (a CalleeError naming it), so e.g. its INVALID_ARG or NOT_FOUND reaches our client as such."""
     request = pb_utils.InferenceRequest(
         model_name=model,
         requested_output_names=list(output_names),
@@ -90,7 +118,8 @@ def infer(model: str, inputs: dict[str, np.ndarray], output_names: Sequence[str]
     )
     result = request.exec()
     if result.has_error():
-        raise RuntimeError(f"{model} failed: {result.error().message()}")
+        error = result.error()
+        raise CalleeError(model, error_kind(error.code()), error.message())
     return {n: pb_utils.get_output_tensor_by_name(result, n).as_numpy() for n in output_names}
 
 

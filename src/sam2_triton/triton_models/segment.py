@@ -2,8 +2,8 @@
 
 The encoder and decoder ONNX files beside this model run here (ONNX Runtime fp32 or OpenVINO
 bf16, ``sam2_triton.onnx_session``). Compared with the ensemble the GPU target keeps, no image or
-features cross shared memory between stubs: 3-8 % off a request on a 2-core CPU, where dynamic
-batching bought no throughput (docs/benchmarks.md). A request its client cancelled stops before
+features cross shared memory between stubs, and on a CPU dynamic batching bought no throughput
+(figures: docs/benchmarks.md). A request its client cancelled stops before
 the encoder or the decoder.
 """
 

@@ -19,7 +19,6 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.embedding_cache import CacheStats, EmbeddingCache, server_cache_dir
-from sam2_triton.onnx_session import onnx_function
 from sam2_triton.session import Decoder, Limits, SessionService
 from sam2_triton.triton_models.common import (
     decode_prompts,
@@ -65,8 +64,11 @@ def local_decoder(onnx_path: Path, intra_op_threads: int, precision: str) -> Dec
     """The decoder ONNX run in this process.
 
     ORT's thread spinning stays off as everywhere else: with it on, the pools of the idle
-    instances a click just left keep spinning and a click took 76-86 ms instead of 66 ms.
+    instances a click just left keep spinning and slow the next click (docs/performance.md).
     """
+    # Imported here: the GPU image has no onnxruntime (its sessions call the GPU decoder).
+    from sam2_triton.onnx_session import onnx_function
+
     names = [t.name for t in c.DECODER_OUTPUTS]
     return onnx_function(onnx_path, names, intra_op_threads, precision)
 

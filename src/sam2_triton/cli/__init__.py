@@ -1,0 +1,48 @@
+"""``sam2-triton``: download, export, build-repo, serve, segment, batch, bench, demo.
+
+One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
+under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sam2_triton.cli import batch, bench, build_repo, demo, download, export, segment, serve
+
+COMMANDS = (download, export, build_repo, serve, segment, batch, bench, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam2-triton", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sam2_triton.batch.runner import ServerUnavailableError
+    from sam2_triton.batch.store import OutputLockedError
+    from sam2_triton.checkpoints import CheckpointDownloadError
+    from sam2_triton.onnx_session import PrecisionUnavailableError
+    from sam2_triton.repository import RepositoryError
+    from sam2_triton.server import ServerError
+
+    try:
+        return args.func(args)
+    except (
+        CheckpointDownloadError,
+        RepositoryError,
+        ServerError,
+        export.ExportCheckError,
+        ServerUnavailableError,
+        OutputLockedError,
+        PrecisionUnavailableError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

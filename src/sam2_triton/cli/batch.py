@@ -1,0 +1,78 @@
+"""``sam2-triton batch``: masks for every image of a folder through a running server, resumable
+(the work is ``sam2_triton.batch``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sam2_triton.cli.arguments import parse_automatic_param, positive_int
+from sam2_triton.cli.segment import PROTOCOLS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="masks for every image of a folder (prompts file or automatic), resumable",
+        description="Segment every image under INPUT_DIR through a running server: images named "
+        "in --prompts get one mask per labelled object, the others automatic masks. Finished "
+        "images are skipped, so an interrupted run is resumed by running it again.",
+    )
+    p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
+    p.add_argument("--prompts", type=Path, help='JSON: {"file name": {"label": [[x, y], ...]}}')
+    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
+    p.add_argument(
+        "--concurrency", type=positive_int, default=4, help="requests in flight (default 4)"
+    )
+    p.add_argument("--protocol", choices=PROTOCOLS, default="http")
+    p.add_argument("--url", help="host:port (default 127.0.0.1:8000 http, :8001 grpc)")
+    p.add_argument(
+        "--automatic",
+        type=parse_automatic_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a SAM2AutomaticMaskGenerator parameter for images without prompts, e.g. "
+        "points_per_side=16 (repeatable)",
+    )
+    p.add_argument(
+        "--timeout", type=positive_int, default=3600, help="seconds per request (default 3600)"
+    )
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam2_triton.batch import BatchOptions, run_batch
+    from sam2_triton.batch.runner import abandon
+
+    options = BatchOptions(
+        input_dir=args.input_dir,
+        out_dir=args.out,
+        prompts=args.prompts,
+        url=args.url,
+        protocol=args.protocol,
+        concurrency=args.concurrency,
+        automatic_params=dict(args.automatic or []),
+        timeout_s=args.timeout,
+        report=not args.no_report,
+        progress=not args.no_progress,
+    )
+    result = run_batch(options)
+    s = result.summary
+    print(
+        f"{s['finished_this_run']} image(s) done in {s['wall_seconds']:.1f} s "
+        f"({s['images_per_second']:.3f} img/s), {s['skipped_already_finished']} already done, "
+        f"{s['failed_this_run']} failed, {s['not_started']} not started; "
+        f"{s['finished_total']}/{s['images_found']} finished in {args.out}"
+    )
+    for failure in s["failures"]:
+        print(f"  failed: {failure['file_name']}: {failure['error']}")
+    for name in s["prompts_without_image"]:
+        print(f"  warning: the prompts file names {name!r}, which is not in {args.input_dir}")
+    print(f"summary: {args.out / 'summary.json'}")
+    if not args.no_report:
+        print(f"report: {args.out / 'report' / 'index.html'}")
+    if result.interrupted:
+        abandon(result.exit_code)  # threads may still wait on the server: do not join them
+    return result.exit_code

@@ -1,0 +1,106 @@
+"""``sam2-triton build-repo``: write a target's Triton model repository.
+
+``--target gpu`` writes the committed ``model_repository/`` (``--configs-only``: without an
+export, what ``make repository`` runs); ``--target embedded`` what ``serve`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sam2_triton.cli.arguments import (
+    add_model,
+    add_serving_options,
+    parse_gpus,
+    positive_int,
+    serving_options,
+)
+from sam2_triton.cli.paths import default_repository, export_dir
+from sam2_triton.plan import PRECISIONS, TARGETS, GpuOptions, ServingOptions
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build-repo", help="write the Triton model repository for an export")
+    add_model(p)
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="embedded",
+        help="embedded: what `serve` runs (CPU); gpu: the NGC tritonserver image (docs/gpu.md)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=", ".join(f"default for {t}: {default_repository(t)}/" for t in TARGETS),
+    )
+    p.add_argument(
+        "--configs-only",
+        action="store_true",
+        help="render configs, model.py files and README without an export (keeps ONNX files "
+        "placed earlier); `make repository` regenerates the committed repository so",
+    )
+    add_serving_options(p)
+    gpu = p.add_argument_group("gpu target")
+    defaults = GpuOptions()
+    gpu.add_argument(
+        "--gpu-instances",
+        type=positive_int,
+        default=defaults.instances,
+        help=f"encoder/decoder instances per GPU (default {defaults.instances})",
+    )
+    gpu.add_argument("--gpus", type=parse_gpus, default=(), help="GPU ids, e.g. 0,1 (default all)")
+    gpu.add_argument("--precision", choices=PRECISIONS, default=defaults.precision, help="TensorRT")
+    gpu.add_argument(
+        "--trt-cache-dir", default=defaults.trt_cache_dir, help="TensorRT engine cache folder"
+    )
+    gpu.add_argument(
+        "--decoder-tensorrt",
+        action="store_true",
+        help="run the decoder on TensorRT too (default: CUDA EP, see docs/gpu.md)",
+    )
+    p.set_defaults(func=run)
+
+
+def gpu_options(args: argparse.Namespace) -> GpuOptions:
+    return GpuOptions(
+        instances=args.gpu_instances,
+        gpus=tuple(args.gpus),
+        precision=args.precision,
+        trt_cache_dir=args.trt_cache_dir,
+        decoder_tensorrt=args.decoder_tensorrt,
+    )
+
+
+def build_repo(
+    model: str | None,
+    out: Path,
+    options: ServingOptions | None = None,
+    target: str = "embedded",
+    gpu: GpuOptions | None = None,
+) -> Path:
+    """Write ``target``'s repository into ``out``; ``model`` None: configs only."""
+    from sam2_triton.gpu_config import export_notes
+    from sam2_triton.repository import write_repository
+
+    source = export_dir(model) if model else None
+    changed = write_repository(out, target, options, gpu, source)
+    what = f"model {model}" if model else "configs only"
+    print(f"{target} model repository {'built' if changed else 'up to date'}: {out} ({what})")
+    if target == "gpu" and source is not None:
+        for note in export_notes(source):
+            print(f"note: {note}", file=sys.stderr)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    on_gpu = args.target == "gpu"
+    build_repo(
+        None if args.configs_only else args.model,
+        args.out or default_repository(args.target),
+        serving_options(args),
+        target=args.target,
+        gpu=gpu_options(args) if on_gpu else None,
+    )
+    return 0

@@ -1,0 +1,23 @@
+"""``sam2-triton download``: an official SAM 2.1 checkpoint, sha256-checked."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sam2_triton.cli.arguments import add_model
+from sam2_triton.cli.paths import CHECKPOINT_DIR
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="fetch an official SAM 2.1 checkpoint (sha256-checked)")
+    add_model(p)
+    p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam2_triton.checkpoints import download_checkpoint
+
+    print(f"checkpoint: {download_checkpoint(args.model, args.dir)}")
+    return 0

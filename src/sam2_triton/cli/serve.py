@@ -1,0 +1,87 @@
+"""``sam2-triton serve``: (re)build the embedded repository if stale, run tritonserver until
+Ctrl-C / SIGTERM, stop it cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sam2_triton.cli.arguments import (
+    add_model,
+    add_server_address,
+    add_serving_options,
+    serving_options,
+)
+from sam2_triton.cli.build_repo import build_repo
+from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
+
+if TYPE_CHECKING:
+    from sam2_triton.server import TritonServer
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the embedded server listens."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Address:
+        return cls(args.host, args.http_port, args.grpc_port, args.metrics_port)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the embedded tritonserver until Ctrl-C / SIGTERM")
+    add_model(p)
+    p.add_argument("--repository", type=Path, default=EMBEDDED_REPOSITORY_DIR)
+    add_server_address(p)
+    add_serving_options(p)
+    p.set_defaults(func=run)
+
+
+def start_server(
+    repository: Path, address: Address, precision: str, log_file: Path | None = None
+) -> TritonServer:
+    from sam2_triton.onnx_session import require_precision
+    from sam2_triton.server import Ports, TritonServer
+
+    require_precision(precision)  # say so now, not as a model load failure
+    server = TritonServer(
+        repository=repository.resolve(),
+        runtime_dir=RUNTIME_DIR.resolve(),
+        host=address.host,
+        ports=Ports(address.http_port, address.grpc_port, address.metrics_port),
+        log_file=log_file,
+    )
+    return server.start()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam2_triton.repository import serving
+
+    options = serving_options(args)
+    address = Address.from_args(args)
+    build_repo(args.model, args.repository, options)
+    with serving(args.repository):
+        server = start_server(args.repository, address, options.cpu_precision)
+        print(
+            f"serving SAM 2.1 {args.model}: HTTP {address.host}:{address.http_port}, "
+            f"gRPC {address.host}:{address.grpc_port}, metrics {address.host}:"
+            f"{address.metrics_port} (Ctrl-C to stop)",
+            flush=True,
+        )
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.is_set() and server.process.poll() is None:
+            stop.wait(0.5)
+        code = server.stop()
+    print(f"tritonserver stopped (exit code {code})")
+    return 0 if stop.is_set() else 1

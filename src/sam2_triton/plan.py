@@ -1,0 +1,361 @@
+"""What runs where: the one place that decides a target's models, runtimes and files.
+
+Two targets serve the same models and tensors (``sam2_triton.contract``):
+
+- ``embedded``: the CPU-only ``tritonserver`` of the nvidia-pytriton wheel (``sam2-triton serve``).
+  It has no onnxruntime backend, so every model is a Python-backend model and the ONNX files run
+  inside them (ONNX Runtime fp32 or OpenVINO bf16). ``sam2_segment`` and ``sam2_session`` run
+  their ONNX files in-process by default: nothing crosses shared memory between stubs.
+- ``gpu``: the NGC tritonserver image (``model_repository/``, docker-compose.yml). The encoder
+  and decoder run on Triton's onnxruntime backend on GPUs (TensorRT for the encoder);
+  ``sam2_segment`` is an ensemble so that the GPU encoder's dynamic batching serves every request,
+  and every Python model reaches the ONNX models through BLS (the image has no onnxruntime).
+
+``repository_plan`` turns a target and its options into a list of ``ModelPlan``; the repository
+builder renders exactly that, and nothing else decides.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sam2_triton import contract as c
+from sam2_triton.contract import CPU_PRECISIONS
+from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
+
+#: embedded: the CPU-only tritonserver of ``serve``; gpu: the NGC image (docker-compose.yml).
+TARGETS = ("embedded", "gpu")
+#: Box corners travel as two extra points, so the decoder sees up to max_points + 2.
+BOX_POINTS = 2
+#: sam2_session's parameter naming how it runs the decoder: an ONNX file beside it, or "bls".
+SESSION_DECODER = "decoder"
+BLS = "bls"
+
+
+class Runtime(enum.Enum):
+    """How Triton runs a model."""
+
+    PYTHON = "python"  # a Python-backend model.py importing sam2_triton.triton_models.<module>
+    ONNXRUNTIME = "onnxruntime"  # Triton's onnxruntime backend (GPU target only)
+    ENSEMBLE = "ensemble"  # sam2_segment as preprocess -> encoder -> decoder -> postprocess
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Deployment knobs shared by both targets: instances per model, batching, limits."""
+
+    # Instances of each model (CPU processes on both targets; the GPU target's ONNX models take
+    # GpuOptions.instances per GPU instead). Each instance serves one request at a time.
+    segment_instances: int = 1  # embedded sam2_segment: each holds its own encoder and decoder
+    # One encoder instance: its ORT threads already use every core; two on a 2-core CPU
+    # oversubscribe it (docs/benchmarks.md). Concurrent images are batched instead.
+    encoder_instances: int = 1
+    decoder_instances: int = 2
+    step_instances: int = 2  # the ensemble's sam2_preprocess and sam2_postprocess, each
+    session_instances: int = 4  # concurrent clicks; the embedding cache is shared by all
+    automatic_instances: int = 2  # concurrent segment-everything requests
+    encoder_max_batch: int = 4
+    decoder_max_batch: int = 16
+    queue_delay_us: int = 2000
+    intra_op_threads: int = 0
+    # Embedded target: "fp32" (ONNX Runtime) or "bf16" (OpenVINO; CPUs with AVX512-BF16/AMX)
+    cpu_precision: str = "fp32"
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_points: int = DEFAULT_MAX_POINTS
+    session_cache_bytes: int = 1 << 30  # sam2_session's embeddings, 16.8 MB per image
+    # Embedded target: sam2_session runs the decoder ONNX itself rather than through a BLS call,
+    # sparing each click a second stub and 16.8 MB of features through shared memory.
+    session_decoder_in_process: bool = True
+    # Embedded target: sam2_segment is one Python model running the four steps itself (no
+    # image or features through shared memory) rather than the GPU target's ensemble.
+    segment_in_process: bool = True
+    # sam2_automatic sends its point grid to the decoder this many rows per call (capped by
+    # decoder_max_batch); each row carries its own copy of the image features.
+    automatic_decoder_chunk: int = 4
+
+    def __post_init__(self) -> None:
+        if self.cpu_precision not in CPU_PRECISIONS:
+            raise ValueError(
+                f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"
+            )
+        for name in INSTANCE_OPTIONS.values():
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+
+#: Which ServingOptions field sets each model's instance count (CLI: --instances MODEL=N).
+INSTANCE_OPTIONS: Mapping[str, str] = {
+    c.SEGMENT: "segment_instances",
+    c.IMAGE_ENCODER: "encoder_instances",
+    c.MASK_DECODER: "decoder_instances",
+    c.PREPROCESS: "step_instances",
+    c.POSTPROCESS: "step_instances",
+    c.SESSION: "session_instances",
+    c.AUTOMATIC: "automatic_instances",
+}
+
+PRECISIONS = ("FP16", "FP32")
+
+
+@dataclass(frozen=True)
+class GpuOptions:
+    """GPU-target knobs for the ONNX models (names, tensors and batch limits: ServingOptions')."""
+
+    instances: int = 2  # KIND_GPU instances of each ONNX model, per GPU
+    gpus: tuple[int, ...] = ()  # device ids; empty: every GPU the container sees
+    precision: str = "FP16"  # TensorRT precision of the encoder (and decoder, if on TensorRT)
+    workspace_bytes: int = 4 << 30  # TensorRT builder/runtime scratch memory per engine
+    trt_cache_dir: str = "/trt_cache"  # writable, outside the (read-only) repository mount
+    # The decoder stays on ONNX Runtime's CUDA EP unless asked: see docs/gpu.md, "Pitfalls".
+    decoder_tensorrt: bool = False
+    encoder_queue_delay_us: int = 2000  # ~5 % of a GPU encode; batches images that arrive close
+    decoder_queue_delay_us: int = 500  # a decode is ~1-3 ms; clicks batch only at high load
+    encoder_opt_batch: int = 1  # TensorRT tunes kernels for this batch (interactive: 1)
+    decoder_opt_points: int = 2  # ... and for this many prompt points (when on TensorRT)
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """How one ONNX model runs on the GPU target (rendered by ``sam2_triton.gpu_config``)."""
+
+    queue_delay_us: int
+    smallest_preferred_batch: int  # encodes are long: batch from 2; decodes launch-bound: from 4
+    tensorrt: bool
+    opt_batch: int
+    opt_points: int
+    max_points: int  # the point axis' largest size (prompts + box corners)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a repository: its runtime, files and config, as data."""
+
+    name: str
+    summary: str  # one line for the repository's README
+    runtime: Runtime
+    inputs: Sequence[c.Tensor] = ()
+    outputs: Sequence[c.Tensor] = ()
+    python_module: str | None = None  # sam2_triton.triton_models.<module> (Runtime.PYTHON)
+    model_file: str | None = None  # export file served as 1/model.onnx
+    local_files: tuple[str, ...] = ()  # export files placed beside model.py, run in-process
+    max_batch_size: int = 0
+    instances: int = 1
+    dynamic_batching: bool = False
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    gpu: GpuPlacement | None = None  # Runtime.ONNXRUNTIME only
+
+    def export_files(self) -> dict[str, str]:
+        """Path inside the model folder -> export file it is (hard-linked from ``exports/``)."""
+        files = {f"1/{name}": name for name in self.local_files}
+        if self.model_file:
+            files["1/model.onnx"] = self.model_file
+        return files
+
+
+def repository_plan(
+    target: str, options: ServingOptions | None = None, gpu: GpuOptions | None = None
+) -> list[ModelPlan]:
+    """Every model ``target`` serves, with options applied (defaults when None)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
+    options = options or ServingOptions()
+    gpu = gpu or GpuOptions()
+    on_gpu = target == "gpu"
+    segment = (
+        _ensemble(options) if on_gpu or not options.segment_in_process else [_segment(options)]
+    )
+    onnx = (
+        [_gpu_encoder(options, gpu), _gpu_decoder(options, gpu)] if on_gpu else _cpu_onnx(options)
+    )
+    return [
+        *segment,
+        *onnx,
+        _session(options, in_process=not on_gpu and options.session_decoder_in_process),
+        _automatic(options),
+    ]
+
+
+def model_names(target: str, options: ServingOptions | None = None) -> list[str]:
+    return [p.name for p in repository_plan(target, options)]
+
+
+def _runner(options: ServingOptions) -> dict[str, str]:
+    """How a Python model runs ONNX files itself (embedded target)."""
+    return {
+        "intra_op_num_threads": str(options.intra_op_threads),
+        "precision": options.cpu_precision,
+    }
+
+
+def _limits(options: ServingOptions) -> dict[str, str]:
+    return {
+        "max_image_pixels": str(options.max_image_pixels),
+        "max_points": str(options.max_points),
+    }
+
+
+def _ensemble(options: ServingOptions) -> list[ModelPlan]:
+    return [
+        ModelPlan(
+            c.SEGMENT,
+            "image bytes + prompts -> masks: an ensemble of the four models below",
+            Runtime.ENSEMBLE,
+            c.SEGMENT_INPUTS,
+            c.SEGMENT_OUTPUTS,
+        ),
+        ModelPlan(
+            c.PREPROCESS,
+            "decode and check the image and prompts, resize and normalise to 1024x1024",
+            Runtime.PYTHON,
+            c.SEGMENT_INPUTS,
+            c.PREPROCESS_OUTPUTS,
+            python_module="preprocess",
+            instances=options.step_instances,
+            parameters=_limits(options),
+        ),
+        ModelPlan(
+            c.POSTPROCESS,
+            "choose the masks, upsample them to the image's size, encode (PNG, RLE, cut-out)",
+            Runtime.PYTHON,
+            c.POSTPROCESS_INPUTS,
+            c.SEGMENT_OUTPUTS,
+            python_module="postprocess",
+            instances=options.step_instances,
+        ),
+    ]
+
+
+def _segment(options: ServingOptions) -> ModelPlan:
+    return ModelPlan(
+        c.SEGMENT,
+        "image bytes + prompts -> masks, the four steps in one process",
+        Runtime.PYTHON,
+        c.SEGMENT_INPUTS,
+        c.SEGMENT_OUTPUTS,
+        python_module="segment",
+        local_files=(c.ENCODER_FILE, c.DECODER_FILE),
+        instances=options.segment_instances,
+        parameters={
+            **_limits(options),
+            **_runner(options),
+            "encoder": c.ENCODER_FILE,
+            "decoder": c.DECODER_FILE,
+        },
+    )
+
+
+_ENCODER_SUMMARY = "the image encoder: [B,3,1024,1024] -> image embedding + high-res features"
+_DECODER_SUMMARY = "the prompt encoder and mask decoder: features + prompts -> 4 mask tokens"
+
+
+def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
+    common = {
+        "runtime": Runtime.PYTHON,
+        "python_module": "onnx_model",
+        "dynamic_batching": True,
+        "parameters": _runner(options),
+    }
+    return [
+        ModelPlan(
+            c.IMAGE_ENCODER,
+            _ENCODER_SUMMARY,
+            inputs=c.ENCODER_INPUTS,
+            outputs=c.ENCODER_OUTPUTS,
+            model_file=c.ENCODER_FILE,
+            max_batch_size=options.encoder_max_batch,
+            instances=options.encoder_instances,
+            **common,
+        ),
+        ModelPlan(
+            c.MASK_DECODER,
+            _DECODER_SUMMARY,
+            inputs=c.DECODER_INPUTS,
+            outputs=c.DECODER_OUTPUTS,
+            model_file=c.DECODER_FILE,
+            max_batch_size=options.decoder_max_batch,
+            instances=options.decoder_instances,
+            **common,
+        ),
+    ]
+
+
+def _gpu_encoder(options: ServingOptions, gpu: GpuOptions) -> ModelPlan:
+    return ModelPlan(
+        c.IMAGE_ENCODER,
+        _ENCODER_SUMMARY + " (TensorRT)",
+        Runtime.ONNXRUNTIME,
+        c.ENCODER_INPUTS,
+        c.ENCODER_OUTPUTS,
+        model_file=c.ENCODER_FILE,
+        max_batch_size=options.encoder_max_batch,
+        instances=gpu.instances,
+        dynamic_batching=True,
+        gpu=GpuPlacement(
+            gpu.encoder_queue_delay_us,
+            2,
+            True,
+            gpu.encoder_opt_batch,
+            1,
+            options.max_points + BOX_POINTS,
+        ),
+    )
+
+
+def _gpu_decoder(options: ServingOptions, gpu: GpuOptions) -> ModelPlan:
+    runs_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
+    return ModelPlan(
+        c.MASK_DECODER,
+        f"{_DECODER_SUMMARY} ({runs_on})",
+        Runtime.ONNXRUNTIME,
+        c.DECODER_INPUTS,
+        c.DECODER_OUTPUTS,
+        model_file=c.DECODER_FILE,
+        max_batch_size=options.decoder_max_batch,
+        instances=gpu.instances,
+        dynamic_batching=True,
+        gpu=GpuPlacement(
+            gpu.decoder_queue_delay_us,
+            4,
+            gpu.decoder_tensorrt,
+            1,
+            gpu.decoder_opt_points,
+            options.max_points + BOX_POINTS,
+        ),
+    )
+
+
+def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
+    decoder = (
+        {SESSION_DECODER: c.DECODER_FILE, **_runner(options)}
+        if in_process
+        else {SESSION_DECODER: BLS}
+    )
+    return ModelPlan(
+        c.SESSION,
+        "encode once, click many: cached embeddings, one decoder run per click",
+        Runtime.PYTHON,
+        c.SESSION_INPUTS,
+        c.SESSION_OUTPUTS,
+        python_module="session",
+        local_files=(c.DECODER_FILE,) if in_process else (),
+        instances=options.session_instances,
+        parameters={**_limits(options), "cache_bytes": str(options.session_cache_bytes), **decoder},
+    )
+
+
+def _automatic(options: ServingOptions) -> ModelPlan:
+    return ModelPlan(
+        c.AUTOMATIC,
+        "segment everything: a point grid through the decoder, filtered and deduplicated",
+        Runtime.PYTHON,
+        c.AUTOMATIC_INPUTS,
+        c.AUTOMATIC_OUTPUTS,
+        python_module="automatic",
+        instances=options.automatic_instances,
+        parameters={
+            "max_image_pixels": str(options.max_image_pixels),
+            "decoder_chunk": str(min(options.automatic_decoder_chunk, options.decoder_max_batch)),
+        },
+    )

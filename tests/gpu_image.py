@@ -1,0 +1,103 @@
+"""The NGC tritonserver image's Python side, imitated here: Python 3.10 (24.10's), exactly
+``docker/requirements-gpu.txt``, and the package installed as ``docker/Dockerfile.gpu`` installs
+it (the sources copied, ``pip install --no-deps --ignore-requires-python``).
+
+Only Triton's onnxruntime backend cannot run here: its two models get CPU stand-ins, Python
+models that run the ONNX files with an onnxruntime kept in a folder of their own, so the models
+under test never see it (the image has no onnxruntime package).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_REQUIREMENTS = ROOT / "docker" / "requirements-gpu.txt"
+#: The newest onnxruntime with Python 3.10 wheels; it runs the stand-ins only.
+STANDIN_ONNXRUNTIME = "onnxruntime==1.23.2"
+#: What Dockerfile.gpu copies before installing the package.
+PACKAGE_FILES = ("pyproject.toml", "README.md", "src", "export")
+INSTALL_HINT = (
+    "the GPU-runtime tests need Python 3.10 with its shared library (the NGC image's Python): "
+    "e.g. `PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install 3.10.13`, or Debian's "
+    "python3.10 with libpython3.10"
+)
+
+
+def _has_libpython(python: str) -> bool:
+    query = (
+        "import os, sysconfig; "
+        "print(os.path.exists(os.path.join(sysconfig.get_config_var('LIBDIR'), "
+        "sysconfig.get_config_var('LDLIBRARY'))))"
+    )
+    run = subprocess.run([python, "-c", query], capture_output=True, text=True)
+    return run.returncode == 0 and run.stdout.strip() == "True"
+
+
+def find_python310() -> Path | None:
+    """A Python 3.10 whose libpython the 3.10 backend stub can load, or None."""
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates = [
+        shutil.which("python3.10"),
+        *sorted(glob.glob(f"{pyenv_root}/versions/3.10.*/bin/python3.10"), reverse=True),
+    ]
+    for candidate in candidates:
+        if candidate and _has_libpython(candidate):
+            return Path(candidate)
+    return None
+
+
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet", *args], check=True
+    )
+
+
+def gpu_image_python(cache: Path, python310: Path) -> Path:
+    """The interpreter of a venv built as the image is; the package is reinstalled from the
+    working tree on every call (the requirements only when they change)."""
+    key = hashlib.sha256(GPU_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    env = cache / f"gpu-image-py310-{key}"
+    python = env / "bin" / "python"
+    done = env / ".requirements-installed"
+    if not done.exists():
+        shutil.rmtree(env, ignore_errors=True)
+        subprocess.run([str(python310), "-m", "venv", str(env)], check=True)
+        _pip(python, "install", "-r", str(GPU_REQUIREMENTS))
+        done.touch()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "sam2-triton"  # /opt/sam2-triton in the image
+        source.mkdir()
+        for name in PACKAGE_FILES:
+            copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+            copy(ROOT / name, source / name)
+        _pip(
+            python, "install", "--no-deps", "--ignore-requires-python", "--force-reinstall",
+            "--no-cache-dir", str(source),
+        )  # fmt: skip
+    return python
+
+
+def standin_onnxruntime(cache: Path, python: Path) -> Path:
+    """A folder holding onnxruntime for ``python``, for the stand-ins' sys.path only."""
+    target = cache / f"standin-{STANDIN_ONNXRUNTIME.replace('==', '-')}-py310"
+    if not (target / "onnxruntime").is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        _pip(python, "install", "--no-deps", "--target", str(target), STANDIN_ONNXRUNTIME)
+    return target
+
+
+def standin_model_py(onnxruntime_dir: Path) -> str:
+    """model.py of a CPU stand-in for an onnxruntime-backend model (same name and tensors)."""
+    return (
+        '"""CPU stand-in for Triton\'s onnxruntime backend (tests/test_gpu_runtime.py)."""\n'
+        "import sys\n\n"
+        f"sys.path.append({str(onnxruntime_dir)!r})  # this stub process only\n"
+        "from sam2_triton.triton_models.onnx_model import TritonPythonModel  # noqa: E402,F401\n"
+    )

@@ -1,0 +1,83 @@
+"""The committed model_repository/ is the GPU target rendered with default options, like a lock
+file: a hand edit, or a change of the plan or contract without `make repository`, fails here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from sam2_triton import contract as c
+from sam2_triton.plan import Runtime, repository_plan
+from sam2_triton.repository import MARKER, render_files, stale_files
+from tests.conftest import ROOT, load_configs
+
+COMMITTED = ROOT / "model_repository"
+REGENERATE = "run `make repository` and commit the result"
+
+
+def _tracked_files() -> set[str]:
+    """Files git tracks under model_repository/ (every file there when git is unavailable)."""
+    run = subprocess.run(
+        ["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True
+    )
+    if run.returncode == 0 and run.stdout.strip():
+        names = run.stdout.split()
+    else:
+        ignored = {"build.json"}
+        names = [
+            p.relative_to(ROOT).as_posix()
+            for p in COMMITTED.rglob("*")
+            if p.is_file() and p.suffix not in (".onnx", ".pyc") and p.name not in ignored
+        ]
+    return {n.removeprefix("model_repository/") for n in names}
+
+
+def test_the_committed_repository_is_what_the_plan_renders():
+    files = render_files("gpu")
+    assert not stale_files(COMMITTED, files), (
+        f"stale: {stale_files(COMMITTED, files)}; {REGENERATE}"
+    )
+    extra = _tracked_files() - set(files)
+    assert not extra, f"committed but no longer rendered: {sorted(extra)}; {REGENERATE}"
+
+
+def test_a_hand_edited_config_is_caught(tmp_path):
+    copy = tmp_path / "model_repository"
+    shutil.copytree(COMMITTED, copy)
+    config = copy / c.IMAGE_ENCODER / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_batch_size: 4", "max_batch_size: 8"))
+    (copy / c.SESSION / "1" / "model.py").unlink()
+    assert stale_files(copy, render_files("gpu")) == [
+        f"{c.IMAGE_ENCODER}/config.pbtxt",
+        f"{c.SESSION}/1/model.py",
+    ]
+
+
+def test_every_model_has_a_config_and_every_python_model_its_model_py():
+    configs = load_configs(COMMITTED)
+    plans = repository_plan("gpu")
+    assert set(configs) == {p.name for p in plans}
+    for plan in plans:
+        model_py = COMMITTED / plan.name / "1" / "model.py"
+        if plan.runtime is Runtime.PYTHON:
+            assert configs[plan.name].backend == "python"
+            assert f"sam2_triton.triton_models.{plan.python_module} import" in model_py.read_text()
+        else:
+            assert not model_py.exists(), plan.name
+    assert configs[c.SEGMENT].platform == "ensemble"
+    assert (COMMITTED / MARKER).is_file() and (COMMITTED / "README.md").is_file()
+
+
+def test_rendering_needs_neither_torch_nor_an_export(tmp_path):
+    """What `make repository` runs, in a fresh interpreter where importing torch fails."""
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
+        "from pathlib import Path\n"
+        "from sam2_triton.repository import write_repository\n"
+        "write_repository(Path(sys.argv[1]), 'gpu')\n"
+    )
+    out = tmp_path / "rendered"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, cwd=tmp_path)
+    assert not stale_files(out, render_files("gpu"))
+    assert not list(out.rglob("*.onnx"))

@@ -1,0 +1,196 @@
+"""The GPU target's Python side, executed: the committed model_repository/ in the NGC image's
+Python (3.10, docker/requirements-gpu.txt, the package as Dockerfile.gpu installs it), served by
+the real tritonserver with the 3.10 stub. Only the two onnxruntime-backend models get CPU
+stand-ins (tests/gpu_image.py); everything else is the committed repository as it is.
+
+In CI a missing Python 3.10 fails these tests; elsewhere they are skipped saying what to install.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from PIL import Image
+
+from sam2_triton import contract as c
+from sam2_triton.client import SegmentClient, is_not_found
+from sam2_triton.plan import Runtime, ServingOptions, repository_plan
+from sam2_triton.repository import model_config, render
+from sam2_triton.server import StubPython
+from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
+from tests.conftest import ROOT, load_configs, model_runs, serve_repository
+from tests.gpu_image import (
+    INSTALL_HINT,
+    find_python310,
+    gpu_image_python,
+    standin_model_py,
+    standin_onnxruntime,
+)
+from tests.helpers import CASES, PARAMS, image_bytes, match_annotations
+
+pytestmark = pytest.mark.e2e
+COMMITTED = ROOT / "model_repository"
+CACHE = ROOT / "build" / "test-cache"
+PROTOCOLS = ["http", "grpc"]
+ONNXRUNTIME_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.ONNXRUNTIME]
+PYTHON_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.PYTHON]
+# A subset of the embedded target's bad-input cases: one per kind of check.
+BAD_SUBSET = [
+    "corrupt image",
+    "over the pixel cap",
+    "nan point",
+    "too many points",
+    "inverted box",
+    "unknown output format",
+    "image as FP32",
+    "unknown input name",
+]
+
+
+@pytest.fixture(scope="session")
+def gpu_python() -> StubPython:
+    python310 = find_python310()
+    if python310 is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    return StubPython.of(gpu_image_python(CACHE, python310))
+
+
+def _triton_args(name: str, repo) -> dict[str, str]:
+    """What Triton hands ``initialize``: the config as JSON, the model's folder, its version."""
+    config = load_configs(repo)[name]
+    return {
+        "model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
+        "model_name": name,
+        "model_repository": str(repo / name),
+        "model_version": "1",
+        "model_instance_kind": "CPU",
+        "model_instance_name": f"{name}_0_0",
+    }
+
+
+def test_every_python_model_imports_and_initialises_in_the_image_python(gpu_python, tmp_path):
+    """As the stub does, in the image's Python with no onnxruntime importable."""
+    shutil.copy(ROOT / "tests" / "fake_pb_utils.py", tmp_path / "triton_python_backend_utils.py")
+    script = (
+        "import importlib.util, json, sys\n"
+        "sys.modules['onnxruntime'] = None  # not in the NGC image\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "for name, args in json.load(open(sys.argv[1])).items():\n"
+        "    path = f\"{args['model_repository']}/1/model.py\"\n"
+        "    spec = importlib.util.spec_from_file_location(f'{name}_model', path)\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(module)\n"
+        "    model = module.TritonPythonModel()\n"
+        "    getattr(model, 'initialize', lambda a: None)(args)\n"
+        "    getattr(model, 'finalize', lambda: None)()\n"
+        "    print('initialised', name, sys.version_info[:2])\n"
+    )
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({n: _triton_args(n, COMMITTED) for n in PYTHON_MODELS}))
+    run = subprocess.run(
+        [str(gpu_python.executable), "-c", script, str(models)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in PYTHON_MODELS]
+
+
+@pytest.fixture(scope="module")
+def gpu_triton(gpu_python, tiny_export, tmp_path_factory):
+    """The committed repository, the tiny export placed, served with the image's Python."""
+    repo = tmp_path_factory.mktemp("gpu") / "model_repository"
+    shutil.copytree(
+        COMMITTED, repo, ignore=shutil.ignore_patterns("*.onnx", "build.json", "__pycache__")
+    )
+    onnxruntime_dir = standin_onnxruntime(CACHE, gpu_python.executable)
+    embedded = {p.name: p for p in repository_plan("embedded")}
+    for name in ONNXRUNTIME_MODELS:  # the same name, tensors and batching, on CPU
+        plan = embedded[name]
+        (repo / name / "config.pbtxt").write_text(render(model_config(plan, ServingOptions())))
+        (repo / name / "1").mkdir(exist_ok=True)
+        (repo / name / "1" / "model.py").write_text(standin_model_py(onnxruntime_dir))
+        os.link(tiny_export.export_dir / plan.model_file, repo / name / "1" / "model.onnx")
+    runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
+    yield from serve_repository(repo, tmp_path_factory, gpu_python, runtime)
+
+
+def _url(server, protocol: str) -> str:
+    return server.http_url if protocol == "http" else server.grpc_url
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("case_name", list(CASES))
+def test_the_segment_ensemble_matches_sam2_image_predictor(
+    gpu_triton, reference, protocol, case_name
+):
+    case, image = CASES[case_name], image_bytes("coffee.jpg")
+    width, height = Image.open(io.BytesIO(image)).size
+    want_masks, want_scores, want_low_res = case.expected(reference, image, width, height)
+    before = model_runs(gpu_triton, c.PREPROCESS)
+    with SegmentClient(_url(gpu_triton, protocol), protocol) as client:
+        got = client.segment(image, *case.arrays(width, height), case.multimask)
+    assert model_runs(gpu_triton, c.PREPROCESS) == before + 1  # it went through the ensemble
+    assert got.masks.shape == want_masks.shape
+    for k in range(len(got.masks)):
+        assert np.mean(got.masks[k] == want_masks[k].astype(np.uint8)) >= 0.999, k
+    np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3)
+    np.testing.assert_allclose(got.low_res_logits, want_low_res, atol=1e-3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_session_clicks_call_the_decoder_model_and_match(gpu_triton, reference, protocol):
+    image = image_bytes("astronaut.png")
+    width, height = Image.open(io.BytesIO(image)).size
+    with SegmentClient(_url(gpu_triton, protocol), protocol) as client:
+        image_id = client.embed(image)
+        for name in ("one_point_single", "box_and_points"):
+            case = CASES[name]
+            want_masks, want_scores, _ = case.expected(reference, image, width, height)
+            decodes = model_runs(gpu_triton, c.MASK_DECODER)
+            coords, labels, box = case.arrays(width, height)
+            got = client.click(image_id, coords, labels, box, multimask_output=case.multimask)
+            assert model_runs(gpu_triton, c.MASK_DECODER) == decodes + 1  # BLS, as on GPUs
+            assert np.mean(got.masks == want_masks.astype(np.uint8)) >= 0.999
+            np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3)
+        with pytest.raises(Exception) as unknown:
+            client.click("0" * 64, coords, labels)
+        assert is_not_found(unknown.value), unknown.value  # 404 / NOT_FOUND, as on the CPU route
+
+
+def test_automatic_gives_what_the_embedded_server_gives(gpu_triton, triton):
+    image = image_bytes("coffee.jpg")
+    results = []
+    for server in (gpu_triton, triton):
+        with SegmentClient(server.grpc_url, "grpc") as client:
+            results.append(client.automatic(image, PARAMS)["annotations"])
+    ious = match_annotations(results[0], results[1])
+    assert results[1] and min(ious) >= 0.99
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("model", [c.SEGMENT, c.SESSION])
+@pytest.mark.parametrize("case", BAD_SUBSET)
+def test_bad_input_is_refused_as_clearly_as_on_the_cpu_route(gpu_triton, protocol, model, case):
+    tensors, words = BAD[case]
+    assert_refused(gpu_triton, protocol, model, tensors, words)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_bad_session_input_and_the_server_still_serves(gpu_triton, protocol):
+    for tensors, words in SESSION_ONLY.values():
+        assert_refused(gpu_triton, protocol, c.SESSION, tensors, words)
+    with SegmentClient(_url(gpu_triton, protocol), protocol) as client:
+        result = client.segment(image_bytes("coffee.jpg"), np.array([[100, 100]], np.float32),
+                                np.array([1], np.int32), multimask_output=False)  # fmt: skip
+    assert result.masks.shape[0] == 1
