@@ -81,3 +81,32 @@ def test_rendering_needs_neither_torch_nor_an_export(tmp_path):
     subprocess.run([sys.executable, "-c", script, str(out)], check=True, cwd=tmp_path)
     assert not stale_files(out, render_files("gpu"))
     assert not list(out.rglob("*.onnx"))
+
+
+def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
+    fake_export, tmp_path, monkeypatch, capsys
+):
+    """`sam2-triton export` (the export itself faked) fills a copy of model_repository/."""
+    from sam2_triton.cli import export as export_command
+
+    skip = shutil.ignore_patterns("*.onnx", "build.json", "__pycache__")
+    shutil.copytree(COMMITTED, tmp_path / "model_repository", ignore=skip)
+
+    def fake_export_model(model, *args, **kwargs):
+        (tmp_path / "exports").mkdir(exist_ok=True)
+        return shutil.copytree(fake_export, tmp_path / "exports" / model)
+
+    monkeypatch.setattr(export_command, "export_model", fake_export_model)
+    monkeypatch.chdir(tmp_path)
+    assert export_command.run(export_command_args(model="small")) == 0
+    assert "placed in model_repository" in capsys.readouterr().out
+    repo = tmp_path / "model_repository"
+    assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
+    assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
+    assert not stale_files(repo, render_files("gpu"))  # the committed files are untouched
+
+
+def export_command_args(model: str):
+    from sam2_triton.cli import build_parser
+
+    return build_parser().parse_args(["export", "--model", model, "--random-weights"])

@@ -13,6 +13,7 @@ from sam2_triton.plan import INSTANCE_OPTIONS
 from sam2_triton.repository import (
     DECODER_FILE,
     ENCODER_FILE,
+    MARKER,
     RepositoryError,
     ServingOptions,
     build_repository,
@@ -252,6 +253,22 @@ def test_export_places_nothing_into_a_folder_sam2_triton_did_not_write(fake_expo
     (tmp_path / "theirs").mkdir()
     assert refresh_exports(tmp_path / "theirs", fake_export) is None
     assert not any((tmp_path / "theirs").iterdir())
+
+
+def test_a_repository_an_earlier_version_wrote_is_replaced(fake_export, tmp_path):
+    """Before the marker, build.json alone said a folder was ours: upgrades keep working."""
+    repo = tmp_path / "repo"
+    old_build_json = '{"fingerprint": "f", "export_dir": "e", "options": {}, "target": "embedded"}'
+    build_repository(fake_export, repo)
+    for name in (MARKER, "README.md"):
+        (repo / name).unlink()
+    (repo / "build.json").write_text(old_build_json)
+    assert build_repository(fake_export, repo, ServingOptions(decoder_instances=1)) is True
+    (repo / MARKER).unlink()
+    (repo / "build.json").write_text(old_build_json)
+    (repo / c.SEGMENT / "notes.txt").write_text("mine")
+    with pytest.raises(RepositoryError, match="notes.txt"):
+        build_repository(fake_export, repo)
 
 
 def _built(export: Path, out: Path, options: ServingOptions) -> Path:

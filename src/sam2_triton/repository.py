@@ -136,11 +136,24 @@ def recorded_options(marker: dict) -> tuple[str, ServingOptions, GpuOptions]:
     return marker["target"], ServingOptions(**marker["options"]), GpuOptions(**gpu)
 
 
+def _legacy_build(repo_dir: Path) -> bool:
+    """A repository an earlier sam2-triton wrote (before the marker): its build.json says so."""
+    info = _read_json(repo_dir / BUILD_INFO)
+    return {"fingerprint", "target", "options"} <= set(info)
+
+
+def _legacy_files(repo_dir: Path) -> set[str]:
+    """What an earlier sam2-triton wrote: configs, model.py adapters, ONNX files, build.json."""
+    patterns = ("*/config.pbtxt", "*/1/model.py", "*/1/*.onnx")
+    found = {p.relative_to(repo_dir).as_posix() for pat in patterns for p in repo_dir.glob(pat)}
+    return found | {BUILD_INFO}
+
+
 def _ours(repo_dir: Path) -> set[str]:
     """The files sam2-triton wrote into ``repo_dir`` (empty set: none, or no marker)."""
     marker = read_marker(repo_dir)
     if marker is None:
-        return set()
+        return _legacy_files(repo_dir) if _legacy_build(repo_dir) else set()
     ours = set(marker.get("files", [])) | {MARKER, BUILD_INFO}
     info = _read_json(repo_dir / BUILD_INFO)
     return ours | set(info.get("placed", []))
@@ -172,7 +185,7 @@ def _check_replaceable(out: Path) -> None:
         raise RepositoryError(f"{out} is a file, not a model repository folder: nothing changed")
     if not any(out.iterdir()):
         return
-    if read_marker(out) is None:
+    if read_marker(out) is None and not _legacy_build(out):
         raise RepositoryError(
             f"{out} is not empty and was not written by sam2-triton (no {MARKER} in it): "
             "nothing was changed. Choose an empty or new folder with --out, or empty it yourself"
