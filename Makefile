@@ -21,6 +21,9 @@ install: $(STAMP)
 # docs/setup.md). sam2==1.1.0 is installed without its (CUDA-building) dependencies.
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	@# the export code moved to export/: bytecode left in its old folder would shadow it
+	@if [ -d src/sam2_triton/export ] && [ -z "$$(find src/sam2_triton/export -name '*.py')" ]; then \
+		rm -rf src/sam2_triton/export; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,dev,loadtest,openvino]'
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation sam2==1.1.0

@@ -16,7 +16,13 @@ from sam2_triton import contract as c
 from sam2_triton.cli import paths
 from sam2_triton.gpu_config import BOX_POINTS, GpuOptions, preferred_batch_sizes
 from sam2_triton.plan import model_names
-from sam2_triton.repository import DECODER_FILE, ENCODER_FILE, ServingOptions, build_repository
+from sam2_triton.repository import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    RepositoryError,
+    ServingOptions,
+    build_repository,
+)
 from tests.conftest import load_configs
 
 ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
@@ -276,14 +282,17 @@ def test_ensemble_wiring_matches_each_models_declared_tensors(fake_export, tmp_p
         assert available[output.name][0] == output.data_type
 
 
-def test_switching_target_rebuilds_the_repository(fake_export, tmp_path):
+def test_switching_target_is_refused_unless_forced(fake_export, tmp_path):
+    """`serve --repository model_repository` must not turn the GPU repository into the CPU one."""
     repo = tmp_path / "repo"
     assert build_repository(fake_export, repo) is True
-    assert build_repository(fake_export, repo, target="gpu") is True
+    with pytest.raises(RepositoryError, match="holds the embedded target"):
+        build_repository(fake_export, repo, target="gpu")
+    assert build_repository(fake_export, repo, target="gpu", force=True) is True
     assert not (repo / c.IMAGE_ENCODER / "1" / "model.py").exists()
     assert build_repository(fake_export, repo, target="gpu") is False
     assert build_repository(fake_export, repo, target="gpu", gpu=GpuOptions(instances=1)) is True
-    assert build_repository(fake_export, repo) is True
+    assert build_repository(fake_export, repo, force=True) is True
     assert (repo / c.IMAGE_ENCODER / "1" / "model.py").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from sam2_triton.repository import (
     ServingOptions,
     build_repository,
     refresh_exports,
+    render_files,
     serving,
+    stale_files,
     write_repository,
 )
 from tests.conftest import load_configs
@@ -161,7 +164,6 @@ def test_instances_are_set_per_model_by_name(fake_export, tmp_path, capsys):
     """Each model's instance count comes from its own option (CLI: --instances MODEL=N)."""
     counts = {name: 2 + i for i, name in enumerate(INSTANCE_OPTIONS)}
     fields = {INSTANCE_OPTIONS[name]: n for name, n in counts.items()}
-    fields["step_instances"] = counts[c.PREPROCESS] = counts[c.POSTPROCESS] = 7
     options = ServingOptions(segment_in_process=False, **fields)
     configs = load_configs(_built(fake_export, tmp_path / "repo", options))
     for name, config in configs.items():
@@ -170,6 +172,15 @@ def test_instances_are_set_per_model_by_name(fake_export, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: exit 2, naming the valid models
         cli_main(["build-repo", "--instances", "sam2_bogus=2"])
     assert "sam2_session" in capsys.readouterr().err
+    # a model the target runs elsewhere (on GPUs) or not at all is refused, not ignored
+    gpu_out = str(tmp_path / "g")
+    assert cli_main(["build-repo", "--target", "gpu", "--configs-only", "--out", gpu_out,
+                     "--instances", "sam2_image_encoder=3"]) == 1  # fmt: skip
+    assert "--gpu-instances" in capsys.readouterr().err
+    assert cli_main(["build-repo", "--out", str(tmp_path / "e"), "--configs-only",
+                     "--instances", "sam2_preprocess=3"]) == 1  # fmt: skip
+    assert "no CPU instances of sam2_preprocess" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "e").exists()
 
 
 def test_a_folder_with_someone_elses_file_is_refused_and_kept(fake_export, tmp_path):
@@ -269,6 +280,63 @@ def test_a_repository_an_earlier_version_wrote_is_replaced(fake_export, tmp_path
     (repo / c.SEGMENT / "notes.txt").write_text("mine")
     with pytest.raises(RepositoryError, match="notes.txt"):
         build_repository(fake_export, repo)
+
+
+def test_links_and_empty_folders_of_someone_else_are_foreign(fake_export, tmp_path):
+    repo, theirs = tmp_path / "repo", tmp_path / "their_model"
+    theirs.mkdir()
+    (theirs / "config.pbtxt").write_text("name: 'theirs'")
+    build_repository(fake_export, repo)
+    (repo / "their_model").symlink_to(theirs, target_is_directory=True)
+    with pytest.raises(RepositoryError, match="their_model"):
+        build_repository(fake_export, repo, ServingOptions(decoder_instances=1))
+    (repo / "their_model").unlink()
+    (repo / "empty").mkdir()
+    with pytest.raises(RepositoryError, match="empty/"):
+        build_repository(fake_export, repo, ServingOptions(decoder_instances=1))
+    assert (theirs / "config.pbtxt").exists() and (repo / "empty").is_dir()
+
+
+def test_a_linked_repository_folder_is_rebuilt_where_the_link_points(fake_export, tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    build_repository(fake_export, real)
+    link.symlink_to(real, target_is_directory=True)
+    assert build_repository(fake_export, link, ServingOptions(decoder_instances=1)) is True
+    assert link.is_symlink() and link.resolve() == real
+    assert load_configs(real)[c.MASK_DECODER].instance_group[0].count == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "link", "real"]
+
+
+def test_the_repository_folder_is_readable_by_other_users(fake_export, tmp_path):
+    """mkdtemp makes 0700 folders; a server running as another user must still read ours."""
+    repo = tmp_path / "repo"
+    build_repository(fake_export, repo)
+    assert repo.stat().st_mode & 0o055 == 0o055 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_checkout_over_an_old_generated_model_repository_still_takes_an_export(
+    fake_export, tmp_path
+):
+    """Before, model_repository/ was a git-ignored embedded build; a pull now brings the
+    committed GPU files (and marker) over its leftovers, which must not block an export."""
+    repo = tmp_path / "model_repository"
+    build_repository(fake_export, repo)  # the embedded build an earlier version wrote ...
+    (repo / MARKER).unlink()
+    (repo / "README.md").unlink()
+    (repo / "build.json").write_text('{"fingerprint": "f", "options": {}, "target": "embedded"}')
+    for name, text in render_files("gpu").items():  # ... and what the checkout brings
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    assert refresh_exports(repo, fake_export) is True
+    assert not (repo / c.SEGMENT / "1" / ENCODER_FILE).exists()  # the leftovers are gone
+    assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
+    assert not stale_files(repo, render_files("gpu"))
 
 
 def _built(export: Path, out: Path, options: ServingOptions) -> Path:

@@ -53,7 +53,8 @@ class ServingOptions:
     # oversubscribe it (docs/benchmarks.md). Concurrent images are batched instead.
     encoder_instances: int = 1
     decoder_instances: int = 2
-    step_instances: int = 2  # the ensemble's sam2_preprocess and sam2_postprocess, each
+    preprocess_instances: int = 2  # the ensemble's steps (GPU target)
+    postprocess_instances: int = 2
     session_instances: int = 4  # concurrent clicks; the embedding cache is shared by all
     automatic_instances: int = 2  # concurrent segment-everything requests
     encoder_max_batch: int = 4
@@ -90,8 +91,8 @@ INSTANCE_OPTIONS: Mapping[str, str] = {
     c.SEGMENT: "segment_instances",
     c.IMAGE_ENCODER: "encoder_instances",
     c.MASK_DECODER: "decoder_instances",
-    c.PREPROCESS: "step_instances",
-    c.POSTPROCESS: "step_instances",
+    c.PREPROCESS: "preprocess_instances",
+    c.POSTPROCESS: "postprocess_instances",
     c.SESSION: "session_instances",
     c.AUTOMATIC: "automatic_instances",
 }
@@ -181,6 +182,12 @@ def model_names(target: str, options: ServingOptions | None = None) -> list[str]
     return [p.name for p in repository_plan(target, options)]
 
 
+def cpu_instance_models(target: str, options: ServingOptions | None = None) -> list[str]:
+    """The models whose instance count ``--instances MODEL=N`` sets on ``target``: its Python
+    models (the GPU target's ONNX models take GpuOptions.instances per GPU)."""
+    return [p.name for p in repository_plan(target, options) if p.runtime is Runtime.PYTHON]
+
+
 def _runner(options: ServingOptions) -> dict[str, str]:
     """How a Python model runs ONNX files itself (embedded target)."""
     return {
@@ -212,7 +219,7 @@ def _ensemble(options: ServingOptions) -> list[ModelPlan]:
             c.SEGMENT_INPUTS,
             c.PREPROCESS_OUTPUTS,
             python_module="preprocess",
-            instances=options.step_instances,
+            instances=options.preprocess_instances,
             parameters=_limits(options),
         ),
         ModelPlan(
@@ -222,7 +229,7 @@ def _ensemble(options: ServingOptions) -> list[ModelPlan]:
             c.POSTPROCESS_INPUTS,
             c.SEGMENT_OUTPUTS,
             python_module="postprocess",
-            instances=options.step_instances,
+            instances=options.postprocess_instances,
         ),
     ]
 

@@ -152,9 +152,12 @@ def _legacy_files(repo_dir: Path) -> set[str]:
 def _ours(repo_dir: Path) -> set[str]:
     """The files sam2-triton wrote into ``repo_dir`` (empty set: none, or no marker)."""
     marker = read_marker(repo_dir)
+    # A folder an earlier version wrote (e.g. the old git-ignored model_repository/ under the
+    # files a checkout now brings) keeps its files ours, marker or not.
+    ours = _legacy_files(repo_dir) if _legacy_build(repo_dir) else set()
     if marker is None:
-        return _legacy_files(repo_dir) if _legacy_build(repo_dir) else set()
-    ours = set(marker.get("files", [])) | {MARKER, BUILD_INFO}
+        return ours
+    ours |= set(marker.get("files", [])) | {MARKER, BUILD_INFO}
     info = _read_json(repo_dir / BUILD_INFO)
     return ours | set(info.get("placed", []))
 
@@ -167,24 +170,41 @@ def _read_json(path: Path) -> dict:
 
 
 def _foreign_files(repo_dir: Path) -> list[str]:
+    """What replacing ``repo_dir`` would delete that we did not write: files, symbolic links
+    (e.g. a model linked in), and folders holding none of our files."""
     ours = _ours(repo_dir)
+    our_dirs = {parent.as_posix() for name in ours for parent in Path(name).parents}
     found = []
     for path in sorted(repo_dir.rglob("*")):
         rel = path.relative_to(repo_dir)
-        if path.is_dir() or _GENERATED_DIRS[0] in rel.parts:
+        if _GENERATED_DIRS[0] in rel.parts:
             continue
-        if rel.as_posix() not in ours:
+        if path.is_dir() and not path.is_symlink():
+            if rel.as_posix() not in our_dirs:
+                found.append(f"{rel.as_posix()}/")
+        elif rel.as_posix() not in ours:
             found.append(rel.as_posix())
     return found
 
 
-def _check_replaceable(out: Path) -> None:
+def _check_replaceable(out: Path, target: str, force: bool) -> None:
     if not out.exists():
         return
     if not out.is_dir():
         raise RepositoryError(f"{out} is a file, not a model repository folder: nothing changed")
+    if os.path.ismount(out):
+        raise RepositoryError(
+            f"{out} is a mount point, which cannot be replaced by renaming: build into a "
+            "folder inside it, or elsewhere, and mount that"
+        )
     if not any(out.iterdir()):
         return
+    marker = read_marker(out)
+    if marker and marker.get("target") not in (None, target) and not force:
+        raise RepositoryError(
+            f"{out} holds the {marker['target']} target's repository; writing the {target} "
+            "target there would replace it: choose another --out (or --force)"
+        )
     if read_marker(out) is None and not _legacy_build(out):
         raise RepositoryError(
             f"{out} is not empty and was not written by sam2-triton (no {MARKER} in it): "
@@ -222,13 +242,22 @@ def _exclusive(out: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def serving(repo_dir: Path) -> Iterator[None]:
     """Marks ``repo_dir`` as in use by a server for as long as the block runs."""
-    marker = repo_dir / MARKER
-    if not marker.is_file():
-        yield
-        return
-    with marker.open("rb") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        yield
+    marker = Path(os.path.realpath(repo_dir)) / MARKER
+    while marker.is_file():
+        with marker.open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            # A build may have swapped the folder while we waited: lock the marker in place.
+            if os.fstat(handle.fileno()).st_ino == _inode(marker):
+                yield
+                return
+    yield
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def _place(source: Path, target: Path) -> None:
@@ -277,15 +306,19 @@ def write_repository(
     configs only, keeping ONNX files an earlier build placed). False: ``out`` was up to date."""
     options = options or ServingOptions()
     gpu = gpu or GpuOptions()
+    out = Path(os.path.realpath(out))  # a link to the folder: replace what it points to
     files = render_files(target, options, gpu)
     sources = _sources(out, export_dir, export_placements(target, options, gpu))
     fingerprint = _fingerprint(files, sources)
     info = _read_json(out / BUILD_INFO)
     if not force and info.get("fingerprint") == fingerprint and not stale_files(out, files):
         return False
-    _check_replaceable(out)
+    _check_replaceable(out, target, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(new, 0o777 & ~umask)  # mkdtemp's 0700 would lock out a server of another user
     try:
         for name, text in files.items():
             (new / name).parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +334,7 @@ def write_repository(
         }
         (new / BUILD_INFO).write_text(json.dumps(record, indent=2) + "\n")
         with _exclusive(out):
+            _check_replaceable(out, target, force)  # again: nothing may have appeared since
             _swap(new, out)
     finally:
         if new.exists():
@@ -316,8 +350,12 @@ def _swap(new: Path, out: Path) -> None:
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
     old.rmdir()
     out.rename(old)
-    new.rename(out)
-    shutil.rmtree(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)  # put the old repository back as it was
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build_repository(

@@ -4,11 +4,12 @@ that define them (variants, targets, precisions, model names)."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 from sam2_triton.contract import AUTOMATIC_PARAMETERS, CPU_PRECISIONS
-from sam2_triton.plan import INSTANCE_OPTIONS, ServingOptions
+from sam2_triton.plan import INSTANCE_OPTIONS, ServingOptions, cpu_instance_models
 from sam2_triton.variants import VARIANTS
 
 MODELS = list(VARIANTS)
@@ -65,9 +66,20 @@ def add_serving_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def serving_options(args: argparse.Namespace) -> ServingOptions:
+def serving_options(args: argparse.Namespace, target: str = "embedded") -> ServingOptions:
+    """ServingOptions from the flags; an --instances model that ``target`` does not run on CPU
+    instances is an error (ValueError, printed by main), not silently ignored."""
+    base = ServingOptions(cpu_precision=args.cpu_precision)
+    allowed = cpu_instance_models(target, base)
+    for name, _ in args.instances or []:
+        if name not in allowed:
+            raise ValueError(
+                f"--instances {name}=N: the {target} target runs no CPU instances of {name} "
+                f"(it has {', '.join(allowed)}"
+                + ("; its ONNX models take --gpu-instances)" if target == "gpu" else ")")
+            )
     fields = {INSTANCE_OPTIONS[name]: count for name, count in args.instances or []}
-    return ServingOptions(cpu_precision=args.cpu_precision, **fields)
+    return replace(base, **fields)
 
 
 def add_server_address(parser: argparse.ArgumentParser) -> None:

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="render configs, model.py files and README without an export (keeps ONNX files "
         "placed earlier); `make repository` regenerates the committed repository so",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite even when up to date, and replace a repository of the other target",
+    )
     add_serving_options(p)
     gpu = p.add_argument_group("gpu target")
     defaults = GpuOptions()
@@ -79,13 +84,14 @@ def build_repo(
     options: ServingOptions | None = None,
     target: str = "embedded",
     gpu: GpuOptions | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``target``'s repository into ``out``; ``model`` None: configs only."""
     from sam2_triton.gpu_config import export_notes
     from sam2_triton.repository import write_repository
 
     source = export_dir(model) if model else None
-    changed = write_repository(out, target, options, gpu, source)
+    changed = write_repository(out, target, options, gpu, source, force)
     what = f"model {model}" if model else "configs only"
     print(f"{target} model repository {'built' if changed else 'up to date'}: {out} ({what})")
     if target == "gpu" and source is not None:
@@ -99,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     build_repo(
         None if args.configs_only else args.model,
         args.out or default_repository(args.target),
-        serving_options(args),
+        serving_options(args, args.target),
         target=args.target,
         gpu=gpu_options(args) if on_gpu else None,
+        force=args.force,
     )
     return 0
