@@ -167,9 +167,7 @@ def repository_plan(
     segment = (
         _ensemble(options) if on_gpu or not options.segment_in_process else [_segment(options)]
     )
-    onnx = (
-        [_gpu_encoder(options, gpu), _gpu_decoder(options, gpu)] if on_gpu else _cpu_onnx(options)
-    )
+    onnx = _gpu_onnx(options, gpu) if on_gpu else _cpu_onnx(options)
     return [
         *segment,
         *onnx,
@@ -288,49 +286,46 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
     ]
 
 
-def _gpu_encoder(options: ServingOptions, gpu: GpuOptions) -> ModelPlan:
-    return ModelPlan(
-        c.IMAGE_ENCODER,
-        _ENCODER_SUMMARY + " (TensorRT)",
-        Runtime.ONNXRUNTIME,
-        c.ENCODER_INPUTS,
-        c.ENCODER_OUTPUTS,
-        model_file=c.ENCODER_FILE,
-        max_batch_size=options.encoder_max_batch,
-        instances=gpu.instances,
-        dynamic_batching=True,
-        gpu=GpuPlacement(
-            gpu.encoder_queue_delay_us,
-            2,
-            True,
-            gpu.encoder_opt_batch,
-            1,
-            options.max_points + BOX_POINTS,
+def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
+    common = {"runtime": Runtime.ONNXRUNTIME, "instances": gpu.instances, "dynamic_batching": True}
+    max_points = options.max_points + BOX_POINTS
+    decoder_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
+    return [
+        ModelPlan(
+            c.IMAGE_ENCODER,
+            f"{_ENCODER_SUMMARY} (TensorRT)",
+            inputs=c.ENCODER_INPUTS,
+            outputs=c.ENCODER_OUTPUTS,
+            model_file=c.ENCODER_FILE,
+            max_batch_size=options.encoder_max_batch,
+            gpu=GpuPlacement(
+                queue_delay_us=gpu.encoder_queue_delay_us,
+                smallest_preferred_batch=2,
+                tensorrt=True,
+                opt_batch=gpu.encoder_opt_batch,
+                opt_points=1,
+                max_points=max_points,
+            ),
+            **common,
         ),
-    )
-
-
-def _gpu_decoder(options: ServingOptions, gpu: GpuOptions) -> ModelPlan:
-    runs_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
-    return ModelPlan(
-        c.MASK_DECODER,
-        f"{_DECODER_SUMMARY} ({runs_on})",
-        Runtime.ONNXRUNTIME,
-        c.DECODER_INPUTS,
-        c.DECODER_OUTPUTS,
-        model_file=c.DECODER_FILE,
-        max_batch_size=options.decoder_max_batch,
-        instances=gpu.instances,
-        dynamic_batching=True,
-        gpu=GpuPlacement(
-            gpu.decoder_queue_delay_us,
-            4,
-            gpu.decoder_tensorrt,
-            1,
-            gpu.decoder_opt_points,
-            options.max_points + BOX_POINTS,
+        ModelPlan(
+            c.MASK_DECODER,
+            f"{_DECODER_SUMMARY} ({decoder_on})",
+            inputs=c.DECODER_INPUTS,
+            outputs=c.DECODER_OUTPUTS,
+            model_file=c.DECODER_FILE,
+            max_batch_size=options.decoder_max_batch,
+            gpu=GpuPlacement(
+                queue_delay_us=gpu.decoder_queue_delay_us,
+                smallest_preferred_batch=4,
+                tensorrt=gpu.decoder_tensorrt,
+                opt_batch=1,
+                opt_points=gpu.decoder_opt_points,
+                max_points=max_points,
+            ),
+            **common,
         ),
-    )
+    ]
 
 
 def _session(options: ServingOptions, in_process: bool) -> ModelPlan:

@@ -119,13 +119,7 @@ def stale_files(repo_dir: Path, files: dict[str, str]) -> list[str]:
 
 
 def read_marker(repo_dir: Path) -> dict | None:
-    path = repo_dir / MARKER
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return _read_json(repo_dir / MARKER) or None
 
 
 def recorded_options(marker: dict) -> tuple[str, ServingOptions, GpuOptions]:
@@ -313,7 +307,6 @@ def write_repository(
     info = _read_json(out / BUILD_INFO)
     if not force and info.get("fingerprint") == fingerprint and not stale_files(out, files):
         return False
-    _check_replaceable(out, target, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     umask = os.umask(0)
@@ -334,7 +327,7 @@ def write_repository(
         }
         (new / BUILD_INFO).write_text(json.dumps(record, indent=2) + "\n")
         with _exclusive(out):
-            _check_replaceable(out, target, force)  # again: nothing may have appeared since
+            _check_replaceable(out, target, force)  # under the lock: nothing can appear after
             _swap(new, out)
     finally:
         if new.exists():

@@ -47,7 +47,7 @@ def _files(plan: ModelPlan) -> str:
     files = plan.export_files()
     if not files:
         return "none"
-    return ", ".join(f"`1/{p.removeprefix('1/')}` ({name})" for p, name in files.items())
+    return ", ".join(f"`{path}` ({name})" for path, name in files.items())
 
 
 def repository_readme(target: str, plans: Sequence[ModelPlan], marker: str) -> str:

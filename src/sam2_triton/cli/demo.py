@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         server = start_server(args.repository, address, options.cpu_precision, DEMO_LOG)
         try:
             segment_image(
-                SegmentJob(
-                    EXAMPLE_IMAGE, args.out, (point,), url=f"{address.host}:{address.http_port}"
-                )
+                SegmentJob(EXAMPLE_IMAGE, args.out, (point,), url=address.url(address.ports.http))
             )
             grpc_out = args.out / "grpc_single"
             segment_image(
@@ -91,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                     (point,),
                     single_mask=True,
                     protocol="grpc",
-                    url=f"{address.host}:{address.grpc_port}",
+                    url=address.url(address.ports.grpc),
                     cutout=grpc_out / "cutout.png",
                     crop=True,
                 )

@@ -18,6 +18,7 @@ from sam2_triton.cli.arguments import (
 )
 from sam2_triton.cli.build_repo import build_repo
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
+from sam2_triton.server import Ports
 
 if TYPE_CHECKING:
     from sam2_triton.server import TritonServer
@@ -27,14 +28,15 @@ if TYPE_CHECKING:
 class Address:
     """Where the embedded server listens."""
 
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    host: str
+    ports: Ports
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Address:
-        return cls(args.host, args.http_port, args.grpc_port, args.metrics_port)
+        return cls(args.host, Ports(args.http_port, args.grpc_port, args.metrics_port))
+
+    def url(self, port: int) -> str:
+        return f"{self.host}:{port}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,14 +52,14 @@ def start_server(
     repository: Path, address: Address, precision: str, log_file: Path | None = None
 ) -> TritonServer:
     from sam2_triton.onnx_session import require_precision
-    from sam2_triton.server import Ports, TritonServer
+    from sam2_triton.server import TritonServer
 
     require_precision(precision)  # say so now, not as a model load failure
     server = TritonServer(
         repository=repository.resolve(),
         runtime_dir=RUNTIME_DIR.resolve(),
         host=address.host,
-        ports=Ports(address.http_port, address.grpc_port, address.metrics_port),
+        ports=address.ports,
         log_file=log_file,
     )
     return server.start()
@@ -72,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     with serving(args.repository):
         server = start_server(args.repository, address, options.cpu_precision)
         print(
-            f"serving SAM 2.1 {args.model}: HTTP {address.host}:{address.http_port}, "
-            f"gRPC {address.host}:{address.grpc_port}, metrics {address.host}:"
-            f"{address.metrics_port} (Ctrl-C to stop)",
+            f"serving SAM 2.1 {args.model}: HTTP {address.url(address.ports.http)}, "
+            f"gRPC {address.url(address.ports.grpc)}, metrics "
+            f"{address.url(address.ports.metrics)} (Ctrl-C to stop)",
             flush=True,
         )
         stop = threading.Event()
