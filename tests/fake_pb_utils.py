@@ -98,24 +98,44 @@ class Logger:
 
 
 class MetricFamily:
-    """Custom metrics as in Triton (values kept, nothing exported)."""
+    """Custom metrics as in Triton (values kept in ``METRICS``, nothing exported)."""
 
-    COUNTER, GAUGE = 0, 1
+    COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
 
     def __init__(self, name: str, description: str, kind: int) -> None:
         self.name, self.description, self.kind = name, description, kind
 
-    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 - Triton's name
-        return Metric(labels or {})
+    def Metric(  # noqa: N802 - Triton's name
+        self, labels: dict[str, str] | None = None, buckets: list[float] | None = None
+    ) -> Metric:
+        if (self.kind == self.HISTOGRAM) != (buckets is not None):
+            raise ValueError("buckets are required for a histogram and only for one")
+        metric = Metric(self.name, labels or {}, buckets)
+        METRICS.append(metric)
+        return metric
 
 
 @dataclass
 class Metric:
+    name: str
     labels: dict[str, str]
+    buckets: list[float] | None = None
     value: float = 0.0
+    observed: list[float] = field(default_factory=list)
 
     def increment(self, delta: float) -> None:
         self.value += delta
 
     def set(self, value: float) -> None:
         self.value = value
+
+    def observe(self, value: float) -> None:
+        self.observed.append(value)
+
+
+METRICS: list[Metric] = []
+
+
+def metric_value(name: str, **labels: str) -> float:
+    """The sum over the metrics named ``name`` whose labels include ``labels``."""
+    return sum(m.value for m in METRICS if m.name == name and labels.items() <= m.labels.items())

@@ -140,3 +140,36 @@ def match_annotations(got: list[dict], want: list[dict]) -> list[float]:
     theirs = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode()) for a in want]
     ious = mask_utils.iou(theirs, ours, [0] * len(ours))
     return [float(row.max()) for row in np.atleast_2d(ious)]
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of a server's metrics port, parsed by prometheus_client's parser."""
+
+    samples: tuple  # prometheus_client Sample tuples
+
+    @classmethod
+    def of(cls, server) -> Scrape:
+        import requests
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://{server.host}:{server.ports.metrics}/metrics"
+        text = requests.get(url, timeout=10, headers={"Connection": "close"}).text
+        families = text_string_to_metric_families(text)
+        return cls(tuple(s for family in families for s in family.samples))
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples named ``name`` whose labels include ``labels``."""
+        return sum(s.value for s in self._named(name) if labels.items() <= s.labels.items())
+
+    def labels(self, name: str) -> list[dict[str, str]]:
+        return [s.labels for s in self._named(name)]
+
+    def _named(self, name: str) -> list:
+        # The parser names a counter's samples <name>_total even where the server (and so
+        # Prometheus) calls it <name>, as Triton's nv_* and our cache counters.
+        names = {name, f"{name}_total"}
+        return [s for s in self.samples if s.name in names]

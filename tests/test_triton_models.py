@@ -18,6 +18,7 @@ sys.modules.setdefault("triton_python_backend_utils", pb)
 from sam2_triton.plan import ServingOptions, repository_plan  # noqa: E402
 from sam2_triton.repository import model_config  # noqa: E402
 from sam2_triton.triton_models import postprocess, preprocess  # noqa: E402
+from sam2_triton.triton_models.metrics import ModelMetrics  # noqa: E402
 
 
 def _args(name: str) -> dict[str, str]:
@@ -27,7 +28,7 @@ def _args(name: str) -> dict[str, str]:
     config = json_format.MessageToJson(
         model_config(plan, options), preserving_proto_field_name=True
     )
-    return {"model_config": config}
+    return {"model_config": config, "model_name": name}
 
 
 def _png(height: int = 30, width: int = 40) -> np.ndarray:
@@ -76,6 +77,7 @@ def test_preprocess_answers_each_request_of_a_batch_on_its_own(pre):
 
 def test_postprocess_single_mask_at_original_size():
     model = postprocess.TritonPythonModel()
+    model.initialize(_args("sam2_postprocess"))
     logits = np.full((1, 4, 256, 256), -5.0, np.float32)
     logits[0, 0] = 5.0  # token 0 fully stable -> chosen
     request = pb.InferenceRequest(
@@ -96,6 +98,7 @@ def test_postprocess_single_mask_at_original_size():
 
 def test_postprocess_encodes_masks_when_asked():
     model = postprocess.TritonPythonModel()
+    model.initialize(_args("sam2_postprocess"))
     logits = np.full((1, 4, 256, 256), -5.0, np.float32)
     logits[0, 1:, :, :128] = 5.0  # left half
     request = pb.InferenceRequest(
@@ -165,7 +168,32 @@ def test_an_unexpected_exception_is_internal_with_details_in_the_log(monkeypatch
     def broken(request: pb.InferenceRequest) -> dict[str, np.ndarray]:
         raise KeyError("secret detail")
 
-    (response,) = common.respond_each([pb.InferenceRequest({})], broken)
+    (response,) = common.respond_each([pb.InferenceRequest({})], broken, ModelMetrics("m"))
     assert response.error().code() == pb.TritonError.INTERNAL
     assert response.error().message().startswith("internal error: KeyError")
     assert any("secret detail" in m for m in pb.Logger.messages)
+
+
+def test_each_answer_is_counted_by_outcome(pre):
+    good = pb.InferenceRequest(
+        {
+            "image": _png(),
+            "point_coords": np.array([[4.0, 5.0]], np.float32),
+            "point_labels": np.array([1], np.int32),
+        }
+    )
+    bad = pb.InferenceRequest({"point_coords": np.array([[4.0, 5.0]], np.float32)})
+    gone = pb.InferenceRequest({"image": _png()}, cancelled=True)
+
+    def count(outcome: str) -> float:
+        return pb.metric_value("sam2_requests_total", model="sam2_preprocess", outcome=outcome)
+
+    before = {o: count(o) for o in ("success", "invalid_input", "cancelled", "internal")}
+    pre.execute([good, bad, gone, good])
+    after = {o: count(o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {
+        "success": 2,
+        "invalid_input": 1,
+        "cancelled": 1,
+        "internal": 0,
+    }

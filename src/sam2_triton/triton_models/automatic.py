@@ -21,6 +21,7 @@ from sam2_triton.triton_models.common import (
     read_inputs,
     respond_each,
 )
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
@@ -28,9 +29,12 @@ class TritonPythonModel:
         params = model_parameters(args)
         self.max_pixels = int(params["max_image_pixels"])
         self.decoder_batch = int(params["decoder_chunk"])
+        self.metrics = ModelMetrics(args["model_name"])
+        self.encode = self.metrics.timed_encode(encode_image)
+        self.decode = self.metrics.timed_decode(decode_prompts)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return respond_each(requests, self._one)
+        return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, c.AUTOMATIC_INPUTS)
@@ -38,8 +42,8 @@ class TritonPythonModel:
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
         annotations = automatic.generate(
             rgb,
-            encode_image,
-            decode_prompts,
+            self.encode,
+            self.decode,
             params,
             decoder_batch=self.decoder_batch,
             is_cancelled=request.is_cancelled,

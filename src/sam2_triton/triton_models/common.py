@@ -22,6 +22,7 @@ from sam2_triton.errors import (
     RequestCancelled,
     ServiceError,
 )
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 # The one place kinds meet Triton's codes: what a client is told, and (reversed) what a BLS
 # callee's error code means to us. Every ErrorKind has an entry (tests check it). Names, not
@@ -89,8 +90,12 @@ def error_response(exc: Exception, logger: Any) -> Any:
     )
 
 
-def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.ndarray]]) -> list:
-    """One response per request, whatever happens to any one of them.
+def respond_each(
+    requests: Sequence[Any],
+    handle: Callable[[Any], dict[str, np.ndarray]],
+    metrics: ModelMetrics,
+) -> list:
+    """One response per request, whatever happens to any one of them, each counted by outcome.
 
     A request its client has cancelled while it waited (e.g. a click superseded by a newer one)
     is answered CANCELLED without running it.
@@ -98,13 +103,17 @@ def respond_each(requests: Sequence[Any], handle: Callable[[Any], dict[str, np.n
     logger = pb_utils.Logger
     responses = []
     for request in requests:
+        error: Exception | None = None
         if request.is_cancelled():
-            responses.append(error_response(RequestCancelled("cancelled by the client"), logger))
-            continue
-        try:
-            responses.append(response(handle(request)))
-        except Exception as exc:  # noqa: BLE001 - every request gets an answer
-            responses.append(error_response(exc, logger))
+            error = RequestCancelled("cancelled by the client")
+        else:
+            try:
+                responses.append(response(handle(request)))
+            except Exception as exc:  # noqa: BLE001 - every request gets an answer
+                error = exc
+        if error is not None:
+            responses.append(error_response(error, logger))
+        metrics.answered(error)
     return responses
 
 

@@ -18,6 +18,7 @@ import triton_python_backend_utils as pb_utils
 from sam2_triton.batching import run_grouped
 from sam2_triton.onnx_session import create_session
 from sam2_triton.triton_models.common import error_response, model_parameters, response
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
@@ -32,16 +33,22 @@ class TritonPythonModel:
         )
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
+        self.metrics = ModelMetrics(args["model_name"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         inputs = [
             {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names}
             for r in requests
         ]
-        return [
-            error_response(r, pb_utils.Logger) if isinstance(r, Exception) else response(r)
-            for r in run_grouped(inputs, self._run)
-        ]
+        responses = []
+        for result in run_grouped(inputs, self._run):
+            if isinstance(result, Exception):
+                responses.append(error_response(result, pb_utils.Logger))
+                self.metrics.answered(result)
+            else:
+                responses.append(response(result))
+                self.metrics.answered(None)
+        return responses
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, batch)

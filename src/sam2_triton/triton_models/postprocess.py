@@ -11,11 +11,15 @@ from sam2_triton import processing
 from sam2_triton.contract import POSTPROCESS_INPUTS
 from sam2_triton.segment import finish_request
 from sam2_triton.triton_models.common import read_inputs, respond_each
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        self.metrics = ModelMetrics(args["model_name"])
+
     def execute(self, requests: list[Any]) -> list[Any]:
-        return respond_each(requests, self._one)
+        return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, POSTPROCESS_INPUTS)

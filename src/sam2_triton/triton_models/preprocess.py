@@ -11,18 +11,20 @@ from sam2_triton import processing
 from sam2_triton.contract import SEGMENT_INPUTS
 from sam2_triton.segment import Limits, prepare_request
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
+        self.metrics = ModelMetrics(args["model_name"])
         self.limits = Limits(
             int(params.get("max_image_pixels", processing.DEFAULT_MAX_IMAGE_PIXELS)),
             int(params.get("max_points", processing.DEFAULT_MAX_POINTS)),
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return respond_each(requests, self._one)
+        return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         prepared = prepare_request(read_inputs(request, SEGMENT_INPUTS), self.limits)

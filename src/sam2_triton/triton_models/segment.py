@@ -18,6 +18,7 @@ from sam2_triton import contract as c
 from sam2_triton.onnx_session import sam2_functions
 from sam2_triton.segment import Limits, segment
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
@@ -26,13 +27,16 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         threads = int(params.get("intra_op_num_threads", "0"))
         precision = params.get("precision", "fp32")
-        self.encode, self.decode = sam2_functions(
+        encode, decode = sam2_functions(
             version_dir / params["encoder"], version_dir / params["decoder"], threads, precision
         )
+        self.metrics = ModelMetrics(args["model_name"])
+        self.encode = self.metrics.timed_encode(encode)
+        self.decode = self.metrics.timed_decode(decode)
         self.limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return respond_each(requests, self._one)
+        return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, c.SEGMENT_INPUTS)

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
-from sam2_triton.embedding_cache import CacheStats, EmbeddingCache, server_cache_dir
+from sam2_triton.embedding_cache import EmbeddingCache, server_cache_dir
 from sam2_triton.session import Decoder, Limits, SessionService
 from sam2_triton.triton_models.common import (
     decode_prompts,
@@ -27,37 +26,7 @@ from sam2_triton.triton_models.common import (
     read_inputs,
     respond_each,
 )
-
-
-class CacheMetrics:
-    """sam2_session_cache_* series on :8002 (counters summed over instances, bytes shared)."""
-
-    def __init__(self, model_name: str) -> None:
-        labels = {"model": model_name}
-        self.families: list[Any] = []  # a MetricFamily must outlive its Metric objects
-
-        def metric(name: str, description: str, kind: Any) -> Any:
-            family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
-            self.families.append(family)
-            return family.Metric(labels=labels)
-
-        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
-        self.hits = metric("sam2_session_cache_hits", "Embedding cache hits", counter)
-        self.misses = metric("sam2_session_cache_misses", "Embedding cache misses", counter)
-        self.evictions = metric(
-            "sam2_session_cache_evictions", "Embeddings evicted (LRU, byte bound)", counter
-        )
-        self.bytes = metric("sam2_session_cache_bytes", "Bytes held by the embedding cache", gauge)
-        self.reported = CacheStats()
-
-    def update(self, cache: EmbeddingCache) -> None:
-        stats = cache.stats
-        for name in ("hits", "misses", "evictions"):
-            delta = getattr(stats, name) - getattr(self.reported, name)
-            if delta:
-                getattr(self, name).increment(delta)
-        self.reported = CacheStats(stats.hits, stats.misses, stats.evictions)
-        self.bytes.set(cache.total_bytes())
+from sam2_triton.triton_models.metrics import CacheMetrics, ModelMetrics
 
 
 def local_decoder(onnx_path: Path, intra_op_threads: int, precision: str) -> Decoder:
@@ -78,6 +47,7 @@ class TritonPythonModel:
         params = model_parameters(args)
         cache = EmbeddingCache(server_cache_dir(), int(params["cache_bytes"]))
         limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
+        self.requests = ModelMetrics(args["model_name"])
         decode = decode_prompts
         if params.get("decoder", "bls") != "bls":
             version_dir = Path(args["model_repository"]) / args["model_version"]
@@ -86,11 +56,16 @@ class TritonPythonModel:
                 int(params.get("intra_op_num_threads", "0")),
                 params.get("precision", "fp32"),
             )
-        self.service = SessionService(cache, encode_image, decode, limits)
+        self.service = SessionService(
+            cache,
+            self.requests.timed_encode(encode_image),
+            self.requests.timed_decode(decode),
+            limits,
+        )
         self.metrics = CacheMetrics(args["model_name"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses = respond_each(requests, self._one)
+        responses = respond_each(requests, self._one, self.requests)
         self.metrics.update(self.service.cache)
         return responses
 

@@ -1,0 +1,55 @@
+"""The service's own metrics, exported beside Triton's on the metrics port (:8002): their names,
+labels and buckets, in one place read by the Triton models, the dashboards, the alert rules and
+their tests.
+
+Triton counts a Python-backend request whose response carries an error as a success
+(``nv_inference_request_success``), so the outcome of each request is counted here, by error
+kind. Encoder and decoder time is measured where a request of ours waits for it (in process or
+through BLS), labelled with the model that waited.
+"""
+
+from __future__ import annotations
+
+from sam2_triton.errors import ErrorKind, ServiceError
+
+REQUESTS = "sam2_requests_total"
+ENCODE_SECONDS = "sam2_encode_seconds"
+DECODE_SECONDS = "sam2_decode_seconds"
+CACHE_HITS = "sam2_session_cache_hits"
+CACHE_MISSES = "sam2_session_cache_misses"
+CACHE_EVICTIONS = "sam2_session_cache_evictions"
+CACHE_BYTES = "sam2_session_cache_bytes"
+CACHE_ENTRIES = "sam2_session_cache_entries"
+
+SUCCESS = "success"
+OUTCOMES: tuple[str, ...] = (SUCCESS, *(kind.value for kind in ErrorKind))
+CLIENT_ERRORS: tuple[str, ...] = (
+    ErrorKind.INVALID_INPUT.value,
+    ErrorKind.NOT_FOUND.value,
+    ErrorKind.CANCELLED.value,
+)
+
+# An encoder pass is 0.05 s on a GPU to tens of seconds for large on 2 cores; a decoder pass is
+# milliseconds (GPU) to a second (a big segment-everything chunk on a CPU).
+ENCODE_BUCKETS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60)
+DECODE_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+
+# Every series name a scrape of our server holds (histograms: their _bucket/_sum/_count).
+SERIES: tuple[str, ...] = (
+    REQUESTS,
+    *(f"{h}{s}" for h in (ENCODE_SECONDS, DECODE_SECONDS) for s in ("_bucket", "_sum", "_count")),
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHE_EVICTIONS,
+    CACHE_BYTES,
+    CACHE_ENTRIES,
+)
+
+
+def outcome(error: BaseException | None) -> str:
+    """The ``outcome`` label of a request answered with ``error`` (None: success)."""
+    if error is None:
+        return SUCCESS
+    if isinstance(error, ServiceError):
+        return error.kind.value
+    return ErrorKind.INTERNAL.value

@@ -1,0 +1,104 @@
+"""Triton custom metrics of our models (names and buckets: ``sam2_triton.metrics``).
+
+A ``MetricFamily`` must outlive its ``Metric`` objects, so each holder keeps its families. Every
+outcome's series is created at start (at 0), so rates and ratios exist before the first error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import triton_python_backend_utils as pb_utils
+
+from sam2_triton import metrics as m
+from sam2_triton.embedding_cache import CacheStats, EmbeddingCache
+
+T = TypeVar("T")
+
+
+class _Families:
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.families: list[Any] = []
+
+    def metric(self, name: str, description: str, kind: Any, **labels: str) -> Any:
+        family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
+        self.families.append(family)
+        return family.Metric(labels={"model": self.model_name, **labels})
+
+    def histogram(self, name: str, description: str, buckets: tuple[float, ...]) -> Any:
+        family = pb_utils.MetricFamily(
+            name=name, description=description, kind=pb_utils.MetricFamily.HISTOGRAM
+        )
+        self.families.append(family)
+        return family.Metric(labels={"model": self.model_name}, buckets=list(buckets))
+
+
+class ModelMetrics(_Families):
+    """sam2_requests_total by outcome, sam2_encode_seconds and sam2_decode_seconds."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(model_name)
+        self.requests = {
+            outcome: self.metric(
+                m.REQUESTS,
+                "Requests answered, by outcome (success or error kind)",
+                pb_utils.MetricFamily.COUNTER,
+                outcome=outcome,
+            )
+            for outcome in m.OUTCOMES
+        }
+        self.encode = self.histogram(
+            m.ENCODE_SECONDS, "Seconds a request waited for an image-encoder pass", m.ENCODE_BUCKETS
+        )
+        self.decode = self.histogram(
+            m.DECODE_SECONDS, "Seconds a request waited for a mask-decoder pass", m.DECODE_BUCKETS
+        )
+
+    def answered(self, error: BaseException | None) -> None:
+        self.requests[m.outcome(error)].increment(1)
+
+    def timed_encode(self, run: Callable[..., T]) -> Callable[..., T]:
+        return _timed(run, self.encode)
+
+    def timed_decode(self, run: Callable[..., T]) -> Callable[..., T]:
+        return _timed(run, self.decode)
+
+
+def _timed(run: Callable[..., T], histogram: Any) -> Callable[..., T]:
+    def timed(*args: Any, **kwargs: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            histogram.observe(time.perf_counter() - start)
+
+    return timed
+
+
+class CacheMetrics(_Families):
+    """sam2_session_cache_* (counters summed over instances; bytes and entries shared)."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(model_name)
+        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
+        self.hits = self.metric(m.CACHE_HITS, "Embedding cache hits", counter)
+        self.misses = self.metric(m.CACHE_MISSES, "Embedding cache misses", counter)
+        self.evictions = self.metric(
+            m.CACHE_EVICTIONS, "Embeddings evicted (LRU, byte bound)", counter
+        )
+        self.bytes = self.metric(m.CACHE_BYTES, "Bytes held by the embedding cache", gauge)
+        self.entries = self.metric(m.CACHE_ENTRIES, "Images held by the embedding cache", gauge)
+        self.reported = CacheStats()
+
+    def update(self, cache: EmbeddingCache) -> None:
+        stats = cache.stats
+        for name in ("hits", "misses", "evictions"):
+            delta = getattr(stats, name) - getattr(self.reported, name)
+            if delta:
+                getattr(self, name).increment(delta)
+        self.reported = CacheStats(stats.hits, stats.misses, stats.evictions)
+        self.bytes.set(cache.total_bytes())
+        self.entries.set(len(cache.keys()))
