@@ -23,6 +23,8 @@ from pathlib import Path
 
 import requests
 
+from sam2_triton.watchdog import control_arguments
+
 EXIT_TIMEOUT_S = 15
 
 
@@ -141,6 +143,9 @@ class TritonServer:
     log_file: Path | None = None
     extra_args: tuple[str, ...] = ()
     python: StubPython | None = None  # default: this interpreter
+    # Set: models loaded explicitly and the model-repository API open only to requests carrying
+    # this key (sam2_triton.watchdog reloads a model whose stub died); None: Triton's defaults.
+    admin_key: str | None = None
     process: subprocess.Popen | None = None
 
     @property
@@ -169,6 +174,7 @@ class TritonServer:
             # Idle keep-alive client connections must not hold a SIGTERM for Triton's default
             # 30 s; in-flight requests still get this long to finish.
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            *(control_arguments(self.admin_key) if self.admin_key else ()),
             *self.extra_args,
         ]
 

@@ -4,6 +4,7 @@ Ctrl-C / SIGTERM, stop it cleanly."""
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sam2_triton.cli.arguments import (
 from sam2_triton.cli.build_repo import build_repo
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
 from sam2_triton.server import Ports
+from sam2_triton.watchdog import ModelControl, Watchdog
 
 if TYPE_CHECKING:
     from sam2_triton.server import TritonServer
@@ -49,7 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def start_server(
-    repository: Path, address: Address, precision: str, log_file: Path | None = None
+    repository: Path,
+    address: Address,
+    precision: str,
+    log_file: Path | None = None,
+    admin_key: str | None = None,
 ) -> TritonServer:
     from sam2_triton.onnx_session import require_precision
     from sam2_triton.server import TritonServer
@@ -61,6 +67,7 @@ def start_server(
         host=address.host,
         ports=address.ports,
         log_file=log_file,
+        admin_key=admin_key,
     )
     return server.start()
 
@@ -72,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
     address = Address.from_args(args)
     build_repo(args.model, args.repository, options)
     with serving(args.repository):
-        server = start_server(args.repository, address, options.cpu_precision)
+        key = secrets.token_urlsafe(24)
+        server = start_server(args.repository, address, options.cpu_precision, admin_key=key)
+        watchdog = Watchdog(
+            server.process.pid,
+            ModelControl(server.http_url, key),
+            log=lambda line: print(line, flush=True),
+        ).start()
         print(
             f"serving SAM 2.1 {args.model}: HTTP {address.url(address.ports.http)}, "
             f"gRPC {address.url(address.ports.grpc)}, metrics "
@@ -82,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        while not stop.is_set() and server.process.poll() is None:
+        while not stop.is_set() and server.process.poll() is None and not watchdog.gave_up.is_set():
             stop.wait(0.5)
+        watchdog.stop()
         code = server.stop()
     print(f"tritonserver stopped (exit code {code})")
-    return 0 if stop.is_set() else 1
+    if watchdog.gave_up.is_set():
+        print(
+            "a model could not be brought back: exiting 1 for a supervisor to restart", flush=True
+        )
+    return 0 if stop.is_set() and not watchdog.gave_up.is_set() else 1

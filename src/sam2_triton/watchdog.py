@@ -1,0 +1,174 @@
+"""Notice a dead Python-backend stub and bring its model back.
+
+Triton 2.51 does not: after a model's stub process dies (OOM killer, a crash in native code),
+every request to the model fails with ``Stub process '...' is not healthy`` forever, while
+``/v2/health/ready`` keeps answering 200, so neither a probe nor a balancer notices. The watchdog
+polls the stubs ``tritonserver`` started; when one is gone it unloads and reloads that model
+through the model-repository API (the server runs with ``--model-control-mode=explicit`` and that
+API restricted to a per-run key only ``serve`` knows). While the model reloads, strict readiness
+(Triton's default) answers "not ready"; once loaded, fresh stubs serve it. A model that fails to
+load again ``max_attempts`` times in a row is given up on: the caller stops the server and exits
+non-zero, for a supervisor (systemd, Kubernetes) to restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ADMIN_HEADER = "sam2-admin-key"
+STUB_BINARY = "triton_python_backend_stub"
+# Only `serve` may use these; the inference API, health, metadata and statistics stay open.
+RESTRICTED_HTTP_APIS = ("model-repository", "logging", "trace")
+RESTRICTED_GRPC_PROTOCOLS = ("model-repository", "logging", "trace")
+
+
+def control_arguments(admin_key: str) -> tuple[str, ...]:
+    """tritonserver flags: models loaded by us, the repository API behind ``admin_key``."""
+    key = f"{ADMIN_HEADER}={admin_key}"
+    return (
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        f"--http-restricted-api={','.join(RESTRICTED_HTTP_APIS)}:{key}",
+        f"--grpc-restricted-protocol={','.join(RESTRICTED_GRPC_PROTOCOLS)}:{key}",
+    )
+
+
+@dataclass(frozen=True)
+class Stub:
+    pid: int
+    model: str  # from the model.py path the stub runs: <repository>/<model>/<version>/model.py
+    name: str  # Triton's instance name, e.g. sam2_segment_0_0
+
+
+def _status(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a live process, None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return None if state in ("Z", "X") else (int(ppid), state)
+
+
+def stubs_of(server_pid: int) -> list[Stub]:
+    """The live backend stubs of the tritonserver process ``server_pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        status = _status(int(entry.name))
+        if status is None or status[0] != server_pid:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(argv) > 8 and argv[0].endswith(STUB_BINARY):
+            found.append(Stub(int(entry.name), Path(argv[1]).parent.parent.name, argv[8]))
+    return found
+
+
+def alive(pid: int) -> bool:
+    return _status(pid) is not None
+
+
+@dataclass
+class ModelControl:
+    """Triton's model-repository API over HTTP, with the admin key."""
+
+    http_url: str  # host:port
+    admin_key: str
+    timeout_s: float = 300.0
+
+    def _post(self, path: str) -> None:
+        reply = requests.post(
+            f"http://{self.http_url}/v2/repository/{path}",
+            headers={ADMIN_HEADER: self.admin_key, "Connection": "close"},
+            timeout=self.timeout_s,
+        )
+        if reply.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {reply.status_code} {reply.text[:300]}")
+
+    def reload(self, model: str) -> None:
+        """Unload, then load: readiness is false from the unload until the load is done."""
+        self._post(f"models/{model}/unload")
+        self._post(f"models/{model}/load")
+
+
+@dataclass
+class Healing:
+    """What the watchdog did, for the log and for tests."""
+
+    model: str
+    stubs: list[str]
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class Watchdog:
+    """Polls the stubs of one tritonserver process in a thread; see the module docstring."""
+
+    server_pid: int
+    control: ModelControl
+    interval_s: float = 0.5
+    max_attempts: int = 3
+    log: Callable[[str], None] = print
+    healings: list[Healing] = field(default_factory=list)
+    gave_up: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Watchdog:
+        self._expected = self._by_model(stubs_of(self.server_pid))
+        self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @staticmethod
+    def _by_model(stubs: list[Stub]) -> dict[str, list[Stub]]:
+        models: dict[str, list[Stub]] = {}
+        for stub in stubs:
+            models.setdefault(stub.model, []).append(stub)
+        return models
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not alive(self.server_pid):
+                return
+            for model, stubs in self._expected.items():
+                dead = [s.name for s in stubs if not alive(s.pid)]
+                if dead and not self._heal(model, dead):
+                    self.gave_up.set()
+                    return
+
+    def _heal(self, model: str, dead: list[str]) -> bool:
+        self.log(f"watchdog: {model}'s stub {', '.join(dead)} died; reloading {model}")
+        for attempt in range(1, self.max_attempts + 1):
+            start = time.monotonic()
+            try:
+                self.control.reload(model)
+            except (requests.RequestException, RuntimeError) as exc:
+                self.healings.append(Healing(model, dead, time.monotonic() - start, str(exc)))
+                self.log(f"watchdog: reloading {model} failed (attempt {attempt}): {exc}")
+                if self._stop.wait(min(2.0**attempt, 30.0)):
+                    return True
+                continue
+            seconds = time.monotonic() - start
+            self._expected[model] = self._by_model(stubs_of(self.server_pid)).get(model, [])
+            self.healings.append(Healing(model, dead, seconds))
+            self.log(f"watchdog: {model} reloaded in {seconds:.1f} s")
+            return True
+        self.log(f"watchdog: giving up on {model} after {self.max_attempts} failed reloads")
+        return False

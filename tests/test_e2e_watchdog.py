@@ -1,0 +1,215 @@
+"""A model whose stub process dies comes back by itself (real tritonserver, SIGKILL of a stub),
+readiness is false while it reloads, and `serve` exits non-zero when a model cannot come back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from sam2_triton import contract as c
+from sam2_triton.cli import paths
+from sam2_triton.client import SegmentClient
+from sam2_triton.plan import ServingOptions, model_names
+from sam2_triton.server import Ports, TritonServer
+from sam2_triton.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
+from tests.conftest import ROOT, free_port
+from tests.helpers import PARAMS, unique_png
+
+CLI = [sys.executable, "-m", "sam2_triton.cli"]
+POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}
+OPTIONS = ServingOptions(session_instances=1, decoder_instances=1, automatic_instances=1)
+SMALL_GRID = {**PARAMS, "points_per_side": 4}
+
+
+def _ready(url: str) -> int:
+    try:
+        with requests.get(f"http://{url}/v2/health/ready", timeout=2) as reply:
+            return reply.status_code
+    except requests.RequestException:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def watched(tiny_export, tmp_path_factory) -> Iterator[tuple[TritonServer, Watchdog]]:
+    from sam2_triton.repository import build_repository
+
+    repo = tmp_path_factory.mktemp("watched_repository")
+    build_repository(tiny_export.export_dir, repo, OPTIONS)
+    log = tmp_path_factory.mktemp("watched_logs") / "tritonserver.log"
+    server = TritonServer(
+        repository=repo,
+        runtime_dir=ROOT / "build" / "tritonserver",
+        ports=Ports(free_port(), free_port(), free_port()),
+        log_file=log,
+        admin_key="test-key",
+    )
+    server.start()
+    assert server.process is not None
+    watchdog = Watchdog(
+        server.process.pid, ModelControl(server.http_url, "test-key"), interval_s=0.2
+    ).start()
+    yield server, watchdog
+    watchdog.stop()
+    server.stop()
+
+
+def _works(model: str) -> Callable[[SegmentClient], object]:
+    """A request that runs ``model`` (the encoder and decoder through the models that call them)."""
+    image = unique_png(900 + model_names("embedded").index(model))
+    return {
+        c.SEGMENT: lambda client: client.segment(image, **POINT),
+        c.SESSION: lambda client: client.click(client.embed(image), **POINT),
+        c.IMAGE_ENCODER: lambda client: client.embed(image),
+        c.MASK_DECODER: lambda client: client.automatic(image, SMALL_GRID),
+        c.AUTOMATIC: lambda client: client.automatic(image, SMALL_GRID),
+    }[model]
+
+
+def test_the_model_repository_api_needs_the_admin_key(watched):
+    server, _ = watched
+    base = f"http://{server.http_url}/v2/repository"
+    assert requests.post(f"{base}/index", timeout=5).status_code == 403
+    assert requests.post(f"{base}/models/{c.SEGMENT}/unload", timeout=5).status_code == 403
+    keyed = requests.post(f"{base}/index", headers={ADMIN_HEADER: "test-key"}, timeout=5)
+    assert keyed.status_code == 200
+    assert {m["name"] for m in keyed.json()} == set(model_names("embedded", OPTIONS))
+
+
+@pytest.mark.parametrize("model", model_names("embedded", OPTIONS))
+def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
+    server, watchdog = watched
+    assert server.process is not None
+    healed_before = len(watchdog.healings)
+    (victim, *_) = [s for s in stubs_of(server.process.pid) if s.model == model]
+    os.kill(victim.pid, signal.SIGKILL)
+
+    statuses = []
+    deadline = time.monotonic() + 120
+    while len(watchdog.healings) == healed_before and time.monotonic() < deadline:
+        statuses.append(_ready(server.http_url))
+        time.sleep(0.02)
+    assert len(watchdog.healings) == healed_before + 1, "the watchdog did not reload the model"
+    healing = watchdog.healings[-1]
+    assert (healing.model, healing.error) == (model, None)
+    assert victim.name in healing.stubs
+    assert 400 in statuses, "readiness never turned false while the model was broken"
+    assert _ready(server.http_url) == 200
+
+    fresh = [s for s in stubs_of(server.process.pid) if s.model == model]
+    assert fresh and victim.pid not in {s.pid for s in fresh}
+    with SegmentClient(server.grpc_url, "grpc", network_timeout_s=300) as client:
+        _works(model)(client)
+
+
+def _start_serve(workdir: Path, ports: Ports, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--model",
+                "tiny",
+                *("--instances", "sam2_session=1", "--instances", "sam2_automatic=1"),
+                *("--instances", "sam2_mask_decoder=1"),
+                *("--http-port", str(ports.http), "--grpc-port", str(ports.grpc)),
+                *("--metrics-port", str(ports.metrics)),
+            ],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text in log.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not in the log:\n{log.read_text()[-3000:]}")
+
+
+def _serve_workdir(tmp_path: Path, tiny_export) -> Path:
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "tiny").symlink_to(tiny_export.export_dir)
+    return tmp_path
+
+
+def _server_pid(serve_pid: int) -> int:
+    (pid,) = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and (p / "stat").exists()
+        and _parent(p) == serve_pid
+        and "tritonserver" in (p / "cmdline").read_bytes().decode(errors="replace")
+    ]
+    return pid
+
+
+def _parent(proc_dir: Path) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_export, tmp_path):
+    workdir = _serve_workdir(tmp_path, tiny_export)
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path / "serve.log"
+    proc = _start_serve(workdir, ports, log)
+    try:
+        _wait_for(log, "serving SAM 2.1 tiny", proc)
+        server_pid = _server_pid(proc.pid)
+        (victim, *_) = [s for s in stubs_of(server_pid) if s.model == c.SEGMENT]
+        os.kill(victim.pid, signal.SIGKILL)
+        _wait_for(log, f"watchdog: {c.SEGMENT} reloaded", proc, timeout=120)
+        url = f"127.0.0.1:{ports.grpc}"
+
+        def one(k: int) -> int:
+            with SegmentClient(url, "grpc", network_timeout_s=120) as client:
+                return client.segment(unique_png(950 + k), **POINT).masks.shape[0]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(one, k) for k in range(4)]
+            time.sleep(1.0)  # all four sent, at most one answered on 2 cores
+            proc.send_signal(signal.SIGTERM)
+            assert [a.result(timeout=120) for a in answers] == [3, 3, 3, 3]
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_serve_exits_non_zero_when_a_model_cannot_come_back(tiny_export, tmp_path):
+    workdir = _serve_workdir(tmp_path, tiny_export)
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path / "serve.log"
+    proc = _start_serve(workdir, ports, log)
+    try:
+        _wait_for(log, "serving SAM 2.1 tiny", proc)
+        model_py = workdir / paths.EMBEDDED_REPOSITORY_DIR / c.AUTOMATIC / "1" / "model.py"
+        model_py.write_text("raise RuntimeError('broken on purpose')\n")
+        (victim, *_) = [s for s in stubs_of(_server_pid(proc.pid)) if s.model == c.AUTOMATIC]
+        os.kill(victim.pid, signal.SIGKILL)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode == 1, text[-3000:]
+    assert f"giving up on {c.AUTOMATIC}" in text
+    assert "exiting 1 for a supervisor to restart" in text
