@@ -3,63 +3,23 @@ on both protocols made requests, none failed, and the CSV and HTML reports were 
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.locust_run import EXPECTED, LOCUSTFILE, run_locust
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
-# 4 users: Locust's weighted assignment gives one user to each of the four user classes
-# (one-shot and session, over HTTP and gRPC); the stop timeout lets the first requests finish.
-USERS, RUN_TIME, STOP_TIMEOUT_S = 4, "25s", 120
-EXPECTED = {
-    (protocol, name)
-    for protocol in ("http", "grpc")
-    for name in ("sam2_segment: new image", "sam2_session: embed", "sam2_session: click")
-}
+pytestmark = pytest.mark.e2e
 
 
 def test_short_headless_run_has_no_failures(triton, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--host",
-        f"http://{triton.http_url}",
-        "--grpc-host",
-        triton.grpc_url,
-        "--users",
-        str(USERS),
-        "--spawn-rate",
-        str(USERS),
-        "--run-time",
-        RUN_TIME,
-        "--stop-timeout",
-        str(STOP_TIMEOUT_S),
-        "--csv",
-        str(tmp_path / "sam2"),
-        "--html",
-        str(tmp_path / "report.html"),
-    ]
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    run = run_locust(triton.http_url, triton.grpc_url, tmp_path)
     assert run.returncode == 0, run.stderr[-5000:]
-
-    with open(tmp_path / "sam2_stats.csv", newline="") as file:
-        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(file)}
-    counts = {key: int(row["Request Count"]) for key, row in rows.items()}
-    assert EXPECTED <= set(counts), f"missing request names: {EXPECTED - set(counts)}"
-    assert all(counts[key] > 0 for key in EXPECTED), counts
-    assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, run.stderr[-5000:]
-    with open(tmp_path / "sam2_failures.csv", newline="") as file:
-        assert list(csv.DictReader(file)) == []
+    assert EXPECTED <= set(run.counts), f"missing request names: {EXPECTED - set(run.counts)}"
+    assert all(run.counts[key] > 0 for key in EXPECTED), run.counts
+    assert run.failures == 0, run.stderr[-5000:]
+    assert run.failure_rows == []
     assert "sam2_session: click" in (tmp_path / "report.html").read_text()
 
 

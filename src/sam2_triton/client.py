@@ -1,5 +1,10 @@
 """Call ``sam2_segment``, ``sam2_session`` and ``sam2_automatic`` over HTTP or gRPC with
-tritonclient (KServe v2)."""
+tritonclient (KServe v2).
+
+Every request about an image carries its id in the ``sam2-image-id`` header
+(``sam2_triton.affinity``), so behind a balancer hashing on it (``sam2-triton cluster``, the
+Kubernetes Ingress) all of an image's requests reach the replica that caches its embedding.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sam2_triton.affinity import affinity_headers
 from sam2_triton.contract import (
     AUTOMATIC,
     AUTOMATIC_PARAMETERS,
@@ -179,6 +185,7 @@ class SegmentClient:
             AUTOMATIC,
             inputs,
             outputs=[self._tc.InferRequestedOutput("annotations")],
+            headers=affinity_headers(image),
             **self._timeout_kwargs(timeout_s),
         )
         return json.loads(result.as_numpy("annotations").reshape(-1)[0])
@@ -220,7 +227,11 @@ class SegmentClient:
         if model == SESSION:
             outputs.append(self._tc.InferRequestedOutput("image_id"))
         result = self.client.infer(
-            model, inputs, outputs=outputs, **self._timeout_kwargs(timeout_s)
+            model,
+            inputs,
+            outputs=outputs,
+            headers=affinity_headers(image, image_id),
+            **self._timeout_kwargs(timeout_s),
         )
         return _response(result, output_format or "raw", with_id=model == SESSION)
 

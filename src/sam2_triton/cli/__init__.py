@@ -1,4 +1,4 @@
-"""``sam2-triton``: download, export, build-repo, serve, segment, batch, bench, demo.
+"""``sam2-triton``: download, export, build-repo, serve, cluster, segment, batch, bench, demo.
 
 One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
 under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
@@ -9,9 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sam2_triton.cli import batch, bench, build_repo, demo, download, export, segment, serve
+from sam2_triton.cli import (
+    batch,
+    bench,
+    build_repo,
+    cluster,
+    demo,
+    download,
+    export,
+    segment,
+    serve,
+)
 
-COMMANDS = (download, export, build_repo, serve, segment, batch, bench, demo)
+COMMANDS = (download, export, build_repo, serve, cluster, segment, batch, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from sam2_triton.batch.runner import ServerUnavailableError
     from sam2_triton.batch.store import OutputLockedError
     from sam2_triton.checkpoints import CheckpointDownloadError
+    from sam2_triton.cluster.nginx import NginxError
+    from sam2_triton.cluster.prometheus import PrometheusError
     from sam2_triton.onnx_session import PrecisionUnavailableError
     from sam2_triton.repository import RepositoryError
     from sam2_triton.server import ServerError
@@ -41,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         ServerUnavailableError,
         OutputLockedError,
         PrecisionUnavailableError,
+        NginxError,
+        PrometheusError,
         FileNotFoundError,
         ValueError,
     ) as exc:

@@ -12,6 +12,10 @@ REPOSITORY_DIR = Path("model_repository")
 #: The embedded (CPU) repository `serve` generates and runs: git-ignored, under build/.
 EMBEDDED_REPOSITORY_DIR = Path("build/model_repository_embedded")
 RUNTIME_DIR = Path("build/tritonserver")
+#: `cluster`'s replica logs, nginx prefix and Prometheus data (git-ignored, under build/).
+CLUSTER_DIR = Path("build/cluster")
+#: Prometheus config, rules and dashboards, committed; `cluster` runs a copy.
+OBSERVABILITY_DIR = Path("deploy/observability")
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 
 

@@ -1,0 +1,1 @@
+"""Several embedded replicas behind one balancer, with Prometheus: ``sam2-triton cluster``."""

@@ -1,0 +1,122 @@
+"""A real Prometheus for tests: the committed configuration of deploy/observability/ (rules
+included) scraping other targets, and the Grafana dashboard's queries ready to send to it.
+
+Prometheus and promtool are external tools (Debian's ``prometheus`` package): ``require`` fails
+a test in CI (env CI set) where one is missing, and skips it elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from sam2_triton.cluster.prometheus import Prometheus
+
+ROOT = Path(__file__).resolve().parents[1]
+OBSERVABILITY = ROOT / "deploy" / "observability"
+CONFIG = OBSERVABILITY / "prometheus.yml"
+RULES = OBSERVABILITY / "rules"
+DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "sam2-triton.json"
+
+# Concrete values for the Grafana variables the dashboard's queries use ("All" is ".*").
+VARIABLES = {"__rate_interval": "1m", "instance": ".*", "model": ".*"}
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+_LABEL_VALUES = re.compile(r"^\s*label_values\((.+),\s*\w+\s*\)\s*$", re.S)
+
+
+def require(tool: str, package: str = "prometheus") -> str:
+    """The tool's path; a missing tool fails in CI and skips elsewhere."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not on PATH: install Debian's {package} package"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (.ci/run installs it)")
+        pytest.skip(message)
+    return path
+
+
+@contextmanager
+def running_prometheus(
+    targets: list[str], tmp_path: Path, port: int, timeout: float = 60
+) -> Iterator[str]:
+    """The Prometheus ``sam2-triton cluster`` runs (our configuration and rules, a copy whose
+    targets.json lists ``targets``) on 127.0.0.1:``port``; yields its base URL once ready and
+    stops it afterwards."""
+    require("prometheus")
+    prometheus = Prometheus(tmp_path / "prometheus", OBSERVABILITY, targets, port=port)
+    prometheus.start(timeout)
+    try:
+        yield prometheus.url
+    finally:
+        prometheus.stop()
+
+
+def substitute(expr: str, variables: dict[str, str] = VARIABLES) -> str:
+    """``expr`` with Grafana's $name / ${name} variables replaced; an unknown one is an error."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in variables:
+            raise KeyError(f"no value for Grafana variable ${name} in {expr!r}")
+        return variables[name]
+
+    return _VARIABLE.sub(value, expr)
+
+
+def dashboard_queries(variables: dict[str, str] = VARIABLES) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query of the dashboard, variables substituted; the
+    template variables' label_values(SELECTOR, label) queries come first as their SELECTOR,
+    titled "variable NAME"."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = []
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            match = _LABEL_VALUES.match(variable["query"]["query"])
+            if match is None:
+                raise ValueError(f"variable {variable['name']}: not label_values(SELECTOR, label)")
+            queries.append((f"variable {variable['name']}", substitute(match[1], variables)))
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            queries.append((panel["title"], substitute(target["expr"], variables)))
+    return queries
+
+
+def query(base_url: str, expr: str) -> dict:
+    """The ``data`` of an instant query (resultType, result); raises if Prometheus refuses it."""
+    response = requests.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=30)
+    try:
+        body = response.json()
+    except ValueError:
+        response.raise_for_status()
+        raise
+    if body.get("status") != "success":
+        raise RuntimeError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
+    return body["data"]
+
+
+def wait_for_result(base_url: str, expr: str, timeout: float = 60) -> list[dict]:
+    """The first non-empty result of ``expr`` (e.g. once enough scrapes happened)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = query(base_url, expr)["result"]
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expr}: no result after {timeout} s")
+        time.sleep(0.5)
+
+
+def rules(base_url: str) -> list[dict]:
+    """Every recording and alerting rule Prometheus loaded, with its health and last error."""
+    response = requests.get(f"{base_url}/api/v1/rules", timeout=30)
+    response.raise_for_status()
+    return [rule for group in response.json()["data"]["groups"] for rule in group["rules"]]
