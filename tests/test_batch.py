@@ -189,3 +189,116 @@ def test_batch_flags_are_checked_before_anything_runs(flags, says):
         cwd=ROOT,
     )
     assert run.returncode == 2 and says in run.stderr
+
+
+def _image_tree(root, count: int) -> list[str]:
+    """``count`` tiny PNGs spread over nested folders; returns their relative paths."""
+    names = [f"{'sub/' * (k % 3)}img_{k:03d}.png" for k in range(count)]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(_png(np.full((4, 4, 3), 7 * (len(name) % 30), np.uint8)))
+    return names
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16])
+def test_shards_partition_the_folder_exactly_whatever_the_listing_order(tmp_path, count):
+    from sam2_triton.batch.shard import Shard
+
+    _image_tree(tmp_path, 40)
+    images = find_images(tmp_path)
+    shards = [set(Shard(i, count).select(images)) for i in range(count)]
+    assert set().union(*shards) == set(images)  # every image is in a shard ...
+    assert sum(len(s) for s in shards) == len(images)  # ... in exactly one
+    shuffled = list(reversed(images))
+    assert [set(Shard(i, count).select(shuffled)) for i in range(count)] == shards
+
+
+def test_adding_images_moves_no_image_to_another_shard(tmp_path):
+    from sam2_triton.batch.shard import Shard, shard_of
+
+    _image_tree(tmp_path, 30)
+    before = {name: shard_of(name, 4) for name in find_images(tmp_path)}
+    (tmp_path / "late.png").write_bytes(_png(np.zeros((4, 4, 3), np.uint8)))
+    after = {name: shard_of(name, 4) for name in find_images(tmp_path)}
+    assert {name: after[name] for name in before} == before
+    # the rule is on disk (shards resume from each other's files): pinned, sha256 of the path
+    assert (shard_of("a.jpg", 4), shard_of("kitchen/001.jpg", 4), shard_of("a.jpg", 3)) == (2, 0, 1)
+    assert Shard(2, 4).owns("a.jpg") and not Shard(1, 4).owns("a.jpg")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("4/4", "I must be 0..3, got 4"),
+        ("1/0", "N must be at least 1, got 0"),
+        ("=-1/2", "I must be 0..1, got -1"),
+        ("3", "expected I/N"),
+        ("a/b", "expected I/N"),
+        ("1/2/3", "expected I/N"),
+    ],
+)
+def test_bad_shard_values_are_refused_with_a_message(value, says):
+    flag = ["--shard" + value] if value.startswith("=") else ["--shard", value]
+    run = subprocess.run(
+        [sys.executable, "-m", "sam2_triton.cli", "batch", "x", "--out", "y", *flag],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2
+    assert "argument --shard" in run.stderr and says in run.stderr
+
+
+def test_shards_share_one_output_folder_without_overwriting_each_other(tmp_path):
+    """Two shards' runs over one OUT_DIR (every image already finished, so no server is needed):
+    each writes its own summary and report, about its own images only."""
+    from sam2_triton.batch import BatchOptions, run_batch
+    from sam2_triton.batch.shard import Shard
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    images = _image_tree(source, 12)
+    done = ResultStore(out)
+    for name in images:
+        done.save(name, {"image": {"file_name": name}, "annotations": []})
+    shards = [Shard(i, 2) for i in range(2)]
+    holders = [ResultStore(out, shard) for shard in shards]
+    for holder in holders:  # both shards at once: allowed; a whole-folder run or a twin: not
+        holder.lock()
+    with pytest.raises(OutputLockedError):
+        ResultStore(out).lock()
+    with pytest.raises(OutputLockedError, match="shard 1/2"):
+        ResultStore(out, shards[1]).lock()
+    for holder in holders:
+        holder.unlock()
+    for shard in shards:
+        options = BatchOptions(source, out, progress=False, shard=shard)
+        assert run_batch(options).exit_code == 0
+    for shard in shards:
+        mine = shard.select(sorted(images))
+        summary = json.loads((out / f"summary.shard-{shard.index}-of-2.json").read_text())
+        assert summary["shard"] == str(shard)
+        assert summary["images_found"] == summary["skipped_already_finished"] == len(mine)
+        page = (out / f"report.shard-{shard.index}-of-2" / "index.html").read_text()
+        assert all(f"<b>{name}</b>" in page for name in mine)
+        assert not any(f"<b>{name}</b>" in page for name in set(images) - set(mine))
+    assert not (out / "summary.json").exists() and not (out / "report").exists()
+
+
+def test_a_shard_cleans_up_only_its_own_half_written_files(tmp_path):
+    """A shard starting up must not delete what another shard is writing at that moment."""
+    from sam2_triton.batch.shard import Shard
+
+    shard = Shard(0, 2)
+    names = [f"sub/x{k}.jpg" for k in range(20)]
+    own = next(name for name in names if shard.owns(name))
+    other = next(name for name in names if not shard.owns(name))
+    store = ResultStore(tmp_path, shard)
+    temporaries = {}
+    for name in (own, other):  # what atomic_write leaves behind: .<file>.json.<pid>.tmp
+        result = store.annotation_path(name)
+        temporaries[name] = result.with_name(f".{result.name}.7.tmp")
+        temporaries[name].parent.mkdir(parents=True, exist_ok=True)
+        temporaries[name].write_text('{"annotations": [')
+    assert store.remove_stale_temporaries() == 1
+    assert not temporaries[own].exists() and temporaries[other].exists()
+    assert ResultStore(tmp_path).remove_stale_temporaries() == 1  # a whole-folder run: all

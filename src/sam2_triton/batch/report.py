@@ -123,7 +123,8 @@ def _save(figure: Any, path: Path) -> str:
 
 
 def write_report(store: ResultStore, input_dir: Path, summary: dict[str, Any]) -> Path:
-    """Write OUT_DIR/report/ and return the path of its index.html."""
+    """Write OUT_DIR/report/ (a shard's: report.shard-I-of-N/, its images only) and return the
+    path of its index.html."""
     folder = store.report
     folder.mkdir(parents=True, exist_ok=True)
     finished = list(store.finished())
@@ -202,6 +203,8 @@ def _page(
         else ""
     )
     status = " (interrupted)" if summary["interrupted"] else ""
+    if summary.get("shard"):
+        status = f", shard {html.escape(summary['shard'])}{status}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sam2-triton batch report</title>
 <style>

@@ -5,7 +5,8 @@ up where an interrupted one stopped), and keeps ``concurrency`` requests in flig
 Triton's dynamic batcher and instances have work. An image that fails gets an error file and the
 run goes on. Ctrl-C (or SIGTERM) stops queueing new images and lets the ones in flight finish (a
 second Ctrl-C abandons them: what they would have written is simply redone next time). At the end
-the summary and the report are written.
+the summary and the report are written. With a shard (``--shard I/N``, ``sam2_triton.batch.shard``)
+a run takes only that shard's images and writes its own summary and report beside the others'.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from sam2_triton.batch.jobs import segment_automatic, segment_prompted
 from sam2_triton.batch.prompts import ObjectPrompt, load_prompts
+from sam2_triton.batch.shard import Shard
 from sam2_triton.batch.store import ResultStore, atomic_write_json
 from sam2_triton.client import DEFAULT_URLS, Protocol, SegmentClient
 from sam2_triton.contract import AUTOMATIC, SESSION
@@ -50,6 +52,7 @@ class BatchOptions:
     timeout_s: float = 3600.0  # one request; segment-everything is minutes on CPU
     report: bool = True
     progress: bool = True
+    shard: Shard | None = None  # None: every image of the folder
 
 
 @dataclass
@@ -173,11 +176,12 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
 
 def run_batch(options: BatchOptions) -> BatchResult:
     """Process every unfinished image of ``options.input_dir``; see the module docstring."""
-    store = ResultStore(options.out_dir)
+    store = ResultStore(options.out_dir, options.shard)
     store.lock()
     store.remove_stale_temporaries()
     prompts = load_prompts(options.prompts) if options.prompts else {}
-    images = find_images(options.input_dir)
+    folder = find_images(options.input_dir)
+    images = options.shard.select(folder) if options.shard else folder
     todo = [name for name in images if not store.is_finished(name)]
     needs = {SESSION if name in prompts else AUTOMATIC for name in todo}
     if todo:
@@ -214,7 +218,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
         signal.signal(signal.SIGTERM, previous)
         pool.shutdown(wait=not interrupted, cancel_futures=True)
     skipped = len(images) - len(todo)
-    summary = summarize(options, images, prompts, outcomes, run, skipped, interrupted)
+    summary = summarize(options, images, prompts, outcomes, run, skipped, interrupted, folder)
     atomic_write_json(store.summary, summary)
     if options.report:
         from sam2_triton.batch.report import write_report
@@ -246,16 +250,18 @@ def summarize(
     run: dict[str, Any],
     skipped: int,
     interrupted: bool,
+    folder: list[str] | None = None,
 ) -> dict[str, Any]:
     """What summary.json holds: this run's counts and timings, and the folder's state.
 
     ``skipped`` images were finished before this run; the ones done now are saved, so together
-    they are the folder's finished images (no need to read every result again)."""
+    they are the folder's (the shard's) finished images (no need to read every result again).
+    ``folder``: every image of the folder, when ``images`` are one shard's."""
     done = [o for o in outcomes if o.error is None]
     failed = [o for o in outcomes if o.error is not None]
     wall = time.time() - run["run_started_at"]
     seconds = sorted(o.seconds for o in done)
-    present = set(images)
+    present = set(images if folder is None else folder)  # a shard's prompts name other shards'
     return {
         **run,
         "interrupted": interrupted,
@@ -264,6 +270,7 @@ def summarize(
         "server": options.url or DEFAULT_URLS[options.protocol],
         "protocol": options.protocol,
         "concurrency": options.concurrency,
+        "shard": str(options.shard) if options.shard else None,
         "images_found": len(images),
         "finished_total": skipped + len(done),
         "finished_this_run": len(done),

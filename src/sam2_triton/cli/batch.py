@@ -5,9 +5,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sam2_triton.cli.arguments import parse_automatic_param, positive_int
 from sam2_triton.cli.segment import PROTOCOLS
+
+if TYPE_CHECKING:
+    from sam2_triton.batch.shard import Shard
+
+
+def parse_shard(text: str) -> Shard:
+    """--shard I/N (imported here: sam2_triton.batch loads the client, which other commands do
+    not need at start)."""
+    from sam2_triton.batch.shard import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout", type=positive_int, default=3600, help="seconds per request (default 3600)"
     )
+    p.add_argument(
+        "--shard",
+        type=parse_shard,
+        metavar="I/N",
+        help="take only shard I of N (0 <= I < N; an image's shard is a hash of its path), so N "
+        "runs share the folder and one OUT_DIR; summary and report get the suffix .shard-I-of-N",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -45,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sam2_triton.batch import BatchOptions, run_batch
     from sam2_triton.batch.runner import abandon
+    from sam2_triton.batch.store import ResultStore
 
     options = BatchOptions(
         input_dir=args.input_dir,
@@ -57,22 +80,25 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         report=not args.no_report,
         progress=not args.no_progress,
+        shard=args.shard,
     )
     result = run_batch(options)
     s = result.summary
+    store = ResultStore(args.out, args.shard)
+    shard = f" of shard {args.shard}" if args.shard else ""
     print(
         f"{s['finished_this_run']} image(s) done in {s['wall_seconds']:.1f} s "
         f"({s['images_per_second']:.3f} img/s), {s['skipped_already_finished']} already done, "
         f"{s['failed_this_run']} failed, {s['not_started']} not started; "
-        f"{s['finished_total']}/{s['images_found']} finished in {args.out}"
+        f"{s['finished_total']}/{s['images_found']}{shard} finished in {args.out}"
     )
     for failure in s["failures"]:
         print(f"  failed: {failure['file_name']}: {failure['error']}")
     for name in s["prompts_without_image"]:
         print(f"  warning: the prompts file names {name!r}, which is not in {args.input_dir}")
-    print(f"summary: {args.out / 'summary.json'}")
+    print(f"summary: {store.summary}")
     if not args.no_report:
-        print(f"report: {args.out / 'report' / 'index.html'}")
+        print(f"report: {store.report / 'index.html'}")
     if result.interrupted:
         abandon(result.exit_code)  # threads may still wait on the server: do not join them
     return result.exit_code
