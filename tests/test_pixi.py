@@ -34,6 +34,7 @@ REQUIRED_TASKS = {
     "download-large",
     "export-onnx",
     "serve",
+    "cluster",
     "test",
     "loadtest",
     "bench",
