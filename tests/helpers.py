@@ -5,6 +5,8 @@ parameters and matching."""
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +16,23 @@ import skimage.data
 from PIL import Image
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "sam2_triton" / "assets"
+
+
+# --- external tools -------------------------------------------------------------------------
+
+
+def require_tool(tool: str, package: str | None = None) -> str:
+    """The tool's path; a missing tool fails in CI (env CI set: .ci/run provides it) and skips
+    the test elsewhere, saying what to install (Debian's ``package``, default ``tool``)."""
+    import pytest
+
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not on PATH: install Debian's {package or tool} package"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI must provide it)")
+        pytest.skip(message)
+    return path
 
 
 # --- images ---------------------------------------------------------------------------------

@@ -7,19 +7,17 @@ a test in CI (env CI set) where one is missing, and skips it elsewhere.
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 
+from sam2_triton.cluster.dashboard import VARIABLES
+from sam2_triton.cluster.dashboard import dashboard_queries as queries_of
 from sam2_triton.cluster.prometheus import Prometheus
+from tests.helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -27,21 +25,8 @@ CONFIG = OBSERVABILITY / "prometheus.yml"
 RULES = OBSERVABILITY / "rules"
 DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "sam2-triton.json"
 
-# Concrete values for the Grafana variables the dashboard's queries use ("All" is ".*").
-VARIABLES = {"__rate_interval": "1m", "instance": ".*", "model": ".*"}
-_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
-_LABEL_VALUES = re.compile(r"^\s*label_values\((.+),\s*\w+\s*\)\s*$", re.S)
 
-
-def require(tool: str, package: str = "prometheus") -> str:
-    """The tool's path; a missing tool fails in CI and skips elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not on PATH: install Debian's {package} package"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (.ci/run installs it)")
-        pytest.skip(message)
-    return path
+require = require_tool  # promtool, prometheus: Debian's prometheus package
 
 
 @contextmanager
@@ -60,34 +45,10 @@ def running_prometheus(
         prometheus.stop()
 
 
-def substitute(expr: str, variables: dict[str, str] = VARIABLES) -> str:
-    """``expr`` with Grafana's $name / ${name} variables replaced; an unknown one is an error."""
-
-    def value(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in variables:
-            raise KeyError(f"no value for Grafana variable ${name} in {expr!r}")
-        return variables[name]
-
-    return _VARIABLE.sub(value, expr)
-
-
 def dashboard_queries(variables: dict[str, str] = VARIABLES) -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every query of the dashboard, variables substituted; the
-    template variables' label_values(SELECTOR, label) queries come first as their SELECTOR,
-    titled "variable NAME"."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    queries = []
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            match = _LABEL_VALUES.match(variable["query"]["query"])
-            if match is None:
-                raise ValueError(f"variable {variable['name']}: not label_values(SELECTOR, label)")
-            queries.append((f"variable {variable['name']}", substitute(match[1], variables)))
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            queries.append((panel["title"], substitute(target["expr"], variables)))
-    return queries
+    """(panel title, PromQL) for every query of the committed dashboard (see
+    ``sam2_triton.cluster.dashboard.dashboard_queries``)."""
+    return queries_of(DASHBOARD, variables)
 
 
 def query(base_url: str, expr: str) -> dict:

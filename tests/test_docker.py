@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,13 @@ def test_gpu_service_mounts_the_repository_read_only_and_a_writable_engine_cache
     assert cache["source"] in compose_config["volumes"]
 
 
-def test_gpu_service_loads_models_once_and_locks_admin_apis(compose_config):
-    command = compose_config["services"]["triton-gpu"]["command"]
-    assert command[0] == "sam2-tritonserver"  # adds the restricted-API flags (tested below)
+def test_gpu_service_runs_tritonserver_under_the_supervisor(compose_config):
+    service = compose_config["services"]["triton-gpu"]
+    command = service["command"]
+    assert command[0] == "sam2-tritonserver"  # model control and restricted APIs (tested below)
     assert "--model-repository=/models" in command
-    assert "--model-control-mode=none" in command
-    assert not any(arg.startswith("--repository-poll-secs") for arg in command)
+    assert not any(arg.startswith(("--repository-poll-secs", "--model-control")) for arg in command)
+    assert service["restart"] == "unless-stopped"  # the supervisor exits 1 when it gives up
 
 
 def test_cpu_profile_serves_the_embedded_target(compose_config):
@@ -148,25 +150,34 @@ def _run_entrypoint(tmp_path: Path, key: str | None) -> tuple[list[str], str]:
     fake = bin_dir / "tritonserver"
     fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    # The image's python3 has the package; here, this interpreter has it.
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SAM2_PYTHON": sys.executable}
     if key is not None:
         env["TRITON_ADMIN_KEY"] = key
     run = subprocess.run(
-        ["sh", str(ENTRYPOINT), "--model-repository=/models"],
+        ["sh", str(ENTRYPOINT), "--model-repository=/models", "--model-control-mode=none"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    return run.stdout.splitlines(), run.stderr
+    lines = run.stdout.splitlines()
+    return [a for a in lines if a.startswith("--")], "\n".join(
+        [run.stderr, *(a for a in lines if not a.startswith("--"))]
+    )
 
 
 def test_entrypoint_restricts_admin_apis_with_the_given_key(tmp_path):
     args, _ = _run_entrypoint(tmp_path, "s3cret")
-    restricted = "model-repository,model-config:admin-key=s3cret"
+    restricted = "model-repository,model-config,logging,trace:admin-key=s3cret"
     assert f"--http-restricted-api={restricted}" in args
     assert f"--grpc-restricted-protocol={restricted}" in args
-    assert args[-1] == "--model-repository=/models"
+    assert args[0] == "--model-repository=/models"
+    # every model loaded at start; the watchdog alone reloads (a given mode is replaced)
+    assert [a for a in args if a.startswith("--model-control-mode")] == [
+        "--model-control-mode=explicit"
+    ]
+    assert "--load-model=*" in args
 
 
 def test_entrypoint_without_a_key_locks_admin_apis_with_a_random_one(tmp_path):

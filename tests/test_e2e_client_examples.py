@@ -8,9 +8,7 @@ test is skipped and says which tool is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ from PIL import Image
 
 from sam2_triton.client import SegmentClient, SegmentResponse
 from sam2_triton.mask_formats import png_to_mask, rle_to_mask
+from tests.helpers import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -28,17 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "client_examples"
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"  # 600x400
 POINT = (300.0, 200.0)
-
-
-def require(tool: str) -> str:
-    """The tool's path; a missing tool fails in CI and skips elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not on PATH; the {tool} client example cannot be tested"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI must provide it: install Debian's {tool})")
-        pytest.skip(message)
-    return path
 
 
 def run(command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -78,7 +66,7 @@ def test_python_example_writes_the_best_mask(triton, expected, tmp_path, example
 
 
 def test_curl_example_prints_scores_and_writes_rle(triton, expected, tmp_path):
-    require("curl")
+    require_tool("curl")
     out = tmp_path / "response.json"
     result = run(
         ["bash", str(EXAMPLES / "segment_curl.sh"), str(IMAGE), "300", "200"]
@@ -96,7 +84,7 @@ def test_curl_example_prints_scores_and_writes_rle(triton, expected, tmp_path):
 
 
 def test_node_example_parses_the_binary_response(triton, expected, tmp_path):
-    node = require("node")
+    node = require_tool("node", "nodejs")
     out = tmp_path / "best.png"
     result = run(
         [node, str(EXAMPLES / "segment_node.mjs"), str(IMAGE), "300", "200"]
@@ -113,7 +101,7 @@ def test_node_example_parses_the_binary_response(triton, expected, tmp_path):
 
 @pytest.mark.parametrize("tool", ["curl", "node"])
 def test_curl_and_node_examples_report_the_servers_error(triton, tmp_path, tool):
-    require(tool)
+    require_tool(tool, {"curl": "curl", "node": "nodejs"}[tool])
     args = [str(IMAGE), "900", "200"]  # outside the 600x400 image
     if tool == "curl":
         command = ["bash", str(EXAMPLES / "segment_curl.sh"), *args, f"http://{triton.http_url}"]

@@ -5,6 +5,7 @@ the balancer sees no failure, every dashboard query has data, SIGTERM stops ever
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
@@ -27,9 +29,9 @@ from sam2_triton.client import SegmentClient
 from sam2_triton.cluster.replicas import replica_ports
 from sam2_triton.server import Ports
 from tests.conftest import ROOT, free_port
-from tests.helpers import Scrape, unique_png
+from tests.helpers import Scrape, require_tool, unique_png
 from tests.locust_run import EXPECTED, run_locust
-from tests.prometheus import dashboard_queries, query, require, wait_for_result
+from tests.prometheus import dashboard_queries, query, wait_for_result
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +80,8 @@ def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 
 
 @pytest.fixture(scope="module")
 def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
-    require("nginx", "nginx")
-    require("prometheus")
+    require_tool("nginx")
+    require_tool("prometheus")
     workdir = tmp_path_factory.mktemp("cluster")
     (workdir / "exports").mkdir()
     (workdir / "exports" / "tiny").symlink_to(tiny_export.export_dir)
@@ -119,8 +121,20 @@ def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
         _wait_for(log, "cluster of 2 replicas of SAM 2.1 tiny ready", proc)
         yield running
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the cluster stops its children), SIGKILL of what is left only as a last resort."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            children = psutil.Process(proc.pid).children(recursive=True)
+            for process in (proc, *children):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
             proc.wait()
 
 

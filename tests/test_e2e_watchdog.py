@@ -3,6 +3,7 @@ readiness is false while it reloads, and `serve` exits non-zero when a model can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -165,15 +166,26 @@ def _parent(proc_dir: Path) -> int:
         return -1
 
 
-def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_export, tmp_path):
+@contextlib.contextmanager
+def _serving(tiny_export, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, Path, Ports]]:
+    """`sam2-triton serve` of the tiny export in a work folder: (process, log, workdir, ports)
+    once it says it is serving; killed afterwards if still running."""
     workdir = _serve_workdir(tmp_path, tiny_export)
     ports = Ports(free_port(), free_port(), free_port())
     log = tmp_path / "serve.log"
     proc = _start_serve(workdir, ports, log)
     try:
         _wait_for(log, "serving SAM 2.1 tiny", proc)
-        server_pid = _server_pid(proc.pid)
-        (victim, *_) = [s for s in stubs_of(server_pid) if s.model == c.SEGMENT]
+        yield proc, log, workdir, ports
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_export, tmp_path):
+    with _serving(tiny_export, tmp_path) as (proc, log, _, ports):
+        (victim, *_) = [s for s in stubs_of(_server_pid(proc.pid)) if s.model == c.SEGMENT]
         os.kill(victim.pid, signal.SIGKILL)
         _wait_for(log, f"watchdog: {c.SEGMENT} reloaded", proc, timeout=120)
         url = f"127.0.0.1:{ports.grpc}"
@@ -188,27 +200,16 @@ def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_exp
             proc.send_signal(signal.SIGTERM)
             assert [a.result(timeout=120) for a in answers] == [3, 3, 3, 3]
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, log.read_text()[-3000:]
 
 
 def test_serve_exits_non_zero_when_a_model_cannot_come_back(tiny_export, tmp_path):
-    workdir = _serve_workdir(tmp_path, tiny_export)
-    ports = Ports(free_port(), free_port(), free_port())
-    log = tmp_path / "serve.log"
-    proc = _start_serve(workdir, ports, log)
-    try:
-        _wait_for(log, "serving SAM 2.1 tiny", proc)
+    with _serving(tiny_export, tmp_path) as (proc, log, workdir, _):
         model_py = workdir / paths.EMBEDDED_REPOSITORY_DIR / c.AUTOMATIC / "1" / "model.py"
         model_py.write_text("raise RuntimeError('broken on purpose')\n")
         (victim, *_) = [s for s in stubs_of(_server_pid(proc.pid)) if s.model == c.AUTOMATIC]
         os.kill(victim.pid, signal.SIGKILL)
         proc.wait(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     text = log.read_text()
     assert proc.returncode == 1, text[-3000:]
     assert f"giving up on {c.AUTOMATIC}" in text

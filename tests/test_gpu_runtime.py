@@ -12,10 +12,15 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
+import requests
 from google.protobuf import json_format
 from PIL import Image
 
@@ -23,9 +28,10 @@ from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient, is_not_found
 from sam2_triton.plan import Runtime, ServingOptions, repository_plan
 from sam2_triton.repository import model_config, render
-from sam2_triton.server import StubPython
+from sam2_triton.server import Ports, StubPython, TritonServer, prepare_runtime, server_environment
+from sam2_triton.watchdog import stubs_of
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
-from tests.conftest import ROOT, load_configs, model_runs, serve_repository
+from tests.conftest import ROOT, free_port, load_configs, model_runs, serve_repository
 from tests.gpu_image import (
     INSTALL_HINT,
     find_python310,
@@ -106,10 +112,9 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(gpu_pyth
     assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in PYTHON_MODELS]
 
 
-@pytest.fixture(scope="module")
-def gpu_triton(gpu_python, tiny_export, tmp_path_factory):
-    """The committed repository, the tiny export placed, served with the image's Python."""
-    repo = tmp_path_factory.mktemp("gpu") / "model_repository"
+def _gpu_repository(gpu_python, tiny_export, root: Path) -> Path:
+    """The committed repository with the tiny export placed and the CPU stand-ins."""
+    repo = root / "model_repository"
     shutil.copytree(
         COMMITTED, repo, ignore=shutil.ignore_patterns("*.onnx", "build.json", "__pycache__")
     )
@@ -121,6 +126,13 @@ def gpu_triton(gpu_python, tiny_export, tmp_path_factory):
         (repo / name / "1").mkdir(exist_ok=True)
         (repo / name / "1" / "model.py").write_text(standin_model_py(onnxruntime_dir))
         os.link(tiny_export.export_dir / plan.model_file, repo / name / "1" / "model.onnx")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def gpu_triton(gpu_python, tiny_export, tmp_path_factory):
+    """The committed repository, the tiny export placed, served with the image's Python."""
+    repo = _gpu_repository(gpu_python, tiny_export, tmp_path_factory.mktemp("gpu"))
     runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
     yield from serve_repository(repo, tmp_path_factory, gpu_python, runtime)
 
@@ -194,3 +206,58 @@ def test_bad_session_input_and_the_server_still_serves(gpu_triton, protocol):
         result = client.segment(image_bytes("coffee.jpg"), np.array([[100, 100]], np.float32),
                                 np.array([1], np.int32), multimask_output=False)  # fmt: skip
     assert result.masks.shape[0] == 1
+
+
+def _ready(http_url: str) -> bool:
+    try:
+        with requests.get(f"http://{http_url}/v2/health/ready", timeout=2) as reply:
+            return reply.status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tiny_export, tmp_path):
+    """docker/sam2-tritonserver in the image's Python: the supervisor's watchdog reloads
+    sam2_preprocess after its stub is killed, the ensemble answers again, SIGTERM exits 0."""
+    repo = _gpu_repository(gpu_python, tiny_export, tmp_path)
+    runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
+    prepare_runtime(runtime, gpu_python.version)
+    server = TritonServer(repo, runtime, ports=Ports(free_port(), free_port(), free_port()))
+    env = server_environment(gpu_python)
+    env["PATH"] = f"{runtime / 'bin'}:{env['PATH']}"
+    env["SAM2_PYTHON"] = str(gpu_python.executable)
+    env.pop("TRITON_ADMIN_KEY", None)
+    log = tmp_path / "entrypoint.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            ["sh", str(ROOT / "docker" / "sam2-tritonserver"), *server.command()[1:]],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(server.http_url):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        (tritonserver,) = psutil.Process(proc.pid).children()
+        time.sleep(1.0)  # the watchdog takes its first look at the stubs once ready
+        victim = next(s for s in stubs_of(tritonserver.pid) if s.model == c.PREPROCESS)
+        os.kill(victim.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while f"{c.PREPROCESS} reloaded" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        with SegmentClient(server.http_url) as client:
+            response = client.segment(
+                image_bytes("coffee.jpg"),
+                np.array([[300.0, 200.0]], np.float32),
+                np.array([1], np.int32),
+            )
+        assert response.masks.shape[0] == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

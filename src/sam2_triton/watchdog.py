@@ -9,33 +9,38 @@ API restricted to a per-run key only ``serve`` knows). While the model reloads, 
 (Triton's default) answers "not ready"; once loaded, fresh stubs serve it. A model that fails to
 load again ``max_attempts`` times in a row is given up on: the caller stops the server and exits
 non-zero, for a supervisor (systemd, Kubernetes) to restart.
+
+Standard library only: it also runs in the GPU image's Python (``sam2_triton.supervise``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
-ADMIN_HEADER = "sam2-admin-key"
+# HTTP header (gRPC: metadata ``triton-grpc-protocol-admin-key``) that opens the admin APIs.
+ADMIN_HEADER = "admin-key"
 STUB_BINARY = "triton_python_backend_stub"
-# Only `serve` may use these; the inference API, health, metadata and statistics stay open.
-RESTRICTED_HTTP_APIS = ("model-repository", "logging", "trace")
-RESTRICTED_GRPC_PROTOCOLS = ("model-repository", "logging", "trace")
+# Admin APIs: only the holder of the key (serve's watchdog, an operator's TRITON_ADMIN_KEY) may
+# use them; the inference API, health, metadata and statistics stay open. The load API takes
+# model files in the request (code, for a Python model), hence the key.
+RESTRICTED_APIS = ("model-repository", "model-config", "logging", "trace")
 
 
 def control_arguments(admin_key: str) -> tuple[str, ...]:
-    """tritonserver flags: models loaded by us, the repository API behind ``admin_key``."""
-    key = f"{ADMIN_HEADER}={admin_key}"
+    """tritonserver flags: every model loaded at start, loads and unloads afterwards only by the
+    holder of ``admin_key`` (the watchdog's reloads)."""
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={admin_key}"
     return (
         "--model-control-mode=explicit",
         "--load-model=*",
-        f"--http-restricted-api={','.join(RESTRICTED_HTTP_APIS)}:{key}",
-        f"--grpc-restricted-protocol={','.join(RESTRICTED_GRPC_PROTOCOLS)}:{key}",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
     )
 
 
@@ -87,13 +92,20 @@ class ModelControl:
     timeout_s: float = 300.0
 
     def _post(self, path: str) -> None:
-        reply = requests.post(
+        request = urllib.request.Request(
             f"http://{self.http_url}/v2/repository/{path}",
+            data=b"",
             headers={ADMIN_HEADER: self.admin_key, "Connection": "close"},
-            timeout=self.timeout_s,
+            method="POST",
         )
-        if reply.status_code != 200:
-            raise RuntimeError(f"{path}: HTTP {reply.status_code} {reply.text[:300]}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s):
+                pass
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from None
+        except OSError as exc:  # refused, reset, timed out
+            raise RuntimeError(f"{path}: {exc}") from None
 
     def reload(self, model: str) -> None:
         """Unload, then load: readiness is false from the unload until the load is done."""
@@ -159,7 +171,7 @@ class Watchdog:
             start = time.monotonic()
             try:
                 self.control.reload(model)
-            except (requests.RequestException, RuntimeError) as exc:
+            except RuntimeError as exc:
                 self.healings.append(Healing(model, dead, time.monotonic() - start, str(exc)))
                 self.log(f"watchdog: reloading {model} failed (attempt {attempt}): {exc}")
                 if self._stop.wait(min(2.0**attempt, 30.0)):
