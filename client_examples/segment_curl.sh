@@ -10,6 +10,8 @@
 # answer is small JSON: iou_scores as numbers and encoded_masks as one COCO RLE JSON string per
 # mask ({"size": [H, W], "counts": ..., "bbox": ..., "area": ...}). The whole response is written
 # to OUT (default response.json) and the IoU scores are printed. Needs bash and curl >= 7.76.
+# The sam2-image-id header (sha256 of the file) lets a balancer in front of several replicas
+# (sam2-triton cluster, the Kubernetes Ingress) send all requests about this image to one.
 set -euo pipefail
 export LC_ALL=C # ${#header} must count bytes
 
@@ -22,6 +24,7 @@ url=${4:-http://127.0.0.1:8000}
 out=${5:-response.json}
 
 size=$(wc -c <"$image")
+image_id=$(sha256sum "$image" | cut -c1-64)
 size=${size//[[:space:]]/}
 header=$(
     cat <<EOF
@@ -43,6 +46,7 @@ EOF
     --request POST "$url/v2/models/sam2_segment/infer" \
     --header "Content-Type: application/octet-stream" \
     --header "Inference-Header-Content-Length: ${#header}" \
+    --header "sam2-image-id: $image_id" \
     --data-binary @- --output "$out" || {
     echo "request failed; server said: $(cat "$out" 2>/dev/null)" >&2
     exit 1

@@ -10,6 +10,8 @@ default, and we say so explicitly here for clients that build their own channel.
 from __future__ import annotations
 
 import argparse
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -46,7 +48,10 @@ def main() -> None:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    result = client.infer("sam2_segment", inputs)
+    # The image's id (sha256 of the file): behind several replicas, the balancer sends all
+    # requests about one image to one replica (docs/operations.md).
+    headers = {"sam2-image-id": hashlib.sha256(Path(args.image).read_bytes()).hexdigest()}
+    result = client.infer("sam2_segment", inputs, headers=headers)
     masks = result.as_numpy("masks")
     scores = result.as_numpy("iou_scores")
     best = int(np.argmax(scores))

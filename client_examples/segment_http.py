@@ -9,6 +9,8 @@ of the three masks as a PNG and prints the IoU scores. Needs only numpy, Pillow 
 from __future__ import annotations
 
 import argparse
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -44,7 +46,10 @@ def main() -> None:
         inputs.append(tensor)
 
     client = httpclient.InferenceServerClient(args.url)
-    result = client.infer("sam2_segment", inputs)
+    # The image's id (sha256 of the file): behind several replicas, the balancer sends all
+    # requests about one image to one replica (docs/operations.md).
+    headers = {"sam2-image-id": hashlib.sha256(Path(args.image).read_bytes()).hexdigest()}
+    result = client.infer("sam2_segment", inputs, headers=headers)
     masks = result.as_numpy("masks")  # UINT8 [3, H, W], 0/1
     scores = result.as_numpy("iou_scores")  # FP32 [3]
     best = int(np.argmax(scores))

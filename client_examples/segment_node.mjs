@@ -10,6 +10,7 @@
 // element). With output_format "png" each mask is a PNG file; the best one (highest predicted
 // IoU) is written to --out and the scores are printed.
 
+import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
@@ -53,6 +54,8 @@ const reply = await fetch(endpoint, {
   headers: {
     "Content-Type": "application/octet-stream",
     "Inference-Header-Content-Length": String(headerBytes.length),
+    // sha256 of the image file: behind several replicas, one image's requests reach one replica
+    "sam2-image-id": createHash("sha256").update(image).digest("hex"),
   },
   body: Buffer.concat([headerBytes, image]),
 }).catch((error) => {

@@ -13,12 +13,17 @@ sent once; clicks carry only its image_id. If the server evicted the
 image (NOT_FOUND), the click re-sends the image and retries once. Without --click, the clicks
 walk across the middle of the image. Prints each click's latency or that it was cancelled, and
 writes the best mask of the last click (a PNG made by the server) to --out.
+
+Every request carries the image's id (sha256 of the file, the same as the image_id the server
+returns) in the ``sam2-image-id`` header: behind several replicas (``sam2-triton cluster``, the
+Kubernetes Ingress) the balancer sends all of them to the replica that caches the image.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +64,8 @@ async def embed(client: grpcclient.InferenceServerClient, image: bytes) -> tuple
     """Send the image without prompts: the server encodes it once and returns its id (and the
     masks output is [0, H, W], which tells us the image size)."""
     inputs = [_tensor("image", np.frombuffer(image, np.uint8), "UINT8")]
-    result = await client.infer("sam2_session", inputs)
+    headers = {"sam2-image-id": hashlib.sha256(image).hexdigest()}
+    result = await client.infer("sam2_session", inputs, headers=headers)
     _, height, width = result.as_numpy("masks").shape
     return result.as_numpy("image_id")[0].decode(), height, width
 
@@ -77,7 +83,8 @@ async def click(
             _tensor("output_format", np.array([b"png"], np.object_), "BYTES"),
         ]
         try:
-            result = await client.infer("sam2_session", inputs)
+            headers = {"sam2-image-id": state["image_id"]}
+            result = await client.infer("sam2_session", inputs, headers=headers)
         except InferenceServerException as error:
             if attempt == 0 and "NOT_FOUND" in str(error.status()):
                 state["image_id"], _, _ = await embed(client, image)

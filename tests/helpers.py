@@ -172,10 +172,15 @@ class Scrape:
 
     @classmethod
     def of(cls, server) -> Scrape:
+        """A TritonServer's metrics."""
+        return cls.at(server.host, server.ports.metrics)
+
+    @classmethod
+    def at(cls, host: str, port: int) -> Scrape:
         import requests
         from prometheus_client.parser import text_string_to_metric_families
 
-        url = f"http://{server.host}:{server.ports.metrics}/metrics"
+        url = f"http://{host}:{port}/metrics"
         text = requests.get(url, timeout=10, headers={"Connection": "close"}).text
         families = text_string_to_metric_families(text)
         return cls(tuple(s for family in families for s in family.samples))

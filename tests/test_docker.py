@@ -168,8 +168,8 @@ def _run_entrypoint(tmp_path: Path, key: str | None) -> tuple[list[str], str]:
 
 
 def test_entrypoint_restricts_admin_apis_with_the_given_key(tmp_path):
-    args, _ = _run_entrypoint(tmp_path, "s3cret")
-    restricted = "model-repository,model-config,logging,trace:admin-key=s3cret"
+    args, output = _run_entrypoint(tmp_path, "s3cret")
+    restricted = "model-repository,model-config,shared-memory,logging,trace:admin-key=s3cret"
     assert f"--http-restricted-api={restricted}" in args
     assert f"--grpc-restricted-protocol={restricted}" in args
     assert args[0] == "--model-repository=/models"
@@ -178,6 +178,8 @@ def test_entrypoint_restricts_admin_apis_with_the_given_key(tmp_path):
         "--model-control-mode=explicit"
     ]
     assert "--load-model=*" in args
+    assert "replacing --model-control-mode by its own" in output
+    assert "s3cret" not in output
 
 
 def test_entrypoint_without_a_key_locks_admin_apis_with_a_random_one(tmp_path):

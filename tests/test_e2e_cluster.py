@@ -51,22 +51,10 @@ class RunningCluster:
     replicas: list[Ports]
 
     def scrape(self, index: int) -> Scrape:
-        return Scrape.of(_Metrics(self.replicas[index].metrics))
+        return Scrape.at("127.0.0.1", self.replicas[index].metrics)
 
     def total(self, name: str, **labels: str) -> float:
         return sum(self.scrape(i).value(name, **labels) for i in range(REPLICAS))
-
-
-@dataclass(frozen=True)
-class _Metrics:
-    """What Scrape.of needs of a server: host and ports.metrics."""
-
-    metrics: int
-    host: str = "127.0.0.1"
-
-    @property
-    def ports(self) -> _Metrics:
-        return self
 
 
 def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -90,7 +78,7 @@ def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
     (workdir / "build").mkdir()
     (workdir / "build" / "tritonserver").symlink_to(ROOT / "build" / "tritonserver")
     http, grpc, prom = free_port(), free_port(), free_port()
-    base = 20000 + (os.getpid() % 2000) * 10  # replica i: base+10i..+2
+    base = 20000 + (os.getpid() % 1000) * 10  # replica i: base+10i..+2, below ephemeral ports
     log = workdir / "cluster.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(

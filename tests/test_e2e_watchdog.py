@@ -24,11 +24,12 @@ from sam2_triton.plan import ServingOptions, model_names
 from sam2_triton.server import Ports, TritonServer
 from sam2_triton.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
 from tests.conftest import ROOT, free_port
-from tests.helpers import PARAMS, unique_png
+from tests.helpers import PARAMS, Scrape, unique_png
 
 CLI = [sys.executable, "-m", "sam2_triton.cli"]
 POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}
-OPTIONS = ServingOptions(session_instances=1, decoder_instances=1, automatic_instances=1)
+# Two sam2_session instances: killing one stub of a model with several must reload it once.
+OPTIONS = ServingOptions(session_instances=2, decoder_instances=1, automatic_instances=1)
 SMALL_GRID = {**PARAMS, "points_per_side": 4}
 
 
@@ -110,6 +111,20 @@ def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
     assert fresh and victim.pid not in {s.pid for s in fresh}
     with SegmentClient(server.grpc_url, "grpc", network_timeout_s=300) as client:
         _works(model)(client)
+    time.sleep(1.0)  # five polls: the old instances' stubs leaving is not a second death
+    assert len(watchdog.healings) == healed_before + 1, watchdog.healings[healed_before:]
+
+
+def test_a_model_unloaded_on_purpose_stays_unloaded(watched):
+    server, watchdog = watched
+    healed_before = len(watchdog.healings)
+    control = ModelControl(server.http_url, "test-key")
+    control._post(f"models/{c.AUTOMATIC}/unload")
+    time.sleep(2.0)  # ten polls: its stubs are gone, by an operator's wish
+    assert len(watchdog.healings) == healed_before
+    assert not control.is_loaded(c.AUTOMATIC)
+    control._post(f"models/{c.AUTOMATIC}/load")  # as it was, for what follows
+    assert control.is_loaded(c.AUTOMATIC)
 
 
 def _start_serve(workdir: Path, ports: Ports, log: Path) -> subprocess.Popen:
@@ -166,6 +181,15 @@ def _parent(proc_dir: Path) -> int:
         return -1
 
 
+def _wait_until_in_flight(ports: Ports, model: str, waiting: int, timeout: float = 60) -> None:
+    """Until ``waiting`` requests of ``model`` wait in Triton's queue (one more runs)."""
+    deadline = time.monotonic() + timeout
+    name = "nv_inference_pending_request_count"
+    while Scrape.at("127.0.0.1", ports.metrics).value(name, model=model) < waiting:
+        assert time.monotonic() < deadline, f"fewer than {waiting} {model} requests queued"
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _serving(tiny_export, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, Path, Ports]]:
     """`sam2-triton serve` of the tiny export in a work folder: (process, log, workdir, ports)
@@ -196,7 +220,7 @@ def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_exp
 
         with ThreadPoolExecutor(4) as pool:
             answers = [pool.submit(one, k) for k in range(4)]
-            time.sleep(1.0)  # all four sent, at most one answered on 2 cores
+            _wait_until_in_flight(ports, c.SEGMENT, 3)
             proc.send_signal(signal.SIGTERM)
             assert [a.result(timeout=120) for a in answers] == [3, 3, 3, 3]
         proc.wait(timeout=120)

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-import requests
 from google.protobuf import json_format
 from PIL import Image
 
@@ -29,7 +28,7 @@ from sam2_triton.client import SegmentClient, is_not_found
 from sam2_triton.plan import Runtime, ServingOptions, repository_plan
 from sam2_triton.repository import model_config, render
 from sam2_triton.server import Ports, StubPython, TritonServer, prepare_runtime, server_environment
-from sam2_triton.watchdog import stubs_of
+from sam2_triton.watchdog import server_ready, stubs_of
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
 from tests.conftest import ROOT, free_port, load_configs, model_runs, serve_repository
 from tests.gpu_image import (
@@ -208,14 +207,6 @@ def test_bad_session_input_and_the_server_still_serves(gpu_triton, protocol):
     assert result.masks.shape[0] == 1
 
 
-def _ready(http_url: str) -> bool:
-    try:
-        with requests.get(f"http://{http_url}/v2/health/ready", timeout=2) as reply:
-            return reply.status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tiny_export, tmp_path):
     """docker/sam2-tritonserver in the image's Python: the supervisor's watchdog reloads
     sam2_preprocess after its stub is killed, the ensemble answers again, SIGTERM exits 0."""
@@ -237,11 +228,13 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tiny_e
         )
     try:
         deadline = time.monotonic() + 300
-        while not _ready(server.http_url):
+        while not server_ready(server.http_url):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         (tritonserver,) = psutil.Process(proc.pid).children()
-        time.sleep(1.0)  # the watchdog takes its first look at the stubs once ready
+        while "watchdog: watching" not in log.read_text():  # its first look at the stubs
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
         victim = next(s for s in stubs_of(tritonserver.pid) if s.model == c.PREPROCESS)
         os.kill(victim.pid, signal.SIGKILL)
         deadline = time.monotonic() + 120

@@ -1,7 +1,7 @@
 """Session affinity across replicas: every request about one image carries the image's id in one
 header, so a balancer hashing on that header sends all of them to the replica that caches the
-image's embedding (nginx ``hash $http_sam2_image_id consistent``, ingress-nginx
-``upstream-hash-by``).
+image's embedding (nginx ``hash $http_sam2_image_id`` in ``sam2-triton cluster``, ingress-nginx
+``upstream-hash-by`` on Kubernetes).
 
 The id is sam2_session's own ``image_id`` (sha256 of the encoded image bytes), so a client knows it
 before its first request. Header names are lower case because gRPC metadata keys must be.

@@ -11,6 +11,7 @@ wheel's bundled libraries go on ``LD_LIBRARY_PATH``; this interpreter's ``bin/``
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -110,6 +111,18 @@ def prepare_runtime(runtime_dir: Path, python_version: str | None = None) -> Pat
     return runtime_dir
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of our long-running children (tritonserver, nginx, Prometheus): SIGTERM
+    them when the process that started them dies, even by SIGKILL, instead of leaving them
+    holding their ports. Linux only; (the signal comes when the starting *thread* exits, so
+    start them from a thread that lives as long as they should)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -201,6 +214,7 @@ class TritonServer:
             stdout=log or None,
             stderr=subprocess.STDOUT if log else None,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # one C call in the child, no locks
         )
         if log:
             log.close()

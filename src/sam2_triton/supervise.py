@@ -1,5 +1,5 @@
-"""``sam2-tritonserver`` of the GPU image (and ``sam2-triton supervise``): tritonserver as a child
-process with the stub watchdog beside it, what ``serve`` does for the embedded server.
+"""``sam2-tritonserver`` of the GPU image: tritonserver as a child process with the stub watchdog
+beside it, what ``serve`` does for the embedded server.
 
     python3 -m sam2_triton.supervise tritonserver --model-repository=/models [FLAGS...]
 
@@ -17,35 +17,56 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 
-from sam2_triton.watchdog import ModelControl, Watchdog, control_arguments
+from sam2_triton.watchdog import ModelControl, Watchdog, control_arguments, server_ready
 
 REPLACED = ("--model-control-mode", "--load-model", "--http-restricted-api",
             "--grpc-restricted-protocol")  # fmt: skip
 
 
-def supervised_command(command: list[str], admin_key: str) -> list[str]:
-    """``command`` with our model control and restricted APIs instead of any given ones."""
-    kept = [a for a in command if a.split("=", 1)[0] not in REPLACED]
-    return [*kept, *control_arguments(admin_key)]
+def _options(command: list[str]) -> list[tuple[str, str | None, int]]:
+    """(flag, value, number of words) for each word of ``command`` after the program, as
+    tritonserver reads them: ``--flag=value`` or ``--flag value``."""
+    parsed, i = [], 1
+    while i < len(command):
+        word = command[i]
+        if word.startswith("--") and "=" in word:
+            flag, value = word.split("=", 1)
+            parsed.append((flag, value, 1))
+        elif word.startswith("--") and i + 1 < len(command) and not command[i + 1].startswith("-"):
+            parsed.append((word, command[i + 1], 2))
+        else:
+            parsed.append((word, None, 1))
+        i += parsed[-1][2]
+    return parsed
+
+
+def supervised_command(command: list[str], admin_key: str) -> tuple[list[str], list[str]]:
+    """``command`` with our model control and restricted APIs instead of any given ones, and
+    the flags dropped for that (names only: a value may be a key)."""
+    kept, dropped, i = [command[0]], [], 1
+    for flag, _, words in _options(command):
+        if flag in REPLACED:
+            dropped.append(flag)
+        else:
+            kept.extend(command[i : i + words])
+        i += words
+    return [*kept, *control_arguments(admin_key)], dropped
 
 
 def http_url(command: list[str]) -> str:
     """Where tritonserver's HTTP endpoint is reachable from here (Triton's default port 8000)."""
-    values = dict(a.split("=", 1) for a in command if a.startswith("--") and "=" in a)
+    values = {flag: value for flag, value, _ in _options(command) if value is not None}
     host = values.get("--http-address", "127.0.0.1")
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return f"{host}:{values.get('--http-port', '8000')}"
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+def _exit_code(returncode: int) -> int:
+    """A shell's convention: killed by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,35 +80,39 @@ def main(argv: list[str] | None = None) -> int:
     if not key:
         key = secrets.token_hex(24)
         print("sam2-tritonserver: TRITON_ADMIN_KEY is not set; admin APIs are locked", flush=True)
-    server = subprocess.Popen(supervised_command(command, key))
-    stopping = False
+    full, dropped = supervised_command(command, key)
+    if dropped:
+        print(f"sam2-tritonserver: replacing {', '.join(dropped)} by its own", flush=True)
+    stopping = threading.Event()
+    server: subprocess.Popen | None = None
+    watchdog: Watchdog | None = None
 
     def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        server.send_signal(signum)
+        stopping.set()
+        if watchdog is not None:
+            watchdog.stop(timeout_s=0)  # the stubs exit during shutdown: not a fault
+        if server is not None:
+            server.send_signal(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    server = subprocess.Popen(full)
     url = http_url(command)
-    while server.poll() is None and not stopping and not _ready(url):
+    while server.poll() is None and not stopping.is_set() and not server_ready(url):
         time.sleep(0.5)  # engine builds may take many minutes: no deadline but the process's
-    if server.poll() is not None or stopping:
-        return server.wait()
-    watchdog = Watchdog(
-        server.pid, ModelControl(url, key), log=lambda line: print(line, flush=True)
-    ).start()
-    while server.poll() is None and not watchdog.gave_up.is_set():
-        time.sleep(0.5)
-    watchdog.stop()
-    if watchdog.gave_up.is_set() and not stopping:
-        print(
-            "a model could not be brought back: exiting 1 for a supervisor to restart", flush=True
-        )
-        server.terminate()
-        server.wait()
-        return 1
-    return server.wait()
+    if server.poll() is None and not stopping.is_set():
+        watchdog = Watchdog(
+            server.pid, ModelControl(url, key), log=lambda line: print(line, flush=True)
+        ).start()
+        while server.poll() is None and not watchdog.gave_up.is_set():
+            time.sleep(0.5)
+        watchdog.stop()
+        if watchdog.gave_up.is_set() and not stopping.is_set():
+            print("a model could not be brought back: exiting 1 for a supervisor to restart")
+            server.terminate()
+            server.wait()
+            return 1
+    return _exit_code(server.wait())
 
 
 if __name__ == "__main__":

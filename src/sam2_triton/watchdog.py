@@ -15,6 +15,7 @@ Standard library only: it also runs in the GPU image's Python (``sam2_triton.sup
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -29,7 +30,8 @@ STUB_BINARY = "triton_python_backend_stub"
 # Admin APIs: only the holder of the key (serve's watchdog, an operator's TRITON_ADMIN_KEY) may
 # use them; the inference API, health, metadata and statistics stay open. The load API takes
 # model files in the request (code, for a Python model), hence the key.
-RESTRICTED_APIS = ("model-repository", "model-config", "logging", "trace")
+# Shared memory too: a client registering regions would make the server map them.
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
 
 
 def control_arguments(admin_key: str) -> tuple[str, ...]:
@@ -42,6 +44,15 @@ def control_arguments(admin_key: str) -> tuple[str, ...]:
         f"--http-restricted-api={restricted}",
         f"--grpc-restricted-protocol={restricted}",
     )
+
+
+def server_ready(http_url: str) -> bool:
+    """GET /v2/health/ready at ``http_url`` (host:port) answers 200."""
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class ModelControl:
     admin_key: str
     timeout_s: float = 300.0
 
-    def _post(self, path: str) -> None:
+    def _post(self, path: str) -> bytes:
         request = urllib.request.Request(
             f"http://{self.http_url}/v2/repository/{path}",
             data=b"",
@@ -99,13 +110,19 @@ class ModelControl:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s):
-                pass
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+                return reply.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
             raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from None
         except OSError as exc:  # refused, reset, timed out
             raise RuntimeError(f"{path}: {exc}") from None
+
+    def is_loaded(self, model: str) -> bool:
+        """Triton believes ``model`` is READY (a dead stub does not change that; an unload by an
+        operator does)."""
+        index = json.loads(self._post("index") or b"[]")
+        return any(m.get("name") == model and m.get("state") == "READY" for m in index)
 
     def reload(self, model: str) -> None:
         """Unload, then load: readiness is false from the unload until the load is done."""
@@ -138,15 +155,19 @@ class Watchdog:
     _thread: threading.Thread | None = None
 
     def start(self) -> Watchdog:
-        self._expected = self._by_model(stubs_of(self.server_pid))
+        stubs = stubs_of(self.server_pid)
+        self._expected = self._by_model(stubs)
+        self.log(f"watchdog: watching {len(stubs)} stubs of {len(self._expected)} models")
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop watching (before the server stops: its stubs exit then). A reload in progress is
+        left to finish in its daemon thread rather than hold up a shutdown."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout_s)
 
     @staticmethod
     def _by_model(stubs: list[Stub]) -> dict[str, list[Stub]]:
@@ -159,14 +180,31 @@ class Watchdog:
         while not self._stop.wait(self.interval_s):
             if not alive(self.server_pid):
                 return
-            for model, stubs in self._expected.items():
+            for model, stubs in list(self._expected.items()):
                 dead = [s.name for s in stubs if not alive(s.pid)]
-                if dead and not self._heal(model, dead):
+                if not dead or self._stop.is_set():
+                    continue
+                if not self._still_wanted(model):
+                    continue
+                if not self._heal(model, dead):
                     self.gave_up.set()
                     return
 
+    def _still_wanted(self, model: str) -> bool:
+        """False (and the model no longer watched) if it was unloaded on purpose, or if the
+        server cannot say (it is shutting down)."""
+        try:
+            loaded = self.control.is_loaded(model)
+        except RuntimeError as exc:
+            self.log(f"watchdog: cannot ask the server about {model} ({exc}); not reloading it")
+            loaded = False
+        if not loaded:
+            del self._expected[model]
+        return loaded
+
     def _heal(self, model: str, dead: list[str]) -> bool:
         self.log(f"watchdog: {model}'s stub {', '.join(dead)} died; reloading {model}")
+        before = {s.pid for s in stubs_of(self.server_pid)}
         for attempt in range(1, self.max_attempts + 1):
             start = time.monotonic()
             try:
@@ -174,11 +212,14 @@ class Watchdog:
             except RuntimeError as exc:
                 self.healings.append(Healing(model, dead, time.monotonic() - start, str(exc)))
                 self.log(f"watchdog: reloading {model} failed (attempt {attempt}): {exc}")
-                if self._stop.wait(min(2.0**attempt, 30.0)):
+                last = attempt == self.max_attempts
+                if not last and self._stop.wait(min(2.0**attempt, 30.0)):
                     return True
                 continue
             seconds = time.monotonic() - start
-            self._expected[model] = self._by_model(stubs_of(self.server_pid)).get(model, [])
+            # The new instances' stubs; the old ones may still be on their way out.
+            fresh = [s for s in stubs_of(self.server_pid) if s.pid not in before]
+            self._expected[model] = [s for s in fresh if s.model == model]
             self.healings.append(Healing(model, dead, seconds))
             self.log(f"watchdog: {model} reloaded in {seconds:.1f} s")
             return True

@@ -95,7 +95,7 @@ class ResultStore:
         self._locks = []
 
     def _flock(self, name: str, mode: int) -> IO[bytes]:
-        handle = open(self.root / name, "wb")  # noqa: SIM115 - held until the process ends
+        handle = open(self.root / name, "a+b")  # noqa: SIM115 - held until the process ends
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     p.add_argument("--replicas", type=positive_int, default=2)
     p.add_argument("--repository", type=Path, default=EMBEDDED_REPOSITORY_DIR)
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the balancer's bind address (default: loopback only; replicas and Prometheus "
+        "always listen on 127.0.0.1)",
+    )
     p.add_argument("--http-port", type=int, default=8000, help="the balancer's HTTP port")
     p.add_argument("--grpc-port", type=int, default=8001, help="the balancer's gRPC port")
     p.add_argument("--prometheus-port", type=int, default=9090)
@@ -77,5 +82,8 @@ def run(args: argparse.Namespace) -> int:
             cluster.run()
         finally:
             cluster.stop()
+    if cluster.failed:
+        print(f"error: {cluster.failed}; cluster stopped", flush=True)
+        return 1
     print("cluster stopped", flush=True)
     return 0

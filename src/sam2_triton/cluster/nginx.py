@@ -11,9 +11,10 @@ ours, hashing on the image-id header for HTTP and for gRPC (h2c).
 - A request without the header (a one-shot ``sam2_segment`` call from a client that sends none)
   is hashed on nginx's random ``$request_id`` instead, so it still spreads over the replicas.
 - A replica that refuses or drops a connection is marked failed for ``FAIL_TIMEOUT_S`` and the
-  request goes to the next replica on the ring: our inference calls are safe to repeat, hence
-  ``non_idempotent``. The new replica may not hold the image: it answers NOT_FOUND and the
-  client re-sends the image (``SegmentClient.click_resending``).
+  request goes to the next replica: our inference calls are safe to repeat, hence
+  ``non_idempotent``; a slow answer is waited for (an hour), never sent elsewhere again. The
+  new replica may not hold the image: it answers NOT_FOUND and the client re-sends the image
+  (``SegmentClient.click_resending``).
 - Only the inference API goes through: infer, model ready/metadata and server health over HTTP,
   the same RPCs over gRPC; the repository, shared-memory, statistics, trace and logging APIs
   and the metrics port are not forwarded.
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from sam2_triton.affinity import NGINX_HEADER_VARIABLE
 from sam2_triton.contract import AUTOMATIC, SEGMENT, SESSION
-from sam2_triton.server import port_in_use
+from sam2_triton.server import die_with_parent, port_in_use
 
 FAIL_TIMEOUT_S = 10
 MAX_BODY = "64m"  # an image request; the server caps pixels itself
@@ -113,8 +114,8 @@ http {{
     listen {host}:{http_port};
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    proxy_read_timeout 600s;
-    proxy_next_upstream error timeout non_idempotent;
+    proxy_read_timeout 3600s;  # sam2_automatic takes minutes per image on a CPU
+    proxy_next_upstream error non_idempotent;
 {http_locations}
     location / {{
       return 404 "not part of the inference API\\n";
@@ -122,8 +123,8 @@ http {{
   }}
   server {{
     listen {host}:{grpc_port} http2;
-    grpc_read_timeout 600s;
-    grpc_next_upstream error timeout non_idempotent;
+    grpc_read_timeout 3600s;
+    grpc_next_upstream error non_idempotent;
 {grpc_locations}
     location / {{
       return 404;
@@ -166,6 +167,7 @@ class Nginx:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # one C call in the child, no locks
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -185,5 +187,5 @@ class Nginx:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)  # the workers too
             self.process.wait()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from sam2_triton.server import port_in_use
+from sam2_triton.server import die_with_parent, port_in_use
 
 TARGETS_FILE = "targets.json"
 
@@ -74,6 +74,7 @@ class Prometheus:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # one C call in the child, no locks
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -1,11 +1,17 @@
 """N embedded servers behind one balancer, supervised: a replica whose tritonserver exited or whose
 watchdog gave up on a model is started again (its embedding cache is then empty: clients
-re-send the image on NOT_FOUND), while nginx routes its images around it."""
+re-send the image on NOT_FOUND), while nginx routes its images around it.
+
+The replicas and Prometheus listen on 127.0.0.1 whatever ``host`` is: only the balancer (the
+inference API) is exposed. A replica that fails to start again ``MAX_FAILED_STARTS`` times in a
+row, or a balancer that dies, ends the cluster with an error (``failed``).
+"""
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +22,8 @@ from sam2_triton.server import Ports, ServerError, TritonServer
 from sam2_triton.watchdog import ModelControl, Watchdog
 
 Log = Callable[[str], None]
+LOOPBACK = "127.0.0.1"
+MAX_FAILED_STARTS = 5
 
 
 def replica_ports(base: int, index: int) -> Ports:
@@ -36,6 +44,8 @@ class Replica:
     log_file: Path
     log: Log = print
     restarts: int = 0
+    failed_starts: int = 0  # in a row
+    next_try: float = 0.0  # time.monotonic() of the next restart attempt
     server: TritonServer | None = None
     watchdog: Watchdog | None = None
 
@@ -91,6 +101,7 @@ class Cluster:
     log: Log = print
     check_interval_s: float = 1.0
     stopping: threading.Event = field(default_factory=threading.Event)
+    failed: str | None = None  # why the cluster gave up
 
     @classmethod
     def create(
@@ -113,20 +124,20 @@ class Cluster:
                 i,
                 repository,
                 runtime_dir,
-                host,
+                LOOPBACK,
                 replica_ports(replica_base_port, i),
                 workdir / f"replica-{i}.log",
                 log,
             )
             for i in range(count)
         ]
-        upstreams = [Upstream(host, r.ports.http, r.ports.grpc) for r in replicas]
+        upstreams = [Upstream(LOOPBACK, r.ports.http, r.ports.grpc) for r in replicas]
         nginx = Nginx(workdir / "nginx", host, http_port, grpc_port, upstreams)
         prometheus = None
         if observability is not None:
-            targets = [f"{host}:{r.ports.metrics}" for r in replicas]
+            targets = [f"{LOOPBACK}:{r.ports.metrics}" for r in replicas]
             prometheus = Prometheus(
-                workdir / "prometheus", observability, targets, host, prometheus_port
+                workdir / "prometheus", observability, targets, LOOPBACK, prometheus_port
             )
         return cls(replicas, nginx, prometheus, log)
 
@@ -144,21 +155,36 @@ class Cluster:
         return self
 
     def run(self) -> None:
-        """Restart broken replicas until ``stopping`` is set."""
+        """Restart broken replicas until ``stopping`` is set or the cluster ``failed``."""
         while not self.stopping.wait(self.check_interval_s):
+            if self.nginx.process is None or self.nginx.process.poll() is not None:
+                self.failed = "nginx exited (see its error.log)"
+                return
             for replica in self.replicas:
                 why = replica.broken()
-                if why is None or self.stopping.is_set():
+                if why is None or self.stopping.is_set() or time.monotonic() < replica.next_try:
                     continue
-                self.log(f"replica {replica.index}: {why}; restarting it")
-                replica.stop()
-                try:
-                    replica.start()
-                except ServerError as exc:
-                    self.log(f"replica {replica.index} did not start again: {exc}")
-                    continue
-                replica.restarts += 1
-                self.log(f"replica {replica.index} restarted ({replica.restarts} so far)")
+                if not self._restart(replica, why):
+                    return
+
+    def _restart(self, replica: Replica, why: str) -> bool:
+        """Start ``replica`` again; False once it failed ``MAX_FAILED_STARTS`` times in a row."""
+        self.log(f"replica {replica.index}: {why}; restarting it")
+        replica.stop()
+        try:
+            replica.start()
+        except ServerError as exc:
+            replica.failed_starts += 1
+            replica.next_try = time.monotonic() + min(2.0**replica.failed_starts, 60.0)
+            self.log(f"replica {replica.index} did not start again: {exc}")
+            if replica.failed_starts >= MAX_FAILED_STARTS:
+                self.failed = f"replica {replica.index} failed to start {MAX_FAILED_STARTS} times"
+                return False
+            return True
+        replica.failed_starts = 0
+        replica.restarts += 1
+        self.log(f"replica {replica.index} restarted ({replica.restarts} so far)")
+        return True
 
     def stop(self) -> None:
         """Balancer first (it finishes the requests in flight), then replicas, then Prometheus."""
