@@ -184,17 +184,18 @@ def batch_failover(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     try:
         start = time.monotonic()
-        batch = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        log = work / "batch.log"  # a file: a full pipe would stop the child
+        with open(log, "w") as handle:
+            batch = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         while len(list((out / "annotations").glob("*.json"))) < args.images // 3:
             if batch.poll() is not None:
-                raise SystemExit(f"batch exited early:\n{batch.stdout.read()[-3000:]}")
+                raise SystemExit(f"batch exited early:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
         victim = cluster.replicas[0].pid
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic() - start
-        output, _ = batch.communicate(timeout=1800)
+        batch.wait(timeout=1800)
+        output = log.read_text()
         wall = time.monotonic() - start
         done = sorted(p.stem for p in (out / "annotations").glob("*.json"))
         errors = list((out / "errors").glob("*")) if (out / "errors").exists() else []
@@ -243,15 +244,15 @@ def soak(args: argparse.Namespace) -> None:
     samples: list[tuple[float, list[float]]] = []
     try:
         start = time.time()
-        proc = subprocess.Popen(
-            locust, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        log = work / "locust.log"  # a file: a full pipe would stop Locust (it logs every 2 s)
+        with open(log, "w") as handle:
+            proc = subprocess.Popen(locust, cwd=work, stdout=handle, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             samples.append((time.time() - start, [tree_pss(r.pid) for r in cluster.replicas]))
             time.sleep(args.sample_s)
         end = time.time()
         if not (work / "soak_stats.csv").exists():
-            raise SystemExit(f"locust failed:\n{proc.stderr.read()[-3000:]}")
+            raise SystemExit(f"locust failed:\n{log.read_text()[-3000:]}")
         with open(work / "soak_stats.csv", newline="") as file:
             stats = list(csv.DictReader(file))
         report(cluster, samples, stats, start, end, args)
