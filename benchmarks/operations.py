@@ -44,7 +44,7 @@ from sam2_triton.cluster.replicas import Cluster
 from sam2_triton.plan import ServingOptions, model_names
 from sam2_triton.repository import build_repository
 from sam2_triton.server import Ports, TritonServer
-from sam2_triton.watchdog import ModelControl, Watchdog, stubs_of
+from sam2_triton.watchdog import Watchdog, stubs_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -85,10 +85,7 @@ def recovery(args: argparse.Namespace) -> None:
         log_file=work / "tritonserver.log",
         admin_key="bench",
     ).start()
-    watchdog = Watchdog(
-        server.process.pid, ModelControl(server.http_url, "bench"), log=lambda _: None
-    )
-    watchdog.start()
+    watchdog = Watchdog.of_server(server, log=lambda _: None).start()
     ready_url = f"http://{server.http_url}/v2/health/ready"
     print("| model | kill → ready again, s | kill → request answered, s | reload, s |")
     print("|---|---|---|---|")

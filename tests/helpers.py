@@ -35,6 +35,36 @@ def require_tool(tool: str, package: str | None = None) -> str:
     return path
 
 
+# --- commands run as a user runs them --------------------------------------------------------
+
+
+def workdir_with_export(tmp_path: Path, export_dir: Path) -> Path:
+    """A folder to run ``sam2-triton`` in whose ``exports/tiny`` is ``export_dir``."""
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "tiny").symlink_to(export_dir)
+    return tmp_path
+
+
+def wait_for_log(log: Path, text: str, process, timeout: float = 300) -> None:
+    """Until ``text`` appears in the ``log`` file of ``process`` (fails if it exits first)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if text in log.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not in {log.name}:\n{log.read_text()[-4000:]}")
+
+
+def child_tritonserver(pid: int) -> int:
+    """The pid of the one tritonserver that process ``pid`` started."""
+    import psutil
+
+    (server,) = [p for p in psutil.Process(pid).children() if p.name() == "tritonserver"]
+    return server.pid
+
+
 # --- images ---------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import requests
 
 from sam2_triton.cluster.dashboard import VARIABLES
 from sam2_triton.cluster.dashboard import dashboard_queries as queries_of
-from sam2_triton.cluster.prometheus import Prometheus
+from sam2_triton.cluster.prometheus import Prometheus, query
 from tests.helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,19 +49,6 @@ def dashboard_queries(variables: dict[str, str] = VARIABLES) -> list[tuple[str, 
     """(panel title, PromQL) for every query of the committed dashboard (see
     ``sam2_triton.cluster.dashboard.dashboard_queries``)."""
     return queries_of(DASHBOARD, variables)
-
-
-def query(base_url: str, expr: str) -> dict:
-    """The ``data`` of an instant query (resultType, result); raises if Prometheus refuses it."""
-    response = requests.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=30)
-    try:
-        body = response.json()
-    except ValueError:
-        response.raise_for_status()
-        raise
-    if body.get("status") != "success":
-        raise RuntimeError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
-    return body["data"]
 
 
 def wait_for_result(base_url: str, expr: str, timeout: float = 60) -> list[dict]:

@@ -19,6 +19,7 @@ from sam2_triton import contract as c
 from sam2_triton.cli import paths
 from sam2_triton.client import SegmentClient
 from tests.conftest import free_port, load_configs
+from tests.helpers import workdir_with_export
 
 pytestmark = pytest.mark.e2e
 
@@ -76,14 +77,8 @@ def _get(url: str) -> tuple[int, str]:
         return reply.status_code, reply.text
 
 
-def _workdir_with_export(tmp_path: Path, tiny_export) -> Path:
-    (tmp_path / "exports").mkdir()
-    (tmp_path / "exports" / "tiny").symlink_to(tiny_export.export_dir)
-    return tmp_path
-
-
 def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path):
-    workdir = _workdir_with_export(tmp_path, tiny_export)
+    workdir = workdir_with_export(tmp_path, tiny_export.export_dir)
     http, grpc, metrics = free_port(), free_port(), free_port()
     log = tmp_path / "serve.log"  # a file, not a pipe: a full pipe would block tritonserver's log
     with open(log, "w") as out:
@@ -131,7 +126,7 @@ def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path
 
 
 def test_serve_refuses_a_port_in_use(triton, tiny_export, tmp_path):
-    workdir = _workdir_with_export(tmp_path, tiny_export)
+    workdir = workdir_with_export(tmp_path, tiny_export.export_dir)
     port = triton.ports.http
     run = subprocess.run(
         [*CLI, "serve", "--http-port", str(port)],
@@ -178,7 +173,7 @@ def test_missing_stub_is_a_clear_error(tmp_path):
 
 
 def test_demo_offline_ends_with_masks_on_disk(tiny_export, tmp_path):
-    workdir = _workdir_with_export(tmp_path, tiny_export)
+    workdir = workdir_with_export(tmp_path, tiny_export.export_dir)
     env = {**os.environ, "SAM2_TRITON_CHECKPOINT_URL_BASE": f"http://127.0.0.1:{free_port()}"}
     ports = [str(free_port()) for _ in range(3)]
     run = subprocess.run(

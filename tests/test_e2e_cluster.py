@@ -29,7 +29,7 @@ from sam2_triton.client import SegmentClient
 from sam2_triton.cluster.replicas import replica_ports
 from sam2_triton.server import Ports
 from tests.conftest import ROOT, free_port
-from tests.helpers import Scrape, require_tool, unique_png
+from tests.helpers import Scrape, require_tool, unique_png, wait_for_log, workdir_with_export
 from tests.locust_run import EXPECTED, run_locust
 from tests.prometheus import dashboard_queries, query, wait_for_result
 
@@ -57,22 +57,11 @@ class RunningCluster:
         return sum(self.scrape(i).value(name, **labels) for i in range(REPLICAS))
 
 
-def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if re.search(pattern, log.read_text()):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{pattern!r} not in the cluster's log:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
     require_tool("nginx")
     require_tool("prometheus")
-    workdir = tmp_path_factory.mktemp("cluster")
-    (workdir / "exports").mkdir()
-    (workdir / "exports" / "tiny").symlink_to(tiny_export.export_dir)
+    workdir = workdir_with_export(tmp_path_factory.mktemp("cluster"), tiny_export.export_dir)
     (workdir / "deploy").mkdir()
     (workdir / "deploy" / "observability").symlink_to(ROOT / "deploy" / "observability")
     (workdir / "build").mkdir()
@@ -106,7 +95,7 @@ def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
         [replica_ports(base, i) for i in range(REPLICAS)],
     )
     try:
-        _wait_for(log, "cluster of 2 replicas of SAM 2.1 tiny ready", proc)
+        wait_for_log(log, "cluster of 2 replicas of SAM 2.1 tiny ready", proc)
         yield running
     finally:
         _stop(proc)
@@ -184,15 +173,8 @@ def test_only_the_inference_api_passes_the_balancer(cluster):
 
 def _replica_server_pid(cluster: RunningCluster, index: int) -> int:
     port = f"--http-port={cluster.replicas[index].http}"
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith("tritonserver") and port in argv:
-                return int(entry.name)
-    raise AssertionError(f"no tritonserver with {port}")
+    (server,) = [p for p in psutil.Process(cluster.process.pid).children() if port in p.cmdline()]
+    return server.pid
 
 
 def test_a_killed_replica_costs_the_client_nothing_and_is_restarted(cluster):
@@ -218,7 +200,7 @@ def test_a_killed_replica_costs_the_client_nothing_and_is_restarted(cluster):
     time.sleep(3)
     victim = _replica_server_pid(cluster, 0)
     os.kill(victim, signal.SIGKILL)
-    _wait_for(cluster.log, r"replica 0 restarted", cluster.process, timeout=180)
+    wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=180)
     time.sleep(12)  # nginx tries the restarted replica again after fail_timeout (10 s)
     stop.set()
     for thread in threads:

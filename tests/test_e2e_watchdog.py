@@ -24,7 +24,14 @@ from sam2_triton.plan import ServingOptions, model_names
 from sam2_triton.server import Ports, TritonServer
 from sam2_triton.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
 from tests.conftest import ROOT, free_port
-from tests.helpers import PARAMS, Scrape, unique_png
+from tests.helpers import (
+    PARAMS,
+    Scrape,
+    child_tritonserver,
+    unique_png,
+    wait_for_log,
+    workdir_with_export,
+)
 
 CLI = [sys.executable, "-m", "sam2_triton.cli"]
 POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}
@@ -57,9 +64,7 @@ def watched(tiny_export, tmp_path_factory) -> Iterator[tuple[TritonServer, Watch
     )
     server.start()
     assert server.process is not None
-    watchdog = Watchdog(
-        server.process.pid, ModelControl(server.http_url, "test-key"), interval_s=0.2
-    ).start()
+    watchdog = Watchdog.of_server(server, interval_s=0.2).start()
     yield server, watchdog
     watchdog.stop()
     server.stop()
@@ -147,40 +152,6 @@ def _start_serve(workdir: Path, ports: Ports, log: Path) -> subprocess.Popen:
         )
 
 
-def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if text in log.read_text():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in the log:\n{log.read_text()[-3000:]}")
-
-
-def _serve_workdir(tmp_path: Path, tiny_export) -> Path:
-    (tmp_path / "exports").mkdir()
-    (tmp_path / "exports" / "tiny").symlink_to(tiny_export.export_dir)
-    return tmp_path
-
-
-def _server_pid(serve_pid: int) -> int:
-    (pid,) = [
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit()
-        and (p / "stat").exists()
-        and _parent(p) == serve_pid
-        and "tritonserver" in (p / "cmdline").read_bytes().decode(errors="replace")
-    ]
-    return pid
-
-
-def _parent(proc_dir: Path) -> int:
-    try:
-        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def _wait_until_in_flight(ports: Ports, model: str, waiting: int, timeout: float = 60) -> None:
     """Until ``waiting`` requests of ``model`` wait in Triton's queue (one more runs)."""
     deadline = time.monotonic() + timeout
@@ -194,12 +165,12 @@ def _wait_until_in_flight(ports: Ports, model: str, waiting: int, timeout: float
 def _serving(tiny_export, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, Path, Ports]]:
     """`sam2-triton serve` of the tiny export in a work folder: (process, log, workdir, ports)
     once it says it is serving; killed afterwards if still running."""
-    workdir = _serve_workdir(tmp_path, tiny_export)
+    workdir = workdir_with_export(tmp_path, tiny_export.export_dir)
     ports = Ports(free_port(), free_port(), free_port())
     log = tmp_path / "serve.log"
     proc = _start_serve(workdir, ports, log)
     try:
-        _wait_for(log, "serving SAM 2.1 tiny", proc)
+        wait_for_log(log, "serving SAM 2.1 tiny", proc)
         yield proc, log, workdir, ports
     finally:
         if proc.poll() is None:
@@ -209,9 +180,9 @@ def _serving(tiny_export, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Pa
 
 def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_export, tmp_path):
     with _serving(tiny_export, tmp_path) as (proc, log, _, ports):
-        (victim, *_) = [s for s in stubs_of(_server_pid(proc.pid)) if s.model == c.SEGMENT]
+        (victim, *_) = [s for s in stubs_of(child_tritonserver(proc.pid)) if s.model == c.SEGMENT]
         os.kill(victim.pid, signal.SIGKILL)
-        _wait_for(log, f"watchdog: {c.SEGMENT} reloaded", proc, timeout=120)
+        wait_for_log(log, f"watchdog: {c.SEGMENT} reloaded", proc, timeout=120)
         url = f"127.0.0.1:{ports.grpc}"
 
         def one(k: int) -> int:
@@ -231,7 +202,7 @@ def test_serve_exits_non_zero_when_a_model_cannot_come_back(tiny_export, tmp_pat
     with _serving(tiny_export, tmp_path) as (proc, log, workdir, _):
         model_py = workdir / paths.EMBEDDED_REPOSITORY_DIR / c.AUTOMATIC / "1" / "model.py"
         model_py.write_text("raise RuntimeError('broken on purpose')\n")
-        (victim, *_) = [s for s in stubs_of(_server_pid(proc.pid)) if s.model == c.AUTOMATIC]
+        (victim, *_) = [s for s in stubs_of(child_tritonserver(proc.pid)) if s.model == c.AUTOMATIC]
         os.kill(victim.pid, signal.SIGKILL)
         proc.wait(timeout=180)
     text = log.read_text()

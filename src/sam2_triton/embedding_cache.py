@@ -196,13 +196,19 @@ class EmbeddingCache:
     # --- introspection -----------------------------------------------------------------------
 
     def total_bytes(self) -> int:
-        total = 0
+        return self.usage()[0]
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes, entries) held now, in one pass over the entries (the metrics read both after
+        every request)."""
+        total = count = 0
         for folder in self.entries.iterdir():
             try:
                 total += _folder_bytes(folder)
             except FileNotFoundError:
-                continue
-        return total
+                continue  # evicted meanwhile
+            count += 1
+        return total, count
 
     def keys(self) -> list[str]:
         return sorted(p.name for p in self.entries.iterdir())

@@ -123,6 +123,40 @@ def die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def spawn(
+    command: list[str], log_file: Path | None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start one of our long-running children (tritonserver, nginx, Prometheus): its output
+    appended to ``log_file`` (None: ours), in a session of its own (so ``stop_process`` can
+    kill its group), and terminated when we die (``die_with_parent``)."""
+    log = open(log_file, "ab") if log_file else None  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # one C call in the child, no locks
+        )
+    finally:
+        if log:
+            log.close()
+
+
+def stop_process(process: subprocess.Popen | None, sig: int, timeout: float) -> int | None:
+    """Send ``sig`` to a child started with ``start_new_session``, wait up to ``timeout`` for it
+    to exit, then SIGKILL its whole process group (stubs, nginx workers); its exit code."""
+    if process is None or process.poll() is not None:
+        return process.returncode if process else None
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -207,17 +241,7 @@ class TritonServer:
                 )
         python = self.python or StubPython.current()
         prepare_runtime(self.runtime_dir, python.version)
-        log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.command(),
-            env=server_environment(python),
-            stdout=log or None,
-            stderr=subprocess.STDOUT if log else None,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # one C call in the child, no locks
-        )
-        if log:
-            log.close()
+        self.process = spawn(self.command(), self.log_file, server_environment(python))
         self._wait_ready(timeout)
         return self
 
@@ -241,14 +265,7 @@ class TritonServer:
 
     def stop(self, timeout: float = 3 * EXIT_TIMEOUT_S) -> int | None:
         """SIGTERM, wait for a clean exit (models finalised), SIGKILL as a last resort."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
+        return stop_process(self.process, signal.SIGTERM, timeout)
 
     def __enter__(self) -> TritonServer:
         return self.start() if self.process is None else self

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # HTTP header (gRPC: metadata ``triton-grpc-protocol-admin-key``) that opens the admin APIs.
 ADMIN_HEADER = "admin-key"
@@ -153,6 +154,12 @@ class Watchdog:
     gave_up: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    @classmethod
+    def of_server(cls, server: Any, **options: Any) -> Watchdog:
+        """For a started ``sam2_triton.server.TritonServer`` with an ``admin_key`` (duck-typed:
+        this module stays importable without the rest of the package)."""
+        return cls(server.process.pid, ModelControl(server.http_url, server.admin_key), **options)
 
     def start(self) -> Watchdog:
         stubs = stubs_of(self.server_pid)

@@ -20,7 +20,7 @@ from sam2_triton.cli.arguments import (
 from sam2_triton.cli.build_repo import build_repo
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
 from sam2_triton.server import Ports
-from sam2_triton.watchdog import ModelControl, Watchdog
+from sam2_triton.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from sam2_triton.server import TritonServer
@@ -81,11 +81,7 @@ def run(args: argparse.Namespace) -> int:
     with serving(args.repository):
         key = secrets.token_urlsafe(24)
         server = start_server(args.repository, address, options.cpu_precision, admin_key=key)
-        watchdog = Watchdog(
-            server.process.pid,
-            ModelControl(server.http_url, key),
-            log=lambda line: print(line, flush=True),
-        ).start()
+        watchdog = Watchdog.of_server(server, log=lambda line: print(line, flush=True)).start()
         print(
             f"serving SAM 2.1 {args.model}: HTTP {address.url(address.ports.http)}, "
             f"gRPC {address.url(address.ports.grpc)}, metrics "

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sam2_triton.affinity import NGINX_HEADER_VARIABLE
 from sam2_triton.contract import AUTOMATIC, SEGMENT, SESSION
-from sam2_triton.server import die_with_parent, port_in_use
+from sam2_triton.server import port_in_use, spawn, stop_process
 
 FAIL_TIMEOUT_S = 10
 MAX_BODY = "64m"  # an image request; the server caps pixels itself
@@ -161,15 +161,8 @@ class Nginx:
         conf.write_text(
             render_config(self.prefix, self.host, self.http_port, self.grpc_port, self.upstreams)
         )
-        log = open(self.prefix / "nginx.out", "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(
-            [binary, "-p", str(self.prefix), "-c", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # one C call in the child, no locks
-        )
-        log.close()
+        command = [binary, "-p", str(self.prefix), "-c", str(conf)]
+        self.process = spawn(command, self.prefix / "nginx.out")
         deadline = time.monotonic() + timeout
         while not all(port_in_use(self.host, p) for p in (self.http_port, self.grpc_port)):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -181,11 +174,4 @@ class Nginx:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGQUIT: finish the requests in flight, then exit; SIGKILL if it takes too long."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the workers too
-            self.process.wait()
+        stop_process(self.process, signal.SIGQUIT, timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from sam2_triton.server import die_with_parent, port_in_use
+from sam2_triton.server import port_in_use, spawn, stop_process
 
 TARGETS_FILE = "targets.json"
 
@@ -34,6 +34,19 @@ def write_config(source: Path, out: Path, targets: Sequence[str]) -> Path:
     shutil.copytree(source / "rules", out / "rules")
     (out / TARGETS_FILE).write_text(json.dumps([{"targets": list(targets), "labels": {}}]))
     return out / "prometheus.yml"
+
+
+def query(base_url: str, expr: str) -> dict:
+    """The ``data`` of an instant query (resultType, result); raises if Prometheus refuses it."""
+    reply = requests.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=30)
+    try:
+        body = reply.json()
+    except ValueError:
+        reply.raise_for_status()
+        raise
+    if body.get("status") != "success":
+        raise PrometheusError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
+    return body["data"]
 
 
 @dataclass
@@ -62,21 +75,14 @@ class Prometheus:
             raise PrometheusError(f"port {self.host}:{self.port} is already in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = write_config(self.source, self.workdir / "config", self.targets)
-        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--web.listen-address={self.host}:{self.port}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--storage.tsdb.retention.time={self.retention}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # one C call in the child, no locks
-        )
-        log.close()
+        command = [
+            binary,
+            f"--config.file={config}",
+            f"--web.listen-address={self.host}:{self.port}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--storage.tsdb.retention.time={self.retention}",
+        ]
+        self.process = spawn(command, self.workdir / "prometheus.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -93,18 +99,7 @@ class Prometheus:
 
     def query(self, expr: str) -> list[dict]:
         """An instant query's result vector; raises on a query error."""
-        reply = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = reply.json()
-        if body.get("status") != "success":
-            raise PrometheusError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
-        return body["data"]["result"]
+        return query(self.url, expr)["result"]
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, signal.SIGTERM, timeout)

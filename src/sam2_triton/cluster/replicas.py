@@ -19,7 +19,7 @@ from pathlib import Path
 from sam2_triton.cluster.nginx import Nginx, Upstream
 from sam2_triton.cluster.prometheus import Prometheus
 from sam2_triton.server import Ports, ServerError, TritonServer
-from sam2_triton.watchdog import ModelControl, Watchdog
+from sam2_triton.watchdog import Watchdog
 
 Log = Callable[[str], None]
 LOOPBACK = "127.0.0.1"
@@ -60,10 +60,8 @@ class Replica:
             admin_key=key,
         ).start()
         assert self.server.process is not None
-        self.watchdog = Watchdog(
-            self.server.process.pid,
-            ModelControl(self.server.http_url, key),
-            log=lambda line: self.log(f"replica {self.index}: {line}"),
+        self.watchdog = Watchdog.of_server(
+            self.server, log=lambda line: self.log(f"replica {self.index}: {line}")
         ).start()
         return self
 

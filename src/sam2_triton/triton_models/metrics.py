@@ -100,5 +100,6 @@ class CacheMetrics(_Families):
             if delta:
                 getattr(self, name).increment(delta)
         self.reported = CacheStats(stats.hits, stats.misses, stats.evictions)
-        self.bytes.set(cache.total_bytes())
-        self.entries.set(len(cache.keys()))
+        held, entries = cache.usage()
+        self.bytes.set(held)
+        self.entries.set(entries)
