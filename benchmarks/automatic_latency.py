@@ -1,7 +1,11 @@
-"""Latency and memory of one sam2_automatic request (segment everything) on the embedded target.
+"""Latency and memory of one sam2_automatic request (segment everything) on the embedded target,
+against Meta's SAM2AutomaticMaskGenerator in this process on the same weights and image.
 
     .venv/bin/python benchmarks/automatic_latency.py [--export-dir exports/tiny] [--runs 2]
-        [--points-per-side 32] [--cpu-precision fp32|bf16] [--decoder-chunk 4]
+        [--points-per-side 32] [--cpu-precision fp32|bf16] [--decoder-chunk 8] [--no-reference]
+
+The reference (PyTorch eager, fp32, every core) runs between our requests while the server is
+idle, so the ratio compares figures taken side by side; it needs the export's checkpoint.
 
 Memory is that of the tritonserver process and all its backend stubs, sampled every 0.1 s: idle
 (models loaded) and the peak during the request, as PSS (proportional set size: a page shared by
@@ -38,12 +42,17 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--cpu-precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument(
+        "--no-reference", action="store_true", help="skip SAM2AutomaticMaskGenerator"
+    )
+    parser.add_argument(
         "--decoder-chunk",
         type=int,
         default=ServingOptions.automatic_decoder_chunk,
-        help="grid rows per decoder call",
+        help="grid points per decoder call",
     )
     args = parser.parse_args()
+    reference = None if args.no_reference else _reference(args.export_dir, args.points_per_side)
+    reference_s: list[float] = []
 
     options = ServingOptions(
         cpu_precision=args.cpu_precision, automatic_decoder_chunk=args.decoder_chunk
@@ -77,6 +86,10 @@ def main() -> None:
             result = client.infer(c.AUTOMATIC, inputs)
             latencies.append(time.perf_counter() - start)
             counts.append(len(json.loads(result.as_numpy("annotations")[0])["annotations"]))
+            if reference is not None:
+                start = time.perf_counter()
+                reference()
+                reference_s.append(time.perf_counter() - start)
         client.close()
         done.set()
         sampler.join()
@@ -99,10 +112,39 @@ def main() -> None:
         "server_rss_idle_mb": idle[0] / 2**20,
         "server_rss_peak_mb": peak[0] / 2**20,
     }
+    if reference_s:
+        report["sam2_automatic_mask_generator_s"] = reference_s
+        report["vs_sam2_automatic_mask_generator"] = float(
+            np.median(reference_s) / np.median(latencies)
+        )
     out = args.export_dir / "automatic_latency.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"figures written to {out}")
+
+
+def _reference(export_dir: Path, points_per_side: int):
+    """SAM2AutomaticMaskGenerator.generate on the image, with the export's own weights."""
+    import torch
+    from PIL import Image
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2.build_sam import build_sam2
+
+    from sam2_triton.variants import get_variant
+
+    meta = json.loads((export_dir / "export.json").read_text())
+    checkpoint = meta.get("saved_checkpoint") or meta.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).exists():
+        raise SystemExit("the export names no checkpoint file: run with --no-reference")
+    sam = build_sam2(get_variant(meta["variant"]).config, checkpoint, device="cpu")
+    generator = SAM2AutomaticMaskGenerator(sam, points_per_side=points_per_side)
+    rgb = np.asarray(Image.open(IMAGE).convert("RGB"))
+
+    def run() -> None:
+        with torch.inference_mode():
+            generator.generate(rgb)
+
+    return run
 
 
 if __name__ == "__main__":

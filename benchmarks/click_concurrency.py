@@ -52,7 +52,7 @@ def main() -> None:
     data = IMAGE.read_bytes()
     print(f"{cpu_model()}, {usable_cores()} cores")
     for in_process in (True, False):
-        options = ServingOptions(session_decoder_in_process=in_process)
+        options = ServingOptions(decoder_in_process=in_process)
         work_dir = ROOT / "build" / f"bench-clicks-{'local' if in_process else 'bls'}"
         server = bench_server(args.export_dir, work_dir, options)
         with server.start():

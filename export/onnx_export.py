@@ -44,8 +44,10 @@ DECODER_INPUT_NAMES = [t.name for t in contract.DECODER_INPUTS]
 DECODER_OUTPUT_NAMES = [t.name for t in contract.DECODER_OUTPUTS]
 
 # Example sizes for tracing. Batch 2, not 1: dynamo specialises a size-1 axis to a constant
-# (the encoder then rejects B=2, the decoder silently ignores it).
+# (the encoder then rejects B=2, the decoder silently ignores it). The decoder's features are
+# batch 1 on purpose: one image per call, shared by every prompt set.
 _EXAMPLE_BATCH = 2
+_EXAMPLE_PROMPTS = 2
 _EXAMPLE_POINTS = 3
 
 
@@ -135,18 +137,19 @@ def example_encoder_inputs(batch: int = _EXAMPLE_BATCH) -> dict[str, torch.Tenso
 
 
 def example_decoder_inputs(
-    batch: int = _EXAMPLE_BATCH, points: int = _EXAMPLE_POINTS
+    prompts: int = _EXAMPLE_PROMPTS, points: int = _EXAMPLE_POINTS
 ) -> dict[str, torch.Tensor]:
     """Tracing inputs for the decoder, shaped and typed exactly as ``contract.DECODER_INPUTS``."""
     gen = torch.Generator().manual_seed(0)
     tensors: dict[str, torch.Tensor] = {}
-    for t in contract.ENCODER_OUTPUTS:
-        tensors[t.name] = torch.randn(batch, *t.dims, generator=gen)
-    tensors["point_coords"] = torch.rand(batch, points, 2, generator=gen) * contract.IMAGE_SIZE
-    tensors["point_labels"] = torch.randint(0, 2, (batch, points), generator=gen, dtype=torch.int32)
+    for t in contract.DECODER_FEATURES:
+        tensors[t.name] = torch.randn(*t.dims, generator=gen)
+    tensors["point_coords"] = torch.rand(prompts, points, 2, generator=gen) * contract.IMAGE_SIZE
+    labels = torch.randint(0, 2, (prompts, points), generator=gen, dtype=torch.int32)
+    tensors["point_labels"] = labels
     size = contract.LOW_RES_MASK_SIZE
-    tensors["mask_input"] = torch.randn(batch, 1, size, size, generator=gen)
-    tensors["has_mask_input"] = torch.ones(batch, 1)
+    tensors["mask_input"] = torch.randn(prompts, 1, size, size, generator=gen)
+    tensors["has_mask_input"] = torch.ones(prompts, 1)
     return tensors
 
 
@@ -158,15 +161,21 @@ def _export_module(
     opset: int,
     which: str,
 ) -> None:
-    """Export one wrapper with a dynamic batch axis (and a dynamic point count for the decoder)."""
+    """Export one wrapper: the encoder with a dynamic batch axis, the decoder with dynamic
+    prompt-set and point counts (its features are one image's, batch 1)."""
     input_names = list(inputs)
     output_names = ENCODER_OUTPUT_NAMES if which == "encoder" else DECODER_OUTPUT_NAMES
+    features = {t.name for t in contract.DECODER_FEATURES} if which == "decoder" else set()
     args = tuple(inputs.values())
     tmp = path.with_name(path.name + ".partial")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer/deprecation chatter, not actionable here
         if exporter == "torchscript":
-            axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
+            axes = {
+                name: {0: "batch" if which == "encoder" else "num_prompts"}
+                for name in [*input_names, *output_names]
+                if name not in features
+            }
             for name in ("point_coords", "point_labels"):
                 if name in axes:
                     axes[name][1] = "num_points"
@@ -182,9 +191,11 @@ def _export_module(
                 do_constant_folding=True,
             )
         else:
-            batch = torch.export.Dim("batch", min=1, max=1024)
+            batch = torch.export.Dim(
+                "batch" if which == "encoder" else "num_prompts", min=1, max=4096
+            )
             num_points = torch.export.Dim("num_points", min=1, max=4096)
-            shapes = {name: {0: batch} for name in input_names}
+            shapes = {name: None if name in features else {0: batch} for name in input_names}
             for name in ("point_coords", "point_labels"):
                 if name in shapes:
                     shapes[name][1] = num_points
@@ -207,13 +218,25 @@ def optimize_onnx_file(path: Path) -> None:
     """Rewrite ``path`` with onnxruntime's SAM 2 fusions (``model_type="sam2"``), in place.
 
     ``opt_level=1`` (basic) is what onnxruntime's own SAM 2 converter uses: it keeps the file
-    free of hardware-specific layouts, so it runs on any execution provider.
+    free of hardware-specific layouts, so it runs on any execution provider. SkipLayerNormalization
+    is left out: on CPU its kernel took 2.6 ms where Add + LayerNormalization take 0.37 ms
+    ([4096, 256], docs/performance.md), the largest single waste in the decoder.
     """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("sam2")
+    options.enable_skip_layer_norm = False
+    options.enable_bias_skip_layer_norm = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        optimized = optimize_model(str(path), model_type="sam2", opt_level=1, use_gpu=False)
+        optimized = optimize_model(
+            str(path),
+            model_type="sam2",
+            opt_level=1,
+            use_gpu=False,
+            optimization_options=options,
+        )
     tmp = path.with_name(path.name + ".partial")
     optimized.save_model_to_file(str(tmp))
     tmp.replace(path)
@@ -301,26 +324,27 @@ def default_verify_images(batch: int = 2) -> np.ndarray:
     return np.stack(images).astype(np.float32)
 
 
-def default_verify_prompts(batch: int = 2) -> list[dict[str, np.ndarray]]:
-    """Decoder prompt sets covering what the contract allows, with B=``batch`` rows each.
+def default_verify_prompts() -> list[dict[str, np.ndarray]]:
+    """Decoder prompt batches covering what the contract allows, for one image each.
 
-    One click (N=1); clicks + a box + padding + a mask input with mixed ``has_mask_input`` (N=5).
-    Running both N=1 and N=5 through one file proves the point axis is dynamic.
+    Two one-click sets (N=2, P=1); three sets of clicks + a box + padding + a mask input with
+    mixed ``has_mask_input`` (N=3, P=5). Running both through one file proves the prompt-set
+    and point axes are dynamic.
     """
     rng = np.random.default_rng(1)
     size = contract.LOW_RES_MASK_SIZE
     one_click = {
-        "point_coords": rng.uniform(0, contract.IMAGE_SIZE, (batch, 1, 2)).astype(np.float32),
-        "point_labels": np.ones((batch, 1), dtype=np.int32),
-        "mask_input": np.zeros((batch, 1, size, size), dtype=np.float32),
-        "has_mask_input": np.zeros((batch, 1), dtype=np.float32),
+        "point_coords": rng.uniform(0, contract.IMAGE_SIZE, (2, 1, 2)).astype(np.float32),
+        "point_labels": np.ones((2, 1), dtype=np.int32),
+        "mask_input": np.zeros((2, 1, size, size), dtype=np.float32),
+        "has_mask_input": np.zeros((2, 1), dtype=np.float32),
     }
     labels = np.array([2, 3, 1, 0, -1], dtype=np.int32)
     mixed = {
-        "point_coords": rng.uniform(0, contract.IMAGE_SIZE, (batch, 5, 2)).astype(np.float32),
-        "point_labels": np.tile(labels, (batch, 1)),
-        "mask_input": rng.normal(0, 4, (batch, 1, size, size)).astype(np.float32),
-        "has_mask_input": (np.arange(batch) % 2 == 0).astype(np.float32).reshape(batch, 1),
+        "point_coords": rng.uniform(0, contract.IMAGE_SIZE, (3, 5, 2)).astype(np.float32),
+        "point_labels": np.tile(labels, (3, 1)),
+        "mask_input": rng.normal(0, 4, (3, 1, size, size)).astype(np.float32),
+        "has_mask_input": np.array([[1.0], [0.0], [1.0]], dtype=np.float32),
     }
     return [one_click, mixed]
 
@@ -337,11 +361,11 @@ def verify_onnx(
     """Run both files in onnxruntime (CPU) and the wrappers in PyTorch; report max abs diffs.
 
     ``images`` [B,3,1024,1024] is normalised model input (default: ``default_verify_images``,
-    B=2, which also proves the batch axis is dynamic). Each prompt set in ``prompts`` is run on
-    the encoder's own (PyTorch) features; its rows must equal the image batch size.
+    B=2, which also proves the batch axis is dynamic). Each prompt batch in ``prompts`` is run
+    on each image's own (PyTorch) features.
     """
     images = default_verify_images() if images is None else np.ascontiguousarray(images, np.float32)
-    prompts = default_verify_prompts(len(images)) if prompts is None else prompts
+    prompts = default_verify_prompts() if prompts is None else prompts
     encoder, decoder = ImageEncoder(model).eval(), PromptMaskDecoder(model).eval()
     report = VerifyReport()
 
@@ -352,20 +376,20 @@ def verify_onnx(
     report.cases.append(f"encoder B={len(images)}")
 
     session = create_session(decoder_path, threads)
-    features = dict(zip(ENCODER_OUTPUT_NAMES, ref_feats, strict=True))
-    for prompt in prompts:
-        feeds = {**features, **prompt}
-        with torch.no_grad():
-            ref = [
-                t.numpy()
-                for t in decoder(*(torch.from_numpy(feeds[n]) for n in DECODER_INPUT_NAMES))
-            ]
-        got = session.run(DECODER_OUTPUT_NAMES, feeds)
-        diffs = _max_abs(DECODER_OUTPUT_NAMES, ref, got)
-        for name, value in diffs.items():
-            report.decoder[name] = max(report.decoder.get(name, 0.0), value)
-        n = prompt["point_labels"].shape[1]
-        report.cases.append(f"decoder B={len(prompt['point_labels'])} N={n}")
+    for index in range(len(images)):
+        image_feats = zip(ENCODER_OUTPUT_NAMES, ref_feats, strict=True)
+        features = {name: value[index : index + 1] for name, value in image_feats}
+        for prompt in prompts:
+            feeds = {**features, **prompt}
+            with torch.no_grad():
+                args = (torch.from_numpy(feeds[n]) for n in DECODER_INPUT_NAMES)
+                ref = [t.numpy() for t in decoder(*args)]
+            got = session.run(DECODER_OUTPUT_NAMES, feeds)
+            diffs = _max_abs(DECODER_OUTPUT_NAMES, ref, got)
+            for name, value in diffs.items():
+                report.decoder[name] = max(report.decoder.get(name, 0.0), value)
+            rows, points = prompt["point_labels"].shape
+            report.cases.append(f"decoder image {index} N={rows} P={points}")
     return report
 
 

@@ -154,7 +154,7 @@ def routed_triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFact
     from sam2_triton.repository import ServingOptions
 
     options = ServingOptions(
-        segment_in_process=False, session_decoder_in_process=False, session_instances=1
+        segment_in_process=False, decoder_in_process=False, session_instances=1
     )
     yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
 

@@ -136,6 +136,24 @@ CASES = {
 }
 
 
+def sam_layout(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The encoder's outputs (the decoder's row layout, contract.ENCODER_OUTPUTS) -> SAM's NCHW
+    maps, as ``SAM2ImagePredictor._features`` holds them (inverse of ``decoder_layout``)."""
+    embed, s0, s1 = (np.asarray(features[n]) for n in ENCODER_NAMES)
+    b = embed.shape[0]
+    image_embed = embed.reshape(b, 64, 64, 256).transpose(0, 3, 1, 2)
+    feats_1 = s1.reshape(b, 64, 64, 2, 2, 64).transpose(0, 5, 1, 3, 2, 4).reshape(b, 64, 128, 128)
+    feats_0 = s0.reshape(b, 64, 64, 2, 2, 2, 2, 32).transpose(0, 7, 1, 3, 5, 2, 4, 6)
+    return {
+        "image_embed": np.ascontiguousarray(image_embed),
+        "high_res_feats_0": np.ascontiguousarray(feats_0.reshape(b, 32, 256, 256)),
+        "high_res_feats_1": np.ascontiguousarray(feats_1),
+    }
+
+
+ENCODER_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
+
+
 # --- fake networks --------------------------------------------------------------------------
 
 
@@ -149,16 +167,18 @@ class FakeNetworks:
     def encode(self, image_1024: np.ndarray) -> dict[str, np.ndarray]:
         self.encoded.append(image_1024)
         return {
-            "image_embed": np.full((1, 256, 64, 64), len(self.encoded), np.float32),
-            "high_res_feats_0": np.zeros((1, 32, 256, 256), np.float32),
-            "high_res_feats_1": np.zeros((1, 64, 128, 128), np.float32),
+            "image_embed": np.full((1, 4096, 256), len(self.encoded), np.float32),
+            "high_res_feats_0": np.zeros((1, 16384, 128), np.float32),
+            "high_res_feats_1": np.zeros((1, 4096, 256), np.float32),
         }
 
     def decode(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.decoded.append(dict(inputs))
-        logits = np.full((1, 4, 256, 256), -1.0, np.float32)
-        logits[0, 1, :128] = 1.0  # top half of the image
-        return {"low_res_masks": logits, "iou_predictions": np.array([[0.1, 0.9, 0.5, 0.4]])}
+        rows = len(inputs["point_coords"])
+        logits = np.full((rows, 4, 256, 256), -1.0, np.float32)
+        logits[:, 1, :128] = 1.0  # top half of the image
+        scores = np.tile(np.array([[0.1, 0.9, 0.5, 0.4]], np.float32), (rows, 1))
+        return {"low_res_masks": logits, "iou_predictions": scores}
 
 
 # --- automatic masks ------------------------------------------------------------------------

@@ -138,9 +138,9 @@ def test_a_cancelled_request_stops_within_one_batch_of_points():
 
     def encode(image):
         return {
-            "image_embed": np.zeros((1, 256, 64, 64), np.float32),
-            "high_res_feats_0": np.zeros((1, 32, 256, 256), np.float32),
-            "high_res_feats_1": np.zeros((1, 64, 128, 128), np.float32),
+            "image_embed": np.zeros((1, 4096, 256), np.float32),
+            "high_res_feats_0": np.zeros((1, 16384, 128), np.float32),
+            "high_res_feats_1": np.zeros((1, 4096, 256), np.float32),
         }
 
     def decode(inputs):

@@ -47,9 +47,9 @@ def test_bf16_decoder_tracks_onnxruntime_fp32(tiny_export):
     _bf16_or_skip()
     rng = np.random.default_rng(0)
     feeds = {
-        "image_embed": rng.standard_normal((1, 256, 64, 64), np.float32),
-        "high_res_feats_0": rng.standard_normal((1, 32, 256, 256), np.float32),
-        "high_res_feats_1": rng.standard_normal((1, 64, 128, 128), np.float32),
+        "image_embed": rng.standard_normal((1, 4096, 256), np.float32),
+        "high_res_feats_0": rng.standard_normal((1, 16384, 128), np.float32),
+        "high_res_feats_1": rng.standard_normal((1, 4096, 256), np.float32),
         "point_coords": np.array([[[500.0, 400.0], [0.0, 0.0]]], np.float32),
         "point_labels": np.array([[1, -1]], np.int32),
         "mask_input": np.zeros((1, 1, 256, 256), np.float32),

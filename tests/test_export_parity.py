@@ -41,6 +41,7 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     create_session,
 )
 from sam2_triton.export.wrappers import PromptMaskDecoder  # noqa: E402
+from tests.helpers import sam_layout  # noqa: E402
 
 TOL = 1e-4
 SEED = 0
@@ -213,21 +214,28 @@ def _row(features: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
 
 
 def test_encoder_matches_set_image_features(onnx_features, references) -> None:
+    """The encoder's outputs are ``_features`` in the decoder's row layout: laid back out as
+    NCHW maps they equal the predictor's."""
+    as_sam = sam_layout(onnx_features)
     for i, predictor in enumerate(references):
         expected = _reference_features(predictor)
         for name in ENCODER_OUTPUT_NAMES:
-            got = onnx_features[name][i : i + 1]
+            got = as_sam[name][i : i + 1]
             assert _max_abs(got, expected[name]) < TOL, f"{name} image {i}"
     # Random weights must give features that actually differ between photos.
     assert _max_abs(onnx_features["image_embed"][0], onnx_features["image_embed"][1]) > 1e-2
 
 
 def test_verify_onnx_reports_parity_with_wrappers(model, exported, model_images) -> None:
-    """The CLI's check: ORT vs the PyTorch wrappers, batch 2, with N=1 and N=5 prompt sets."""
+    """The CLI's check: ORT vs the PyTorch wrappers, encoder batch 2, decoder 2 and 3 prompt
+    sets of 1 and 5 points on each image."""
     report = verify_onnx(model, exported.encoder_path, exported.decoder_path, images=model_images)
     assert set(report.encoder) == set(ENCODER_OUTPUT_NAMES)
     assert set(report.decoder) == set(DECODER_OUTPUT_NAMES)
-    assert report.cases == ["encoder B=2", "decoder B=2 N=1", "decoder B=2 N=5"]
+    assert report.cases == [
+        "encoder B=2",
+        *(f"decoder image {i} {sets}" for i in (0, 1) for sets in ("N=2 P=1", "N=3 P=5")),
+    ]
     assert report.max_abs < TOL, report.format()
 
 
@@ -295,48 +303,75 @@ def test_decoder_mask_input_matches_reference(sessions, onnx_features, reference
     assert _max_abs(iou[:, 1:], multi_iou.numpy()) < TOL
 
 
-def test_decoder_batch_two_different_prompts(sessions, onnx_features, references) -> None:
-    """Two rows, two images, two prompt kinds with the same N (row 0 padded with label -1)."""
-    row0 = _prompt(references[0], points=[(220.0, 180.0), (100.0, 60.0)], labels=[1, 0])["feeds"]
+def test_prompt_sets_on_one_image_equal_each_set_alone(sessions, onnx_features, references):
+    """N prompt sets in one call share the image's features in the graph; each row equals the
+    reference for its set alone (two kinds with the same P: row 0 padded with label -1)."""
+    predictor = references[0]
+    row0 = _prompt(predictor, points=[(220.0, 180.0), (100.0, 60.0)], labels=[1, 0])["feeds"]
     row0["point_coords"] = np.concatenate(
         [row0["point_coords"], np.zeros((1, 1, 2), np.float32)], 1
     )
     row0["point_labels"] = np.concatenate([row0["point_labels"], [[-1]]], 1).astype(np.int32)
-    row1 = _prompt(
-        references[1], box=(50.0, 60.0, 500.0, 350.0), points=[(300.0, 200.0)], labels=[1]
-    )["feeds"]
+    row1 = _prompt(predictor, box=(50.0, 60.0, 300.0, 350.0), points=[(200.0, 200.0)], labels=[1])
+    row1 = row1["feeds"]
     feeds = {name: np.concatenate([row0[name], row1[name]]) for name in row0}
-    low_res, iou = _run_decoder(sessions[1], onnx_features, feeds)
+    low_res, iou = _run_decoder(sessions[1], _row(onnx_features, 0), feeds)
     assert low_res.shape[0] == 2 and iou.shape[0] == 2
-    for i, (predictor, row) in enumerate(zip(references, (row0, row1), strict=True)):
+    for i, row in enumerate((row0, row1)):
         ref_low_res, ref_iou = _reference_all_tokens(predictor, row)
         assert _max_abs(low_res[i : i + 1], ref_low_res) < TOL, f"row {i}"
         assert _max_abs(iou[i : i + 1], ref_iou) < TOL, f"row {i}"
+
+
+def test_batched_boxes_match_the_predictors_batched_prompts(sessions, onnx_features, references):
+    """Meta's predictor answers several boxes at once (``predict(box=[N, 4])``, the image's
+    features repeated per box): our decoder gives the same for the same N rows in one call."""
+    predictor = references[0]
+    boxes = np.array([[120, 40, 380, 300], [10, 10, 200, 150], [250, 200, 500, 420]], np.float32)
+    _, _, _, unnorm_boxes = predictor._prep_prompts(None, None, boxes, None, normalize_coords=True)
+    coords = unnorm_boxes.reshape(-1, 2, 2).numpy().astype(np.float32)
+    feeds = {
+        "point_coords": coords,
+        "point_labels": np.tile(np.array([[2, 3]], np.int32), (len(boxes), 1)),
+        "mask_input": np.zeros((len(boxes), 1, MASK, MASK), np.float32),
+        "has_mask_input": np.zeros((len(boxes), 1), np.float32),
+    }
+    low_res, iou = _run_decoder(sessions[1], _row(onnx_features, 0), feeds)
+    _, want_iou, want_low_res = predictor._predict(
+        None, None, boxes=unnorm_boxes, multimask_output=True, return_logits=True
+    )
+    assert want_low_res.shape == (len(boxes), 3, MASK, MASK)
+    assert _max_abs(low_res[:, 1:], want_low_res.numpy()) < TOL
+    assert _max_abs(iou[:, 1:], want_iou.numpy()) < TOL
 
 
 # --- the files themselves -----------------------------------------------------------------------
 
 
 def test_onnx_interface_follows_contract(exported) -> None:
+    """The encoder has a dynamic batch axis before the contract's dims; the decoder (no batch
+    axis) has exactly the contract's dims, every -1 dynamic."""
     expected = {
-        exported.encoder_path: (contract.ENCODER_INPUTS, contract.ENCODER_OUTPUTS),
-        exported.decoder_path: (contract.DECODER_INPUTS, contract.DECODER_OUTPUTS),
+        exported.encoder_path: (contract.ENCODER_INPUTS, contract.ENCODER_OUTPUTS, True),
+        exported.decoder_path: (contract.DECODER_INPUTS, contract.DECODER_OUTPUTS, False),
     }
     elem = {"FP32": onnx.TensorProto.FLOAT, "INT32": onnx.TensorProto.INT32}
-    for path, (inputs, outputs) in expected.items():
+    for path, (inputs, outputs, batched) in expected.items():
         graph = onnx.load(str(path), load_external_data=False).graph
         for declared, actual in ((inputs, graph.input), (outputs, graph.output)):
             assert [t.name for t in declared] == [v.name for v in actual], path.name
             for t, v in zip(declared, actual, strict=True):
-                dims = v.type.tensor_type.shape.dim
+                dims = list(v.type.tensor_type.shape.dim)
                 assert v.type.tensor_type.elem_type == elem[t.dtype], t.name
-                assert len(dims) == len(t.dims) + 1, t.name
-                assert dims[0].dim_param and not dims[0].dim_value, f"{t.name}: static batch"
-                for want, got in zip(t.dims, dims[1:], strict=True):
+                if batched:
+                    assert dims[0].dim_param and not dims[0].dim_value, f"{t.name}: static batch"
+                    dims = dims[1:]
+                assert len(dims) == len(t.dims), t.name
+                for want, got in zip(t.dims, dims, strict=True):
                     if want == -1:
                         assert not got.dim_value, f"{t.name}: static dynamic axis"
                     else:
-                        assert got.dim_value == want or got.dim_param, t.name
+                        assert got.dim_value == want, t.name
 
 
 def test_export_metadata(exported) -> None:
@@ -358,9 +393,9 @@ def test_saved_random_checkpoint_reloads_identically(model, reference_model) -> 
     inputs = {
         name: torch.from_numpy(value)
         for name, value in {
-            "image_embed": np.random.default_rng(0).normal(size=(1, 256, 64, 64)),
-            "high_res_feats_0": np.random.default_rng(1).normal(size=(1, 32, 256, 256)),
-            "high_res_feats_1": np.random.default_rng(2).normal(size=(1, 64, 128, 128)),
+            "image_embed": np.random.default_rng(0).normal(size=(1, 4096, 256)),
+            "high_res_feats_0": np.random.default_rng(1).normal(size=(1, 16384, 128)),
+            "high_res_feats_1": np.random.default_rng(2).normal(size=(1, 4096, 256)),
             "point_coords": np.array([[[500.0, 400.0], [10.0, 900.0]]]),
             "point_labels": np.array([[1, 0]]),
             "mask_input": np.zeros((1, 1, MASK, MASK)),

@@ -197,16 +197,20 @@ def test_decoder_on_tensorrt_gets_a_profile_for_every_input_and_axis(fake_export
     )
     declared = {i.name: list(i.dims) for i in decoder.input}
     assert set(low) == set(opt) == set(high) == set(declared)
+    assert decoder.max_batch_size == 0  # one image per call: its axes are all in dims
     most_points = options.max_points + BOX_POINTS
     for name, dims in declared.items():
-        assert low[name] == [1, *(1 if d == -1 else d for d in dims)]
-        assert high[name] == [
-            decoder.max_batch_size,
-            *(most_points if d == -1 else d for d in dims),
+        # the first -1 is the prompt-set axis, a later one the point axis
+        want_low = [1 if d == -1 else d for d in dims]
+        want_high = [
+            (options.decoder_max_prompts if i == 0 else most_points) if d == -1 else d
+            for i, d in enumerate(dims)
         ]
+        assert low[name] == want_low and high[name] == want_high, name
         assert all(
             lo <= o <= hi for lo, o, hi in zip(low[name], opt[name], high[name], strict=True)
         )
+    assert low["image_embed"] == high["image_embed"] == [1, 4096, 256]  # one image, always
 
 
 def test_warmup_covers_the_smallest_and_largest_shape_of_the_contract(fake_export, tmp_path):
@@ -216,13 +220,19 @@ def test_warmup_covers_the_smallest_and_largest_shape_of_the_contract(fake_expor
     for name in ONNX_MODELS:
         config = configs[name]
         declared = {i.name: i for i in config.input}
-        assert [w.batch_size for w in config.model_warmup] == [1, config.max_batch_size]
-        for warmup, points in zip(config.model_warmup, (1, most_points), strict=True):
+        batched = config.max_batch_size > 0
+        rows = config.max_batch_size if batched else options.decoder_max_prompts
+        assert [w.batch_size for w in config.model_warmup] == [1, rows if batched else 1]
+        for warmup, size in zip(config.model_warmup, ((1, 1), (rows, most_points)), strict=True):
             assert set(warmup.inputs) == set(declared), name
             for input_name, sample in warmup.inputs.items():
                 tensor = declared[input_name]
                 assert sample.data_type == tensor.data_type
-                assert list(sample.dims) == [points if d == -1 else d for d in tensor.dims]
+                want = [
+                    (size[0] if i == 0 and not batched else size[1]) if d == -1 else d
+                    for i, d in enumerate(tensor.dims)
+                ]
+                assert list(sample.dims) == want, (name, input_name)
                 assert sample.zero_data
     # and the contract's shapes are what the warmup sends (not just what the config says)
     encoder_warmup = configs[c.IMAGE_ENCODER].model_warmup[0].inputs["image"]
@@ -233,13 +243,12 @@ def test_dynamic_batching_is_tuned_per_model(fake_export, tmp_path):
     gpu = GpuOptions()
     configs = build(fake_export, tmp_path / "gpu", "gpu")
     encoder, decoder = configs[c.IMAGE_ENCODER], configs[c.MASK_DECODER]
-    for config in (encoder, decoder):
-        sizes = list(config.dynamic_batching.preferred_batch_size)
-        assert sizes == sorted(set(sizes)) and sizes[-1] == config.max_batch_size
-        assert all(1 <= s <= config.max_batch_size for s in sizes)
+    sizes = list(encoder.dynamic_batching.preferred_batch_size)
+    assert sizes == sorted(set(sizes)) and sizes[-1] == encoder.max_batch_size
+    assert all(1 <= s <= encoder.max_batch_size for s in sizes)
     assert encoder.dynamic_batching.max_queue_delay_microseconds == gpu.encoder_queue_delay_us
-    assert decoder.dynamic_batching.max_queue_delay_microseconds == gpu.decoder_queue_delay_us
-    assert gpu.decoder_queue_delay_us < gpu.encoder_queue_delay_us
+    # the decoder batches prompt sets within a call (one image's), never images across calls
+    assert decoder.max_batch_size == 0 and not decoder.HasField("dynamic_batching")
 
 
 def test_preferred_batch_sizes():
@@ -346,10 +355,12 @@ def test_gpu_configs_match_the_exported_onnx_graphs(tiny_export, tmp_path):
                 onnx_type = onnx_tensors[tensor.name]
                 assert ONNX_DTYPES[onnx_type.elem_type] == mc.DataType.Name(tensor.data_type)
                 shape = [d.dim_value or -1 for d in onnx_type.shape.dim]
-                assert shape[0] == -1, f"{name}.{tensor.name}: the batch axis must be dynamic"
-                assert len(shape) == len(tensor.dims) + 1
-                assert all(
-                    a == b or -1 in (a, b) for a, b in zip(shape[1:], tensor.dims, strict=True)
-                )
+                dims = list(tensor.dims)
+                if config.max_batch_size > 0:
+                    assert shape[0] == -1, f"{name}.{tensor.name}: the batch axis must be dynamic"
+                    dims = [-1, *dims]
+                # every declared -1 is dynamic in the file, every fixed size the file's size
+                assert len(shape) == len(dims), f"{name}.{tensor.name}"
+                assert all(a == b for a, b in zip(shape, dims, strict=True)), (shape, dims)
         profile = parse_profile(trt_parameters(config)["trt_profile_max_shapes"])
         assert set(profile) == {v.name for v in graph.input}

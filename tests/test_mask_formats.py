@@ -16,7 +16,7 @@ from sam2_triton.mask_formats import (
     mask_to_rle,
     response_outputs,
 )
-from sam2_triton.processing import MaskResult
+from sam2_triton.processing import DecodedMasks, postprocess_masks
 
 
 def _masks(k: int = 3, height: int = 37, width: int = 53) -> np.ndarray:
@@ -47,16 +47,28 @@ def test_rle_is_coco_rle_with_bbox_and_area():
     json.dumps(rle)  # JSON-serialisable as sent
 
 
-def test_encoded_formats_do_not_send_the_raw_masks():
-    masks = _masks()
-    result = MaskResult(
-        masks=masks, iou_scores=np.ones(3, np.float32), low_res_logits=np.zeros((3, 256, 256))
+def _decoded() -> DecodedMasks:
+    """Three masks of a 37 x 53 image from logits: blobs of different sizes, noise elsewhere."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(-1.0, 0.5, (3, 256, 256)).astype(np.float32)
+    for k in range(3):
+        logits[k, 20 * k : 100 + 40 * k, 30 : 90 + 50 * k] = 2.0
+    return postprocess_masks(
+        np.concatenate([logits[:1], logits]), np.ones(4, np.float32), (37, 53), True
     )
+
+
+def test_encoded_formats_do_not_send_the_raw_masks():
+    result = _decoded()
+    masks = result.masks
+    assert masks.shape == (3, 37, 53) and masks.any()
     raw = response_outputs(result, "raw")
     assert raw["masks"].shape == masks.shape and raw["encoded_masks"].shape == (0,)
     rle = response_outputs(result, "rle")
     assert rle["masks"].shape == (0, 37, 53) and rle["encoded_masks"].shape == (3,)
     assert sum(len(item) for item in rle["encoded_masks"]) < masks.nbytes / 5
+    # the RLE, computed without a full-size mask, is the raw mask exactly
+    np.testing.assert_array_equal(decode_masks(rle["encoded_masks"], "rle"), raw["masks"])
 
 
 def test_unknown_format_is_refused():
@@ -89,10 +101,8 @@ def test_cutout_of_an_empty_mask_is_fully_transparent_not_empty():
 
 
 def test_cutout_formats_keep_the_raw_masks_and_need_the_image():
-    masks = _masks()
-    result = MaskResult(
-        masks=masks, iou_scores=np.ones(3, np.float32), low_res_logits=np.zeros((3, 256, 256))
-    )
+    result = _decoded()
+    masks = result.masks
     rgb = np.zeros((37, 53, 3), np.uint8)
     out = response_outputs(result, "cutout_cropped", rgb)
     assert out["masks"].shape == masks.shape and out["encoded_masks"].shape == (3,)

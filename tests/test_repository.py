@@ -141,7 +141,7 @@ def test_session_runs_the_decoder_file_beside_it_or_calls_the_decoder_model(
     fake_export, tmp_path, in_process
 ):
     repo = tmp_path / "repo"
-    build_repository(fake_export, repo, ServingOptions(session_decoder_in_process=in_process))
+    build_repository(fake_export, repo, ServingOptions(decoder_in_process=in_process))
     session = load_configs(repo)[c.SESSION]
     copied = repo / c.SESSION / "1" / DECODER_FILE
     if in_process:

@@ -51,7 +51,7 @@ def test_click_by_id_runs_only_the_decoder_on_the_cached_embedding(service, nets
     assert out["masks"].shape == (3, 30, 40)
     assert out["masks"][0, :15].all() and not out["masks"][0, 15:].any()
     decoded = nets.decoded[0]
-    assert decoded["image_embed"].shape == (1, 256, 64, 64) and decoded["image_embed"].max() == 1
+    assert decoded["image_embed"].shape == (1, 4096, 256) and decoded["image_embed"].max() == 1
     np.testing.assert_allclose(decoded["point_coords"], [[[10 / 40 * 1024, 5 / 30 * 1024]]])
     assert decoded["has_mask_input"].tolist() == [[0.0]]
     assert _id(out) == image_id

@@ -22,7 +22,8 @@ from sam2_triton.triton_models.metrics import ModelMetrics  # noqa: E402
 
 
 def _args(name: str) -> dict[str, str]:
-    options = ServingOptions(max_points=3, segment_in_process=False)  # the ensemble's steps
+    # the ensemble's steps, and the decoder through BLS as on the GPU target
+    options = ServingOptions(max_points=3, segment_in_process=False, decoder_in_process=False)
     plan = next(p for p in repository_plan("embedded", options) if p.name == name)
     # Triton hands models their config as JSON, parameters as {"key": {"string_value": v}}.
     config = json_format.MessageToJson(
@@ -127,9 +128,9 @@ def test_a_request_cancelled_while_queued_is_not_run(pre):
 def _encoder_outputs() -> pb.InferenceResponse:
     return pb.InferenceResponse(
         [
-            pb.Tensor("image_embed", np.zeros((1, 256, 64, 64), np.float32)),
-            pb.Tensor("high_res_feats_0", np.zeros((1, 32, 256, 256), np.float32)),
-            pb.Tensor("high_res_feats_1", np.zeros((1, 64, 128, 128), np.float32)),
+            pb.Tensor("image_embed", np.zeros((1, 4096, 256), np.float32)),
+            pb.Tensor("high_res_feats_0", np.zeros((1, 16384, 128), np.float32)),
+            pb.Tensor("high_res_feats_1", np.zeros((1, 4096, 256), np.float32)),
         ]
     )
 
@@ -157,7 +158,7 @@ def test_a_bls_callee_answer_is_returned_by_name(monkeypatch):
 
     monkeypatch.setitem(pb.MODELS, "sam2_image_encoder", lambda request: _encoder_outputs())
     features = common.encode_image(np.zeros((1, 3, 1024, 1024), np.float32))
-    assert features["image_embed"].shape == (1, 256, 64, 64)
+    assert features["image_embed"].shape == (1, 4096, 256)
 
 
 def test_an_unexpected_exception_is_internal_with_details_in_the_log(monkeypatch):

@@ -26,6 +26,7 @@ from pycocotools import mask as mask_utils
 from sam2_triton import processing
 from sam2_triton.contract import ENCODER_OUTPUTS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
+from sam2_triton.prompt_batch import decoder_feeds
 
 Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]
@@ -289,22 +290,16 @@ def _decode_points(
     decode: Decoder,
     decoder_batch: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One single-point prompt per row -> all four tokens: [B,4,256,256], [B,4]."""
+    """One single-point prompt set per point -> all four tokens: [B,4,256,256], [B,4].
+
+    The crop's features go with every decoder call once; ``decoder_batch`` points share them.
+    """
     coords = processing.transform_coords(points, crop_hw)[:, None, :]
     labels = np.ones((len(points), 1), np.int32)
-    mask_input, has_mask_input = processing.prepare_mask_input(None)
     low_res, ious = [], []
     for start in range(0, len(points), decoder_batch):
-        n = len(coords[start : start + decoder_batch])
-        outputs = decode(
-            {
-                **{name: np.repeat(value, n, axis=0) for name, value in features.items()},
-                "point_coords": coords[start : start + n],
-                "point_labels": labels[start : start + n],
-                "mask_input": np.repeat(mask_input, n, axis=0),
-                "has_mask_input": np.repeat(has_mask_input, n, axis=0),
-            }
-        )
+        chunk = slice(start, start + decoder_batch)
+        outputs = decode(decoder_feeds(features, coords[chunk], labels[chunk]))
         low_res.append(np.asarray(outputs["low_res_masks"]))
         ious.append(np.asarray(outputs["iou_predictions"]))
     return np.concatenate(low_res), np.concatenate(ious)

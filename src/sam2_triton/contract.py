@@ -55,26 +55,37 @@ class Tensor:
 
 
 # --- ONNX image encoder: image [B,3,1024,1024] -> three feature maps -------------------------
+# The maps are SAM's (``SAM2ImagePredictor._features``) laid out as the rows the decoder's matrix
+# products read (``sam2_triton.export.decoder_graph.decoder_layout``; ``tests/helpers.sam_layout``
+# turns them back into NCHW):
+# - image_embed: [4096, 256], row y*64 + x of the 64x64 map (the transformer's image tokens);
+# - high_res_feats_1: the 128x128x64 map as [4096, 256], row (i, j), column (a, b, c) for pixel
+#   (2i + a, 2j + b);
+# - high_res_feats_0: the 256x256x32 map as [16384, 128], row (i, j, a, b), column (a2, b2, c)
+#   for pixel (4i + 2a + a2, 4j + 2b + b2).
+PIXELS = EMBED_SIZE * EMBED_SIZE  # 4096 image tokens
 ENCODER_INPUTS = (Tensor("image", "FP32", (3, IMAGE_SIZE, IMAGE_SIZE)),)
 ENCODER_OUTPUTS = (
-    Tensor("image_embed", "FP32", (EMBED_DIM, EMBED_SIZE, EMBED_SIZE)),
-    Tensor("high_res_feats_0", "FP32", (32, 4 * EMBED_SIZE, 4 * EMBED_SIZE)),
-    Tensor("high_res_feats_1", "FP32", (64, 2 * EMBED_SIZE, 2 * EMBED_SIZE)),
+    Tensor("image_embed", "FP32", (PIXELS, EMBED_DIM)),
+    Tensor("high_res_feats_0", "FP32", (4 * PIXELS, 4 * 32)),
+    Tensor("high_res_feats_1", "FP32", (PIXELS, 4 * 64)),
 )
 
-# --- ONNX prompt/mask decoder: one prompt set per batch row ------------------------------------
+# --- ONNX prompt/mask decoder: one image, N prompt sets (max_batch_size 0: full shapes) -------
+# The image's features come once ([1, ...]) and are shared by the N prompt sets inside the graph.
 # point_coords are in the 1024x1024 model frame; labels: 1 fg, 0 bg, 2/3 box corners, -1 padding.
-# It returns all four mask tokens; choosing single/multimask output is postprocessing.
+# It returns all four mask tokens per prompt set; choosing single/multimask is postprocessing.
+DECODER_FEATURES = tuple(Tensor(t.name, t.dtype, (1, *t.dims)) for t in ENCODER_OUTPUTS)
 DECODER_INPUTS = (
-    *ENCODER_OUTPUTS,
-    Tensor("point_coords", "FP32", (-1, 2)),
-    Tensor("point_labels", "INT32", (-1,)),
-    Tensor("mask_input", "FP32", (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
-    Tensor("has_mask_input", "FP32", (1,)),
+    *DECODER_FEATURES,
+    Tensor("point_coords", "FP32", (-1, -1, 2)),
+    Tensor("point_labels", "INT32", (-1, -1)),
+    Tensor("mask_input", "FP32", (-1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("has_mask_input", "FP32", (-1, 1)),
 )
 DECODER_OUTPUTS = (
-    Tensor("low_res_masks", "FP32", (NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
-    Tensor("iou_predictions", "FP32", (NUM_MASK_TOKENS,)),
+    Tensor("low_res_masks", "FP32", (-1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("iou_predictions", "FP32", (-1, NUM_MASK_TOKENS)),
 )
 
 # --- sam2_segment: the public one-call model (max_batch_size 0: shapes are exact) -------------

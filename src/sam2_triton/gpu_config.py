@@ -32,15 +32,20 @@ def preferred_batch_sizes(max_batch: int, smallest: int) -> list[int]:
     return [*sizes, max_batch]
 
 
+def _rows(plan: ModelPlan, placement: GpuPlacement) -> int:
+    """The most rows one run takes: the batch axis, or the decoder's prompt-set axis."""
+    return plan.max_batch_size or placement.max_prompts
+
+
 def _validate(gpu: GpuOptions, plan: ModelPlan, placement: GpuPlacement) -> None:
     if gpu.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {gpu.precision}")
     if gpu.instances < 1:
         raise ValueError(f"GPU instances must be at least 1, not {gpu.instances}")
-    if not 1 <= placement.opt_batch <= plan.max_batch_size:
+    if not 1 <= placement.opt_batch <= _rows(plan, placement):
         raise ValueError(
             f"{plan.name}: TensorRT opt batch {placement.opt_batch} is outside "
-            f"1..{plan.max_batch_size}"
+            f"1..{_rows(plan, placement)}"
         )
     if not 1 <= placement.opt_points <= placement.max_points:
         raise ValueError(
@@ -49,14 +54,20 @@ def _validate(gpu: GpuOptions, plan: ModelPlan, placement: GpuPlacement) -> None
         )
 
 
-def _shape(tensor: c.Tensor, batch: int, points: int) -> list[int]:
-    """The tensor's ONNX shape: the batch axis, then its dims with the point axis filled in."""
-    return [batch, *(points if d == -1 else d for d in tensor.dims)]
+def _shape(tensor: c.Tensor, batched: bool, rows: int, points: int) -> list[int]:
+    """The tensor's ONNX shape with ``rows`` on the batch axis (a batched model's implicit
+    first axis, else a leading -1: the decoder's prompt sets) and ``points`` on the other -1."""
+    if batched:
+        return [rows, *(points if d == -1 else d for d in tensor.dims)]
+    first, *rest = tensor.dims
+    return [rows if first == -1 else first, *(points if d == -1 else d for d in rest)]
 
 
-def profile_shapes(inputs: Sequence[c.Tensor], batch: int, points: int) -> str:
+def profile_shapes(inputs: Sequence[c.Tensor], batched: bool, rows: int, points: int) -> str:
     """ORT's profile syntax: ``name:1x3x1024x1024,other:...`` (every input, every axis)."""
-    return ",".join(f"{t.name}:{'x'.join(map(str, _shape(t, batch, points)))}" for t in inputs)
+    return ",".join(
+        f"{t.name}:{'x'.join(map(str, _shape(t, batched, rows, points)))}" for t in inputs
+    )
 
 
 def _tensorrt(
@@ -67,6 +78,7 @@ def _tensorrt(
         placement.opt_points,
         placement.max_points,
     )
+    batched, rows = spec.max_batch_size > 0, _rows(spec, placement)
     accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(name="tensorrt")
     accelerator.parameters.update(
         {
@@ -84,9 +96,9 @@ def _tensorrt(
             "trt_timing_cache_path": gpu.trt_cache_dir,
             # One profile over the whole batch (and point) range: without it ORT rebuilds the
             # engine whenever a larger shape than any seen so far arrives - at request time.
-            "trt_profile_min_shapes": profile_shapes(spec.inputs, 1, 1),
-            "trt_profile_opt_shapes": profile_shapes(spec.inputs, opt_batch, opt_points),
-            "trt_profile_max_shapes": profile_shapes(spec.inputs, spec.max_batch_size, max_points),
+            "trt_profile_min_shapes": profile_shapes(spec.inputs, batched, 1, 1),
+            "trt_profile_opt_shapes": profile_shapes(spec.inputs, batched, opt_batch, opt_points),
+            "trt_profile_max_shapes": profile_shapes(spec.inputs, batched, rows, max_points),
         }
     )
     return accelerator
@@ -96,15 +108,18 @@ def _has_points(spec: ModelPlan) -> bool:
     return any(-1 in t.dims for t in spec.inputs)
 
 
-def _warmup(spec: ModelPlan, batch: int, points: int) -> mc.ModelWarmup:
+def _warmup(spec: ModelPlan, rows: int, points: int) -> mc.ModelWarmup:
     """Zeros of the exact shapes: the values do not matter to engine builds."""
-    name = f"batch{batch}" + (f"_points{points}" if _has_points(spec) else "")
-    warmup = mc.ModelWarmup(name=name, batch_size=batch, count=1)
+    batched = spec.max_batch_size > 0
+    name = f"{'batch' if batched else 'prompts'}{rows}"
+    name += f"_points{points}" if _has_points(spec) else ""
+    warmup = mc.ModelWarmup(name=name, batch_size=rows if batched else 1, count=1)
     for tensor in spec.inputs:
+        shape = _shape(tensor, batched, rows, points)
         warmup.inputs[tensor.name].CopyFrom(
             mc.ModelWarmup.Input(
                 data_type=getattr(mc, f"TYPE_{tensor.dtype}"),
-                dims=_shape(tensor, batch, points)[1:],
+                dims=shape[1:] if batched else shape,
                 zero_data=True,
             )
         )
@@ -130,18 +145,19 @@ def onnxruntime_config(plan: ModelPlan, gpu: GpuOptions) -> mc.ModelConfig:
             count=gpu.instances, kind=mc.ModelInstanceGroup.KIND_GPU, gpus=list(gpu.gpus)
         )
     )
-    batching = config.dynamic_batching
-    batching.max_queue_delay_microseconds = placement.queue_delay_us
-    batching.preferred_batch_size.extend(
-        preferred_batch_sizes(plan.max_batch_size, placement.smallest_preferred_batch)
-    )
+    if plan.max_batch_size > 0:  # the decoder has none: one image per call, N prompt sets
+        batching = config.dynamic_batching
+        batching.max_queue_delay_microseconds = placement.queue_delay_us
+        batching.preferred_batch_size.extend(
+            preferred_batch_sizes(plan.max_batch_size, placement.smallest_preferred_batch)
+        )
     if placement.tensorrt:
         accelerators = config.optimization.execution_accelerators
         accelerators.gpu_execution_accelerator.append(_tensorrt(plan, gpu, placement))
     # Smallest and largest shapes: the engine (or cuDNN's algorithm choice on the CUDA EP) is
     # settled while the model loads, not on a user's first request.
     config.model_warmup.extend(
-        [_warmup(plan, 1, 1), _warmup(plan, plan.max_batch_size, placement.max_points)]
+        [_warmup(plan, 1, 1), _warmup(plan, _rows(plan, placement), placement.max_points)]
     )
     return config
 

@@ -17,7 +17,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_triton.contract import ENCODED_ONLY_FORMATS
-from sam2_triton.processing import MaskResult
+from sam2_triton.processing import DecodedMasks
 
 
 def mask_to_png(mask: np.ndarray) -> bytes:
@@ -39,7 +39,11 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     ``bbox`` is COCO's [x, y, width, height] in pixels (pycocotools.mask.toBbox), ``area`` the
     number of mask pixels.
     """
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return rle_record(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
+
+
+def rle_record(rle: dict[str, Any]) -> dict[str, Any]:
+    """pycocotools' compressed RLE -> our JSON record with its bbox and area."""
     return {
         "size": [int(v) for v in rle["size"]],
         "counts": rle["counts"].decode("ascii"),
@@ -95,15 +99,23 @@ def encode_masks(
 
 
 def response_outputs(
-    result: MaskResult, output_format: str, rgb: np.ndarray | None = None
+    result: DecodedMasks, output_format: str, rgb: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """The mask outputs of sam2_segment / sam2_session for one result in the requested format.
 
-    png/rle leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel; cut-outs
-    need the decoded image ``rgb``.
+    png/rle leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel; rle is
+    computed from the logits without any full-size mask. Cut-outs need the decoded image ``rgb``.
     """
-    encoded = encode_masks(result.masks, output_format, rgb)
-    masks = result.masks[:0] if output_format in ENCODED_ONLY_FORMATS else result.masks
+    height, width = result.orig_hw
+    if output_format == "rle":
+        encoded = np.empty(len(result.logits), dtype=np.object_)
+        encoded[:] = [json.dumps(rle_record(rle)).encode() for rle in result.rles()]
+    else:
+        encoded = encode_masks(result.masks, output_format, rgb)
+    if output_format in ENCODED_ONLY_FORMATS:
+        masks = np.zeros((0, height, width), np.uint8)
+    else:
+        masks = result.masks
     return {
         "masks": masks,
         "iou_scores": result.iou_scores,

@@ -29,8 +29,9 @@ from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 TARGETS = ("embedded", "gpu")
 #: Box corners travel as two extra points, so the decoder sees up to max_points + 2.
 BOX_POINTS = 2
-#: sam2_session's parameter naming how it runs the decoder: an ONNX file beside it, or "bls".
-SESSION_DECODER = "decoder"
+#: The parameter naming how sam2_session and sam2_automatic run the decoder: an ONNX file
+#: beside them, or "bls".
+DECODER_PARAMETER = "decoder"
 BLS = "bls"
 
 
@@ -58,7 +59,9 @@ class ServingOptions:
     session_instances: int = 4  # concurrent clicks; the embedding cache is shared by all
     automatic_instances: int = 2  # concurrent segment-everything requests
     encoder_max_batch: int = 4
-    decoder_max_batch: int = 16
+    # Prompt sets one decoder call may carry (all on one image; the decoder has no batch axis
+    # across images: each call brings one image's features and N prompt sets).
+    decoder_max_prompts: int = 64
     queue_delay_us: int = 2000
     intra_op_threads: int = 0
     # Embedded target: "fp32" (ONNX Runtime) or "bf16" (OpenVINO; CPUs with AVX512-BF16/AMX)
@@ -66,15 +69,16 @@ class ServingOptions:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_points: int = DEFAULT_MAX_POINTS
     session_cache_bytes: int = 1 << 30  # sam2_session's embeddings, 16.8 MB per image
-    # Embedded target: sam2_session runs the decoder ONNX itself rather than through a BLS call,
-    # sparing each click a second stub and 16.8 MB of features through shared memory.
-    session_decoder_in_process: bool = True
+    # Embedded target: sam2_session and sam2_automatic run the decoder ONNX themselves rather
+    # than through a BLS call, sparing each call a second stub and 16.8 MB of features through
+    # shared memory.
+    decoder_in_process: bool = True
     # Embedded target: sam2_segment is one Python model running the four steps itself (no
     # image or features through shared memory) rather than the GPU target's ensemble.
     segment_in_process: bool = True
-    # sam2_automatic sends its point grid to the decoder this many rows per call (capped by
-    # decoder_max_batch); each row carries its own copy of the image features.
-    automatic_decoder_chunk: int = 4
+    # sam2_automatic decodes its point grid this many points per decoder call (capped by
+    # decoder_max_prompts); the image's features go with each call once, whatever the count.
+    automatic_decoder_chunk: int = 8
 
     def __post_init__(self) -> None:
         if self.cpu_precision not in CPU_PRECISIONS:
@@ -112,8 +116,8 @@ class GpuOptions:
     # The decoder stays on ONNX Runtime's CUDA EP unless asked: see docs/gpu.md, "Pitfalls".
     decoder_tensorrt: bool = False
     encoder_queue_delay_us: int = 2000  # ~5 % of a GPU encode; batches images that arrive close
-    decoder_queue_delay_us: int = 500  # a decode is ~1-3 ms; clicks batch only at high load
     encoder_opt_batch: int = 1  # TensorRT tunes kernels for this batch (interactive: 1)
+    decoder_opt_prompts: int = 1  # ... the decoder for this many prompt sets per call (a click)
     decoder_opt_points: int = 2  # ... and for this many prompt points (when on TensorRT)
 
 
@@ -121,12 +125,13 @@ class GpuOptions:
 class GpuPlacement:
     """How one ONNX model runs on the GPU target (rendered by ``sam2_triton.gpu_config``)."""
 
-    queue_delay_us: int
-    smallest_preferred_batch: int  # encodes are long: batch from 2; decodes launch-bound: from 4
+    queue_delay_us: int  # dynamic batching (models with a batch axis)
+    smallest_preferred_batch: int  # encodes are long: batch from 2
     tensorrt: bool
-    opt_batch: int
+    opt_batch: int  # batch (encoder) or prompt sets (decoder) TensorRT tunes for
     opt_points: int
     max_points: int  # the point axis' largest size (prompts + box corners)
+    max_prompts: int = 0  # the decoder's prompt-set axis (it has no batch axis)
 
 
 @dataclass(frozen=True)
@@ -171,8 +176,8 @@ def repository_plan(
     return [
         *segment,
         *onnx,
-        _session(options, in_process=not on_gpu and options.session_decoder_in_process),
-        _automatic(options),
+        _session(options, in_process=not on_gpu and options.decoder_in_process),
+        _automatic(options, in_process=not on_gpu and options.decoder_in_process),
     ]
 
 
@@ -252,16 +257,10 @@ def _segment(options: ServingOptions) -> ModelPlan:
 
 
 _ENCODER_SUMMARY = "the image encoder: [B,3,1024,1024] -> image embedding + high-res features"
-_DECODER_SUMMARY = "the prompt encoder and mask decoder: features + prompts -> 4 mask tokens"
+_DECODER_SUMMARY = "prompt + mask decoder: one image's features, N prompt sets -> 4 masks each"
 
 
 def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
-    common = {
-        "runtime": Runtime.PYTHON,
-        "python_module": "onnx_model",
-        "dynamic_batching": True,
-        "parameters": _runner(options),
-    }
     return [
         ModelPlan(
             c.IMAGE_ENCODER,
@@ -271,7 +270,10 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
             model_file=c.ENCODER_FILE,
             max_batch_size=options.encoder_max_batch,
             instances=options.encoder_instances,
-            **common,
+            runtime=Runtime.PYTHON,
+            python_module="onnx_model",
+            dynamic_batching=True,
+            parameters=_runner(options),
         ),
         ModelPlan(
             c.MASK_DECODER,
@@ -279,15 +281,15 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
             inputs=c.DECODER_INPUTS,
             outputs=c.DECODER_OUTPUTS,
             model_file=c.DECODER_FILE,
-            max_batch_size=options.decoder_max_batch,
             instances=options.decoder_instances,
-            **common,
+            parameters={**_runner(options), "max_prompts": str(options.decoder_max_prompts)},
+            runtime=Runtime.PYTHON,
+            python_module="onnx_model",
         ),
     ]
 
 
 def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
-    common = {"runtime": Runtime.ONNXRUNTIME, "instances": gpu.instances, "dynamic_batching": True}
     max_points = options.max_points + BOX_POINTS
     decoder_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
     return [
@@ -306,7 +308,9 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
                 opt_points=1,
                 max_points=max_points,
             ),
-            **common,
+            runtime=Runtime.ONNXRUNTIME,
+            instances=gpu.instances,
+            dynamic_batching=True,
         ),
         ModelPlan(
             c.MASK_DECODER,
@@ -314,26 +318,30 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
             inputs=c.DECODER_INPUTS,
             outputs=c.DECODER_OUTPUTS,
             model_file=c.DECODER_FILE,
-            max_batch_size=options.decoder_max_batch,
+            runtime=Runtime.ONNXRUNTIME,
+            instances=gpu.instances,
             gpu=GpuPlacement(
-                queue_delay_us=gpu.decoder_queue_delay_us,
-                smallest_preferred_batch=4,
+                queue_delay_us=0,
+                smallest_preferred_batch=1,
                 tensorrt=gpu.decoder_tensorrt,
-                opt_batch=1,
+                opt_batch=gpu.decoder_opt_prompts,
                 opt_points=gpu.decoder_opt_points,
                 max_points=max_points,
+                max_prompts=options.decoder_max_prompts,
             ),
-            **common,
         ),
     ]
 
 
+def _decoder_runner(options: ServingOptions, in_process: bool) -> dict[str, str]:
+    """How a Python model reaches the decoder: the ONNX file beside it, or BLS."""
+    if in_process:
+        return {DECODER_PARAMETER: c.DECODER_FILE, **_runner(options)}
+    return {DECODER_PARAMETER: BLS}
+
+
 def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
-    decoder = (
-        {SESSION_DECODER: c.DECODER_FILE, **_runner(options)}
-        if in_process
-        else {SESSION_DECODER: BLS}
-    )
+    decoder = _decoder_runner(options, in_process)
     return ModelPlan(
         c.SESSION,
         "encode once, click many: cached embeddings, one decoder run per click",
@@ -347,7 +355,7 @@ def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
     )
 
 
-def _automatic(options: ServingOptions) -> ModelPlan:
+def _automatic(options: ServingOptions, in_process: bool) -> ModelPlan:
     return ModelPlan(
         c.AUTOMATIC,
         "segment everything: a point grid through the decoder, filtered and deduplicated",
@@ -355,9 +363,11 @@ def _automatic(options: ServingOptions) -> ModelPlan:
         c.AUTOMATIC_INPUTS,
         c.AUTOMATIC_OUTPUTS,
         python_module="automatic",
+        local_files=(c.DECODER_FILE,) if in_process else (),
         instances=options.automatic_instances,
         parameters={
             "max_image_pixels": str(options.max_image_pixels),
-            "decoder_chunk": str(min(options.automatic_decoder_chunk, options.decoder_max_batch)),
+            "decoder_chunk": str(min(options.automatic_decoder_chunk, options.decoder_max_prompts)),
+            **_decoder_runner(options, in_process),
         },
     )

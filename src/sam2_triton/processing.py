@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, OUTPUT_FORMATS
 from sam2_triton.errors import InvalidInputError, RequestCancelled  # noqa: F401 - re-exported
+from sam2_triton.mask_upsampling import AxisWeights, dense_logits, mask_array, mask_rle
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -304,32 +306,28 @@ def select_masks(
 
 def _bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
     """Interpolation weights [out, in] of ``F.interpolate(bilinear, align_corners=False)``."""
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0.0))
-    i0 = np.floor(src).astype(np.int64)
-    i0 = np.minimum(i0, in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = src - i0.astype(np.float32)
-    w0 = np.float32(1.0) - w1
+    axis = AxisWeights.of(out_size, in_size)
     matrix = np.zeros((out_size, in_size), dtype=np.float32)
     rows = np.arange(out_size)
-    np.add.at(matrix, (rows, i0), w0)
-    np.add.at(matrix, (rows, i1), w1)
+    np.add.at(matrix, (rows, axis.i0), axis.w0)
+    np.add.at(matrix, (rows, axis.i1), axis.w1)
     return matrix
 
 
 def bilinear_matrices(
     orig_hw: tuple[int, int], low_res: int = LOW_RES_MASK_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [H, 256], cols [W, 256]): upsampled = rows @ logits @ cols.T, for reuse per size."""
+    """(rows [H, 256], cols [W, 256]): upsampled = rows @ logits @ cols.T, for reuse per size
+    (segment-everything's stability scores; masks themselves come from ``mask_upsampling``)."""
     return _bilinear_matrix(orig_hw[0], low_res), _bilinear_matrix(orig_hw[1], low_res)
 
 
 def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
-    """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks)."""
-    rows, cols = bilinear_matrices(orig_hw, low_res.shape[-1])
-    return np.stack([rows @ mask.astype(np.float32) @ cols.T for mask in low_res])
+    """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks),
+    by the same formula the served masks are thresholded from (``mask_upsampling``)."""
+    size = low_res.shape[-1]
+    rows, cols = AxisWeights.of(orig_hw[0], size), AxisWeights.of(orig_hw[1], size)
+    return dense_logits(np.asarray(low_res, np.float32), rows, cols)
 
 
 @dataclass(frozen=True)
@@ -341,14 +339,50 @@ class MaskResult:
     low_res_logits: np.ndarray
 
 
+@dataclass(frozen=True)
+class DecodedMasks:
+    """One prompt set's answer on the server, as a MaskResult whose masks are computed from the
+    unclamped ``logits`` only when asked for: ``masks`` uint8 [K, H, W], or ``rles()``, which
+    never builds a full-size mask (``mask_upsampling``). ``low_res_logits`` are clamped as the
+    predictor returns them."""
+
+    logits: np.ndarray  # the chosen tokens' logits [K, 256, 256], unclamped
+    iou_scores: np.ndarray
+    low_res_logits: np.ndarray
+    orig_hw: tuple[int, int]
+
+    def _axes(self) -> tuple[AxisWeights, AxisWeights]:
+        size = self.logits.shape[-1]
+        return AxisWeights.of(self.orig_hw[0], size), AxisWeights.of(self.orig_hw[1], size)
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        rows, cols = self._axes()
+        height, width = self.orig_hw
+        out = np.empty((len(self.logits), height, width), np.uint8)
+        for k, logits in enumerate(self.logits):
+            out[k] = mask_array(logits, rows, cols)
+        return out
+
+    def rles(self) -> list[dict]:
+        """Each mask's compressed COCO RLE (pycocotools' format)."""
+        rows, cols = self._axes()
+        return [mask_rle(logits, rows, cols) for logits in self.logits]
+
+
 def postprocess_masks(
     low_res_masks: np.ndarray,
     iou_predictions: np.ndarray,
     orig_hw: tuple[int, int],
     multimask_output: bool,
-) -> MaskResult:
+) -> DecodedMasks:
     """Decoder output for one prompt set ([4,256,256], [4]) -> masks at the original size."""
     logits, scores = select_masks(low_res_masks, iou_predictions, multimask_output)
-    masks = (upsample_logits(logits, orig_hw) > MASK_THRESHOLD).astype(np.uint8)
+    logits = np.asarray(logits, np.float32)
     clamped = np.clip(logits, -LOW_RES_LOGIT_CLAMP, LOW_RES_LOGIT_CLAMP).astype(np.float32)
-    return MaskResult(masks=masks, iou_scores=scores.astype(np.float32), low_res_logits=clamped)
+    return DecodedMasks(
+        logits=logits,
+        iou_scores=scores.astype(np.float32),
+        low_res_logits=clamped,
+        orig_hw=(int(orig_hw[0]), int(orig_hw[1])),
+    )

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sam2_triton import processing
-from sam2_triton.contract import ENCODER_OUTPUTS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.mask_formats import response_outputs
+from sam2_triton.prompt_batch import decoder_feeds as prompt_batch_feeds
 
 Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]  # image_1024 [1,3,1024,1024] -> ENCODER_OUTPUTS
-Decoder = Callable[[Arrays], Arrays]  # DECODER_INPUTS -> low_res_masks, iou_predictions
+Decoder = Callable[[Arrays], Arrays]  # DECODER_INPUTS -> low_res_masks, iou_predictions (N rows)
 _NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # cutout_rgb when no cut-out was asked for
 
 
@@ -37,14 +37,8 @@ def decoder_feeds(
     mask_input: np.ndarray,
     has_mask_input: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The encoder's feature maps and one prompt set -> DECODER_INPUTS (one row)."""
-    return {
-        **{t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS},
-        "point_coords": prompts.coords,
-        "point_labels": prompts.labels,
-        "mask_input": mask_input,
-        "has_mask_input": has_mask_input,
-    }
+    """The encoder's feature maps and one prompt set -> DECODER_INPUTS (N = 1)."""
+    return prompt_batch_feeds(features, prompts.coords, prompts.labels, mask_input, has_mask_input)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""How much of the machine the encoder uses: its FLOPs against the GEMM rate measured here.
+"""How much of the machine the encoder and decoder use: their FLOPs against the GEMM rate here.
 
 FLOPs come from PyTorch's own counter (``torch.utils.flop_counter``: matmuls, convolutions,
 attention) on the same model the ONNX files were exported from; the ceiling is a large float32
@@ -26,6 +26,33 @@ def encoder_flops(model_config: str, checkpoint: Path | None) -> int:
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         sam.forward_image(image)
+    return int(counter.get_total_flops())
+
+
+def decoder_flops(model_config: str, checkpoint: Path | None) -> int:
+    """FLOPs of one click (one point, SAM's padding point) through sam2's own prompt encoder
+    and mask decoder (``MaskDecoder.forward``, as ``SAM2ImagePredictor._predict`` runs it): the
+    reference's cost per prompt set, whatever our graph does to reach the same numbers."""
+    import torch
+    from sam2.build_sam import build_sam2
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sam = build_sam2(model_config, str(checkpoint) if checkpoint else None, device="cpu")
+    prompt, decoder = sam.sam_prompt_encoder, sam.sam_mask_decoder
+    points = (torch.tensor([[[500.0, 400.0]]]), torch.tensor([[1]], dtype=torch.int32))
+    features = [torch.zeros(1, 32, 256, 256), torch.zeros(1, 64, 128, 128)]
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        sparse, dense = prompt(points=points, boxes=None, masks=None)
+        decoder(
+            image_embeddings=torch.zeros(1, 256, 64, 64),
+            image_pe=prompt.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=False,
+            high_res_features=features,
+        )
     return int(counter.get_total_flops())
 
 

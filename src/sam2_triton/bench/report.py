@@ -31,6 +31,16 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"{name:28} {goal['value']:10.4f} {goal['goal']:>10}  {'yes' if goal['met'] else 'NO'}"
         )
+    if "decoder_in_process_ms" in report:
+        per_prompt = ", ".join(
+            f"{name}: {row['median_ms']:.1f} ms/prompt set "
+            f"({report['decoder_flops_utilization_by_prompts'][name]:.2f} of the GEMM rate)"
+            for name, row in report["decoder_in_process_ms"].items()
+        )
+        lines.append(
+            f"decoder ({report['decoder_flops_per_prompt'] / 1e9:.2f} GFLOP per prompt set), "
+            f"{per_prompt}"
+        )
     bytes_ = report["request_bytes"]
     lines.append(
         f"request bytes per image: ours {bytes_['ours']:,}, client-side flow "

@@ -38,6 +38,7 @@ GOALS = {
     "request_bytes_ratio": (">=", 10.0),
     "vs_pytorch_eager": (">=", 1.5),
     "encoder_flops_utilization": (">=", 0.5),
+    "decoder_flops_utilization": (">=", 0.5),
 }
 
 
@@ -160,8 +161,15 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
 
     encoder_ms = _encoder_ms(config, threads)
     report["encoder_in_process_ms"] = encoder_ms
+    decoder_ms = _decoder_ms(config, threads)
+    report["decoder_in_process_ms"] = decoder_ms
     flops = compute.encoder_flops(variant_config, checkpoint)
+    decoder_flops = compute.decoder_flops(variant_config, checkpoint)
     gemm = compute.gemm_flops_per_s()
+    report["decoder_flops_per_prompt"] = decoder_flops
+    report["decoder_flops_per_s"] = {
+        name: decoder_flops / (row["median_ms"] / 1e3) for name, row in decoder_ms.items()
+    }
     report["encoder_flops"] = flops
     report["gemm_fp32_flops_per_s"] = gemm
     report["encoder_flops_per_s"] = flops / (encoder_ms["median_ms"] / 1e3)
@@ -170,6 +178,9 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     if config.options.cpu_precision == "bf16":  # held against the bf16 ceiling, not fp32's
         ceiling = report["gemm_bf16_flops_per_s"] = compute.gemm_bf16_flops_per_s()
         report["encoder_flops_vs_fp32_gemm"] = report["encoder_flops_per_s"] / gemm
+    report["decoder_flops_utilization_by_prompts"] = {
+        name: rate / ceiling for name, rate in report["decoder_flops_per_s"].items()
+    }
 
     ours_ms = sequential["ours"]["median_ms"]
     ratios = {
@@ -181,6 +192,9 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         "request_bytes_ratio": flows.client_side_request_bytes(POINT)
         / flows.ours_request_bytes(image, POINT),
         "encoder_flops_utilization": report["encoder_flops_per_s"] / ceiling,
+        # a click: one prompt set per decoder run (segment-everything's chunks: the by_prompts
+        # figures beside it)
+        "decoder_flops_utilization": report["decoder_flops_per_s"]["1 prompt"] / ceiling,
     }
     if "pytorch_eager" in sequential:
         ratios["vs_pytorch_eager"] = sequential["pytorch_eager"]["median_ms"] / ours_ms
@@ -263,6 +277,35 @@ def _encoder_ms(config: BenchConfig, threads: int) -> dict[str, float]:
     session = create_session(config.export_dir / c.ENCODER_FILE, threads, precision=precision)
     tensor = processing.preprocess_image(processing.decode_image(IMAGE.read_bytes()))
     return timed(lambda: session.run(None, {"image": tensor}), config.sequential_requests)
+
+
+def _decoder_ms(config: BenchConfig, threads: int) -> dict[str, dict[str, float]]:
+    """The decoder ONNX in this process, as the session model runs it: one click on the bench
+    image's real features, and a segment-everything chunk of single-point prompt sets (median
+    ms per prompt set)."""
+    from sam2_triton import processing
+    from sam2_triton.onnx_session import create_session
+    from sam2_triton.prompt_batch import decoder_feeds
+
+    precision = config.options.cpu_precision
+    encoder = create_session(config.export_dir / c.ENCODER_FILE, threads, precision=precision)
+    decoder = create_session(config.export_dir / c.DECODER_FILE, threads, precision=precision)
+    rgb = processing.decode_image(IMAGE.read_bytes())
+    names = [t.name for t in c.ENCODER_OUTPUTS]
+    outputs = encoder.run(names, {"image": processing.preprocess_image(rgb)})
+    features = dict(zip(names, outputs, strict=True))
+    chunk = config.options.automatic_decoder_chunk
+    rows: dict[str, dict[str, float]] = {}
+    for count in (1, chunk):
+        prompts = processing.prepare_prompts(*POINT, None, rgb.shape[:2])
+        coords = np.repeat(prompts.coords, count, axis=0)
+        feeds = decoder_feeds(features, coords, np.repeat(prompts.labels, count, axis=0))
+        runs = 10 if config.quick else 30
+        row = timed(lambda feeds=feeds: decoder.run(None, feeds), max(3, runs // count), 2)
+        rows[f"{count} prompt{'s' if count > 1 else ''}"] = {
+            key: value / count if key.endswith("_ms") else value for key, value in row.items()
+        }
+    return rows
 
 
 def _checkpoint(export: dict[str, Any]) -> Path | None:

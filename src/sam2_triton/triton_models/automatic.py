@@ -1,8 +1,9 @@
 """sam2_automatic: segment everything in an image (logic in ``sam2_triton.automatic``).
 
-The encoder runs once per crop and the point grid goes to ``sam2_mask_decoder`` in chunks
-(``ServingOptions.automatic_decoder_chunk`` rows), both through BLS, so Triton's dynamic batching
-and instances serve them.
+The encoder runs once per crop through BLS (``sam2_image_encoder``'s batching and instances serve
+it); the point grid goes to the decoder in chunks (``ServingOptions.automatic_decoder_chunk``
+points per call, each call carrying the crop's features once): in this process on the embedded
+target, ``sam2_mask_decoder`` through BLS on the GPU target (``chosen_decoder``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from sam2_triton import automatic, processing
 from sam2_triton import contract as c
 from sam2_triton.triton_models.common import (
-    decode_prompts,
+    chosen_decoder,
     encode_image,
     model_parameters,
     read_inputs,
@@ -31,7 +32,7 @@ class TritonPythonModel:
         self.decoder_batch = int(params["decoder_chunk"])
         self.metrics = ModelMetrics(args["model_name"])
         self.encode = self.metrics.timed_encode(encode_image)
-        self.decode = self.metrics.timed_decode(decode_prompts)
+        self.decode = self.metrics.timed_decode(chosen_decoder(args, params))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)

@@ -7,7 +7,8 @@ only there); the logic it calls lives in plain modules that are tested without T
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ def respond_each(
     return responses
 
 
-def infer(model: str, inputs: dict[str, np.ndarray], output_names: Sequence[str]) -> dict:
+def infer(model: str, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict:
     """A BLS call to another model of this server; its error becomes ours with the same kind
     (a CalleeError naming it), so e.g. its INVALID_ARG or NOT_FOUND reaches our client as such."""
     request = pb_utils.InferenceRequest(
@@ -137,6 +138,32 @@ def encode_image(image_1024: np.ndarray) -> dict[str, np.ndarray]:
     return infer(c.IMAGE_ENCODER, {"image": image_1024}, [t.name for t in c.ENCODER_OUTPUTS])
 
 
-def decode_prompts(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """sam2_mask_decoder through BLS: features + prompts per row -> all four mask tokens."""
+def decode_prompts(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """sam2_mask_decoder through BLS: one image's features + N prompt sets -> all four mask
+    tokens per set."""
     return infer(c.MASK_DECODER, inputs, [t.name for t in c.DECODER_OUTPUTS])
+
+
+def chosen_decoder(
+    args: dict[str, str], params: dict[str, str]
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The decoder a model's ``decoder`` parameter names: ``sam2_mask_decoder`` through BLS
+    ("bls", the GPU target), or the decoder ONNX file beside model.py run in this process
+    (embedded target: no second stub, no 16.8 MB of features through shared memory).
+
+    ORT's thread spinning stays off as everywhere else: with it on, the pools of the idle
+    instances a click just left keep spinning and slow the next click (docs/performance.md).
+    """
+    choice = params.get("decoder", "bls")
+    if choice == "bls":
+        return decode_prompts
+    # Imported here: the GPU image has no onnxruntime (its models call the GPU decoder).
+    from sam2_triton.onnx_session import onnx_function
+
+    version_dir = Path(args["model_repository"]) / args["model_version"]
+    return onnx_function(
+        version_dir / choice,
+        [t.name for t in c.DECODER_OUTPUTS],
+        int(params.get("intra_op_num_threads", "0")),
+        params.get("precision", "fp32"),
+    )

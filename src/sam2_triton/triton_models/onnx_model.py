@@ -2,8 +2,10 @@
 
 Triton's onnxruntime backend is not in the nvidia-pytriton wheel, so on CPU the ONNX file next to
 this model is run here: by an ``onnxruntime.InferenceSession`` (fp32) or OpenVINO (bf16), see
-``sam2_triton.onnx_session``. The requests of one dynamic batch
-are concatenated and run together where their shapes allow (see ``sam2_triton.batching``).
+``sam2_triton.onnx_session``. The encoder's requests of one dynamic batch are concatenated and
+run together where their shapes allow (see ``sam2_triton.batching``); the decoder has no batch
+axis (one image's features, N prompt sets per request) and each request is checked
+(``prompt_batch.check_decoder_inputs``) and run alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton.batching import run_grouped
 from sam2_triton.onnx_session import create_session
+from sam2_triton.prompt_batch import check_decoder_inputs
 from sam2_triton.triton_models.common import error_response, model_parameters, response
 from sam2_triton.triton_models.metrics import ModelMetrics
 
@@ -34,6 +37,8 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         self.metrics = ModelMetrics(args["model_name"])
+        # the decoder (max_batch_size 0): at most this many prompt sets per request
+        self.max_prompts = int(params["max_prompts"]) if "max_prompts" in params else None
 
     def execute(self, requests: list[Any]) -> list[Any]:
         inputs = [
@@ -41,7 +46,12 @@ class TritonPythonModel:
             for r in requests
         ]
         responses = []
-        for result in run_grouped(inputs, self._run):
+        results = (
+            run_grouped(inputs, self._run)
+            if self.max_prompts is None
+            else [_result_of(self._run, one) for one in inputs]  # decoder: no batch axis
+        )
+        for result in results:
             if isinstance(result, Exception):
                 responses.append(error_response(result, pb_utils.Logger))
                 self.metrics.answered(result)
@@ -51,5 +61,14 @@ class TritonPythonModel:
         return responses
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.max_prompts is not None:
+            check_decoder_inputs(batch, self.max_prompts)
         values = self.session.run(self.output_names, batch)
         return dict(zip(self.output_names, values, strict=True))
+
+
+def _result_of(run: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Exception:
+    try:
+        return run(inputs)
+    except Exception as exc:  # noqa: BLE001 - reported per request by the caller
+        return exc

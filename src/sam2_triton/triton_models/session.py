@@ -11,16 +11,15 @@ reports hits, misses, evictions and bytes as Triton custom metrics on the metric
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sam2_triton import contract as c
 from sam2_triton.embedding_cache import EmbeddingCache, server_cache_dir
-from sam2_triton.session import Decoder, Limits, SessionService
+from sam2_triton.session import Limits, SessionService
 from sam2_triton.triton_models.common import (
-    decode_prompts,
+    chosen_decoder,
     encode_image,
     model_parameters,
     read_inputs,
@@ -29,37 +28,16 @@ from sam2_triton.triton_models.common import (
 from sam2_triton.triton_models.metrics import CacheMetrics, ModelMetrics
 
 
-def local_decoder(onnx_path: Path, intra_op_threads: int, precision: str) -> Decoder:
-    """The decoder ONNX run in this process.
-
-    ORT's thread spinning stays off as everywhere else: with it on, the pools of the idle
-    instances a click just left keep spinning and slow the next click (docs/performance.md).
-    """
-    # Imported here: the GPU image has no onnxruntime (its sessions call the GPU decoder).
-    from sam2_triton.onnx_session import onnx_function
-
-    names = [t.name for t in c.DECODER_OUTPUTS]
-    return onnx_function(onnx_path, names, intra_op_threads, precision)
-
-
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
         cache = EmbeddingCache(server_cache_dir(), int(params["cache_bytes"]))
         limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
         self.requests = ModelMetrics(args["model_name"])
-        decode = decode_prompts
-        if params.get("decoder", "bls") != "bls":
-            version_dir = Path(args["model_repository"]) / args["model_version"]
-            decode = local_decoder(
-                version_dir / params["decoder"],
-                int(params.get("intra_op_num_threads", "0")),
-                params.get("precision", "fp32"),
-            )
         self.service = SessionService(
             cache,
             self.requests.timed_encode(encode_image),
-            self.requests.timed_decode(decode),
+            self.requests.timed_decode(chosen_decoder(args, params)),
             limits,
         )
         self.metrics = CacheMetrics(args["model_name"])

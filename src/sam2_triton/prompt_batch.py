@@ -1,0 +1,82 @@
+"""One image, N prompt sets: the decoder's feeds, built and checked in one place.
+
+The decoder takes one image's features once ([1, ...]) and N prompt sets that share them inside
+the graph (as ``SAM2ImagePredictor`` does for batched prompts). Every caller builds its feeds
+here: a click (N = 1), segment-everything's point grid, and direct callers of
+``sam2_mask_decoder``, whose tensors ``check_decoder_inputs`` checks before they reach the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from sam2_triton.contract import DECODER_FEATURES, LOW_RES_MASK_SIZE
+from sam2_triton.errors import InvalidInputError
+
+PROMPT_INPUTS = ("point_coords", "point_labels", "mask_input", "has_mask_input")
+
+
+def decoder_feeds(
+    features: Mapping[str, np.ndarray],
+    coords: np.ndarray,
+    labels: np.ndarray,
+    mask_input: np.ndarray | None = None,
+    has_mask_input: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """One image's features + N prompt sets (coords [N, P, 2] in the 1024 frame, labels [N, P])
+    -> DECODER_INPUTS. Without ``mask_input`` every set gets none (zeros, has_mask_input 0)."""
+    rows = coords.shape[0]
+    size = LOW_RES_MASK_SIZE
+    if mask_input is None:
+        mask_input = np.zeros((rows, 1, size, size), np.float32)
+        has_mask_input = np.zeros((rows, 1), np.float32)
+    feeds = {t.name: _one_image(features[t.name], t.dims) for t in DECODER_FEATURES}
+    feeds.update(
+        point_coords=np.ascontiguousarray(coords, np.float32),
+        point_labels=np.ascontiguousarray(labels, np.int32),
+        mask_input=np.ascontiguousarray(mask_input, np.float32),
+        has_mask_input=np.ascontiguousarray(has_mask_input, np.float32),
+    )
+    return feeds
+
+
+def _one_image(value: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value, np.float32)
+    return array.reshape(dims) if array.size == int(np.prod(dims)) else array
+
+
+def check_decoder_inputs(inputs: Mapping[str, np.ndarray], max_prompts: int) -> int:
+    """The prompt-set count of a decoder request; a clear error when its tensors disagree.
+
+    Triton checks each tensor's dtype and fixed dims against the config; what it cannot check is
+    that the prompt tensors agree on N (and on P), nor a cap on N (each set costs the decoder's
+    whole image side, ~20 MB of intermediate tensors at fp32).
+    """
+    coords = inputs["point_coords"]
+    rows, points = coords.shape[0], coords.shape[1]
+    if rows == 0 or points == 0:
+        raise InvalidInputError(
+            "point_coords", f"has shape {list(coords.shape)}: need at least one prompt set"
+        )
+    if rows > max_prompts:
+        raise InvalidInputError(
+            "point_coords",
+            f"{rows} prompt sets exceed this server's limit of {max_prompts} per call",
+        )
+    if inputs["point_labels"].shape != (rows, points):
+        raise InvalidInputError(
+            "point_labels",
+            f"has shape {list(inputs['point_labels'].shape)}; point_coords "
+            f"{list(coords.shape)} needs [{rows}, {points}]",
+        )
+    for name in ("mask_input", "has_mask_input"):
+        if inputs[name].shape[0] != rows:
+            raise InvalidInputError(
+                name, f"has {inputs[name].shape[0]} rows for {rows} prompt sets; they must match"
+            )
+    for name in ("point_coords", "mask_input", "has_mask_input"):
+        if not np.all(np.isfinite(inputs[name])):
+            raise InvalidInputError(name, "contains NaN or infinite values")
+    return rows
