@@ -23,7 +23,7 @@ from torch import nn
 
 from sam2_triton import contract
 from sam2_triton.export.model_builder import PROVENANCE_ATTR
-from sam2_triton.export.wrappers import ImageEncoder, PromptMaskDecoder
+from sam2_triton.export.wrappers import ImageEncoder, PromptMaskDecoder, attention_in_query_chunks
 from sam2_triton.onnx_session import create_session
 
 ENCODER_FILE = contract.ENCODER_FILE
@@ -103,7 +103,8 @@ def export_onnx(
     encoder, decoder = ImageEncoder(model).eval(), PromptMaskDecoder(model).eval()
 
     t0 = time.perf_counter()
-    _export_module(encoder, example_encoder_inputs(), encoder_path, exporter, opset, "encoder")
+    with attention_in_query_chunks():  # the same numbers in half the memory (verified below)
+        _export_module(encoder, example_encoder_inputs(), encoder_path, exporter, opset, "encoder")
     t1 = time.perf_counter()
     _export_module(decoder, example_decoder_inputs(), decoder_path, exporter, opset, "decoder")
     t2 = time.perf_counter()

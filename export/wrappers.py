@@ -9,7 +9,11 @@ by ``sam2_triton.processing``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sam2_triton.export.decoder_graph import OneImageDecoder, decoder_layout
@@ -49,3 +53,42 @@ class PromptMaskDecoder(OneImageDecoder):
     ``has_mask_input`` [N,1] blends the mask embedding with ``no_mask_embed`` so that one graph
     serves both cases; with 0/1 the blend is exact (x*1 + y*0).
     """
+
+
+#: Queries per chunk of a global attention (Hiera's 4096-token blocks at 1024 x 1024).
+ATTENTION_QUERY_CHUNK = 1024
+
+
+def _chunked_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``hieradet.MultiScaleAttention.forward`` with the queries in chunks: each query's softmax
+    row is independent, so the result is the same, but the [heads, 4096, 4096] score matrix of a
+    global block (268 MB per image on tiny) is never whole; the encoder's peak memory halves."""
+    from sam2.modeling.backbones.hieradet import do_pool
+
+    b, h, w, _ = x.shape
+    q, k, v = torch.unbind(self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1), 2)
+    if self.q_pool:
+        q = do_pool(q.reshape(b, h, w, -1), self.q_pool)
+        h, w = q.shape[1:3]
+        q = q.reshape(b, h * w, self.num_heads, -1)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    step = ATTENTION_QUERY_CHUNK
+    parts = [
+        F.scaled_dot_product_attention(q[:, :, i : i + step], k, v)
+        for i in range(0, q.shape[2], step)
+    ]
+    x = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+    return self.proj(x.transpose(1, 2).reshape(b, h, w, -1))
+
+
+@contextlib.contextmanager
+def attention_in_query_chunks() -> Iterator[None]:
+    """While exporting the encoder: Hiera's attention computed in query chunks (above)."""
+    from sam2.modeling.backbones.hieradet import MultiScaleAttention
+
+    original = MultiScaleAttention.forward
+    MultiScaleAttention.forward = _chunked_forward
+    try:
+        yield
+    finally:
+        MultiScaleAttention.forward = original

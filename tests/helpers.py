@@ -136,24 +136,6 @@ CASES = {
 }
 
 
-def sam_layout(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The encoder's outputs (the decoder's row layout, contract.ENCODER_OUTPUTS) -> SAM's NCHW
-    maps, as ``SAM2ImagePredictor._features`` holds them (inverse of ``decoder_layout``)."""
-    embed, s0, s1 = (np.asarray(features[n]) for n in ENCODER_NAMES)
-    b = embed.shape[0]
-    image_embed = embed.reshape(b, 64, 64, 256).transpose(0, 3, 1, 2)
-    feats_1 = s1.reshape(b, 64, 64, 2, 2, 64).transpose(0, 5, 1, 3, 2, 4).reshape(b, 64, 128, 128)
-    feats_0 = s0.reshape(b, 64, 64, 2, 2, 2, 2, 32).transpose(0, 7, 1, 3, 5, 2, 4, 6)
-    return {
-        "image_embed": np.ascontiguousarray(image_embed),
-        "high_res_feats_0": np.ascontiguousarray(feats_0.reshape(b, 32, 256, 256)),
-        "high_res_feats_1": np.ascontiguousarray(feats_1),
-    }
-
-
-ENCODER_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
-
-
 # --- fake networks --------------------------------------------------------------------------
 
 

@@ -148,6 +148,35 @@ def test_png_and_rle_outputs_carry_the_raw_masks(triton, protocol, model):
     assert b'"counts"' in results["rle"].encoded_masks[0]
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("model", [c.SEGMENT, c.SESSION])
+def test_masks_at_a_chosen_size_and_from_logits_equal_the_full_size_masks(triton, protocol, model):
+    """mask_size: the full-size masks resized nearest-neighbour (PyTorch's nearest-exact), in
+    every mask format; "logits": upsampled by the client, the server's masks exactly."""
+    torch = pytest.importorskip("torch")
+    image = image_bytes("coffee.jpg")  # 600 x 400
+    point = {"point_coords": np.array([[300, 200]], np.float32), "point_labels": np.array([1])}
+    with _client(triton, protocol) as client:
+        full = client.infer(model, image=image, **point).masks
+        display = (123, 170)
+        want = torch.nn.functional.interpolate(
+            torch.from_numpy(np.array(full))[None].float(), size=display, mode="nearest-exact"
+        )[0].numpy()
+        for fmt in ("raw", "png", "rle"):
+            small = client.infer(model, image=image, output_format=fmt, mask_size=display, **point)
+            assert small.masks.shape == (3, *display), fmt
+            np.testing.assert_array_equal(small.masks, want, err_msg=fmt)
+        logits = client.infer(model, image=image, output_format="logits", **point)
+        assert logits.encoded_masks == [] and logits.low_res_logits.shape == (3, 256, 256)
+        np.testing.assert_array_equal(logits.masks, full)
+        at_display = client.infer(
+            model, image=image, output_format="logits", mask_size=display, **point
+        )
+        np.testing.assert_array_equal(at_display.masks, want)
+        with pytest.raises(InferenceServerException, match="mask_size"):
+            client.infer(model, image=image, output_format="cutout", mask_size=display, **point)
+
+
 def test_racing_requests_for_a_new_image_encode_it_once(triton):
     image = unique_png(seed=1)
     point = (np.array([[40, 30]], np.float32), np.array([1], np.int32))

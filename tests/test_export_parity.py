@@ -41,7 +41,7 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     create_session,
 )
 from sam2_triton.export.wrappers import PromptMaskDecoder  # noqa: E402
-from tests.helpers import sam_layout  # noqa: E402
+from sam2_triton.prompt_batch import sam_layout  # noqa: E402
 
 TOL = 1e-4
 SEED = 0

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from sam2_triton.mask_upsampling import AxisWeights, dense_masks, mask_array, mask_rle
+from sam2_triton.mask_upsampling import (
+    AxisWeights,
+    dense_masks,
+    mask_array,
+    mask_rle,
+    rle_counts,
+)
 
 SIZES = [(400, 600), (3000, 4000), (100, 150), (256, 256), (1, 1), (7, 300), (1000, 37)]
 
@@ -34,6 +40,11 @@ def test_edge_only_masks_equal_the_dense_computation(size, kind):
     logits = LOGITS[kind]
     dense = dense_masks(logits[None], rows, cols)[0]
     assert dense.shape == size
+    # the edge path itself, whatever mask_array/mask_rle would choose for this mask
+    counts = rle_counts(logits, rows, cols)
+    assert counts.sum() == size[0] * size[1] and (counts[1:] > 0).all()
+    edge = np.repeat((np.arange(len(counts)) % 2).astype(np.uint8), counts)
+    np.testing.assert_array_equal(edge.reshape(size[1], size[0]).T, dense)
     np.testing.assert_array_equal(mask_array(logits, rows, cols), dense)
     rle = mask_rle(logits, rows, cols)
     assert list(rle["size"]) == list(size)

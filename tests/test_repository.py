@@ -52,6 +52,7 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
         "multimask_output": True,
         "mask_input": True,
         "output_format": True,
+        "mask_size": True,
     }
     outputs = ["masks", "iou_scores", "low_res_logits", "encoded_masks"]
     assert [o.name for o in segment.output] == outputs

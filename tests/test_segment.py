@@ -89,3 +89,53 @@ def test_a_request_cancelled_during_the_encoder_skips_the_decoder():
     with pytest.raises(RequestCancelled):
         segment(_inputs(), models.encode, models.decode, is_cancelled=lambda: bool(models.encoded))
     assert len(models.encoded) == 1 and models.decoded == []
+
+
+def test_mask_size_resizes_the_full_size_masks_nearest_neighbour():
+    torch = pytest.importorskip("torch")
+    models = FakeModels()
+    full = segment(_inputs(), models.encode, models.decode)["masks"]
+    small = segment(_inputs(mask_size=np.array([7, 11], np.int32)), models.encode, models.decode)
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(full)[None].float(), size=(7, 11), mode="nearest-exact"
+    )[0].numpy()
+    np.testing.assert_array_equal(small["masks"], want)
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "words"),
+    [
+        ([0, 5], "raw", "at least 1 x 1"),
+        ([5], "raw", "expected (height, width)"),
+        ([5, 5], "cutout", "cannot be combined"),
+        ([5, 5], "logits", "cannot be combined"),
+    ],
+)
+def test_bad_mask_size_is_refused_naming_it(size, fmt, words):
+    models = FakeModels()
+    inputs = _inputs(
+        mask_size=np.array(size, np.int32), output_format=np.array([fmt.encode()], dtype=object)
+    )
+    with pytest.raises(InvalidInputError, match="mask_size") as error:
+        segment(inputs, models.encode, models.decode)
+    assert words in str(error.value)
+
+
+def test_logits_format_sends_the_unclamped_logits_the_masks_come_from():
+    from sam2_triton.processing import masks_from_logits
+
+    class Large(FakeModels):
+        def decode(self, inputs):
+            out = super().decode(inputs)
+            out["low_res_masks"] = out["low_res_masks"] * 100.0  # beyond the +-32 clamp
+            return out
+
+    models = Large()
+    raw = segment(_inputs(), models.encode, models.decode)
+    fmt = np.array([b"logits"], dtype=object)
+    logits = segment(_inputs(output_format=fmt), models.encode, models.decode)
+    assert logits["masks"].shape == (0, HEIGHT, WIDTH) and logits["encoded_masks"].shape == (0,)
+    assert np.abs(logits["low_res_logits"]).max() == 100.0  # not clamped
+    assert np.abs(raw["low_res_logits"]).max() == 32.0  # the predictor's clamp, as before
+    masks = masks_from_logits(logits["low_res_logits"], (HEIGHT, WIDTH))
+    np.testing.assert_array_equal(masks, raw["masks"])

@@ -89,6 +89,7 @@ def test_postprocess_single_mask_at_original_size():
             "multimask": np.array([False]),
             "mask_format": np.array([b"raw"], dtype=object),
             "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
+            "mask_hw": np.array([30, 40], np.int32),
         }
     )
     (response,) = model.execute([request])
@@ -110,6 +111,7 @@ def test_postprocess_encodes_masks_when_asked():
             "multimask": np.array([True]),
             "mask_format": np.array([b"png"], dtype=object),
             "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
+            "mask_hw": np.array([30, 40], np.int32),
         }
     )
     (response,) = model.execute([request])

@@ -212,8 +212,8 @@ def generate(
 ) -> list[dict[str, Any]]:
     """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first.
 
-    ``is_cancelled`` is asked before each batch of points: a cancelled request stops within
-    one batch instead of running the whole grid.
+    ``is_cancelled`` is asked before each decoder call: a cancelled request stops within one
+    call instead of running the whole grid.
     """
     params = (params or AutomaticParams()).validate()
     orig_h, orig_w = rgb.shape[:2]
@@ -256,13 +256,21 @@ def _process_crop(
     features = {t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS}
     rows, cols = processing.bilinear_matrices(crop_hw)
     points = (grid * np.array(crop_hw)[None, ::-1]).astype(np.float32)
+    coords = processing.transform_coords(points, crop_hw)[:, None, :]
+    labels = np.ones((len(points), 1), np.int32)
     candidates: list[_Candidate] = []
-    for start in range(0, len(points), params.points_per_batch):
+    # The decoder takes up to decoder_batch points (at most points_per_batch) per call, each
+    # call carrying the crop's features once; each call's masks are filtered before the next,
+    # so memory holds one call's logits.
+    step = min(decoder_batch, params.points_per_batch)
+    for start in range(0, len(points), step):
         if is_cancelled():
             raise RequestCancelled("cancelled by the client")
-        batch = points[start : start + params.points_per_batch]
-        low_res, ious = _decode_points(batch, crop_hw, features, decode, decoder_batch)
-        for row, point in enumerate(batch):
+        chunk = slice(start, start + step)
+        outputs = decode(decoder_feeds(features, coords[chunk], labels[chunk]))
+        low_res = np.asarray(outputs["low_res_masks"])
+        ious = np.asarray(outputs["iou_predictions"])
+        for row, point in enumerate(points[chunk]):
             logits, scores = processing.select_masks(
                 low_res[row], ious[row], params.multimask_output
             )
@@ -281,28 +289,6 @@ def _process_crop(
         params.box_nms_thresh,
     )
     return [candidates[i] for i in keep]
-
-
-def _decode_points(
-    points: np.ndarray,
-    crop_hw: tuple[int, int],
-    features: Mapping[str, np.ndarray],
-    decode: Decoder,
-    decoder_batch: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One single-point prompt set per point -> all four tokens: [B,4,256,256], [B,4].
-
-    The crop's features go with every decoder call once; ``decoder_batch`` points share them.
-    """
-    coords = processing.transform_coords(points, crop_hw)[:, None, :]
-    labels = np.ones((len(points), 1), np.int32)
-    low_res, ious = [], []
-    for start in range(0, len(points), decoder_batch):
-        chunk = slice(start, start + decoder_batch)
-        outputs = decode(decoder_feeds(features, coords[chunk], labels[chunk]))
-        low_res.append(np.asarray(outputs["low_res_masks"]))
-        ious.append(np.asarray(outputs["iou_predictions"]))
-    return np.concatenate(low_res), np.concatenate(ious)
 
 
 def _candidate(

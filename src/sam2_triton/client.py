@@ -27,7 +27,7 @@ from sam2_triton.contract import (
     SESSION,
 )
 from sam2_triton.mask_formats import decode_masks
-from sam2_triton.processing import MaskResult
+from sam2_triton.processing import MaskResult, masks_from_logits
 
 Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
@@ -97,8 +97,14 @@ class SegmentClient:
         timeout_s: float | None = None,
         mask_input: np.ndarray | None = None,
         output_format: str | None = None,
+        mask_size: tuple[int, int] | None = None,
     ) -> SegmentResponse:
-        """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels."""
+        """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels.
+
+        ``mask_size`` (height, width): masks resized nearest-neighbour from the full size (e.g.
+        to a display's). ``output_format="logits"``: the server sends only the logits and the
+        masks are upsampled here, to ``mask_size`` if given, exactly as the server would.
+        """
         return self.infer(
             SEGMENT,
             image=image,
@@ -108,6 +114,7 @@ class SegmentClient:
             multimask_output=multimask_output,
             mask_input=mask_input,
             output_format=output_format,
+            mask_size=mask_size,
             timeout_s=timeout_s,
         )
 
@@ -127,8 +134,10 @@ class SegmentClient:
         mask_input: np.ndarray | None = None,
         output_format: str | None = None,
         timeout_s: float | None = None,
+        mask_size: tuple[int, int] | None = None,
     ) -> SegmentResponse:
-        """Prompts on an image encoded earlier: one decoder run on the server.
+        """Prompts on an image encoded earlier: one decoder run on the server (``mask_size``
+        and ``output_format="logits"`` as for ``segment``).
 
         Raises tritonclient's InferenceServerException with status 404 / NOT_FOUND when the
         image was evicted: call ``embed`` again.
@@ -142,6 +151,7 @@ class SegmentClient:
             multimask_output=multimask_output,
             mask_input=mask_input,
             output_format=output_format,
+            mask_size=mask_size,
             timeout_s=timeout_s,
         )
 
@@ -202,6 +212,7 @@ class SegmentClient:
         multimask_output: bool | None = None,
         mask_input: np.ndarray | None = None,
         output_format: str | None = None,
+        mask_size: tuple[int, int] | None = None,
         timeout_s: float | None = None,
     ) -> SegmentResponse:
         """One call of sam2_segment or sam2_session; omitted arguments are not sent."""
@@ -222,6 +233,8 @@ class SegmentClient:
             values["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 256, 256)
         if output_format is not None:
             values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
+        if mask_size is not None and output_format != "logits":  # logits: resized here
+            values["mask_size"] = np.array(mask_size, np.int32).reshape(2)
         inputs = [self._input(name, value) for name, value in values.items()]
         outputs = [self._tc.InferRequestedOutput(t.name) for t in SEGMENT_OUTPUTS]
         if model == SESSION:
@@ -233,7 +246,7 @@ class SegmentClient:
             headers=affinity_headers(image, image_id),
             **self._timeout_kwargs(timeout_s),
         )
-        return _response(result, output_format or "raw", with_id=model == SESSION)
+        return _response(result, output_format or "raw", model == SESSION, mask_size)
 
     def _timeout_kwargs(self, timeout_s: float | None) -> dict[str, Any]:
         """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
@@ -282,11 +295,17 @@ _DTYPES = {
 }
 
 
-def _response(result: Any, output_format: str, with_id: bool) -> SegmentResponse:
+def _response(
+    result: Any, output_format: str, with_id: bool, mask_size: tuple[int, int] | None = None
+) -> SegmentResponse:
     encoded = [bytes(item) for item in result.as_numpy("encoded_masks").reshape(-1)]
     masks = result.as_numpy("masks")
     if output_format in ENCODED_ONLY_FORMATS:
         masks = decode_masks(np.array(encoded, dtype=np.object_), output_format)
+    elif output_format == "logits":  # masks [0, H, W] carries the image's size
+        orig_hw = (masks.shape[1], masks.shape[2])
+        logits = result.as_numpy("low_res_logits")
+        masks = masks_from_logits(logits, orig_hw, mask_size) if len(logits) else masks
     image_id = None
     if with_id:
         raw_id = result.as_numpy("image_id").reshape(-1)[0]

@@ -36,9 +36,12 @@ AUTOMATIC = "sam2_automatic"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
 # png/rle replace the raw masks; cutout/cutout_cropped add one RGBA PNG per mask (the image
-# with alpha = mask, cropped to the mask's box for cutout_cropped) to the raw masks.
-OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped")
+# with alpha = mask, cropped to the mask's box for cutout_cropped) to the raw masks; "logits"
+# sends no masks, only low_res_logits, unclamped: what the server thresholds, so that a client
+# upsampling them with ``processing.masks_from_logits`` gets the server's masks exactly.
+OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped", "logits")
 ENCODED_ONLY_FORMATS = ("png", "rle")
+NO_RAW_MASK_FORMATS = ("png", "rle", "logits")  # masks travels as [0, H, W]
 
 # How the embedded target runs the ONNX files: fp32 on ONNX Runtime, bf16 on OpenVINO.
 CPU_PRECISIONS = ("fp32", "bf16")
@@ -56,7 +59,7 @@ class Tensor:
 
 # --- ONNX image encoder: image [B,3,1024,1024] -> three feature maps -------------------------
 # The maps are SAM's (``SAM2ImagePredictor._features``) laid out as the rows the decoder's matrix
-# products read (``sam2_triton.export.decoder_graph.decoder_layout``; ``tests/helpers.sam_layout``
+# products read (``sam2_triton.export.decoder_graph.decoder_layout``; ``prompt_batch.sam_layout``
 # turns them back into NCHW):
 # - image_embed: [4096, 256], row y*64 + x of the 64x64 map (the transformer's image tokens);
 # - high_res_feats_1: the 128x128x64 map as [4096, 256], row (i, j), column (a, b, c) for pixel
@@ -98,6 +101,9 @@ SEGMENT_INPUTS = (
     # A previous response's low_res_logits entry, for refinement (SAM2ImagePredictor's mask_input).
     Tensor("mask_input", "FP32", (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), optional=True),
     Tensor("output_format", "STRING", (1,), optional=True),  # one of OUTPUT_FORMATS
+    # (height, width) of the masks returned, default the image's: the full-size masks resized
+    # nearest-neighbour (half-pixel centres, as PyTorch's "nearest-exact"), e.g. to a display.
+    Tensor("mask_size", "INT32", (2,), optional=True),
 )
 SEGMENT_OUTPUTS = (
     # raw/cutout*: [K, H, W] 0/1; png/rle: [0, H, W] (the masks travel in encoded_masks).
@@ -151,6 +157,7 @@ PREPROCESS_OUTPUTS = (
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),
     Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),  # the decoded image for cutouts, else [0, 0, 3]
+    Tensor("mask_hw", "INT32", (2,)),  # the masks' (height, width): orig_size unless asked
 )
 POSTPROCESS_INPUTS = (
     Tensor("low_res_masks", "FP32", (1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
@@ -159,4 +166,5 @@ POSTPROCESS_INPUTS = (
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),
     Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),
+    Tensor("mask_hw", "INT32", (2,)),
 )

@@ -171,8 +171,8 @@ def export_notes(export_dir: Path) -> list[str]:
     notes = []
     if info.get("optimized"):
         notes.append(
-            "this export contains onnxruntime-only fused ops (com.microsoft Gelu, "
-            "SkipLayerNormalization) that TensorRT cannot take: they run on the CUDA EP between "
+            "this export contains onnxruntime-only fused ops (com.microsoft Gelu) that "
+            "TensorRT cannot take: they run on the CUDA EP between "
             "TensorRT engines. For the GPU target re-export with `sam2-triton export "
             "--no-ort-fusions` (standard ONNX only)."
         )

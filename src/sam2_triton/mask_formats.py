@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam2_triton.contract import ENCODED_ONLY_FORMATS
+from sam2_triton.contract import NO_RAW_MASK_FORMATS
 from sam2_triton.processing import DecodedMasks
 
 
@@ -103,23 +103,26 @@ def response_outputs(
 ) -> dict[str, np.ndarray]:
     """The mask outputs of sam2_segment / sam2_session for one result in the requested format.
 
-    png/rle leave ``masks`` empty ([0, H, W]) so the K x H x W bytes never travel; rle is
-    computed from the logits without any full-size mask. Cut-outs need the decoded image ``rgb``.
+    png/rle/logits leave ``masks`` empty ([0, h, w]) so the K x h x w bytes never travel; rle is
+    computed from the logits without any full-size mask; logits sends the unclamped logits
+    the masks come from. Cut-outs need the decoded image ``rgb``.
     """
-    height, width = result.orig_hw
+    height, width = result.size
+    encoded = np.empty(0, dtype=np.object_)
     if output_format == "rle":
         encoded = np.empty(len(result.logits), dtype=np.object_)
         encoded[:] = [json.dumps(rle_record(rle)).encode() for rle in result.rles()]
-    else:
+    elif output_format != "logits":
         encoded = encode_masks(result.masks, output_format, rgb)
-    if output_format in ENCODED_ONLY_FORMATS:
+    if output_format in NO_RAW_MASK_FORMATS:
         masks = np.zeros((0, height, width), np.uint8)
     else:
         masks = result.masks
     return {
         "masks": masks,
         "iou_scores": result.iou_scores,
-        "low_res_logits": result.low_res_logits,
+        # "logits": unclamped, what the masks are thresholded from (masks_from_logits)
+        "low_res_logits": result.logits if output_format == "logits" else result.low_res_logits,
         "encoded_masks": encoded,
     }
 

@@ -119,6 +119,9 @@ class GpuOptions:
     encoder_opt_batch: int = 1  # TensorRT tunes kernels for this batch (interactive: 1)
     decoder_opt_prompts: int = 1  # ... the decoder for this many prompt sets per call (a click)
     decoder_opt_points: int = 2  # ... and for this many prompt points (when on TensorRT)
+    # sam2_automatic's grid points per decoder call here (ServingOptions' is the CPU's): a GPU
+    # runs 64 prompt sets in about the time of a few, and the features cross to it once per call.
+    automatic_decoder_chunk: int = 64
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,11 @@ def repository_plan(
         *segment,
         *onnx,
         _session(options, in_process=not on_gpu and options.decoder_in_process),
-        _automatic(options, in_process=not on_gpu and options.decoder_in_process),
+        _automatic(
+            options,
+            in_process=not on_gpu and options.decoder_in_process,
+            chunk=gpu.automatic_decoder_chunk if on_gpu else options.automatic_decoder_chunk,
+        ),
     ]
 
 
@@ -355,7 +362,7 @@ def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
     )
 
 
-def _automatic(options: ServingOptions, in_process: bool) -> ModelPlan:
+def _automatic(options: ServingOptions, in_process: bool, chunk: int) -> ModelPlan:
     return ModelPlan(
         c.AUTOMATIC,
         "segment everything: a point grid through the decoder, filtered and deduplicated",
@@ -367,7 +374,7 @@ def _automatic(options: ServingOptions, in_process: bool) -> ModelPlan:
         instances=options.automatic_instances,
         parameters={
             "max_image_pixels": str(options.max_image_pixels),
-            "decoder_chunk": str(min(options.automatic_decoder_chunk, options.decoder_max_prompts)),
+            "decoder_chunk": str(min(chunk, options.decoder_max_prompts)),
             **_decoder_runner(options, in_process),
         },
     )

@@ -12,22 +12,15 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, OUTPUT_FORMATS
+from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE, OUTPUT_FORMATS
 from sam2_triton.errors import InvalidInputError, RequestCancelled  # noqa: F401 - re-exported
-from sam2_triton.mask_upsampling import AxisWeights, dense_logits, mask_array, mask_rle
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-MASK_THRESHOLD = 0.0
-LOW_RES_LOGIT_CLAMP = 32.0  # SAM2ImagePredictor clamps returned low-res logits to [-32, 32]
-# From sam_mask_decoder_extra_args in sam2/configs/sam2.1/*.yaml (the same for all four sizes).
-STABILITY_DELTA = 0.05
-STABILITY_THRESHOLD = 0.98
 
 LABEL_BACKGROUND, LABEL_FOREGROUND, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = 0, 1, 2, 3
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb cap; ~8000x8000
@@ -259,6 +252,32 @@ def parse_multimask(value: np.ndarray | None) -> bool:
     return bool(flat[0])
 
 
+def parse_mask_size(
+    value: np.ndarray | None, output_format: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[int, int] | None:
+    """``mask_size`` INT32 [2] (height, width) -> the size masks are returned at, or None for
+    the image's own. Not for cut-outs (they cut the full-size image) nor "logits" (a client
+    upsampling logits chooses its size itself)."""
+    if value is None:
+        return None
+    flat = np.asarray(value).reshape(-1)
+    if flat.shape[0] != 2:
+        raise InvalidInputError(
+            "mask_size", f"expected (height, width), got {flat.shape[0]} values"
+        )
+    height, width = (int(v) for v in flat)
+    if height < 1 or width < 1 or height * width > max_pixels:
+        raise InvalidInputError(
+            "mask_size",
+            f"({height}, {width}) must be at least 1 x 1 and at most {max_pixels} pixels",
+        )
+    if output_format.startswith("cutout") or output_format == "logits":
+        raise InvalidInputError(
+            "mask_size", f"cannot be combined with output_format {output_format!r}"
+        )
+    return height, width
+
+
 def parse_output_format(value: np.ndarray | None) -> str:
     """``output_format`` STRING [1] -> one of OUTPUT_FORMATS (default "raw")."""
     if value is None:
@@ -275,114 +294,38 @@ def parse_output_format(value: np.ndarray | None) -> str:
     return text
 
 
-# --- masks -------------------------------------------------------------------------------------
+# The mask half (token choice, upsampling, results) lives in sam2_triton.masks; re-exported here
+# so that callers keep one import for SAM2Transforms' two sides.
+from sam2_triton.masks import (  # noqa: E402
+    LOW_RES_LOGIT_CLAMP,
+    MASK_THRESHOLD,
+    STABILITY_DELTA,
+    STABILITY_THRESHOLD,
+    DecodedMasks,
+    MaskResult,
+    bilinear_matrices,
+    mask_axes,
+    masks_from_logits,
+    nearest_positions,
+    postprocess_masks,
+    select_masks,
+    stability_score,
+    upsample_logits,
+)
 
-
-def stability_score(logits: np.ndarray, delta: float = STABILITY_DELTA) -> float:
-    """IoU of the masks thresholded at +delta and -delta (MaskDecoder._get_stability_scores)."""
-    area_i = int(np.count_nonzero(logits > delta))
-    area_u = int(np.count_nonzero(logits > -delta))
-    return area_i / area_u if area_u > 0 else 1.0
-
-
-def select_masks(
-    low_res_masks: np.ndarray, iou_predictions: np.ndarray, multimask_output: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the output tokens from all four: [4,256,256], [4] -> [K,256,256], [K].
-
-    Multimask: tokens 1..3. Single mask: token 0 if it is stable, else the multimask token
-    with the highest predicted IoU (SAM 2's ``dynamic_multimask_via_stability``).
-    """
-    if low_res_masks.shape != (NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
-        raise ValueError(f"expected [4,256,256] mask logits, got {low_res_masks.shape}")
-    if multimask_output:
-        return low_res_masks[1:], iou_predictions[1:]
-    if stability_score(low_res_masks[0]) >= STABILITY_THRESHOLD:
-        best = 0
-    else:
-        best = 1 + int(np.argmax(iou_predictions[1:]))
-    return low_res_masks[best : best + 1], iou_predictions[best : best + 1]
-
-
-def _bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """Interpolation weights [out, in] of ``F.interpolate(bilinear, align_corners=False)``."""
-    axis = AxisWeights.of(out_size, in_size)
-    matrix = np.zeros((out_size, in_size), dtype=np.float32)
-    rows = np.arange(out_size)
-    np.add.at(matrix, (rows, axis.i0), axis.w0)
-    np.add.at(matrix, (rows, axis.i1), axis.w1)
-    return matrix
-
-
-def bilinear_matrices(
-    orig_hw: tuple[int, int], low_res: int = LOW_RES_MASK_SIZE
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [H, 256], cols [W, 256]): upsampled = rows @ logits @ cols.T, for reuse per size
-    (segment-everything's stability scores; masks themselves come from ``mask_upsampling``)."""
-    return _bilinear_matrix(orig_hw[0], low_res), _bilinear_matrix(orig_hw[1], low_res)
-
-
-def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
-    """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks),
-    by the same formula the served masks are thresholded from (``mask_upsampling``)."""
-    size = low_res.shape[-1]
-    rows, cols = AxisWeights.of(orig_hw[0], size), AxisWeights.of(orig_hw[1], size)
-    return dense_logits(np.asarray(low_res, np.float32), rows, cols)
-
-
-@dataclass(frozen=True)
-class MaskResult:
-    """sam2_segment outputs: masks [K,H,W] uint8, iou_scores [K], low_res_logits [K,256,256]."""
-
-    masks: np.ndarray
-    iou_scores: np.ndarray
-    low_res_logits: np.ndarray
-
-
-@dataclass(frozen=True)
-class DecodedMasks:
-    """One prompt set's answer on the server, as a MaskResult whose masks are computed from the
-    unclamped ``logits`` only when asked for: ``masks`` uint8 [K, H, W], or ``rles()``, which
-    never builds a full-size mask (``mask_upsampling``). ``low_res_logits`` are clamped as the
-    predictor returns them."""
-
-    logits: np.ndarray  # the chosen tokens' logits [K, 256, 256], unclamped
-    iou_scores: np.ndarray
-    low_res_logits: np.ndarray
-    orig_hw: tuple[int, int]
-
-    def _axes(self) -> tuple[AxisWeights, AxisWeights]:
-        size = self.logits.shape[-1]
-        return AxisWeights.of(self.orig_hw[0], size), AxisWeights.of(self.orig_hw[1], size)
-
-    @cached_property
-    def masks(self) -> np.ndarray:
-        rows, cols = self._axes()
-        height, width = self.orig_hw
-        out = np.empty((len(self.logits), height, width), np.uint8)
-        for k, logits in enumerate(self.logits):
-            out[k] = mask_array(logits, rows, cols)
-        return out
-
-    def rles(self) -> list[dict]:
-        """Each mask's compressed COCO RLE (pycocotools' format)."""
-        rows, cols = self._axes()
-        return [mask_rle(logits, rows, cols) for logits in self.logits]
-
-
-def postprocess_masks(
-    low_res_masks: np.ndarray,
-    iou_predictions: np.ndarray,
-    orig_hw: tuple[int, int],
-    multimask_output: bool,
-) -> DecodedMasks:
-    """Decoder output for one prompt set ([4,256,256], [4]) -> masks at the original size."""
-    logits, scores = select_masks(low_res_masks, iou_predictions, multimask_output)
-    logits = np.asarray(logits, np.float32)
-    clamped = np.clip(logits, -LOW_RES_LOGIT_CLAMP, LOW_RES_LOGIT_CLAMP).astype(np.float32)
-    return DecodedMasks(
-        logits=logits,
-        iou_scores=scores.astype(np.float32),
-        low_res_logits=clamped,
-        orig_hw=(int(orig_hw[0]), int(orig_hw[1])),
-    )
+__all__ = [
+    "LOW_RES_LOGIT_CLAMP",
+    "MASK_THRESHOLD",
+    "STABILITY_DELTA",
+    "STABILITY_THRESHOLD",
+    "DecodedMasks",
+    "MaskResult",
+    "bilinear_matrices",
+    "mask_axes",
+    "masks_from_logits",
+    "nearest_positions",
+    "postprocess_masks",
+    "select_masks",
+    "stability_score",
+    "upsample_logits",
+]

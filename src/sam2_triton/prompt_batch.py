@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sam2_triton.contract import DECODER_FEATURES, LOW_RES_MASK_SIZE
+from sam2_triton.contract import DECODER_FEATURES, ENCODER_OUTPUTS, LOW_RES_MASK_SIZE
 from sam2_triton.errors import InvalidInputError
 
 PROMPT_INPUTS = ("point_coords", "point_labels", "mask_input", "has_mask_input")
@@ -80,3 +80,18 @@ def check_decoder_inputs(inputs: Mapping[str, np.ndarray], max_prompts: int) -> 
         if not np.all(np.isfinite(inputs[name])):
             raise InvalidInputError(name, "contains NaN or infinite values")
     return rows
+
+
+def sam_layout(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The encoder's outputs (the decoder's row layout, contract.ENCODER_OUTPUTS) -> SAM's NCHW
+    maps, as ``SAM2ImagePredictor._features`` holds them (inverse of ``decoder_layout``)."""
+    embed, s0, s1 = (np.asarray(features[n]) for n in tuple(t.name for t in ENCODER_OUTPUTS))
+    b = embed.shape[0]
+    image_embed = embed.reshape(b, 64, 64, 256).transpose(0, 3, 1, 2)
+    feats_1 = s1.reshape(b, 64, 64, 2, 2, 64).transpose(0, 5, 1, 3, 2, 4).reshape(b, 64, 128, 128)
+    feats_0 = s0.reshape(b, 64, 64, 2, 2, 2, 2, 32).transpose(0, 7, 1, 3, 5, 2, 4, 6)
+    return {
+        "image_embed": np.ascontiguousarray(image_embed),
+        "high_res_feats_0": np.ascontiguousarray(feats_0.reshape(b, 32, 256, 256)),
+        "high_res_feats_1": np.ascontiguousarray(feats_1),
+    }

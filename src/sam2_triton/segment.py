@@ -52,6 +52,7 @@ class PreparedRequest:
     has_mask_input: np.ndarray
     multimask: bool
     output_format: str
+    mask_size: tuple[int, int] | None = None
 
     @property
     def orig_hw(self) -> tuple[int, int]:
@@ -78,6 +79,7 @@ class RequestOptions:
     point_labels: np.ndarray | None
     box: np.ndarray | None
     max_points: int
+    mask_size: tuple[int, int] | None = None  # masks resized to (height, width)
 
     @property
     def prompts_given(self) -> bool:
@@ -97,7 +99,11 @@ def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> Re
     output_format = processing.parse_output_format(inputs.get("output_format"))
     multimask = processing.parse_multimask(inputs.get("multimask_output"))
     mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
+    mask_size = processing.parse_mask_size(
+        inputs.get("mask_size"), output_format, limits.max_image_pixels
+    )
     return RequestOptions(
+        mask_size=mask_size,
         output_format=output_format,
         multimask=multimask,
         mask_input=mask_input,
@@ -129,6 +135,7 @@ def prepare_request(
         has_mask_input=options.has_mask_input,
         multimask=options.multimask,
         output_format=options.output_format,
+        mask_size=options.mask_size,
     )
 
 
@@ -138,13 +145,16 @@ def finish_request(
     multimask: bool,
     output_format: str,
     cutout_rgb: np.ndarray | None = None,
+    mask_size: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """All four mask tokens of one row -> SEGMENT_OUTPUTS at the image's size and format."""
+    """All four mask tokens of one row -> SEGMENT_OUTPUTS at the image's size (or
+    ``mask_size``) and format."""
     result = processing.postprocess_masks(
         np.asarray(decoded["low_res_masks"])[0],
         np.asarray(decoded["iou_predictions"])[0],
         orig_hw,
         multimask_output=multimask,
+        mask_hw=mask_size,
     )
     return response_outputs(result, output_format, cutout_rgb)
 
@@ -167,7 +177,12 @@ def segment(
     _stop_if(is_cancelled)
     decoded = decode(request.decoder_inputs(features))
     return finish_request(
-        decoded, request.orig_hw, request.multimask, request.output_format, request.cutout_rgb
+        decoded,
+        request.orig_hw,
+        request.multimask,
+        request.output_format,
+        request.cutout_rgb,
+        request.mask_size,
     )
 
 

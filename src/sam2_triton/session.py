@@ -66,7 +66,9 @@ class SessionService:
         if options.output_format.startswith("cutout"):
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = processing.decode_image(data, self.limits.max_image_pixels)
-        outputs = finish_request(decoded, orig_hw, options.multimask, options.output_format, rgb)
+        outputs = finish_request(
+            decoded, orig_hw, options.multimask, options.output_format, rgb, options.mask_size
+        )
         return {**outputs, "image_id": _id_tensor(image_id)}
 
     def _features(

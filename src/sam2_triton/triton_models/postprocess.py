@@ -24,10 +24,12 @@ class TritonPythonModel:
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, POSTPROCESS_INPUTS)
         height, width = (int(v) for v in inputs["orig_size"])
+        mask_height, mask_width = (int(v) for v in inputs["mask_hw"])
         return finish_request(
             inputs,
             (height, width),
             multimask=bool(inputs["multimask"][0]),
             output_format=processing.parse_output_format(inputs["mask_format"]),
             cutout_rgb=inputs["cutout_rgb"],
+            mask_size=(mask_height, mask_width),
         )

@@ -38,4 +38,5 @@ class TritonPythonModel:
             "multimask": np.array([prepared.multimask]),
             "mask_format": np.array([prepared.output_format.encode()], dtype=np.object_),
             "cutout_rgb": prepared.cutout_rgb,
+            "mask_hw": np.array(prepared.mask_size or prepared.orig_hw, dtype=np.int32),
         }
