@@ -7,7 +7,7 @@ against Meta's SAM2AutomaticMaskGenerator in this process on the same weights an
 The reference (PyTorch eager, fp32, every core) runs between our requests while the server is
 idle, so the ratio compares figures taken side by side; it needs the export's checkpoint.
 
-Memory is that of the tritonserver process and all its backend stubs, sampled every 0.1 s: idle
+Memory is that of the tritonserver process and all its backend stubs, sampled every 0.5 s: idle
 (models loaded) and the peak during the request, as PSS (proportional set size: a page shared by
 n processes, like Triton's shared-memory tensors, counts 1/n in each, so the sum is the machine's
 real use) and as RSS (shared pages counted once per process that maps them: an overestimate). Writes
@@ -45,6 +45,12 @@ def main() -> None:
         "--no-reference", action="store_true", help="skip SAM2AutomaticMaskGenerator"
     )
     parser.add_argument(
+        "--sample-every",
+        type=float,
+        default=0.5,
+        help="seconds between memory samples (each reads every stub's smaps: not free)",
+    )
+    parser.add_argument(
         "--decoder-chunk",
         type=int,
         default=ServingOptions.automatic_decoder_chunk,
@@ -76,7 +82,7 @@ def main() -> None:
             while not done.is_set():
                 rss, pss = tree_memory_bytes(pid)
                 peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
-                time.sleep(0.1)
+                time.sleep(args.sample_every)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

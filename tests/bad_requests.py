@@ -107,6 +107,15 @@ BAD: dict[str, tuple[dict[str, np.ndarray], str]] = {
         good(mask_input=np.full((1, 256, 256), np.nan, np.float32)),
         "mask_input: contains NaN",
     ),
+    "zero mask_size": (good(mask_size=np.array([0, 10], np.int32)), "mask_size: (0, 10)"),
+    "huge mask_size": (
+        good(mask_size=np.array([8000, 8000], np.int32)),
+        "mask_size: 8000 x 8000 exceeds",
+    ),
+    "mask_size with a cut-out": (
+        good(mask_size=np.array([10, 10], np.int32), output_format=text("cutout")),
+        "cannot be combined with output_format 'cutout'",
+    ),
     # wrong dtypes, one per input
     "image as FP32": (good(image=np.zeros(10, np.float32)), "input 'image'"),
     "point_coords as INT32": (good(point_coords=np.ones((1, 2), np.int32)), "input 'point_coords'"),

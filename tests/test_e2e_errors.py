@@ -50,6 +50,21 @@ def healthy(triton) -> Callable[[str], None]:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_direct_decoder_call_whose_prompt_tensors_disagree_is_refused(triton, healthy, protocol):
+    """sam2_mask_decoder takes one image's features and N prompt sets: N must agree."""
+    rng = np.random.default_rng(0)
+    tensors = {t.name: rng.standard_normal(t.dims).astype(np.float32) for t in c.DECODER_FEATURES}
+    tensors.update(
+        point_coords=np.zeros((3, 1, 2), np.float32),
+        point_labels=np.ones((3, 1), np.int32),
+        mask_input=np.zeros((2, 1, 256, 256), np.float32),
+        has_mask_input=np.zeros((3, 1), np.float32),
+    )
+    assert_refused(triton, protocol, c.MASK_DECODER, tensors, "mask_input: has 2 rows")
+    healthy(protocol)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("model", [c.SEGMENT, c.SESSION])
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_request_names_its_field_and_the_server_keeps_serving(

@@ -109,6 +109,7 @@ def test_mask_size_resizes_the_full_size_masks_nearest_neighbour():
         ([5], "raw", "expected (height, width)"),
         ([5, 5], "cutout", "cannot be combined"),
         ([5, 5], "logits", "cannot be combined"),
+        ([5000, 5000], "raw", "exceeds 16777216 pixels"),  # far beyond a 30 x 40 image
     ],
 )
 def test_bad_mask_size_is_refused_naming_it(size, fmt, words):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sam2_triton import processing
 from sam2_triton.affinity import affinity_headers
 from sam2_triton.contract import (
     AUTOMATIC,
@@ -233,8 +234,12 @@ class SegmentClient:
             values["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 256, 256)
         if output_format is not None:
             values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
-        if mask_size is not None and output_format != "logits":  # logits: resized here
-            values["mask_size"] = np.array(mask_size, np.int32).reshape(2)
+        if mask_size is not None:
+            size = np.array(mask_size, np.int32).reshape(-1)
+            if output_format == "logits":  # resized here: checked as the server would
+                processing.parse_mask_size(size, "raw")
+            else:
+                values["mask_size"] = size
         inputs = [self._input(name, value) for name, value in values.items()]
         outputs = [self._tc.InferRequestedOutput(t.name) for t in SEGMENT_OUTPUTS]
         if model == SESSION:

@@ -106,9 +106,11 @@ SEGMENT_INPUTS = (
     Tensor("mask_size", "INT32", (2,), optional=True),
 )
 SEGMENT_OUTPUTS = (
-    # raw/cutout*: [K, H, W] 0/1; png/rle: [0, H, W] (the masks travel in encoded_masks).
+    # raw/cutout*: [K, H, W] 0/1; png/rle/logits: [0, H, W] (the masks travel in encoded_masks,
+    # or are upsampled by the client); H, W are mask_size's when it is given.
     Tensor("masks", "UINT8", (-1, -1, -1)),
     Tensor("iou_scores", "FP32", (-1,)),
+    # clamped to +-32 as SAM2ImagePredictor returns them; unclamped for output_format "logits"
     Tensor("low_res_logits", "FP32", (-1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     # png: one PNG file per mask; rle: one JSON COCO RLE object per mask ({"size", "counts",
     # "bbox", "area"}); cutout*: one RGBA PNG per mask; raw: [0].

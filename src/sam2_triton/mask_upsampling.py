@@ -7,10 +7,12 @@ On a 12 MP photo that is nearly every pixel: values are computed only around the
 and what is gathered is where the mask changes down each column (COCO RLE's order), so an RLE
 needs no full-size mask at all and a full mask is one ``np.repeat``.
 
-The one formula, used for every pixel that is computed (here, in ``dense_masks`` and so in
-every output size and format): horizontal pass ``u = w0 * L[:, j0] + w1 * L[:, j1]`` on the
-256 rows, then vertical ``v = w0 * u[i0] + w1 * u[i1]``, float32, no fused multiply-add, so the
-sparse and dense paths give the same bits (tests check it against each other and against
+The one formula, used for every pixel that is computed here (the masks of sam2_segment and
+sam2_session in every size and format; segment-everything still upsamples each candidate with
+two matrix products, for its stability score): horizontal pass
+``u = w0 * L[:, j0] + w1 * L[:, j1]`` on the 256 rows, then vertical
+``v = w0 * u[i0] + w1 * u[i1]``, float32, no fused multiply-add, so the sparse and dense paths
+give the same bits (tests check it against each other and against
 PyTorch's ``F.interpolate`` as SAM2Transforms uses it).
 """
 

@@ -1,8 +1,10 @@
 """The mask half of SAM 2.1's processing, numpy only: which mask tokens answer a prompt set, and
 the masks at the image's size (``SAM2ImagePredictor._predict`` + ``SAM2Transforms``).
 
-Masks are computed from the low-res logits by ``mask_upsampling`` (only near their edge), on
-request and in the size asked for; ``processing`` re-exports these names.
+The masks of sam2_segment and sam2_session are computed from the low-res logits by
+``mask_upsampling`` (only near their edge), on request and in the size asked for; segment-
+everything's candidates keep ``bilinear_matrices`` for their stability scores. ``processing``
+re-exports these names.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class ServingOptions:
             raise ValueError(
                 f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"
             )
-        for name in INSTANCE_OPTIONS.values():
+        for name in (*INSTANCE_OPTIONS.values(), "decoder_max_prompts", "automatic_decoder_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
@@ -289,7 +289,12 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
             outputs=c.DECODER_OUTPUTS,
             model_file=c.DECODER_FILE,
             instances=options.decoder_instances,
-            parameters={**_runner(options), "max_prompts": str(options.decoder_max_prompts)},
+            parameters={
+                **_runner(options),
+                "max_prompts": str(options.decoder_max_prompts),
+                # prompt points, box corners and SAM's padding point
+                "max_points": str(options.max_points + BOX_POINTS),
+            },
             runtime=Runtime.PYTHON,
             python_module="onnx_model",
         ),

@@ -278,6 +278,24 @@ def parse_mask_size(
     return height, width
 
 
+#: ``mask_size`` may ask for up to this many pixels, or the image's own count if larger: masks
+#: for a display, never a response many times the image (3 raw masks of 64 MP for a 10 x 10 PNG).
+MAX_MASK_PIXELS = 16_777_216
+
+
+def check_mask_size(mask_size: tuple[int, int] | None, orig_hw: tuple[int, int]) -> None:
+    """Refuse a ``mask_size`` larger than the image and than MAX_MASK_PIXELS."""
+    if mask_size is None:
+        return
+    limit = max(orig_hw[0] * orig_hw[1], MAX_MASK_PIXELS)
+    if mask_size[0] * mask_size[1] > limit:
+        raise InvalidInputError(
+            "mask_size",
+            f"{mask_size[0]} x {mask_size[1]} exceeds {limit} pixels (the image is "
+            f"{orig_hw[0]} x {orig_hw[1]}, masks are at most its size or {MAX_MASK_PIXELS})",
+        )
+
+
 def parse_output_format(value: np.ndarray | None) -> str:
     """``output_format`` STRING [1] -> one of OUTPUT_FORMATS (default "raw")."""
     if value is None:

@@ -32,6 +32,8 @@ def decoder_feeds(
     if mask_input is None:
         mask_input = np.zeros((rows, 1, size, size), np.float32)
         has_mask_input = np.zeros((rows, 1), np.float32)
+    elif has_mask_input is None:
+        has_mask_input = np.ones((rows, 1), np.float32)
     feeds = {t.name: _one_image(features[t.name], t.dims) for t in DECODER_FEATURES}
     feeds.update(
         point_coords=np.ascontiguousarray(coords, np.float32),
@@ -47,12 +49,15 @@ def _one_image(value: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
     return array.reshape(dims) if array.size == int(np.prod(dims)) else array
 
 
-def check_decoder_inputs(inputs: Mapping[str, np.ndarray], max_prompts: int) -> int:
+def check_decoder_inputs(
+    inputs: Mapping[str, np.ndarray], max_prompts: int, max_points: int
+) -> int:
     """The prompt-set count of a decoder request; a clear error when its tensors disagree.
 
     Triton checks each tensor's dtype and fixed dims against the config; what it cannot check is
-    that the prompt tensors agree on N (and on P), nor a cap on N (each set costs the decoder's
-    whole image side, ~20 MB of intermediate tensors at fp32).
+    that the prompt tensors agree on N (and on P), nor caps on N (each set costs the decoder's
+    whole image side, ~20 MB of intermediate tensors at fp32) and on P (the token attention grows
+    with its square).
     """
     coords = inputs["point_coords"]
     rows, points = coords.shape[0], coords.shape[1]
@@ -64,6 +69,11 @@ def check_decoder_inputs(inputs: Mapping[str, np.ndarray], max_prompts: int) -> 
         raise InvalidInputError(
             "point_coords",
             f"{rows} prompt sets exceed this server's limit of {max_prompts} per call",
+        )
+    if points > max_points:
+        raise InvalidInputError(
+            "point_coords",
+            f"{points} points per prompt set exceed this server's limit of {max_points}",
         )
     if inputs["point_labels"].shape != (rows, points):
         raise InvalidInputError(

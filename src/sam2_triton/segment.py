@@ -127,6 +127,7 @@ def prepare_request(
         raise InvalidInputError("image", "required input is missing")
     rgb = processing.decode_image(np.asarray(image).tobytes(), limits.max_image_pixels)
     prompts = options.prompts((rgb.shape[0], rgb.shape[1]))  # before the costly resize
+    processing.check_mask_size(options.mask_size, (rgb.shape[0], rgb.shape[1]))
     return PreparedRequest(
         rgb=rgb,
         image_1024=processing.preprocess_image(rgb),

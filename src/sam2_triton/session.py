@@ -58,6 +58,7 @@ class SessionService:
         if not options.prompts_given and inputs.get("image") is not None:
             return self._embed_only(image_id, orig_hw)  # "encode this image", no click yet
         prompts = options.prompts(orig_hw)
+        processing.check_mask_size(options.mask_size, orig_hw)
         if is_cancelled():
             raise RequestCancelled("cancelled by the client")
         feeds = decoder_feeds(features, prompts, options.mask_input, options.has_mask_input)

@@ -37,8 +37,9 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         self.metrics = ModelMetrics(args["model_name"])
-        # the decoder (max_batch_size 0): at most this many prompt sets per request
+        # the decoder (max_batch_size 0): at most this many prompt sets (and points) per request
         self.max_prompts = int(params["max_prompts"]) if "max_prompts" in params else None
+        self.max_points = int(params.get("max_points", "0"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         inputs = [
@@ -62,7 +63,7 @@ class TritonPythonModel:
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.max_prompts is not None:
-            check_decoder_inputs(batch, self.max_prompts)
+            check_decoder_inputs(batch, self.max_prompts, self.max_points)
         values = self.session.run(self.output_names, batch)
         return dict(zip(self.output_names, values, strict=True))
 
