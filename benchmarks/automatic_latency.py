@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from sam2_triton import contract as c
-from sam2_triton.bench.machine import cpu_model, tree_memory_bytes, usable_cores
+from sam2_triton.bench import machine
+from sam2_triton.bench.machine import tree_memory_bytes
 from sam2_triton.bench.server import bench_server
 from sam2_triton.repository import ServingOptions
 
@@ -100,11 +100,7 @@ def main() -> None:
         done.set()
         sampler.join()
     report = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "model": json.loads((args.export_dir / "export.json").read_text()).get("variant"),
         "image": IMAGE.name,
         "points_per_side": args.points_per_side,

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench import machine
 from sam2_triton.bench.server import bench_server
 from sam2_triton.client import SegmentClient
 
@@ -103,11 +102,7 @@ def main() -> None:
                             samples.setdefault(key, []).append(time.perf_counter() - start)
     p50 = {key: float(np.median(values) * 1e3) for key, values in samples.items()}
     report = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "model": json.loads((args.export_dir / "export.json").read_text()).get("variant"),
         "protocol": args.protocol,
         "clicks": args.clicks,
@@ -117,8 +112,8 @@ def main() -> None:
     }
     out = args.export_dir / "big_photo_clicks.json"
     out.write_text(json.dumps(report, indent=2))
-    machine = report["machine"]
-    print(f"{machine['cpu']}, {machine['cores']} cores; {report['model']}, {args.protocol}")
+    host = report["machine"]
+    print(f"{host['cpu']}, {host['cores']} cores; {report['model']}, {args.protocol}")
     print(f"{'format':16s}{'0.24 MP p50 ms':>16s}{'12 MP p50 ms':>16s}{'ratio':>8s}")
     for fmt in FORMATS:
         small, big = p50[f"0.24MP {fmt}"], p50[f"12MP {fmt}"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from sam2_triton import contract as c
 from sam2_triton import processing
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench import machine
 from sam2_triton.bench.run import interleaved
 from sam2_triton.onnx_session import create_session
 
@@ -98,11 +97,7 @@ def main() -> None:
             float(np.abs(results["fp32"].iou_scores - results["bf16"].iou_scores).max())
         )
     report = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "image": IMAGE.name,
         "encoder_ms": encoder_ms,
         "decoder_ms": decoder_ms,

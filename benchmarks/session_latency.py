@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench import machine
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
@@ -65,11 +64,7 @@ def main() -> None:
     with server:
         results = measure(server, args.runs, args.clicks)
     report = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "model": export.get("variant"),
         "image": IMAGE.name,
         **results,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from sam2_triton import processing
-from sam2_triton.bench.machine import cpu_model, usable_cores
+from sam2_triton.bench import machine
+from sam2_triton.bench.machine import usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
@@ -43,11 +43,7 @@ def main() -> None:
     image = processing.preprocess_image(rgb)
     prompts = processing.prepare_prompts(*POINT, None, rgb.shape[:2])
     results: dict[str, object] = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "export": {k: export.get(k) for k in ("variant", "exporter", "opset", "export_seconds")},
         "image": f"{IMAGE.name} {rgb.shape[1]}x{rgb.shape[0]}",
     }
@@ -102,8 +98,8 @@ def main() -> None:
 
 
 def print_table(results: dict) -> None:
-    machine = results["machine"]
-    print(f"{machine['cpu']}, {machine['cores']} cores; {results['image']}")
+    host = results["machine"]
+    print(f"{host['cpu']}, {host['cores']} cores; {results['image']}")
     print(f"{'step':34s}{'median ms':>12s}{'min':>10s}{'max':>10s}")
     for key, value in results.items():
         if isinstance(value, dict) and "median_ms" in value:

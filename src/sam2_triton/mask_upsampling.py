@@ -134,7 +134,9 @@ class _Cells:
         return float(pixels[self.unsure].sum() / pixels.sum())
 
 
-def rle_counts(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> np.ndarray:
+def rle_counts(
+    logits: np.ndarray, rows: AxisWeights, cols: AxisWeights, cells: _Cells | None = None
+) -> np.ndarray:
     """One mask [256, 256] -> its COCO RLE counts at H x W (runs down each column, left to
     right, alternating 0s and 1s, starting with 0s), computing pixels only near its edge.
 
@@ -143,10 +145,11 @@ def rle_counts(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> np.n
     all that sign. In a cell whose corners disagree, each column's two horizontal values
     u[i0, x], u[i0 + 1, x] are computed; a column whose two agree is one run, and only the
     others are computed pixel by pixel. What is collected is where the mask changes value.
+    ``cells``: this mask's, when the caller has them already.
     """
     height, width = len(rows.i0), len(cols.i0)
     low = np.asarray(logits, np.float32)
-    cells = _Cells.of(low, rows, cols)
+    cells = cells or _Cells.of(low, rows, cols)
     groups, gstart, gsize = cells.groups, cells.gstart, cells.gsize
     blocks, bstart, bsize = cells.blocks, cells.bstart, cells.bsize
     r0, r1 = groups, rows.i1[gstart]
@@ -219,26 +222,29 @@ def rle_counts(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> np.n
 DENSE_ABOVE_UNSURE = 0.2
 
 
-def _edge_pays(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> bool:
+def _edge_cells(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> _Cells | None:
+    """The mask's cells when finding its edge pays; None when every pixel should be computed."""
     cells = _Cells.of(np.asarray(logits, np.float32), rows, cols)
-    return cells.unsure_pixels() <= DENSE_ABOVE_UNSURE
+    return cells if cells.unsure_pixels() <= DENSE_ABOVE_UNSURE else None
 
 
 def mask_rle(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> dict:
     """One mask's compressed COCO RLE (pycocotools' format) from its logits: from the edge
     alone, or (a ragged mask) every pixel computed. Both give the same mask."""
     size = [len(rows.i0), len(cols.i0)]
-    if not _edge_pays(logits, rows, cols):
+    cells = _edge_cells(logits, rows, cols)
+    if cells is None:
         return mask_utils.encode(_dense_columns(logits, rows, cols).T)
-    uncompressed = {"size": size, "counts": rle_counts(logits, rows, cols).tolist()}
+    uncompressed = {"size": size, "counts": rle_counts(logits, rows, cols, cells).tolist()}
     return mask_utils.frPyObjects(uncompressed, *size)
 
 
 def mask_array(logits: np.ndarray, rows: AxisWeights, cols: AxisWeights) -> np.ndarray:
     """One mask as uint8 [H, W] (what ``dense_masks`` computes), from its edge when that pays."""
-    if not _edge_pays(logits, rows, cols):
+    cells = _edge_cells(logits, rows, cols)
+    if cells is None:
         return np.ascontiguousarray(_dense_columns(logits, rows, cols).T)
-    counts = rle_counts(logits, rows, cols)
+    counts = rle_counts(logits, rows, cols, cells)
     values = (np.arange(len(counts)) % 2).astype(np.uint8)
     flat = np.repeat(values, counts)
     return np.ascontiguousarray(flat.reshape(len(cols.i0), len(rows.i0)).T)

@@ -79,8 +79,7 @@ def bilinear_matrices(
 def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
     """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks),
     by the same formula the served masks are thresholded from (``mask_upsampling``)."""
-    size = low_res.shape[-1]
-    rows, cols = AxisWeights.of(orig_hw[0], size), AxisWeights.of(orig_hw[1], size)
+    rows, cols = mask_axes(orig_hw, None, low_res.shape[-1])
     return dense_logits(np.asarray(low_res, np.float32), rows, cols)
 
 
@@ -111,21 +110,13 @@ class DecodedMasks:
         """The (height, width) the masks come at."""
         return self.mask_hw or self.orig_hw
 
-    def _axes(self) -> tuple[AxisWeights, AxisWeights]:
-        return mask_axes(self.orig_hw, self.mask_hw, self.logits.shape[-1])
-
     @cached_property
     def masks(self) -> np.ndarray:
-        rows, cols = self._axes()
-        height, width = self.size
-        out = np.empty((len(self.logits), height, width), np.uint8)
-        for k, logits in enumerate(self.logits):
-            out[k] = mask_array(logits, rows, cols)
-        return out
+        return masks_from_logits(self.logits, self.orig_hw, self.mask_hw)
 
     def rles(self) -> list[dict]:
         """Each mask's compressed COCO RLE (pycocotools' format)."""
-        rows, cols = self._axes()
+        rows, cols = mask_axes(self.orig_hw, self.mask_hw, self.logits.shape[-1])
         return [mask_rle(logits, rows, cols) for logits in self.logits]
 
 

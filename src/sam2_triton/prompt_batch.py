@@ -15,8 +15,6 @@ import numpy as np
 from sam2_triton.contract import DECODER_FEATURES, ENCODER_OUTPUTS, LOW_RES_MASK_SIZE
 from sam2_triton.errors import InvalidInputError
 
-PROMPT_INPUTS = ("point_coords", "point_labels", "mask_input", "has_mask_input")
-
 
 def decoder_feeds(
     features: Mapping[str, np.ndarray],

@@ -20,6 +20,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def summary() -> dict[str, object]:
+    """What every benchmark report says about the machine: CPU, usable cores, Python."""
+    return {"cpu": cpu_model(), "cores": usable_cores(), "python": platform.python_version()}
+
+
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask, not the host's total)."""
     return len(os.sched_getaffinity(0))

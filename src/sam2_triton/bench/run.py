@@ -10,7 +10,6 @@ side on this noisy machine; last the encoder's FLOP rate against the machine's G
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +20,8 @@ import numpy as np
 import requests
 
 from sam2_triton import contract as c
-from sam2_triton.bench import compute, flows
+from sam2_triton.bench import compute, flows, machine
 from sam2_triton.bench.load import LoadResult, run_load
-from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
@@ -75,11 +73,7 @@ def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     image = IMAGE.read_bytes()
     export = json.loads((config.export_dir / c.EXPORT_METADATA_FILE).read_text())
     report: dict[str, Any] = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": usable_cores(),
-            "python": platform.python_version(),
-        },
+        "machine": machine.summary(),
         "model": export.get("variant"),
         "image": f"{IMAGE.name} ({len(image)} bytes)",
         "quick": config.quick,
