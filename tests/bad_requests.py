@@ -116,6 +116,35 @@ BAD: dict[str, tuple[dict[str, np.ndarray], str]] = {
         good(mask_size=np.array([10, 10], np.int32), output_format=text("cutout")),
         "cannot be combined with output_format 'cutout'",
     ),
+    # B prompt sets
+    "a box set outside": (
+        {
+            "image": image(good_png()),
+            "box_batch": np.array([[0, 0, 5, 5], [0, 0, W + 5, 10]], np.float32),
+        },
+        "box_batch: prompt set 1: (69, 10) lies outside",
+    ),
+    "one set and B sets": (
+        good(box_batch=np.array([[0, 0, 5, 5]], np.float32)),
+        "point_coords: cannot be combined with box_batch",
+    ),
+    "sets disagreeing on B": (
+        {
+            "image": image(good_png()),
+            "box_batch": np.array([[0, 0, 5, 5]] * 2, np.float32),
+            "point_coords_batch": np.ones((3, 1, 2), np.float32),
+            "point_labels_batch": np.ones((3, 1), np.int32),
+        },
+        "has 2 prompt sets but point_coords_batch has 3",
+    ),
+    "65 box sets": (
+        {"image": image(good_png()), "box_batch": np.array([[0, 0, 5, 5]] * 65, np.float32)},
+        "65 prompt sets: send 1 to 64",
+    ),
+    "box_batch of 3 values": (
+        {"image": image(good_png()), "box_batch": np.ones((2, 3), np.float32)},
+        "input 'box_batch'",
+    ),
     # wrong dtypes, one per input
     "image as FP32": (good(image=np.zeros(10, np.float32)), "input 'image'"),
     "point_coords as INT32": (good(point_coords=np.ones((1, 2), np.int32)), "input 'point_coords'"),

@@ -229,3 +229,15 @@ class Scrape:
         # Prometheus) calls it <name>, as Triton's nv_* and our cache counters.
         names = {name, f"{name}_total"}
         return [s for s in self.samples if s.name in names]
+
+
+def assert_same_as_batched_predict(got, want) -> None:
+    """got: a response to B sets ([B * K, ...]); want: SAM2ImagePredictor's [B, K, ...]."""
+    masks, scores, low_res = (np.asarray(w) for w in want)
+    assert got.masks.shape == (masks.shape[0] * masks.shape[1], *masks.shape[2:])
+    agreement = np.mean(got.masks == masks.reshape(got.masks.shape).astype(np.uint8))
+    assert agreement >= 0.999, f"only {agreement:.5f} of mask pixels agree"
+    np.testing.assert_allclose(got.iou_scores, scores.reshape(-1), atol=1e-3)
+    np.testing.assert_allclose(
+        got.low_res_logits, low_res.reshape(got.low_res_logits.shape), atol=1e-3
+    )

@@ -108,6 +108,69 @@ def test_batched_output_has_a_leading_batch_axis(triton):
     np.testing.assert_array_equal(masks[1], single[0])  # row b is the prompt set b alone
 
 
+def test_batched_prompts_are_one_request_per_max_sets(triton):
+    rgb = _rgb("coffee.jpg")
+    boxes = np.array([[100, 80, 400, 300], [50, 50, 200, 200], [300, 100, 580, 390]], np.float32)
+    with _remote(triton, "grpc") as remote, _remote(triton, "http") as small:
+        small.max_sets_per_request = 2
+        remote.set_image(rgb)
+        small.set_image(rgb)
+        before = model_runs(triton, c.SESSION)
+        whole = remote.predict(box=boxes)
+        assert model_runs(triton, c.SESSION) == before + 1  # three boxes, one request
+        parts = small.predict(box=boxes)
+        assert model_runs(triton, c.SESSION) == before + 3  # 2 + 1 sets
+    for w, p in zip(whole, parts, strict=True):
+        assert w.shape == p.shape == (3, *w.shape[1:])
+        np.testing.assert_allclose(w, p, atol=1e-4)
+
+
+def test_set_image_batch_and_predict_batch_match_sam2_image_predictor(triton, reference_predictor):
+    images = [_rgb("coffee.jpg"), _rgb("astronaut.png")]
+    calls = [
+        dict(
+            point_coords_batch=[np.array([[300, 200]]), np.array([[250, 200], [300, 350]])],
+            point_labels_batch=[np.array([1]), np.array([1, 0])],
+        ),
+        dict(box_batch=[np.array([100, 80, 400, 300]), np.array([[50, 50, 300, 300]] * 2)]),
+        dict(
+            point_coords_batch=[np.array([[0.5, 0.5]]), np.array([[0.4, 0.3]])],
+            point_labels_batch=[np.array([1]), np.array([1])],
+            normalize_coords=False,
+            multimask_output=False,
+            return_logits=True,
+        ),
+    ]
+    reference_predictor.set_image_batch(images)
+    try:
+        with _remote(triton, "grpc") as remote:
+            remote.set_image_batch(images)
+            assert remote._is_batch and remote._orig_hw == reference_predictor._orig_hw
+            for call in calls:
+                got = remote.predict_batch(**call)
+                want = reference_predictor.predict_batch(**call)
+                for g, w in zip(zip(*got, strict=True), zip(*want, strict=True), strict=True):
+                    _assert_same(g, w, logits=call.get("return_logits", False))
+    finally:
+        reference_predictor.reset_predictor()
+
+
+def test_mask_threshold_applies_as_in_sam2_image_predictor(triton, reference):
+    image = image_bytes("coffee.jpg")
+    point = dict(point_coords=np.array([[300, 200]]), point_labels=np.array([1]))
+    with _remote(triton, "http") as remote:
+        remote.set_image(_rgb("coffee.jpg"))
+        at_zero = remote.predict(**point)[0]
+        remote.mask_threshold = reference.predictor.mask_threshold = 0.1
+        try:
+            got = remote.predict(**point)
+            want = reference.predict(image, **point)
+        finally:
+            reference.predictor.mask_threshold = 0.0
+    _assert_same(got, want)
+    assert got[0].sum() < at_zero.sum()  # fewer pixels above 0.1 than above 0
+
+
 def test_mask_input_refinement_matches(triton, reference):
     image = image_bytes("astronaut.png")
     first = dict(point_coords=np.array([[250, 200]]), point_labels=np.array([1]))

@@ -38,7 +38,13 @@ from tests.gpu_image import (
     standin_model_py,
     standin_onnxruntime,
 )
-from tests.helpers import CASES, PARAMS, image_bytes, match_annotations
+from tests.helpers import (
+    CASES,
+    PARAMS,
+    assert_same_as_batched_predict,
+    image_bytes,
+    match_annotations,
+)
 
 pytestmark = pytest.mark.e2e
 COMMITTED = ROOT / "model_repository"
@@ -157,6 +163,18 @@ def test_the_segment_ensemble_matches_sam2_image_predictor(
         assert np.mean(got.masks[k] == want_masks[k].astype(np.uint8)) >= 0.999, k
     np.testing.assert_allclose(got.iou_scores, want_scores, atol=1e-3)
     np.testing.assert_allclose(got.low_res_logits, want_low_res, atol=1e-3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_ensemble_decodes_several_boxes_in_one_decoder_call(gpu_triton, reference, protocol):
+    image = image_bytes("coffee.jpg")
+    boxes = np.array([[60, 40, 300, 240], [240, 120, 540, 360], [120, 200, 360, 380]], np.float32)
+    want = reference.predict(image, box=boxes, multimask_output=False)
+    decodes = model_runs(gpu_triton, c.MASK_DECODER)
+    with SegmentClient(_url(gpu_triton, protocol), protocol) as client:
+        got = client.segment(image, box=boxes, multimask_output=False, batched=True)
+    assert model_runs(gpu_triton, c.MASK_DECODER) == decodes + 1
+    assert_same_as_batched_predict(got, want)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -53,6 +53,10 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
         "mask_input": True,
         "output_format": True,
         "mask_size": True,
+        "point_coords_batch": True,
+        "point_labels_batch": True,
+        "box_batch": True,
+        "mask_input_batch": True,
     }
     outputs = ["masks", "iou_scores", "low_res_logits", "encoded_masks"]
     assert [o.name for o in segment.output] == outputs

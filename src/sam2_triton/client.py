@@ -99,12 +99,16 @@ class SegmentClient:
         mask_input: np.ndarray | None = None,
         output_format: str | None = None,
         mask_size: tuple[int, int] | None = None,
+        batched: bool = False,
     ) -> SegmentResponse:
         """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels.
 
         ``mask_size`` (height, width): masks resized nearest-neighbour from the full size (e.g.
         to a display's). ``output_format="logits"``: the server sends only the logits and the
         masks are upsampled here, to ``mask_size`` if given, exactly as the server would.
+        ``batched``: the prompts are B sets (point_coords [B, P, 2], point_labels [B, P], box
+        [B, 4], mask_input [B, 1, 256, 256]) decoded in one call; the response holds each set's
+        K masks in turn ([B * K, ...]).
         """
         return self.infer(
             SEGMENT,
@@ -117,6 +121,7 @@ class SegmentClient:
             output_format=output_format,
             mask_size=mask_size,
             timeout_s=timeout_s,
+            batched=batched,
         )
 
     def embed(self, image: bytes, timeout_s: float | None = None) -> str:
@@ -136,9 +141,10 @@ class SegmentClient:
         output_format: str | None = None,
         timeout_s: float | None = None,
         mask_size: tuple[int, int] | None = None,
+        batched: bool = False,
     ) -> SegmentResponse:
-        """Prompts on an image encoded earlier: one decoder run on the server (``mask_size``
-        and ``output_format="logits"`` as for ``segment``).
+        """Prompts on an image encoded earlier: one decoder run on the server (``mask_size``,
+        ``output_format="logits"`` and ``batched`` as for ``segment``).
 
         Raises tritonclient's InferenceServerException with status 404 / NOT_FOUND when the
         image was evicted: call ``embed`` again.
@@ -154,6 +160,7 @@ class SegmentClient:
             output_format=output_format,
             mask_size=mask_size,
             timeout_s=timeout_s,
+            batched=batched,
         )
 
     def click_resending(
@@ -215,23 +222,27 @@ class SegmentClient:
         output_format: str | None = None,
         mask_size: tuple[int, int] | None = None,
         timeout_s: float | None = None,
+        batched: bool = False,
     ) -> SegmentResponse:
-        """One call of sam2_segment or sam2_session; omitted arguments are not sent."""
+        """One call of sam2_segment or sam2_session; omitted arguments are not sent.
+        ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs."""
         values: dict[str, np.ndarray] = {}
+        suffix = "_batch" if batched else ""
         if image is not None:
             values["image"] = np.frombuffer(image, dtype=np.uint8)
         if image_id is not None:
             values["image_id"] = np.array([image_id.encode()], dtype=np.object_)
         if point_coords is not None:
-            values["point_coords"] = np.asarray(point_coords, np.float32)
+            values["point_coords" + suffix] = np.asarray(point_coords, np.float32)
         if point_labels is not None:
-            values["point_labels"] = np.asarray(point_labels, np.int32)
+            values["point_labels" + suffix] = np.asarray(point_labels, np.int32)
         if box is not None:
-            values["box"] = np.asarray(box, np.float32).reshape(4)
+            values["box" + suffix] = np.asarray(box, np.float32).reshape((-1, 4) if batched else 4)
         if multimask_output is not None:
             values["multimask_output"] = np.array([multimask_output], dtype=bool)
         if mask_input is not None:
-            values["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 256, 256)
+            shape = (-1, 1, 256, 256) if batched else (1, 256, 256)
+            values["mask_input" + suffix] = np.asarray(mask_input, np.float32).reshape(shape)
         if output_format is not None:
             values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
         if mask_size is not None:

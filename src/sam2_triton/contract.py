@@ -104,10 +104,20 @@ SEGMENT_INPUTS = (
     # (height, width) of the masks returned, default the image's: the full-size masks resized
     # nearest-neighbour (half-pixel centres, as PyTorch's "nearest-exact"), e.g. to a display.
     Tensor("mask_size", "INT32", (2,), optional=True),
+    # B prompt sets at once (SAM2ImagePredictor's batched prompts, e.g. several boxes), instead
+    # of the four single-set inputs above: one decoder call shares the image's features. Sets
+    # with fewer points pad theirs with label -1. Outputs then hold each set's K masks in turn.
+    Tensor("point_coords_batch", "FP32", (-1, -1, 2), optional=True),
+    Tensor("point_labels_batch", "INT32", (-1, -1), optional=True),
+    Tensor("box_batch", "FP32", (-1, 4), optional=True),
+    Tensor(
+        "mask_input_batch", "FP32", (-1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), optional=True
+    ),
 )
 SEGMENT_OUTPUTS = (
     # raw/cutout*: [K, H, W] 0/1; png/rle/logits: [0, H, W] (the masks travel in encoded_masks,
-    # or are upsampled by the client); H, W are mask_size's when it is given.
+    # or are upsampled by the client); H, W are mask_size's when it is given. With B prompt
+    # sets every output's first axis is B * K: set 0's K entries, then set 1's, ...
     Tensor("masks", "UINT8", (-1, -1, -1)),
     Tensor("iou_scores", "FP32", (-1,)),
     # clamped to +-32 as SAM2ImagePredictor returns them; unclamped for output_format "logits"
@@ -151,10 +161,10 @@ AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
 PREPROCESS_OUTPUTS = (
     Tensor("image_1024", "FP32", (1, 3, IMAGE_SIZE, IMAGE_SIZE)),
-    Tensor("point_coords_1024", "FP32", (1, -1, 2)),
-    Tensor("point_labels_1024", "INT32", (1, -1)),
-    Tensor("mask_input_1024", "FP32", (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
-    Tensor("has_mask_input", "FP32", (1, 1)),
+    Tensor("point_coords_1024", "FP32", (-1, -1, 2)),  # B prompt sets
+    Tensor("point_labels_1024", "INT32", (-1, -1)),
+    Tensor("mask_input_1024", "FP32", (-1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("has_mask_input", "FP32", (-1, 1)),
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),
@@ -162,8 +172,8 @@ PREPROCESS_OUTPUTS = (
     Tensor("mask_hw", "INT32", (2,)),  # the masks' (height, width): orig_size unless asked
 )
 POSTPROCESS_INPUTS = (
-    Tensor("low_res_masks", "FP32", (1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
-    Tensor("iou_predictions", "FP32", (1, NUM_MASK_TOKENS)),
+    Tensor("low_res_masks", "FP32", (-1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
+    Tensor("iou_predictions", "FP32", (-1, NUM_MASK_TOKENS)),
     Tensor("orig_size", "INT32", (2,)),
     Tensor("multimask", "BOOL", (1,)),
     Tensor("mask_format", "STRING", (1,)),

@@ -210,6 +210,8 @@ def _limits(options: ServingOptions) -> dict[str, str]:
     return {
         "max_image_pixels": str(options.max_image_pixels),
         "max_points": str(options.max_points),
+        # prompt sets per request: one decoder call
+        "max_prompt_sets": str(options.decoder_max_prompts),
     }
 
 

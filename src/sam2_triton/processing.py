@@ -23,6 +23,7 @@ PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 LABEL_BACKGROUND, LABEL_FOREGROUND, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = 0, 1, 2, 3
+LABEL_PADDING = -1  # SAM's "not a point"
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb cap; ~8000x8000
 DEFAULT_MAX_POINTS = 64
 
@@ -110,7 +111,7 @@ def preprocess_image(rgb: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Prompts:
-    """Prompts in the 1024x1024 model frame, batch of one: coords [1, M, 2], labels [1, M]."""
+    """One prompt set in the 1024x1024 model frame: coords [1, M, 2], labels [1, M]."""
 
     coords: np.ndarray
     labels: np.ndarray
@@ -122,13 +123,16 @@ def prepare_prompts(
     box: np.ndarray | None,
     orig_hw: tuple[int, int],
     max_points: int = DEFAULT_MAX_POINTS,
+    padding_label: bool = False,
 ) -> Prompts:
     """Validate prompts given in original-image pixels and map them to the model frame.
 
     Mirrors ``SAM2ImagePredictor._prep_prompts`` + ``_predict``: a box becomes two points
     labelled 2 and 3 placed *before* the clicked points; x is scaled by 1024/W, y by 1024/H.
+    ``padding_label`` also accepts SAM's padding label -1 (a point SAM embeds as "not a
+    point", wherever it lies), so that batched sets with fewer points can be padded.
     """
-    points = _validate_points(point_coords, point_labels, orig_hw, max_points)
+    points = _validate_points(point_coords, point_labels, orig_hw, max_points, padding_label)
     box_xyxy = _validate_box(box, orig_hw)
     if points is None and box_xyxy is None:
         raise InvalidInputError("point_coords", "no prompt given: send at least one point or a box")
@@ -160,6 +164,7 @@ def _validate_points(
     point_labels: np.ndarray | None,
     orig_hw: tuple[int, int],
     max_points: int,
+    padding_label: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     if point_coords is None and point_labels is None:
         return None
@@ -186,13 +191,15 @@ def _validate_points(
         )
     if not np.all(np.isfinite(coords)):
         raise InvalidInputError("point_coords", "contains NaN or infinite values")
-    _check_inside("point_coords", coords, orig_hw)
-    bad = ~np.isin(labels, (LABEL_BACKGROUND, LABEL_FOREGROUND))
+    allowed = (LABEL_BACKGROUND, LABEL_FOREGROUND, *((LABEL_PADDING,) if padding_label else ()))
+    bad = ~np.isin(labels, allowed)
     if np.any(bad):
+        padding = ", or -1 (padding)" if padding_label else ""
         raise InvalidInputError(
             "point_labels",
-            f"must be 1 (foreground) or 0 (background), got {labels[bad][0]!r}",
+            f"must be 1 (foreground) or 0 (background){padding}, got {labels[bad][0]!r}",
         )
+    _check_inside("point_coords", coords[labels != LABEL_PADDING], orig_hw)
     return coords.astype(np.float32), labels.astype(np.int32)
 
 

@@ -15,9 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from sam2_triton import processing
+from sam2_triton.contract import NO_RAW_MASK_FORMATS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.mask_formats import response_outputs
 from sam2_triton.prompt_batch import decoder_feeds as prompt_batch_feeds
+from sam2_triton.prompt_sets import (
+    DEFAULT_MAX_PROMPT_SETS,
+    PromptInputs,
+    PromptSets,
+    parse_prompt_inputs,
+)
 
 Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]  # image_1024 [1,3,1024,1024] -> ENCODER_OUTPUTS
@@ -29,16 +36,19 @@ _NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # cutout_rgb when no cut-out was aske
 class Limits:
     max_image_pixels: int = processing.DEFAULT_MAX_IMAGE_PIXELS
     max_points: int = processing.DEFAULT_MAX_POINTS
+    max_prompt_sets: int = DEFAULT_MAX_PROMPT_SETS
 
 
-def decoder_feeds(
-    features: Arrays,
-    prompts: processing.Prompts,
-    mask_input: np.ndarray,
-    has_mask_input: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """The encoder's feature maps and one prompt set -> DECODER_INPUTS (N = 1)."""
-    return prompt_batch_feeds(features, prompts.coords, prompts.labels, mask_input, has_mask_input)
+#: Full-size masks one response may carry raw (B sets x K masks x H x W bytes): beyond it the
+#: client is told to ask for png/rle or a mask_size instead of a response of gigabytes.
+MAX_RAW_MASK_BYTES = 1 << 30
+
+
+def decoder_feeds(features: Arrays, sets: PromptSets) -> dict[str, np.ndarray]:
+    """The encoder's feature maps and a request's B prompt sets -> DECODER_INPUTS (N = B)."""
+    return prompt_batch_feeds(
+        features, sets.coords, sets.labels, sets.mask_input, sets.has_mask_input
+    )
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,7 @@ class PreparedRequest:
 
     rgb: np.ndarray  # the decoded image [H, W, 3], kept for cut-outs
     image_1024: np.ndarray  # [1, 3, 1024, 1024] normalised
-    prompts: processing.Prompts
-    mask_input: np.ndarray
-    has_mask_input: np.ndarray
+    sets: PromptSets
     multimask: bool
     output_format: str
     mask_size: tuple[int, int] | None = None
@@ -59,7 +67,7 @@ class PreparedRequest:
         return (self.rgb.shape[0], self.rgb.shape[1])
 
     def decoder_inputs(self, features: Arrays) -> dict[str, np.ndarray]:
-        return decoder_feeds(features, self.prompts, self.mask_input, self.has_mask_input)
+        return decoder_feeds(features, self.sets)
 
     @property
     def cutout_rgb(self) -> np.ndarray:
@@ -69,28 +77,35 @@ class PreparedRequest:
 @dataclass(frozen=True)
 class RequestOptions:
     """What a segment or session request asks for besides its image, checked; the prompts are
-    checked against an image size by ``prompts`` (in pixels, so they wait for the image)."""
+    checked against an image size by ``prompt_sets`` (in pixels, so they wait for the image)."""
 
     output_format: str
     multimask: bool
-    mask_input: np.ndarray  # decoder-ready [1, 1, 256, 256]
-    has_mask_input: np.ndarray  # [1, 1]
-    point_coords: np.ndarray | None
-    point_labels: np.ndarray | None
-    box: np.ndarray | None
+    prompts: PromptInputs
     max_points: int
     mask_size: tuple[int, int] | None = None  # masks resized to (height, width)
 
     @property
     def prompts_given(self) -> bool:
         """Any prompt input present (a session request without one only encodes its image)."""
-        return any(p is not None for p in (self.point_coords, self.point_labels, self.box))
+        return self.prompts.given
 
-    def prompts(self, orig_hw: tuple[int, int]) -> processing.Prompts:
-        """The prompts checked against an image of ``orig_hw`` and mapped to the model frame."""
-        return processing.prepare_prompts(
-            self.point_coords, self.point_labels, self.box, orig_hw, self.max_points
-        )
+    def prompt_sets(self, orig_hw: tuple[int, int]) -> PromptSets:
+        """The prompt sets checked against an image of ``orig_hw``, in the model frame, and the
+        response they make checked against MAX_RAW_MASK_BYTES."""
+        sets = self.prompts.sets(orig_hw, self.max_points)
+        processing.check_mask_size(self.mask_size, orig_hw)
+        if self.output_format not in NO_RAW_MASK_FORMATS:
+            height, width = self.mask_size or orig_hw
+            size = len(sets) * (3 if self.multimask else 1) * height * width
+            if size > MAX_RAW_MASK_BYTES:
+                raise InvalidInputError(
+                    "output_format",
+                    f"{self.output_format!r} would return {size} bytes of masks for "
+                    f"{len(sets)} prompt sets on a {width}x{height} image (limit "
+                    f"{MAX_RAW_MASK_BYTES}): ask for 'rle' or 'png', or a smaller mask_size",
+                )
+        return sets
 
 
 def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> RequestOptions:
@@ -98,7 +113,7 @@ def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> Re
     service so both check them alike and in the same order (format, multimask, mask_input)."""
     output_format = processing.parse_output_format(inputs.get("output_format"))
     multimask = processing.parse_multimask(inputs.get("multimask_output"))
-    mask_input, has_mask_input = processing.prepare_mask_input(inputs.get("mask_input"))
+    prompts = parse_prompt_inputs(inputs, limits.max_prompt_sets)
     mask_size = processing.parse_mask_size(
         inputs.get("mask_size"), output_format, limits.max_image_pixels
     )
@@ -106,11 +121,7 @@ def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> Re
         mask_size=mask_size,
         output_format=output_format,
         multimask=multimask,
-        mask_input=mask_input,
-        has_mask_input=has_mask_input,
-        point_coords=inputs.get("point_coords"),
-        point_labels=inputs.get("point_labels"),
-        box=inputs.get("box"),
+        prompts=prompts,
         max_points=limits.max_points,
     )
 
@@ -126,14 +137,11 @@ def prepare_request(
     if image is None:
         raise InvalidInputError("image", "required input is missing")
     rgb = processing.decode_image(np.asarray(image).tobytes(), limits.max_image_pixels)
-    prompts = options.prompts((rgb.shape[0], rgb.shape[1]))  # before the costly resize
-    processing.check_mask_size(options.mask_size, (rgb.shape[0], rgb.shape[1]))
+    sets = options.prompt_sets((rgb.shape[0], rgb.shape[1]))  # before the costly resize
     return PreparedRequest(
         rgb=rgb,
         image_1024=processing.preprocess_image(rgb),
-        prompts=prompts,
-        mask_input=options.mask_input,
-        has_mask_input=options.has_mask_input,
+        sets=sets,
         multimask=options.multimask,
         output_format=options.output_format,
         mask_size=options.mask_size,
@@ -148,16 +156,23 @@ def finish_request(
     cutout_rgb: np.ndarray | None = None,
     mask_size: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """All four mask tokens of one row -> SEGMENT_OUTPUTS at the image's size (or
-    ``mask_size``) and format."""
-    result = processing.postprocess_masks(
-        np.asarray(decoded["low_res_masks"])[0],
-        np.asarray(decoded["iou_predictions"])[0],
-        orig_hw,
-        multimask_output=multimask,
-        mask_hw=mask_size,
-    )
-    return response_outputs(result, output_format, cutout_rgb)
+    """All four mask tokens of each of the B rows -> SEGMENT_OUTPUTS at the image's size (or
+    ``mask_size``) and format: the sets' K masks each, one after another ([B * K, ...])."""
+    low_res = np.asarray(decoded["low_res_masks"])
+    scores = np.asarray(decoded["iou_predictions"])
+    outputs = [
+        response_outputs(
+            processing.postprocess_masks(
+                low_res[b], scores[b], orig_hw, multimask_output=multimask, mask_hw=mask_size
+            ),
+            output_format,
+            cutout_rgb,
+        )
+        for b in range(low_res.shape[0])
+    ]
+    if len(outputs) == 1:
+        return outputs[0]
+    return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
 
 
 def segment(

@@ -52,16 +52,15 @@ class SessionService:
         """
         options = parse_request(inputs, self.limits)
         # Prompts are checked before an image is encoded: bad input costs no encoder run.
-        check = options.prompts if options.prompts_given else None
+        check = options.prompt_sets if options.prompts_given else None
         image_id, features = self._features(inputs.get("image"), inputs.get("image_id"), check)
         orig_hw = (int(features[ORIG_SIZE][0]), int(features[ORIG_SIZE][1]))
         if not options.prompts_given and inputs.get("image") is not None:
             return self._embed_only(image_id, orig_hw)  # "encode this image", no click yet
-        prompts = options.prompts(orig_hw)
-        processing.check_mask_size(options.mask_size, orig_hw)
+        sets = options.prompt_sets(orig_hw)
         if is_cancelled():
             raise RequestCancelled("cancelled by the client")
-        feeds = decoder_feeds(features, prompts, options.mask_input, options.has_mask_input)
+        feeds = decoder_feeds(features, sets)
         decoded = self.decode(feeds)
         rgb = None
         if options.output_format.startswith("cutout"):

@@ -9,6 +9,7 @@ import numpy as np
 
 from sam2_triton import processing
 from sam2_triton.contract import SEGMENT_INPUTS
+from sam2_triton.prompt_sets import DEFAULT_MAX_PROMPT_SETS
 from sam2_triton.segment import Limits, prepare_request
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
@@ -21,6 +22,7 @@ class TritonPythonModel:
         self.limits = Limits(
             int(params.get("max_image_pixels", processing.DEFAULT_MAX_IMAGE_PIXELS)),
             int(params.get("max_points", processing.DEFAULT_MAX_POINTS)),
+            int(params.get("max_prompt_sets", DEFAULT_MAX_PROMPT_SETS)),
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -30,10 +32,10 @@ class TritonPythonModel:
         prepared = prepare_request(read_inputs(request, SEGMENT_INPUTS), self.limits)
         return {
             "image_1024": prepared.image_1024,
-            "point_coords_1024": prepared.prompts.coords,
-            "point_labels_1024": prepared.prompts.labels,
-            "mask_input_1024": prepared.mask_input,
-            "has_mask_input": prepared.has_mask_input,
+            "point_coords_1024": prepared.sets.coords,
+            "point_labels_1024": prepared.sets.labels,
+            "mask_input_1024": prepared.sets.mask_input,
+            "has_mask_input": prepared.sets.has_mask_input,
             "orig_size": np.array(prepared.orig_hw, dtype=np.int32),
             "multimask": np.array([prepared.multimask]),
             "mask_format": np.array([prepared.output_format.encode()], dtype=np.object_),

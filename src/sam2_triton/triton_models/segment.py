@@ -33,7 +33,11 @@ class TritonPythonModel:
         self.metrics = ModelMetrics(args["model_name"])
         self.encode = self.metrics.timed_encode(encode)
         self.decode = self.metrics.timed_decode(decode)
-        self.limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
+        self.limits = Limits(
+            int(params["max_image_pixels"]),
+            int(params["max_points"]),
+            int(params["max_prompt_sets"]),
+        )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)

@@ -32,7 +32,11 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
         cache = EmbeddingCache(server_cache_dir(), int(params["cache_bytes"]))
-        limits = Limits(int(params["max_image_pixels"]), int(params["max_points"]))
+        limits = Limits(
+            int(params["max_image_pixels"]),
+            int(params["max_points"]),
+            int(params["max_prompt_sets"]),
+        )
         self.requests = ModelMetrics(args["model_name"])
         self.service = SessionService(
             cache,
