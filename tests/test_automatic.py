@@ -10,6 +10,7 @@ from sam2.utils import amg as ref
 from torchvision.ops import nms as torch_nms
 
 from sam2_triton import automatic as A
+from sam2_triton import boxes as B
 from tests.helpers import PARAMS, match_annotations
 
 
@@ -35,7 +36,7 @@ def test_mask_to_box_and_stability_match_the_reference():
     want_boxes = ref.batched_mask_to_box(torch.as_tensor(masks)).numpy()
     want_stability = ref.calculate_stability_score(torch.as_tensor(logits), 0.0, 1.0).numpy()
     for k in range(len(masks)):
-        np.testing.assert_array_equal(A.mask_to_box(masks[k]), want_boxes[k])
+        np.testing.assert_array_equal(B.mask_to_box(masks[k]), want_boxes[k])
         got = A.stability_score(logits[k], 0.0, 1.0)
         np.testing.assert_equal(np.float32(got), want_stability[k])
 
@@ -48,7 +49,7 @@ def test_nms_matches_torchvision():
     scores = rng.choice(np.linspace(0, 1, 50), 200).astype(np.float32)  # with ties
     for threshold in (0.3, 0.7):
         want = torch_nms(torch.as_tensor(boxes), torch.as_tensor(scores), threshold).numpy()
-        np.testing.assert_array_equal(A.nms(boxes, scores, threshold), want)
+        np.testing.assert_array_equal(B.nms(boxes, scores, threshold), want)
 
 
 def test_box_near_crop_edge_matches_the_reference():
@@ -84,6 +85,8 @@ def test_out_of_range_parameters_name_themselves():
         A.AutomaticParams(points_per_side=0).validate()
     with pytest.raises(A.InvalidInputError, match="box_nms_thresh"):
         A.AutomaticParams(box_nms_thresh=float("nan")).validate()
+    with pytest.raises(A.InvalidInputError, match="min_mask_region_area"):
+        A.AutomaticParams(min_mask_region_area=-1).validate()
 
 
 # --- whole generator, in-process ------------------------------------------------------------

@@ -8,10 +8,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``from sam2_triton import SAM2RemotePredictor`` without importing tritonclient on
-    ``import sam2_triton`` (the Triton model stubs import this package too)."""
+    """``from sam2_triton import SAM2RemotePredictor`` (or ``SAM2RemoteAutomaticMaskGenerator``)
+    without importing tritonclient on ``import sam2_triton`` (the Triton model stubs import this
+    package too)."""
     if name == "SAM2RemotePredictor":
         from sam2_triton.remote_predictor import SAM2RemotePredictor
 
         return SAM2RemotePredictor
+    if name == "SAM2RemoteAutomaticMaskGenerator":
+        from sam2_triton.remote_automatic import SAM2RemoteAutomaticMaskGenerator
+
+        return SAM2RemoteAutomaticMaskGenerator
     raise AttributeError(f"module 'sam2_triton' has no attribute {name!r}")

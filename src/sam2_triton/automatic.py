@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from itertools import product
 from typing import Any
 
@@ -24,9 +24,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sam2_triton import processing
+from sam2_triton.boxes import mask_to_box, nms
 from sam2_triton.contract import ENCODER_OUTPUTS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.prompt_batch import decoder_feeds
+from sam2_triton.small_regions import postprocess_small_regions
 
 Arrays = Mapping[str, np.ndarray]
 Encoder = Callable[[np.ndarray], Arrays]
@@ -49,6 +51,7 @@ class AutomaticParams:
     crop_nms_thresh: float = 0.7
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
+    min_mask_region_area: int = 0  # > 0: small islands and holes removed (small_regions)
     multimask_output: bool = True
 
     def validate(self) -> AutomaticParams:
@@ -64,6 +67,7 @@ class AutomaticParams:
             "crop_nms_thresh": 0.0 <= self.crop_nms_thresh <= 1.0,
             "crop_overlap_ratio": 0.0 <= self.crop_overlap_ratio < 1.0,
             "crop_n_points_downscale_factor": 1 <= self.crop_n_points_downscale_factor <= 8,
+            "min_mask_region_area": 0 <= self.min_mask_region_area <= 1 << 26,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -142,42 +146,6 @@ def stability_score(logits: np.ndarray, mask_threshold: float, offset: float) ->
         return np.float32(intersection) / np.float32(union)
 
 
-def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """XYXY box with inclusive max edges (batched_mask_to_box); [0,0,0,0] for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return np.zeros(4, np.int64)
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], np.int64)
-
-
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one XYXY box with many, torchvision's way (area = (x1-x0)*(y1-y0))."""
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = width * height
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area + areas - inter)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by non-maximum suppression, best score first (torchvision.ops.nms)."""
-    boxes = boxes.astype(np.float32)
-    order = np.argsort(-scores, kind="stable")
-    suppressed = np.zeros(len(boxes), bool)
-    keep = []
-    for position, index in enumerate(order):
-        if suppressed[index]:
-            continue
-        keep.append(index)
-        rest = order[position + 1 :]
-        ious = box_iou(boxes[index], boxes[rest])
-        suppressed[rest[ious > iou_threshold]] = True  # NaN (zero-area pairs) never suppresses
-    return np.array(keep, dtype=np.int64)
-
-
 def is_box_near_crop_edge(
     box: np.ndarray, crop_box: list[int], orig_box: list[int], atol: float = EDGE_TOLERANCE
 ) -> bool:
@@ -236,6 +204,12 @@ def generate(
         scores = (1 / areas).astype(np.float32)
         keep = nms(np.stack([c.box for c in found]), scores, params.crop_nms_thresh)
         found = [found[i] for i in keep]
+    if params.min_mask_region_area > 0 and found:
+        nms_thresh = max(params.box_nms_thresh, params.crop_nms_thresh)
+        keep, rles, boxes = postprocess_small_regions(
+            [c.rle for c in found], params.min_mask_region_area, nms_thresh
+        )
+        found = [replace(found[i], rle=rles[i], box=boxes[i]) for i in keep]
     return [_annotation(c) for c in found]
 
 

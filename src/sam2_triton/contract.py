@@ -153,6 +153,7 @@ AUTOMATIC_PARAMETERS = (
     Tensor("crop_nms_thresh", "FP32", (1,), optional=True),
     Tensor("crop_overlap_ratio", "FP32", (1,), optional=True),
     Tensor("crop_n_points_downscale_factor", "INT32", (1,), optional=True),
+    Tensor("min_mask_region_area", "INT32", (1,), optional=True),
     Tensor("multimask_output", "BOOL", (1,), optional=True),
 )
 AUTOMATIC_INPUTS = (Tensor("image", "UINT8", (-1,)), *AUTOMATIC_PARAMETERS)
