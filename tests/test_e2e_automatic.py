@@ -35,7 +35,8 @@ def automatic(triton, protocol: str, image: bytes, **params) -> dict:
     tensors = {"image": np.frombuffer(image, np.uint8)}
     for tensor in c.AUTOMATIC_PARAMETERS:
         if tensor.name in params:
-            dtype = {"INT32": np.int32, "FP32": np.float32, "BOOL": bool}[tensor.dtype]
+            dtype = {"INT32": np.int32, "FP32": np.float32, "FP64": np.float64, "BOOL": bool}
+            dtype = dtype[tensor.dtype]
             tensors[tensor.name] = np.array([params[tensor.name]], dtype=dtype)
     inputs = []
     for name, value in tensors.items():

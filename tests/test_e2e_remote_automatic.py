@@ -83,6 +83,21 @@ def test_generate_gives_what_sam2_automatic_mask_generator_gives(
     _assert_same(got, reference.generate(_rgb()))
 
 
+def test_crop_layers_cut_the_crops_the_reference_cuts(triton, reference_predictor):
+    """crop_overlap_ratio travels as FP64: at a 375-pixel side, float32(512 / 1500) would cut
+    its crops a pixel short of the reference's (int(ratio * side) = 127, not 128)."""
+    from PIL import Image
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    rgb = np.asarray(Image.fromarray(skimage.data.coffee()).resize((500, 375)))
+    params = {**PARAMS, "points_per_side": 4, "crop_n_layers": 1, "output_mode": "coco_rle"}
+    with _remote(triton, "http", **params) as remote:
+        got = remote.generate(rgb)
+    want = SAM2AutomaticMaskGenerator(reference_predictor.model, **params).generate(rgb)
+    assert {tuple(r["crop_box"]) for r in got} == {tuple(r["crop_box"]) for r in want}
+    _assert_same(got, want)
+
+
 def test_min_mask_region_area_cleans_masks_as_sam2s_postprocess_small_regions(
     triton, reference_predictor
 ):
@@ -115,5 +130,8 @@ def test_what_is_not_served_is_refused_saying_so(triton):
         _remote(triton, "grpc", output_mode="polygons")
     with pytest.raises(ValueError, match="points_per_side"):
         _remote(triton, "grpc", points_per_side=0)
-    with _remote(triton, "http") as remote, pytest.raises(ValueError, match="RGB uint8"):
-        remote.generate(np.zeros((4, 4), np.uint8))
+    with _remote(triton, "http") as remote:
+        with pytest.raises(ValueError, match="RGB uint8"):
+            remote.generate(np.zeros((4, 4), np.uint8))
+        with pytest.raises(ValueError, match="got float64"):
+            remote.generate(np.zeros((4, 4, 3)))

@@ -125,6 +125,23 @@ def test_batched_prompts_are_one_request_per_max_sets(triton):
         np.testing.assert_allclose(w, p, atol=1e-4)
 
 
+def test_raw_masks_are_split_into_requests_the_server_accepts(triton, monkeypatch):
+    from sam2_triton import remote_predictor
+
+    rgb = _rgb("coffee.jpg")
+    boxes = np.array([[100, 80, 400, 300], [50, 50, 200, 200], [300, 100, 580, 390]], np.float32)
+    # a cap of two sets' masks per response, as 64 sets of a 12 MP photo would pass the real one
+    monkeypatch.setattr(remote_predictor, "MAX_RAW_MASK_BYTES", 2 * 3 * 400 * 600)
+    with _remote(triton, "grpc", output_format="raw") as remote:
+        remote.set_image(rgb)
+        before = model_runs(triton, c.SESSION)
+        masks, _, _ = remote.predict(box=boxes)
+        assert model_runs(triton, c.SESSION) == before + 2
+        with pytest.raises(ValueError, match="batch size of 0"):
+            remote.predict(box=np.zeros((0, 4), np.float32))
+    assert masks.shape == (3, 3, 400, 600)
+
+
 def test_set_image_batch_and_predict_batch_match_sam2_image_predictor(triton, reference_predictor):
     images = [_rgb("coffee.jpg"), _rgb("astronaut.png")]
     calls = [

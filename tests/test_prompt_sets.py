@@ -130,6 +130,14 @@ def test_a_session_clicks_b_sets_on_a_cached_image_with_one_decoder_run(tmp_path
             "NaN",
         ),
         ({"box_batch": np.zeros((4,), np.float32)}, "box_batch", "expected 2 axes"),
+        (
+            {
+                "point_coords_batch": np.ones((2, 1, 2), np.float32),
+                "point_labels_batch": np.array([[1], [-1]], np.int32),
+            },
+            "point_coords_batch",
+            "prompt set 1: no prompt given",
+        ),
     ],
 )
 def test_batch_mistakes_are_named(prompts, field, words):
@@ -159,3 +167,15 @@ def test_a_response_of_raw_masks_too_big_asks_for_an_encoded_format(monkeypatch)
     assert len(segment(rle, nets.encode, nets.decode)["encoded_masks"]) == 9
     single = _inputs(box_batch=_boxes(), multimask_output=np.array([False]))
     assert segment(single, nets.encode, nets.decode)["masks"].shape == (3, HEIGHT, WIDTH)
+
+
+def test_a_set_of_padding_only_keeps_its_box_and_the_sets_their_shape():
+    nets = RowNetworks()
+    prompts = {
+        "box_batch": _boxes()[:2],
+        "point_coords_batch": np.array([[[5, 5]], [[0, 0]]], np.float32),
+        "point_labels_batch": np.array([[1], [-1]], np.int32),
+    }
+    segment(_inputs(**prompts), nets.encode, nets.decode)
+    (fed,) = nets.decoded
+    assert fed["point_labels"].tolist() == [[2, 3, 1], [2, 3, -1]]

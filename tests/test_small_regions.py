@@ -8,6 +8,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from sam2_triton.errors import RequestCancelled
 from sam2_triton.small_regions import postprocess_small_regions, remove_small_regions
 
 
@@ -64,3 +65,11 @@ def test_postprocess_small_regions_is_the_generators():
     np.testing.assert_array_equal(
         boxes[changed], want["boxes"][[list(keep).index(i) for i in changed]]
     )
+
+
+def test_a_cancelled_request_stops_between_masks():
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in _ragged_masks(3)]
+    calls = []
+    with pytest.raises(RequestCancelled):
+        postprocess_small_regions(rles, 60, 0.7, lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3  # two masks cleaned, stopped before the third

@@ -207,7 +207,7 @@ def generate(
     if params.min_mask_region_area > 0 and found:
         nms_thresh = max(params.box_nms_thresh, params.crop_nms_thresh)
         keep, rles, boxes = postprocess_small_regions(
-            [c.rle for c in found], params.min_mask_region_area, nms_thresh
+            [c.rle for c in found], params.min_mask_region_area, nms_thresh, is_cancelled
         )
         found = [replace(found[i], rle=rles[i], box=boxes[i]) for i in keep]
     return [_annotation(c) for c in found]

@@ -142,9 +142,10 @@ class SegmentClient:
         timeout_s: float | None = None,
         mask_size: tuple[int, int] | None = None,
         batched: bool = False,
+        with_masks: bool = True,
     ) -> SegmentResponse:
         """Prompts on an image encoded earlier: one decoder run on the server (``mask_size``,
-        ``output_format="logits"`` and ``batched`` as for ``segment``).
+        ``output_format="logits"``, ``batched`` and ``with_masks`` as for ``infer``).
 
         Raises tritonclient's InferenceServerException with status 404 / NOT_FOUND when the
         image was evicted: call ``embed`` again.
@@ -161,6 +162,7 @@ class SegmentClient:
             mask_size=mask_size,
             timeout_s=timeout_s,
             batched=batched,
+            with_masks=with_masks,
         )
 
     def click_resending(
@@ -196,7 +198,9 @@ class SegmentClient:
                 raise ValueError(
                     f"unknown automatic-mask parameter {name!r}; known: {sorted(known)}"
                 )
-            dtype = {"INT32": np.int32, "FP32": np.float32, "BOOL": bool}[known[name]]
+            dtype = {"INT32": np.int32, "FP32": np.float32, "FP64": np.float64, "BOOL": bool}[
+                known[name]
+            ]
             values[name] = np.array([value], dtype=dtype)
         inputs = [self._input(name, value) for name, value in values.items()]
         result = self.client.infer(
@@ -223,9 +227,12 @@ class SegmentClient:
         mask_size: tuple[int, int] | None = None,
         timeout_s: float | None = None,
         batched: bool = False,
+        with_masks: bool = True,
     ) -> SegmentResponse:
         """One call of sam2_segment or sam2_session; omitted arguments are not sent.
-        ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs."""
+        ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs. ``with_masks=False``
+        with ``output_format="logits"``: the masks are not upsampled here (``masks`` stays
+        [0, H, W], for a caller that upsamples the logits itself)."""
         values: dict[str, np.ndarray] = {}
         suffix = "_batch" if batched else ""
         if image is not None:
@@ -262,7 +269,7 @@ class SegmentClient:
             headers=affinity_headers(image, image_id),
             **self._timeout_kwargs(timeout_s),
         )
-        return _response(result, output_format or "raw", model == SESSION, mask_size)
+        return _response(result, output_format or "raw", model == SESSION, mask_size, with_masks)
 
     def _timeout_kwargs(self, timeout_s: float | None) -> dict[str, Any]:
         """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
@@ -305,6 +312,7 @@ def is_not_found(error: Exception) -> bool:
 _DTYPES = {
     ("u", 1): "UINT8",
     ("f", 4): "FP32",
+    ("f", 8): "FP64",
     ("i", 4): "INT32",
     ("b", 1): "BOOL",
     ("O", 8): "BYTES",
@@ -312,13 +320,17 @@ _DTYPES = {
 
 
 def _response(
-    result: Any, output_format: str, with_id: bool, mask_size: tuple[int, int] | None = None
+    result: Any,
+    output_format: str,
+    with_id: bool,
+    mask_size: tuple[int, int] | None = None,
+    with_masks: bool = True,
 ) -> SegmentResponse:
     encoded = [bytes(item) for item in result.as_numpy("encoded_masks").reshape(-1)]
     masks = result.as_numpy("masks")
     if output_format in ENCODED_ONLY_FORMATS:
         masks = decode_masks(np.array(encoded, dtype=np.object_), output_format)
-    elif output_format == "logits":  # masks [0, H, W] carries the image's size
+    elif output_format == "logits" and with_masks:  # masks [0, H, W] carries the image's size
         orig_hw = (masks.shape[1], masks.shape[2])
         logits = result.as_numpy("low_res_logits")
         masks = masks_from_logits(logits, orig_hw, mask_size) if len(logits) else masks

@@ -43,6 +43,11 @@ OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped", "logits")
 ENCODED_ONLY_FORMATS = ("png", "rle")
 NO_RAW_MASK_FORMATS = ("png", "rle", "logits")  # masks travels as [0, H, W]
 
+#: Full-size masks one response may carry (B sets x K masks x H x W bytes, 5 per pixel with a
+#: cut-out's RGBA PNG beside it): beyond it the client is told to ask for png/rle or a
+#: mask_size instead of a response of gigabytes. The remote predictor splits its requests by it.
+MAX_RAW_MASK_BYTES = 1 << 30
+
 # How the embedded target runs the ONNX files: fp32 on ONNX Runtime, bf16 on OpenVINO.
 CPU_PRECISIONS = ("fp32", "bf16")
 
@@ -151,7 +156,8 @@ AUTOMATIC_PARAMETERS = (
     Tensor("box_nms_thresh", "FP32", (1,), optional=True),
     Tensor("crop_n_layers", "INT32", (1,), optional=True),
     Tensor("crop_nms_thresh", "FP32", (1,), optional=True),
-    Tensor("crop_overlap_ratio", "FP32", (1,), optional=True),
+    # FP64: the crops are int(ratio * side), and float32(512 / 1500) * 1500 falls below 512
+    Tensor("crop_overlap_ratio", "FP64", (1,), optional=True),
     Tensor("crop_n_points_downscale_factor", "INT32", (1,), optional=True),
     Tensor("min_mask_region_area", "INT32", (1,), optional=True),
     Tensor("multimask_output", "BOOL", (1,), optional=True),

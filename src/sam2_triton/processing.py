@@ -134,8 +134,11 @@ def prepare_prompts(
     """
     points = _validate_points(point_coords, point_labels, orig_hw, max_points, padding_label)
     box_xyxy = _validate_box(box, orig_hw)
-    if points is None and box_xyxy is None:
-        raise InvalidInputError("point_coords", "no prompt given: send at least one point or a box")
+    has_points = points is not None and bool(np.any(points[1] != LABEL_PADDING))
+    if not has_points and box_xyxy is None:
+        raise InvalidInputError(
+            "point_coords", "no prompt given: send at least one point (not padding) or a box"
+        )
     coords_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
     if box_xyxy is not None:
@@ -191,6 +194,8 @@ def _validate_points(
         )
     if not np.all(np.isfinite(coords)):
         raise InvalidInputError("point_coords", "contains NaN or infinite values")
+    real = labels != LABEL_PADDING if padding_label else np.ones(labels.shape, bool)
+    _check_inside("point_coords", coords[real], orig_hw)
     allowed = (LABEL_BACKGROUND, LABEL_FOREGROUND, *((LABEL_PADDING,) if padding_label else ()))
     bad = ~np.isin(labels, allowed)
     if np.any(bad):
@@ -199,7 +204,6 @@ def _validate_points(
             "point_labels",
             f"must be 1 (foreground) or 0 (background){padding}, got {labels[bad][0]!r}",
         )
-    _check_inside("point_coords", coords[labels != LABEL_PADDING], orig_hw)
     return coords.astype(np.float32), labels.astype(np.int32)
 
 

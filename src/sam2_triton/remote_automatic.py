@@ -86,10 +86,20 @@ class SAM2RemoteAutomaticMaskGenerator:
         """SA-1B records for every object in ``image`` (RGB uint8 [H, W, 3]), as Meta's
         ``generate``: segmentation (per ``output_mode``), area, bbox (XYWH), predicted_iou,
         point_coords, stability_score, crop_box (XYWH)."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError("image: expected an RGB uint8 array [H, W, 3] (HWC)")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.dtype != np.uint8
+        ):
+            described = (
+                f"{image.dtype} {list(image.shape)}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
+            raise ValueError(f"image: expected an RGB uint8 array [H, W, 3] (HWC), got {described}")
         buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image, np.uint8)).save(buffer, "PNG", compress_level=1)
+        Image.fromarray(np.ascontiguousarray(image)).save(buffer, "PNG", compress_level=1)
         params = {name: getattr(self.params, name) for name in AutomaticParams.names()}
         document = self.client.automatic(buffer.getvalue(), params, timeout_s=self.timeout_s)
         return [self._record(a) for a in document["annotations"]]

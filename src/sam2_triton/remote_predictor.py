@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_triton.client import Protocol, SegmentClient, SegmentResponse
-from sam2_triton.contract import LOW_RES_MASK_SIZE, OUTPUT_FORMATS
+from sam2_triton.contract import LOW_RES_MASK_SIZE, MAX_RAW_MASK_BYTES, OUTPUT_FORMATS
 from sam2_triton.processing import LOW_RES_LOGIT_CLAMP, upsample_logits
 from sam2_triton.prompt_sets import DEFAULT_MAX_PROMPT_SETS
 
@@ -213,13 +213,18 @@ class SAM2RemotePredictor:
                 prompts["box"] = (prompts["box"].reshape(-1, 2, 2) * scale).reshape(box_shape)
         if count is None:  # one prompt set: [C, ...]
             return self._request(index, prompts, False, multimask_output, return_logits)
+        if count == 0:
+            raise ValueError("batched prompts with a batch size of 0: give at least one set")
+        step = self.max_sets_per_request
+        if self.output_format == "raw":  # the server caps a response's raw masks
+            step = max(
+                1,
+                min(step, MAX_RAW_MASK_BYTES // ((3 if multimask_output else 1) * height * width)),
+            )
         chunks = []
-        for start in range(0, count, self.max_sets_per_request):
-            part = {
-                k: None if v is None else v[start : start + self.max_sets_per_request]
-                for k, v in prompts.items()
-            }
-            sets = min(self.max_sets_per_request, count - start)
+        for start in range(0, count, step):
+            part = {k: None if v is None else v[start : start + step] for k, v in prompts.items()}
+            sets = min(step, count - start)
             outputs = self._request(index, part, True, multimask_output, return_logits)
             chunks.append([o.reshape(sets, -1, *o.shape[1:]) for o in outputs])
         masks, scores, low_res = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
@@ -244,6 +249,7 @@ class SAM2RemotePredictor:
             multimask_output=multimask_output,
             output_format="logits" if with_logits else self.output_format,
             batched=batched,
+            with_masks=not with_logits,  # upsampled below, once
         )
         logits = response.low_res_logits.astype(np.float32)
         if not with_logits:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sam2_triton import processing
-from sam2_triton.contract import NO_RAW_MASK_FORMATS
+from sam2_triton.contract import MAX_RAW_MASK_BYTES, NO_RAW_MASK_FORMATS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.mask_formats import response_outputs
 from sam2_triton.prompt_batch import decoder_feeds as prompt_batch_feeds
@@ -37,11 +37,6 @@ class Limits:
     max_image_pixels: int = processing.DEFAULT_MAX_IMAGE_PIXELS
     max_points: int = processing.DEFAULT_MAX_POINTS
     max_prompt_sets: int = DEFAULT_MAX_PROMPT_SETS
-
-
-#: Full-size masks one response may carry raw (B sets x K masks x H x W bytes): beyond it the
-#: client is told to ask for png/rle or a mask_size instead of a response of gigabytes.
-MAX_RAW_MASK_BYTES = 1 << 30
 
 
 def decoder_feeds(features: Arrays, sets: PromptSets) -> dict[str, np.ndarray]:
@@ -97,7 +92,8 @@ class RequestOptions:
         processing.check_mask_size(self.mask_size, orig_hw)
         if self.output_format not in NO_RAW_MASK_FORMATS:
             height, width = self.mask_size or orig_hw
-            size = len(sets) * (3 if self.multimask else 1) * height * width
+            per_pixel = 5 if self.output_format.startswith("cutout") else 1
+            size = len(sets) * (3 if self.multimask else 1) * height * width * per_pixel
             if size > MAX_RAW_MASK_BYTES:
                 raise InvalidInputError(
                     "output_format",

@@ -13,7 +13,7 @@ that step, and so does this service.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sam2_triton.boxes import mask_to_box, nms
+from sam2_triton.errors import RequestCancelled
 
 Rle = dict[str, Any]  # pycocotools' compressed RLE: {"size": [h, w], "counts": bytes}
 
@@ -37,21 +38,24 @@ def remove_small_regions(
     working = (correct_holes ^ mask).astype(np.uint8)
     n_labels, regions, stats, _ = cv2.connectedComponentsWithStats(working, 8)
     sizes = stats[:, -1][1:]  # row 0 is the background label
-    small = [i + 1 for i, size in enumerate(sizes) if size < area_thresh]
-    if not small:
+    small = sizes < area_thresh
+    if not small.any():
         return mask, False
-    fill_labels = [0, *small]
-    if not correct_holes:
-        fill_labels = [i for i in range(n_labels) if i not in fill_labels]
-        if not fill_labels:  # every island is small: keep the largest
-            fill_labels = [int(np.argmax(sizes)) + 1]
-    return np.isin(regions, fill_labels), True
+    if correct_holes:  # the mask (label 0) and its small holes
+        fill = np.concatenate([[True], small])
+    else:  # the islands that are not small, or the largest if all are
+        fill = np.concatenate([[False], ~small])
+        if not fill.any():
+            fill[int(np.argmax(sizes)) + 1] = True
+    assert fill.shape[0] == n_labels
+    return fill[regions], True
 
 
 def postprocess_small_regions(
     rles: Sequence[Rle],
     min_area: int,
     nms_thresh: float,
+    is_cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[np.ndarray, list[Rle], np.ndarray]:
     """Clean every mask, then NMS with unchanged masks first (score 1, changed 0).
 
@@ -61,6 +65,8 @@ def postprocess_small_regions(
     new_rles: list[Rle] = []
     boxes, scores = [], []
     for rle in rles:
+        if is_cancelled():
+            raise RequestCancelled("cancelled by the client")
         mask = mask_utils.decode(rle).astype(bool)
         mask, changed_holes = remove_small_regions(mask, min_area, "holes")
         mask, changed_islands = remove_small_regions(mask, min_area, "islands")
