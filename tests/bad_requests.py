@@ -116,6 +116,15 @@ BAD: dict[str, tuple[dict[str, np.ndarray], str]] = {
         good(mask_size=np.array([10, 10], np.int32), output_format=text("cutout")),
         "cannot be combined with output_format 'cutout'",
     ),
+    # polygons
+    "polygon_tolerance without polygons": (
+        good(polygon_tolerance=np.array([1.0], np.float32)),
+        "polygon_tolerance: only applies with output_format 'polygons'",
+    ),
+    "nan polygon_tolerance": (
+        good(output_format=text("polygons"), polygon_tolerance=np.array([np.nan], np.float32)),
+        "polygon_tolerance: nan must be between 0 and 100",
+    ),
     # B prompt sets
     "a box set outside": (
         {

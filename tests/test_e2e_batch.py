@@ -18,6 +18,7 @@ import skimage.data
 from PIL import Image
 
 from sam2_triton.mask_formats import rle_to_mask
+from sam2_triton.polygons import polygons_to_mask
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -224,3 +225,34 @@ def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 image(s) done" in again.stdout
     assert "2 already done" in again.stdout and finished(out) == final
+
+
+def test_batch_writes_polygons_that_rasterise_to_the_rle_masks(triton, tmp_path):
+    """--segmentation polygons: the same objects as an RLE run, as COCO polygons with holes."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    coffee = skimage.data.coffee()[::4, ::4]  # 150 x 100
+    (folder / "boxed.png").write_bytes(_encode(coffee, "PNG"))
+    (folder / "auto.png").write_bytes(_encode(coffee[:, ::-1], "PNG"))
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"boxed.png": {"cup": {"box": [30, 10, 120, 90]}}}))
+    documents = {}
+    for segmentation in ("rle", "polygons"):
+        out = tmp_path / segmentation
+        command = [
+            sys.executable, "-m", "sam2_triton.cli", "batch", str(folder), "--prompts",
+            str(prompts), "--out", str(out), "--url", triton.http_url, "--no-progress",
+            "--segmentation", segmentation,
+            *[arg for value in AUTOMATIC for arg in ("--automatic", value)],
+        ]  # fmt: skip
+        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+        documents[segmentation] = finished(out)
+    for name in ("boxed.png", "auto.png"):
+        rle, polygons = (documents[s][name]["annotations"] for s in ("rle", "polygons"))
+        assert len(rle) == len(polygons) > 0
+        for want, got in zip(rle, polygons, strict=True):
+            mask = rle_to_mask(want["segmentation"])
+            drawn = polygons_to_mask(got["segmentation"], got["holes"], *mask.shape)
+            union = np.logical_or(mask, drawn).sum()
+            assert np.logical_and(mask, drawn).sum() >= 0.98 * union

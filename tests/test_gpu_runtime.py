@@ -177,6 +177,15 @@ def test_the_ensemble_decodes_several_boxes_in_one_decoder_call(gpu_triton, refe
     assert_same_as_batched_predict(got, want)
 
 
+def test_the_ensemble_returns_polygons_of_its_masks(gpu_triton):
+    image = image_bytes("coffee.jpg")
+    click = dict(point_coords=np.array([[300.0, 200.0]], np.float32), point_labels=np.array([1]))
+    with SegmentClient(gpu_triton.http_url) as client:
+        raw = client.segment(image, **click)
+        exact = client.segment(image, **click, output_format="polygons", polygon_tolerance=0.0)
+    np.testing.assert_array_equal(exact.masks, raw.masks)  # rasterised back by the client
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_session_clicks_call_the_decoder_model_and_match(gpu_triton, reference, protocol):
     image = image_bytes("astronaut.png")

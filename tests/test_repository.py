@@ -53,6 +53,7 @@ def test_every_config_parses_and_declares_the_contract(fake_export, tmp_path):
         "mask_input": True,
         "output_format": True,
         "mask_size": True,
+        "polygon_tolerance": True,
         "point_coords_batch": True,
         "point_labels_batch": True,
         "box_batch": True,

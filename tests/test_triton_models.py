@@ -90,6 +90,7 @@ def test_postprocess_single_mask_at_original_size():
             "mask_format": np.array([b"raw"], dtype=object),
             "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
             "mask_hw": np.array([30, 40], np.int32),
+            "polygon_epsilon": np.array([0.5], np.float32),
         }
     )
     (response,) = model.execute([request])
@@ -112,6 +113,7 @@ def test_postprocess_encodes_masks_when_asked():
             "mask_format": np.array([b"png"], dtype=object),
             "cutout_rgb": np.zeros((0, 0, 3), np.uint8),
             "mask_hw": np.array([30, 40], np.int32),
+            "polygon_epsilon": np.array([0.5], np.float32),
         }
     )
     (response,) = model.execute([request])

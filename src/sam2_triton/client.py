@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -28,7 +27,7 @@ from sam2_triton.contract import (
     SESSION,
 )
 from sam2_triton.mask_formats import decode_masks
-from sam2_triton.processing import MaskResult, masks_from_logits
+from sam2_triton.processing import masks_from_logits
 
 Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
@@ -100,6 +99,7 @@ class SegmentClient:
         output_format: str | None = None,
         mask_size: tuple[int, int] | None = None,
         batched: bool = False,
+        polygon_tolerance: float | None = None,
     ) -> SegmentResponse:
         """Segment one encoded image (PNG/JPEG/... bytes) with prompts in original pixels.
 
@@ -122,6 +122,7 @@ class SegmentClient:
             mask_size=mask_size,
             timeout_s=timeout_s,
             batched=batched,
+            polygon_tolerance=polygon_tolerance,
         )
 
     def embed(self, image: bytes, timeout_s: float | None = None) -> str:
@@ -143,6 +144,7 @@ class SegmentClient:
         mask_size: tuple[int, int] | None = None,
         batched: bool = False,
         with_masks: bool = True,
+        polygon_tolerance: float | None = None,
     ) -> SegmentResponse:
         """Prompts on an image encoded earlier: one decoder run on the server (``mask_size``,
         ``output_format="logits"``, ``batched`` and ``with_masks`` as for ``infer``).
@@ -163,6 +165,7 @@ class SegmentClient:
             timeout_s=timeout_s,
             batched=batched,
             with_masks=with_masks,
+            polygon_tolerance=polygon_tolerance,
         )
 
     def click_resending(
@@ -184,11 +187,15 @@ class SegmentClient:
         image: bytes,
         params: Mapping[str, float | int | bool] | None = None,
         timeout_s: float | None = None,
+        segmentation_format: str | None = None,
+        polygon_tolerance: float | None = None,
     ) -> dict[str, Any]:
         """Every object in ``image`` (sam2_automatic): ``{"image": {"height", "width"},
         "annotations": [SA-1B records]}``. ``params`` are SAM2AutomaticMaskGenerator's
         (points_per_side, pred_iou_thresh, ...); omitted ones keep its defaults.
 
+        ``segmentation_format="polygons"``: each ``segmentation`` is a list of COCO polygons
+        with the holes' in ``holes`` (simplified to ``polygon_tolerance`` pixels).
         This takes tens of seconds per image on CPU: give the client a ``network_timeout_s``.
         """
         known = {t.name: t.dtype for t in AUTOMATIC_PARAMETERS}
@@ -202,6 +209,10 @@ class SegmentClient:
                 known[name]
             ]
             values[name] = np.array([value], dtype=dtype)
+        if segmentation_format is not None:
+            values["segmentation_format"] = np.array([segmentation_format.encode()], np.object_)
+        if polygon_tolerance is not None:
+            values["polygon_tolerance"] = np.array([polygon_tolerance], np.float32)
         inputs = [self._input(name, value) for name, value in values.items()]
         result = self.client.infer(
             AUTOMATIC,
@@ -228,6 +239,7 @@ class SegmentClient:
         timeout_s: float | None = None,
         batched: bool = False,
         with_masks: bool = True,
+        polygon_tolerance: float | None = None,
     ) -> SegmentResponse:
         """One call of sam2_segment or sam2_session; omitted arguments are not sent.
         ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs. ``with_masks=False``
@@ -252,6 +264,8 @@ class SegmentClient:
             values["mask_input" + suffix] = np.asarray(mask_input, np.float32).reshape(shape)
         if output_format is not None:
             values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
+        if polygon_tolerance is not None:
+            values["polygon_tolerance"] = np.array([polygon_tolerance], np.float32)
         if mask_size is not None:
             size = np.array(mask_size, np.int32).reshape(-1)
             if output_format == "logits":  # resized here: checked as the server would
@@ -345,51 +359,3 @@ def _response(
         encoded_masks=encoded,
         image_id=image_id,
     )
-
-
-OVERLAY_COLOURS = np.array([[30, 144, 255], [255, 64, 64], [64, 200, 64]], dtype=np.float32)
-
-
-def overlay(image: bytes, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The image with each mask tinted in its own colour: RGB uint8 [H, W, 3]."""
-    from sam2_triton.processing import decode_image
-
-    canvas = decode_image(image).astype(np.float32)
-    for k, mask in enumerate(masks):
-        colour = OVERLAY_COLOURS[k % len(OVERLAY_COLOURS)]
-        selected = mask.astype(bool)
-        canvas[selected] = (1 - alpha) * canvas[selected] + alpha * colour
-    return np.clip(canvas, 0, 255).astype(np.uint8)
-
-
-def save_result(
-    result: MaskResult | SegmentResponse, out_dir: Path, image: bytes | None = None
-) -> list[Path]:
-    """mask_<k>.png (0/255) per mask, scores.json and, given the image, overlay.png."""
-    import json
-
-    from PIL import Image
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, mask in enumerate(result.masks):
-        path = out_dir / f"mask_{k}.png"
-        Image.fromarray(mask * np.uint8(255)).save(path)
-        written.append(path)
-    scores = out_dir / "scores.json"
-    scores.write_text(
-        json.dumps(
-            {
-                "iou_scores": [float(s) for s in result.iou_scores],
-                "masks": [p.name for p in written],
-                "mask_pixels": [int(m.sum()) for m in result.masks],
-            },
-            indent=2,
-        )
-    )
-    written.append(scores)
-    if image is not None:
-        path = out_dir / "overlay.png"
-        Image.fromarray(overlay(image, result.masks)).save(path)
-        written.append(path)
-    return written

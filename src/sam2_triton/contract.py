@@ -35,13 +35,16 @@ SESSION = "sam2_session"
 AUTOMATIC = "sam2_automatic"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
-# png/rle replace the raw masks; cutout/cutout_cropped add one RGBA PNG per mask (the image
-# with alpha = mask, cropped to the mask's box for cutout_cropped) to the raw masks; "logits"
-# sends no masks, only low_res_logits, unclamped: what the server thresholds, so that a client
-# upsampling them with ``processing.masks_from_logits`` gets the server's masks exactly.
-OUTPUT_FORMATS = ("raw", "png", "rle", "cutout", "cutout_cropped", "logits")
-ENCODED_ONLY_FORMATS = ("png", "rle")
-NO_RAW_MASK_FORMATS = ("png", "rle", "logits")  # masks travels as [0, H, W]
+# png/rle/polygons replace the raw masks (polygons: each mask's outer and hole contours, COCO
+# polygon lists simplified to ``polygon_tolerance`` pixels); cutout/cutout_cropped add one RGBA
+# PNG per mask (the image with alpha = mask, cropped to the mask's box for cutout_cropped) to the
+# raw masks; "logits" sends no masks, only low_res_logits, unclamped: what the server
+# thresholds, so that a client upsampling them with ``processing.masks_from_logits`` gets the
+# server's masks exactly.
+OUTPUT_FORMATS = ("raw", "png", "rle", "polygons", "cutout", "cutout_cropped", "logits")
+ENCODED_ONLY_FORMATS = ("png", "rle", "polygons")
+DEFAULT_POLYGON_TOLERANCE = 0.25  # pixels: half the way to a boundary pixel's centre
+NO_RAW_MASK_FORMATS = ("png", "rle", "polygons", "logits")  # masks travels as [0, H, W]
 
 #: Full-size masks one response may carry (B sets x K masks x H x W bytes, 5 per pixel with a
 #: cut-out's RGBA PNG beside it): beyond it the client is told to ask for png/rle or a
@@ -109,6 +112,9 @@ SEGMENT_INPUTS = (
     # (height, width) of the masks returned, default the image's: the full-size masks resized
     # nearest-neighbour (half-pixel centres, as PyTorch's "nearest-exact"), e.g. to a display.
     Tensor("mask_size", "INT32", (2,), optional=True),
+    # output_format "polygons": how far (pixels) a simplified contour may stray from the traced
+    # one (Douglas-Peucker); default polygons.DEFAULT_TOLERANCE, 0 keeps every contour point.
+    Tensor("polygon_tolerance", "FP32", (1,), optional=True),
     # B prompt sets at once (SAM2ImagePredictor's batched prompts, e.g. several boxes), instead
     # of the four single-set inputs above: one decoder call shares the image's features. Sets
     # with fewer points pad theirs with label -1. Outputs then hold each set's K masks in turn.
@@ -128,7 +134,9 @@ SEGMENT_OUTPUTS = (
     # clamped to +-32 as SAM2ImagePredictor returns them; unclamped for output_format "logits"
     Tensor("low_res_logits", "FP32", (-1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     # png: one PNG file per mask; rle: one JSON COCO RLE object per mask ({"size", "counts",
-    # "bbox", "area"}); cutout*: one RGBA PNG per mask; raw: [0].
+    # "bbox", "area"}); polygons: one JSON object per mask ({"size", "segmentation": [outer
+    # polygons], "holes": [[the holes of each]], "bbox", "area"}); cutout*: one RGBA PNG per
+    # mask; raw: [0].
     Tensor("encoded_masks", "STRING", (-1,)),
 )
 
@@ -162,7 +170,17 @@ AUTOMATIC_PARAMETERS = (
     Tensor("min_mask_region_area", "INT32", (1,), optional=True),
     Tensor("multimask_output", "BOOL", (1,), optional=True),
 )
-AUTOMATIC_INPUTS = (Tensor("image", "UINT8", (-1,)), *AUTOMATIC_PARAMETERS)
+# How the annotations' masks are written: "rle" (default, SA-1B) or "polygons" (COCO polygon
+# lists in "segmentation", the holes of each in "holes"), polygon_tolerance as for sam2_segment.
+AUTOMATIC_OUTPUT_OPTIONS = (
+    Tensor("segmentation_format", "STRING", (1,), optional=True),
+    Tensor("polygon_tolerance", "FP32", (1,), optional=True),
+)
+AUTOMATIC_INPUTS = (
+    Tensor("image", "UINT8", (-1,)),
+    *AUTOMATIC_PARAMETERS,
+    *AUTOMATIC_OUTPUT_OPTIONS,
+)
 AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
@@ -177,6 +195,7 @@ PREPROCESS_OUTPUTS = (
     Tensor("mask_format", "STRING", (1,)),
     Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),  # the decoded image for cutouts, else [0, 0, 3]
     Tensor("mask_hw", "INT32", (2,)),  # the masks' (height, width): orig_size unless asked
+    Tensor("polygon_epsilon", "FP32", (1,)),  # the request's polygon_tolerance
 )
 POSTPROCESS_INPUTS = (
     Tensor("low_res_masks", "FP32", (-1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
@@ -186,4 +205,5 @@ POSTPROCESS_INPUTS = (
     Tensor("mask_format", "STRING", (1,)),
     Tensor("cutout_rgb", "UINT8", (-1, -1, 3)),
     Tensor("mask_hw", "INT32", (2,)),
+    Tensor("polygon_epsilon", "FP32", (1,)),
 )

@@ -17,6 +17,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_triton.contract import NO_RAW_MASK_FORMATS
+from sam2_triton.polygons import DEFAULT_TOLERANCE, polygon_record, polygons_to_mask
 from sam2_triton.processing import DecodedMasks
 
 
@@ -76,16 +77,21 @@ def cutout_png(rgb: np.ndarray, mask: np.ndarray, crop: bool = False) -> bytes:
 
 
 def encode_masks(
-    masks: np.ndarray, output_format: str, rgb: np.ndarray | None = None
+    masks: np.ndarray,
+    output_format: str,
+    rgb: np.ndarray | None = None,
+    polygon_tolerance: float = DEFAULT_TOLERANCE,
 ) -> np.ndarray:
-    """[K, H, W] masks -> BYTES [K]: PNG files ("png"), JSON RLE objects ("rle"), RGBA cut-outs
-    of ``rgb`` ("cutout", "cutout_cropped"); [0] for raw."""
+    """[K, H, W] masks -> BYTES [K]: PNG files ("png"), JSON RLE objects ("rle"), JSON polygon
+    records ("polygons"), RGBA cut-outs of ``rgb`` ("cutout", "cutout_cropped"); [0] for raw."""
     if output_format == "raw":
         return np.array([], dtype=np.object_)
     if output_format == "png":
         items = [mask_to_png(mask) for mask in masks]
     elif output_format == "rle":
         items = [json.dumps(mask_to_rle(mask)).encode() for mask in masks]
+    elif output_format == "polygons":
+        items = [json.dumps(polygon_record(mask, polygon_tolerance)).encode() for mask in masks]
     elif output_format in ("cutout", "cutout_cropped"):
         if rgb is None or rgb.size == 0:
             raise ValueError("a cut-out needs the decoded image")
@@ -99,7 +105,10 @@ def encode_masks(
 
 
 def response_outputs(
-    result: DecodedMasks, output_format: str, rgb: np.ndarray | None = None
+    result: DecodedMasks,
+    output_format: str,
+    rgb: np.ndarray | None = None,
+    polygon_tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, np.ndarray]:
     """The mask outputs of sam2_segment / sam2_session for one result in the requested format.
 
@@ -113,7 +122,7 @@ def response_outputs(
         encoded = np.empty(len(result.logits), dtype=np.object_)
         encoded[:] = [json.dumps(rle_record(rle)).encode() for rle in result.rles()]
     elif output_format != "logits":
-        encoded = encode_masks(result.masks, output_format, rgb)
+        encoded = encode_masks(result.masks, output_format, rgb, polygon_tolerance)
     if output_format in NO_RAW_MASK_FORMATS:
         masks = np.zeros((0, height, width), np.uint8)
     else:
@@ -128,12 +137,16 @@ def response_outputs(
 
 
 def decode_masks(encoded: np.ndarray, output_format: str) -> np.ndarray:
-    """Client side: BYTES [K] of PNGs or JSON RLEs -> uint8 masks [K, H, W]."""
+    """Client side: BYTES [K] of PNGs, JSON RLEs or JSON polygon records -> uint8 masks
+    [K, H, W] (polygons rasterised: the masks within the tolerance asked for)."""
     items = [item if isinstance(item, bytes) else str(item).encode() for item in encoded]
     if output_format == "png":
         masks = [png_to_mask(item) for item in items]
     elif output_format == "rle":
         masks = [rle_to_mask(json.loads(item)) for item in items]
+    elif output_format == "polygons":
+        records = [json.loads(item) for item in items]
+        masks = [polygons_to_mask(r["segmentation"], r["holes"], *r["size"]) for r in records]
     else:
         raise ValueError(f"cannot decode output format {output_format!r}")
     return np.stack(masks) if masks else np.zeros((0, 0, 0), np.uint8)

@@ -18,6 +18,7 @@ from sam2_triton import processing
 from sam2_triton.contract import MAX_RAW_MASK_BYTES, NO_RAW_MASK_FORMATS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.mask_formats import response_outputs
+from sam2_triton.polygons import DEFAULT_TOLERANCE, parse_tolerance
 from sam2_triton.prompt_batch import decoder_feeds as prompt_batch_feeds
 from sam2_triton.prompt_sets import (
     DEFAULT_MAX_PROMPT_SETS,
@@ -56,6 +57,7 @@ class PreparedRequest:
     multimask: bool
     output_format: str
     mask_size: tuple[int, int] | None = None
+    polygon_tolerance: float = DEFAULT_TOLERANCE
 
     @property
     def orig_hw(self) -> tuple[int, int]:
@@ -79,6 +81,7 @@ class RequestOptions:
     prompts: PromptInputs
     max_points: int
     mask_size: tuple[int, int] | None = None  # masks resized to (height, width)
+    polygon_tolerance: float = DEFAULT_TOLERANCE
 
     @property
     def prompts_given(self) -> bool:
@@ -114,6 +117,7 @@ def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> Re
         inputs.get("mask_size"), output_format, limits.max_image_pixels
     )
     return RequestOptions(
+        polygon_tolerance=parse_tolerance(inputs.get("polygon_tolerance"), (output_format,)),
         mask_size=mask_size,
         output_format=output_format,
         multimask=multimask,
@@ -141,6 +145,7 @@ def prepare_request(
         multimask=options.multimask,
         output_format=options.output_format,
         mask_size=options.mask_size,
+        polygon_tolerance=options.polygon_tolerance,
     )
 
 
@@ -151,6 +156,7 @@ def finish_request(
     output_format: str,
     cutout_rgb: np.ndarray | None = None,
     mask_size: tuple[int, int] | None = None,
+    polygon_tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, np.ndarray]:
     """All four mask tokens of each of the B rows -> SEGMENT_OUTPUTS at the image's size (or
     ``mask_size``) and format: the sets' K masks each, one after another ([B * K, ...])."""
@@ -163,6 +169,7 @@ def finish_request(
             ),
             output_format,
             cutout_rgb,
+            polygon_tolerance,
         )
         for b in range(low_res.shape[0])
     ]
@@ -195,6 +202,7 @@ def segment(
         request.output_format,
         request.cutout_rgb,
         request.mask_size,
+        request.polygon_tolerance,
     )
 
 

@@ -67,7 +67,13 @@ class SessionService:
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = processing.decode_image(data, self.limits.max_image_pixels)
         outputs = finish_request(
-            decoded, orig_hw, options.multimask, options.output_format, rgb, options.mask_size
+            decoded,
+            orig_hw,
+            options.multimask,
+            options.output_format,
+            rgb,
+            options.mask_size,
+            options.polygon_tolerance,
         )
         return {**outputs, "image_id": _id_tensor(image_id)}
 

@@ -8,7 +8,8 @@ through ``sam2_automatic``. Both produce the SA-1B layout::
      "area", "bbox": xywh, "predicted_iou", "point_coords", "crop_box", ...}]}
 
 Prompted annotations add ``label`` and ``prompt``; automatic ones carry ``stability_score``
-(SAM's stability score is computed on the automatic path only).
+(SAM's stability score is computed on the automatic path only). With ``--segmentation polygons``
+``segmentation`` holds COCO polygon lists and ``holes`` the holes' polygons.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from sam2_triton.batch.prompts import ObjectPrompt
 from sam2_triton.client import SegmentClient, SegmentResponse
+from sam2_triton.polygons import DEFAULT_TOLERANCE, rle_to_polygons
 
 
 def _click_object(
@@ -43,9 +45,15 @@ def _click_object(
 
 
 def segment_prompted(
-    client: SegmentClient, name: str, image: bytes, objects: list[ObjectPrompt]
+    client: SegmentClient,
+    name: str,
+    image: bytes,
+    objects: list[ObjectPrompt],
+    segmentation: tuple[str, float] = ("rle", DEFAULT_TOLERANCE),
 ) -> dict[str, Any]:
-    """The document of an image with prompts: one annotation per labelled object."""
+    """The document of an image with prompts: one annotation per labelled object.
+    ``segmentation``: ("polygons", tolerance) writes COCO polygons (and "holes") instead of RLE,
+    traced from the RLE by the server's code."""
     image_id = client.embed(image)
     annotations = []
     height = width = 0
@@ -65,6 +73,9 @@ def segment_prompted(
             "crop_box": [0.0, 0.0, float(width), float(height)],
             "prompt": prompt.to_json(),
         }
+        if segmentation[0] == "polygons":
+            outer, holes = rle_to_polygons(annotation["segmentation"], segmentation[1])
+            annotation.update(segmentation=outer, holes=holes)
         annotations.append(annotation)
     return {
         "image": {"file_name": name, "height": height, "width": width, "image_id": image_id},
@@ -73,9 +84,18 @@ def segment_prompted(
 
 
 def segment_automatic(
-    client: SegmentClient, name: str, image: bytes, params: Mapping[str, Any]
+    client: SegmentClient,
+    name: str,
+    image: bytes,
+    params: Mapping[str, Any],
+    segmentation: tuple[str, float] = ("rle", DEFAULT_TOLERANCE),
 ) -> dict[str, Any]:
     """The document of an image without prompts: every object sam2_automatic finds."""
-    result = client.automatic(image, params)
+    if segmentation[0] == "polygons":
+        result = client.automatic(
+            image, params, segmentation_format="polygons", polygon_tolerance=segmentation[1]
+        )
+    else:
+        result = client.automatic(image, params)
     annotations = [{"id": k, **record} for k, record in enumerate(result["annotations"])]
     return {"image": {"file_name": name, **result["image"]}, "annotations": annotations}

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from sam2_triton.batch.store import ResultStore, atomic_write
 from sam2_triton.mask_formats import rle_to_mask
+from sam2_triton.polygons import polygons_to_mask
 from sam2_triton.processing import decode_image
 
 MAX_SEGMENTS = 10
@@ -38,13 +39,21 @@ def top_segments(document: dict[str, Any]) -> list[dict[str, Any]]:
     return annotations[:MAX_SEGMENTS]
 
 
+def annotation_mask(annotation: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    """An annotation's mask, from its RLE or its polygons (and holes)."""
+    segmentation = annotation["segmentation"]
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, annotation.get("holes", []), *size)
+    return rle_to_mask(segmentation)
+
+
 def render_overlay(image: bytes, document: dict[str, Any]) -> bytes:
     """JPEG of the image with its top segments tinted, outlined and their prompt points marked."""
     canvas = decode_image(image).astype(np.float32)
     colours = _colours()
     segments = top_segments(document)
     for k, annotation in enumerate(segments):
-        mask = rle_to_mask(annotation["segmentation"]).astype(bool)
+        mask = annotation_mask(annotation, canvas.shape[:2]).astype(bool)
         if mask.shape != canvas.shape[:2]:
             raise ValueError(
                 f"mask size {mask.shape} does not match the image {canvas.shape[:2]}: "

@@ -31,6 +31,7 @@ from sam2_triton.batch.shard import Shard
 from sam2_triton.batch.store import ResultStore, atomic_write_json
 from sam2_triton.client import DEFAULT_URLS, Protocol, SegmentClient
 from sam2_triton.contract import AUTOMATIC, SESSION
+from sam2_triton.polygons import DEFAULT_TOLERANCE
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 EXIT_INTERRUPTED = 130
@@ -53,6 +54,8 @@ class BatchOptions:
     report: bool = True
     progress: bool = True
     shard: Shard | None = None  # None: every image of the folder
+    segmentation: str = "rle"  # or "polygons": COCO polygon lists (and "holes")
+    polygon_tolerance: float = DEFAULT_TOLERANCE
 
 
 @dataclass
@@ -134,6 +137,11 @@ class _Worker:
         self.run = run
         self.local = threading.local()
 
+    @property
+    def segmentation(self) -> tuple[str, float]:
+        """How masks are written: (format, polygon tolerance)."""
+        return self.options.segmentation, self.options.polygon_tolerance
+
     def client(self) -> SegmentClient:
         if not hasattr(self.local, "client"):
             self.local.client = SegmentClient(
@@ -147,10 +155,12 @@ class _Worker:
         try:
             image = (self.options.input_dir / name).read_bytes()
             if mode == "prompts":
-                document = segment_prompted(self.client(), name, image, self.prompts[name])
+                document = segment_prompted(
+                    self.client(), name, image, self.prompts[name], self.segmentation
+                )
             else:
                 params = self.options.automatic_params
-                document = segment_automatic(self.client(), name, image, params)
+                document = segment_automatic(self.client(), name, image, params, self.segmentation)
         except Exception as error:
             seconds = time.perf_counter() - start
             message = error_message(error)

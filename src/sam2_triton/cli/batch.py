@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sam2_triton.cli.arguments import parse_automatic_param, positive_int
 from sam2_triton.cli.segment import PROTOCOLS
+from sam2_triton.contract import DEFAULT_POLYGON_TOLERANCE as DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
     from sam2_triton.batch.shard import Shard
@@ -59,6 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="take only shard I of N (0 <= I < N; an image's shard is a hash of its path), so N "
         "runs share the folder and one OUT_DIR; summary and report get the suffix .shard-I-of-N",
     )
+    p.add_argument(
+        "--segmentation",
+        choices=("rle", "polygons"),
+        default="rle",
+        help="how masks are written: COCO RLE (default) or COCO polygons with their holes",
+    )
+    p.add_argument(
+        "--polygon-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        metavar="PIXELS",
+        help=f"how far a simplified polygon may stray from the mask's contour "
+        f"(default {DEFAULT_TOLERANCE:g}; 0 keeps every point)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -81,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         report=not args.no_report,
         progress=not args.no_progress,
         shard=args.shard,
+        segmentation=args.segmentation,
+        polygon_tolerance=args.polygon_tolerance,
     )
     result = run_batch(options)
     s = result.summary

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton import automatic, processing
+from sam2_triton import automatic, polygons, processing
 from sam2_triton import contract as c
 from sam2_triton.triton_models.common import (
     chosen_decoder,
@@ -40,6 +40,8 @@ class TritonPythonModel:
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, c.AUTOMATIC_INPUTS)
         params = automatic.AutomaticParams.from_inputs(inputs)
+        segmentation = polygons.parse_segmentation_format(inputs.get("segmentation_format"))
+        tolerance = polygons.parse_tolerance(inputs.get("polygon_tolerance"), (segmentation,))
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
         annotations = automatic.generate(
             rgb,
@@ -49,6 +51,8 @@ class TritonPythonModel:
             decoder_batch=self.decoder_batch,
             is_cancelled=request.is_cancelled,
         )
+        if segmentation == "polygons":
+            annotations = polygons.as_polygon_annotations(annotations, tolerance)
         document = {
             "image": {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])},
             "annotations": annotations,

@@ -32,4 +32,5 @@ class TritonPythonModel:
             output_format=processing.parse_output_format(inputs["mask_format"]),
             cutout_rgb=inputs["cutout_rgb"],
             mask_size=(mask_height, mask_width),
+            polygon_tolerance=float(inputs["polygon_epsilon"][0]),
         )

@@ -41,4 +41,5 @@ class TritonPythonModel:
             "mask_format": np.array([prepared.output_format.encode()], dtype=np.object_),
             "cutout_rgb": prepared.cutout_rgb,
             "mask_hw": np.array(prepared.mask_size or prepared.orig_hw, dtype=np.int32),
+            "polygon_epsilon": np.array([prepared.polygon_tolerance], np.float32),
         }
