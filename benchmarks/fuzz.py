@@ -4,7 +4,8 @@
         [--seed 0]
 
 The requests are drawn by ``tests/fuzzing.py`` (what the suite's fuzz test draws, a few hundred
-of them) and sent alternately over HTTP and gRPC to one embedded server. Tallied per model:
+of them): half fully random, half a valid request with one input broken. They are sent
+alternately over HTTP and gRPC to one embedded server. Tallied per model:
 answered, refused (400 / INVALID_ARGUMENT, 404 / NOT_FOUND) with a message naming an input or
 not, and failures (500 / INTERNAL, UNAVAILABLE, a dropped connection). At the end: the
 server's health and whether any Python-backend stub was restarted. Goals: 0 failures, 0
@@ -21,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/fuzzing.py
@@ -53,7 +55,7 @@ def main() -> None:
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        @given(request=fuzzing.requests())
+        @given(request=st.one_of(fuzzing.requests(), fuzzing.one_broken_input()))
         def one(request: fuzzing.Request) -> None:
             protocol = "http" if sent[0] % 2 else "grpc"
             sent[0] += 1

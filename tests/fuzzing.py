@@ -291,3 +291,50 @@ def names_an_input(outcome: Outcome, request: Request) -> bool:
     names = {i.name for i in request.inputs if i.name} | {t.name for t in MODELS[request.model]}
     quoted = {f"'{i.name}'" for i in request.inputs}  # an unknown input, even an empty name
     return any(n in outcome.message for n in names) or any(q in outcome.message for q in quoted)
+
+
+# --- one broken input in an otherwise valid request ---------------------------------------------
+
+
+@cache
+def _valid_inputs() -> dict[str, tuple[RawInput, ...]]:
+    """A request each model answers (segment-everything on a 2 x 2 grid, to stay quick)."""
+    image = image_pool()[0]  # a 64 x 48 PNG
+    point = (
+        RawInput("point_coords", "FP32", (1, 2), np.array([[20, 20]], np.float32).tobytes()),
+        RawInput("point_labels", "INT32", (1,), np.array([1], np.int32).tobytes()),
+    )
+    features = tuple(
+        RawInput(t.name, "FP32", t.dims, np.zeros(t.dims, np.float32).tobytes())
+        for t in c.DECODER_FEATURES
+    )
+    prompts = (
+        RawInput("point_coords", "FP32", (1, 1, 2), np.full((1, 1, 2), 500, np.float32).tobytes()),
+        RawInput("point_labels", "INT32", (1, 1), np.ones((1, 1), np.int32).tobytes()),
+        RawInput(
+            "mask_input", "FP32", (1, 1, 256, 256), np.zeros((1, 1, 256, 256), np.float32).tobytes()
+        ),
+        RawInput("has_mask_input", "FP32", (1, 1), np.zeros((1, 1), np.float32).tobytes()),
+    )
+    image_input = RawInput("image", "UINT8", (len(image),), image)
+    grid = RawInput("points_per_side", "INT32", (1,), np.array([2], np.int32).tobytes())
+    return {
+        c.SEGMENT: (image_input, *point),
+        c.SESSION: (image_input, *point),
+        c.AUTOMATIC: (image_input, grid),
+        c.MASK_DECODER: (*features, *prompts),
+    }
+
+
+@st.composite
+def one_broken_input(draw: st.DrawFn, model: str | None = None) -> Request:
+    """A valid request (``_valid_inputs``) with one input replaced by a drawn one, or one more
+    declared input added: the mistakes reach past the first checks to the models' own."""
+    valid = _valid_inputs()
+    model = model or draw(st.sampled_from(sorted(valid)))
+    inputs = list(valid[model])
+    declared = {t.name: t for t in MODELS[model]}
+    name = draw(st.sampled_from(sorted(declared)))
+    replacement = draw(raw_input(declared[name], model in BATCHED))
+    inputs = [i for i in inputs if i.name != name] + [replacement]
+    return Request(model, tuple(inputs))

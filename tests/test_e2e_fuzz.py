@@ -16,6 +16,7 @@ from tests import fuzzing
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = 120  # per protocol; benchmarks/fuzz.py runs 10,000
+BROKEN_EXAMPLES = 60  # per protocol: many reach the encoder (about 2 s each on 2 cores)
 
 
 def _url(server, protocol: str) -> str:
@@ -51,6 +52,27 @@ def test_hostile_requests_are_refused_naming_the_input(triton, protocol):
     one()
     assert server_ready(triton.http_url)
     assert _stub_pids(triton) == stubs  # no stub died and was restarted
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_one_broken_input_in_a_valid_request(triton, protocol):
+    """Mistakes that get past the first checks: each request is valid but for one input."""
+    stubs = _stub_pids(triton)
+
+    @settings(
+        max_examples=BROKEN_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(request=fuzzing.one_broken_input())
+    def one(request: fuzzing.Request) -> None:
+        _check(fuzzing.send(protocol, _url(triton, protocol), request), request)
+
+    one()
+    assert server_ready(triton.http_url)
+    assert _stub_pids(triton) == stubs
 
 
 def test_a_concurrent_burst_of_them(triton):
