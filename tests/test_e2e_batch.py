@@ -199,8 +199,9 @@ def check_report(out: Path, final: dict[str, dict]) -> None:
         assert f'src="{plot}"' in page
 
 
-def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
-    """The gRPC path of both modes, and a rerun that finds nothing left to do."""
+def _boxed_and_automatic(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of two images, one with a box prompt (boxed.png) and one without (auto.png),
+    and its prompts file."""
     folder = tmp_path / "in"
     folder.mkdir()
     coffee = skimage.data.coffee()[::4, ::4]  # 150 x 100
@@ -208,6 +209,12 @@ def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
     (folder / "auto.png").write_bytes(_encode(coffee[:, ::-1], "PNG"))
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps({"boxed.png": {"cup": {"box": [30, 10, 120, 90]}}}))
+    return folder, prompts
+
+
+def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
+    """The gRPC path of both modes, and a rerun that finds nothing left to do."""
+    folder, prompts = _boxed_and_automatic(tmp_path)
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "sam2_triton.cli", "batch", str(folder), "--prompts", str(prompts),
@@ -229,13 +236,7 @@ def test_batch_over_grpc_with_box_prompts_and_automatic_masks(triton, tmp_path):
 
 def test_batch_writes_polygons_that_rasterise_to_the_rle_masks(triton, tmp_path):
     """--segmentation polygons: the same objects as an RLE run, as COCO polygons with holes."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    coffee = skimage.data.coffee()[::4, ::4]  # 150 x 100
-    (folder / "boxed.png").write_bytes(_encode(coffee, "PNG"))
-    (folder / "auto.png").write_bytes(_encode(coffee[:, ::-1], "PNG"))
-    prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps({"boxed.png": {"cup": {"box": [30, 10, 120, 90]}}}))
+    folder, prompts = _boxed_and_automatic(tmp_path)
     documents = {}
     for segmentation in ("rle", "polygons"):
         out = tmp_path / segmentation

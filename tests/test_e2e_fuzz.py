@@ -35,44 +35,32 @@ def _check(outcome: fuzzing.Outcome, request: fuzzing.Request) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_hostile_requests_are_refused_naming_the_input(triton, protocol):
+@pytest.mark.parametrize(
+    ("strategy", "examples"),
+    [
+        (fuzzing.requests, EXAMPLES),
+        # mistakes that get past the first checks: each request valid but for one input
+        (fuzzing.one_broken_input, BROKEN_EXAMPLES),
+    ],
+    ids=["random", "one_broken_input"],
+)
+def test_hostile_requests_are_refused_naming_the_input(triton, protocol, strategy, examples):
     stubs = _stub_pids(triton)
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    @given(request=fuzzing.requests())
+    @given(request=strategy())
     def one(request: fuzzing.Request) -> None:
         _check(fuzzing.send(protocol, _url(triton, protocol), request), request)
 
     one()
     assert server_ready(triton.http_url)
     assert _stub_pids(triton) == stubs  # no stub died and was restarted
-
-
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_one_broken_input_in_a_valid_request(triton, protocol):
-    """Mistakes that get past the first checks: each request is valid but for one input."""
-    stubs = _stub_pids(triton)
-
-    @settings(
-        max_examples=BROKEN_EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(request=fuzzing.one_broken_input())
-    def one(request: fuzzing.Request) -> None:
-        _check(fuzzing.send(protocol, _url(triton, protocol), request), request)
-
-    one()
-    assert server_ready(triton.http_url)
-    assert _stub_pids(triton) == stubs
 
 
 def test_a_concurrent_burst_of_them(triton):

@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 from sam2_triton.contract import DEFAULT_POLYGON_TOLERANCE
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.processing import parse_choice
 
 DEFAULT_TOLERANCE = DEFAULT_POLYGON_TOLERANCE  # pixels a simplified contour may stray
 MAX_TOLERANCE = 100.0
@@ -128,18 +129,7 @@ SEGMENTATION_FORMATS = ("rle", "polygons")
 
 def parse_segmentation_format(value: np.ndarray | None) -> str:
     """sam2_automatic's ``segmentation_format`` STRING [1] -> "rle" (default) or "polygons"."""
-    if value is None:
-        return "rle"
-    flat = np.asarray(value, dtype=object).reshape(-1)
-    if flat.shape[0] != 1:
-        raise InvalidInputError("segmentation_format", f"expected one value, got {flat.shape[0]}")
-    raw = flat[0]
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if text not in SEGMENTATION_FORMATS:
-        raise InvalidInputError(
-            "segmentation_format", f"unknown format {text[:40]!r}; use 'rle' or 'polygons'"
-        )
-    return text
+    return parse_choice(value, "segmentation_format", SEGMENTATION_FORMATS, "rle")
 
 
 def as_polygon_annotations(

@@ -309,16 +309,23 @@ def check_mask_size(mask_size: tuple[int, int] | None, orig_hw: tuple[int, int])
 
 def parse_output_format(value: np.ndarray | None) -> str:
     """``output_format`` STRING [1] -> one of OUTPUT_FORMATS (default "raw")."""
+    return parse_choice(value, "output_format", OUTPUT_FORMATS, "raw")
+
+
+def parse_choice(
+    value: np.ndarray | None, field: str, choices: tuple[str, ...], default: str
+) -> str:
+    """A STRING [1] input naming one of ``choices`` (``default`` when omitted)."""
     if value is None:
-        return "raw"
+        return default
     flat = np.asarray(value, dtype=object).reshape(-1)
     if flat.shape[0] != 1:
-        raise InvalidInputError("output_format", f"expected one value, got {flat.shape[0]}")
+        raise InvalidInputError(field, f"expected one value, got {flat.shape[0]}")
     raw = flat[0]
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if text not in OUTPUT_FORMATS:
+    if text not in choices:
         raise InvalidInputError(
-            "output_format", f"unknown format {text!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+            field, f"unknown format {text[:80]!r}; use one of {', '.join(choices)}"
         )
     return text
 

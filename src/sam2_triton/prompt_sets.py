@@ -19,8 +19,8 @@ from sam2_triton.errors import InvalidInputError
 
 SET_INPUTS = ("point_coords", "point_labels", "box", "mask_input")
 BATCH_SUFFIX = "_batch"
-# Rank of each input for one set; the batched input has one more axis (B first).
-_SET_RANK = {"point_coords": 2, "point_labels": 1, "box": 1, "mask_input": 3}
+#: Rank of each input for one set; the batched input has one more axis (B first).
+SET_RANK = {"point_coords": 2, "point_labels": 1, "box": 1, "mask_input": 3}
 DEFAULT_MAX_PROMPT_SETS = 64  # one decoder call (plan.ServingOptions.decoder_max_prompts)
 
 
@@ -146,9 +146,9 @@ def _set_count(batched: Mapping[str, np.ndarray], max_sets: int) -> int:
     counts = {}
     for name, value in batched.items():
         field = name + BATCH_SUFFIX
-        if value.ndim != _SET_RANK[name] + 1:
+        if value.ndim != SET_RANK[name] + 1:
             raise InvalidInputError(
-                field, f"expected {_SET_RANK[name] + 1} axes (B first), got {list(value.shape)}"
+                field, f"expected {SET_RANK[name] + 1} axes (B first), got {list(value.shape)}"
             )
         counts[field] = int(value.shape[0])
     first, count = next(iter(counts.items()))

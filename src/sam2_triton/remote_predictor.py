@@ -17,7 +17,7 @@ from PIL import Image
 from sam2_triton.client import Protocol, SegmentClient, SegmentResponse
 from sam2_triton.contract import LOW_RES_MASK_SIZE, MAX_RAW_MASK_BYTES, OUTPUT_FORMATS
 from sam2_triton.processing import LOW_RES_LOGIT_CLAMP, upsample_logits
-from sam2_triton.prompt_sets import DEFAULT_MAX_PROMPT_SETS
+from sam2_triton.prompt_sets import DEFAULT_MAX_PROMPT_SETS, SET_RANK
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 # Formats that carry the binary masks themselves (decoded back to 0/1 arrays by SegmentClient).
@@ -282,10 +282,6 @@ def _rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-# Rank of each prompt for one set; a batched prompt has one more axis (B first).
-_SET_RANK = {"point_coords": 2, "point_labels": 1, "box": 1, "mask_input": 3}
-
-
 def _prompt_sets(
     point_coords: np.ndarray | None,
     point_labels: np.ndarray | None,
@@ -305,7 +301,7 @@ def _prompt_sets(
     sizes = {
         len(value)
         for name, value in prompts.items()
-        if value is not None and value.ndim > _SET_RANK[name]
+        if value is not None and value.ndim > SET_RANK[name]
     }
     if len(sizes - {1}) > 1:
         raise ValueError(f"batched prompts disagree on the batch size: {sorted(sizes)}")
@@ -315,7 +311,7 @@ def _prompt_sets(
     for name, value in prompts.items():
         if value is None:
             continue
-        rank = _SET_RANK[name]
+        rank = SET_RANK[name]
         if value.ndim == rank:  # one prompt for every set
             value = value[None]
         if value.ndim != rank + 1:
