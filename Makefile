@@ -13,7 +13,7 @@ LOADTEST_HOST ?= http://127.0.0.1:8000
 LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
 LOADTEST_OUT ?= outputs/loadtest
 
-.PHONY: help install demo test lint serve cluster export repository loadtest lock clean
+.PHONY: help install demo test lint serve ui cluster export repository loadtest lock clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ repository: install
 serve: install
 	$(VENV)/bin/sam2-triton serve --model $(MODEL)
 
+# The web app on http://127.0.0.1:7860/ with the embedded server it starts (docs/ui.md).
+ui: install
+	$(VENV)/bin/sam2-triton ui --serve --model $(MODEL)
+
 # REPLICAS embedded servers behind nginx (:8000 HTTP, :8001 gRPC) and Prometheus (:9090); needs
 # Debian's nginx and prometheus (docs/operations.md).
 REPLICAS ?= 2
@@ -73,6 +77,7 @@ help:
 	@echo "make demo      set up, export tiny (random weights offline), serve, segment, stop"
 	@echo "make test      set up, then ruff and pytest (unit, export parity, end-to-end)"
 	@echo "make serve     serve MODEL=$(MODEL) on :8000 (HTTP), :8001 (gRPC), :8002 (metrics)"
+	@echo "make ui        the web app on http://127.0.0.1:7860/ with an embedded MODEL=$(MODEL) server"
 	@echo "make cluster   REPLICAS=$(REPLICAS) servers behind nginx on :8000/:8001, Prometheus :9090"
 	@echo "make loadtest  Locust against an ALREADY RUNNING server (run 'make serve' in another"
 	@echo "               shell first): LOADTEST_USERS=$(LOADTEST_USERS)" \

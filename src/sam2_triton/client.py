@@ -9,7 +9,7 @@ Kubernetes Ingress) all of an image's requests reach the replica that caches its
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
@@ -80,6 +80,7 @@ class SegmentClient:
         self._tc = _module(protocol)
         self.url = url or DEFAULT_URLS[protocol]
         self.network_timeout_s = network_timeout_s
+        self.images_resent = 0  # evicted images click_resending sent again
         if protocol == "http" and network_timeout_s is not None:
             self.client = self._tc.InferenceServerClient(
                 self.url, network_timeout=network_timeout_s
@@ -180,6 +181,7 @@ class SegmentClient:
                 if attempt > 0 or not is_not_found(error):
                     raise
                 image_id = self.embed(image, timeout_s=timeout_s)
+                self.images_resent += 1
         raise AssertionError("unreachable")
 
     def automatic(
@@ -198,6 +200,59 @@ class SegmentClient:
         with the holes' in ``holes`` (simplified to ``polygon_tolerance`` pixels).
         This takes tens of seconds per image on CPU: give the client a ``network_timeout_s``.
         """
+        inputs = self._automatic_inputs(image, params, segmentation_format, polygon_tolerance)
+        result = self.client.infer(
+            AUTOMATIC,
+            inputs,
+            outputs=[self._tc.InferRequestedOutput("annotations")],
+            headers=affinity_headers(image),
+            **self._timeout_kwargs(timeout_s),
+        )
+        return _annotations(result)
+
+    def start_automatic(
+        self,
+        image: bytes,
+        done: Callable[[dict[str, Any] | None, Exception | None], None],
+        params: Mapping[str, float | int | bool] | None = None,
+        timeout_s: float | None = None,
+    ) -> Callable[[], None]:
+        """``automatic`` without waiting (gRPC only): ``done(result, error)`` is called from
+        gRPC's thread when the answer comes. Returns a function that cancels the request: the
+        server stops within one decoder call (sam2_automatic checks between calls) and ``done``
+        gets a cancelled error."""
+        if self.protocol != "grpc":
+            raise ValueError("start_automatic needs the gRPC protocol (HTTP cannot cancel)")
+        inputs = self._automatic_inputs(image, params, None, None)
+
+        def finished(result: Any, error: Exception | None) -> None:
+            if error is not None:
+                done(None, error)
+                return
+            try:
+                annotations = _annotations(result)
+            except Exception as exc:  # a malformed answer reaches the caller, not gRPC
+                done(None, exc)
+                return
+            done(annotations, None)
+
+        call = self.client.async_infer(
+            AUTOMATIC,
+            inputs,
+            finished,
+            outputs=[self._tc.InferRequestedOutput("annotations")],
+            headers=affinity_headers(image),
+            **self._timeout_kwargs(timeout_s),
+        )
+        return call.cancel
+
+    def _automatic_inputs(
+        self,
+        image: bytes,
+        params: Mapping[str, float | int | bool] | None,
+        segmentation_format: str | None,
+        polygon_tolerance: float | None,
+    ) -> list[Any]:
         known = {t.name: t.dtype for t in AUTOMATIC_PARAMETERS}
         values = {"image": np.frombuffer(image, dtype=np.uint8)}
         for name, value in (params or {}).items():
@@ -213,15 +268,7 @@ class SegmentClient:
             values["segmentation_format"] = np.array([segmentation_format.encode()], np.object_)
         if polygon_tolerance is not None:
             values["polygon_tolerance"] = np.array([polygon_tolerance], np.float32)
-        inputs = [self._input(name, value) for name, value in values.items()]
-        result = self.client.infer(
-            AUTOMATIC,
-            inputs,
-            outputs=[self._tc.InferRequestedOutput("annotations")],
-            headers=affinity_headers(image),
-            **self._timeout_kwargs(timeout_s),
-        )
-        return json.loads(result.as_numpy("annotations").reshape(-1)[0])
+        return [self._input(name, value) for name, value in values.items()]
 
     def infer(
         self,
@@ -331,6 +378,10 @@ _DTYPES = {
     ("b", 1): "BOOL",
     ("O", 8): "BYTES",
 }
+
+
+def _annotations(result: Any) -> dict[str, Any]:
+    return json.loads(result.as_numpy("annotations").reshape(-1)[0])
 
 
 def _response(

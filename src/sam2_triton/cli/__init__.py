@@ -1,4 +1,5 @@
-"""``sam2-triton``: download, export, build-repo, serve, cluster, segment, batch, bench, demo.
+"""``sam2-triton``: download, export, build-repo, serve, cluster, segment, batch, bench, demo,
+ui.
 
 One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
 under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
@@ -19,9 +20,10 @@ from sam2_triton.cli import (
     export,
     segment,
     serve,
+    ui,
 )
 
-COMMANDS = (download, export, build_repo, serve, cluster, segment, batch, bench, demo)
+COMMANDS = (download, export, build_repo, serve, cluster, segment, batch, bench, demo, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,428 @@
+// The page's wiring: opening images, prompts from the pointer, keyboard shortcuts, undo/redo,
+// segment everything and downloads. State lives in Annotations (objects.js); drawing in View.
+
+import * as api from "./api.js";
+import * as exporting from "./exports.js";
+import { Annotations } from "./objects.js";
+import { renderObjects } from "./panel.js";
+import { maskOf } from "./rle.js";
+import { View } from "./view.js";
+
+const $ = (selector) => document.querySelector(selector);
+const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
+const POLL_MS = 250;
+
+const annotations = new Annotations();
+const view = new View($("#stage"));
+const state = {
+  image: null, // {id, name, width, height, blob}
+  inflight: new Map(), // object id -> AbortController of its pending click
+  latencies: [], // {browser_ms, server_ms, gateway_ms, reembedded} per answered prompt
+  cancelled: 0, // superseded prompts whose answer was not awaited
+  found: null, // segment-everything's annotations while picking among them
+  job: null, // the running segment-everything job's id
+  drag: null,
+};
+window.sam2ui = { annotations, state, view }; // for the tests and the console
+
+// --- messages ----------------------------------------------------------------------------
+function showError(text) {
+  const node = $("#message");
+  node.textContent = text;
+  node.hidden = !text;
+}
+
+function setStatus(text) {
+  $("#status").textContent = text;
+}
+
+// --- images ------------------------------------------------------------------------------
+async function openBlob(blob, name) {
+  showError("");
+  stopEverything();
+  for (const controller of state.inflight.values()) controller.abort();
+  setStatus(`opening ${name} …`);
+  let info;
+  try {
+    info = await api.openImage(blob);
+  } catch (error) {
+    showError(`${name}: ${error.message}`);
+    setStatus(state.image ? `${state.image.name}` : "open an image to start");
+    return;
+  }
+  // Shown as the browser decodes it when that is the server's size; else as the server does.
+  let bitmap = await createImageBitmap(blob).catch(() => null);
+  if (!bitmap || bitmap.width !== info.width || bitmap.height !== info.height) {
+    const response = await fetch(`/api/images/${info.image_id}/view`);
+    bitmap = await createImageBitmap(await response.blob());
+  }
+  state.image = { id: info.image_id, name, width: info.width, height: info.height, blob };
+  state.found = null;
+  annotations.reset();
+  view.show(bitmap);
+  refresh();
+  setStatus(`${name}: ${info.width}×${info.height}, encoded in ${Math.round(info.encode_ms)} ms. Click to segment.`);
+  document.body.dataset.imageId = info.image_id;
+}
+
+// The gateway forgot the image (restarted): send it again, unnoticed.
+async function reopen(image) {
+  const info = await api.openImage(image.blob);
+  image.id = info.image_id;
+}
+
+// --- prompts -----------------------------------------------------------------------------
+function prompt(object, startedAt) {
+  refresh();
+  requestMasks(object, startedAt);
+}
+
+async function requestMasks(object, startedAt = performance.now()) {
+  const image = state.image;
+  const { id, rev } = object;
+  state.inflight.get(id)?.abort(); // a newer prompt supersedes the one in flight
+  const controller = new AbortController();
+  state.inflight.set(id, controller);
+  const body = { points: object.points, labels: object.labels, box: object.box };
+  try {
+    let answer;
+    try {
+      answer = await api.masks(image.id, body, controller.signal);
+    } catch (error) {
+      if (error.status !== 404 || !error.message.includes("not open here")) throw error;
+      await reopen(image);
+      answer = await api.masks(image.id, body, controller.signal);
+    }
+    if (state.image !== image || !annotations.applyMasks(id, rev, answer.candidates)) return;
+    refresh();
+    const latency = {
+      browser_ms: performance.now() - startedAt,
+      server_ms: answer.server_ms,
+      gateway_ms: answer.gateway_ms,
+      reembedded: answer.reembedded,
+    };
+    state.latencies.push(latency);
+    $("#latency").textContent =
+      `click → mask ${latency.browser_ms.toFixed(0)} ms (server ${latency.server_ms.toFixed(0)} ms)` +
+      (latency.reembedded ? " · the server had evicted the image: re-sent" : "");
+  } catch (error) {
+    if (error.name === "AbortError") {
+      state.cancelled += 1;
+      return;
+    }
+    showError(error.message);
+    const current = annotations.get(id);
+    if (current && current.rev === rev) current.pending = false;
+    refresh();
+  } finally {
+    if (state.inflight.get(id) === controller) state.inflight.delete(id);
+  }
+}
+
+function onPointerDown(event) {
+  if (!state.image || event.button !== 0) return;
+  state.drag = { start: view.toImage(event), x: event.clientX, y: event.clientY, moved: false, box: null };
+  try {
+    $("#stage").setPointerCapture(event.pointerId); // a drag may leave the stage
+  } catch {
+    // a synthetic event has no pointer to capture
+  }
+}
+
+function onPointerMove(event) {
+  const drag = state.drag;
+  if (!drag) return;
+  if (Math.hypot(event.clientX - drag.x, event.clientY - drag.y) > DRAG_PX) drag.moved = true;
+  if (!drag.moved || state.found) return;
+  const [x, y] = view.toImage(event);
+  const [x0, y0] = drag.start;
+  drag.box = [Math.min(x0, x), Math.min(y0, y), Math.max(x0, x), Math.max(y0, y)];
+  view.drawPrompts(annotations.selected(), drag.box);
+}
+
+function onPointerUp(event) {
+  if (!state.image) return;
+  const startedAt = performance.now();
+  if (event.button === 2) {
+    if (!state.found) prompt(annotations.addPoint(...view.toImage(event), 0), startedAt);
+    return;
+  }
+  const drag = state.drag;
+  state.drag = null;
+  if (!drag || event.button !== 0) return;
+  if (state.found) {
+    pickFound(...view.toImage(event));
+  } else if (drag.moved && drag.box) {
+    prompt(annotations.setBox(drag.box), startedAt);
+  } else if (!drag.moved) {
+    prompt(annotations.addPoint(...drag.start, event.shiftKey ? 0 : 1), startedAt);
+  }
+}
+
+// --- history -----------------------------------------------------------------------------
+function afterHistory(changed) {
+  if (!changed) return;
+  for (const object of annotations.needingMasks()) requestMasks(object);
+  refresh();
+}
+
+const undo = () => afterHistory(annotations.undo());
+const redo = () => afterHistory(annotations.redo());
+
+function clearSelected() {
+  if (state.drag) {
+    state.drag = null;
+    view.drawPrompts(annotations.selected());
+  } else if (state.found) {
+    endPicking();
+  } else if (annotations.clearPrompts()) {
+    refresh();
+  }
+}
+
+// --- segment everything ------------------------------------------------------------------
+function everythingParams() {
+  const params = { points_per_side: Number($("#points-per-side").value) };
+  for (const [id, name] of [
+    ["#pred-iou", "pred_iou_thresh"],
+    ["#stability", "stability_score_thresh"],
+    ["#min-area", "min_mask_region_area"],
+  ]) {
+    const value = $(id).value.trim();
+    if (value !== "") params[name] = Number(value);
+  }
+  // "NAME=VALUE, ...": the gateway checks the names and types, the server the ranges
+  for (const pair of $("#more-params").value.split(",")) {
+    const [name, value] = pair.split("=").map((part) => part.trim());
+    if (!name) continue;
+    params[name] = value === "true" ? true : value === "false" ? false : Number(value);
+  }
+  return params;
+}
+
+async function everything() {
+  if (!state.image) return;
+  stopEverything();
+  showError("");
+  const image = state.image;
+  let job;
+  try {
+    job = await api.startEverything(image.id, everythingParams());
+  } catch (error) {
+    showError(`segment everything: ${error.message}`);
+    return;
+  }
+  state.job = job.job_id;
+  $("#progress").hidden = false;
+  $("#cancel-everything").hidden = false;
+  while (state.job === job.job_id && job.state === "running") {
+    showProgress(job);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    try {
+      job = await api.job(job.job_id);
+    } catch (error) {
+      showError(`segment everything: ${error.message}`);
+      break;
+    }
+  }
+  if (state.job !== job.job_id) return; // superseded or cancelled here
+  state.job = null;
+  showProgress(job);
+  $("#cancel-everything").hidden = true;
+  if (job.state === "done" && state.image === image) {
+    state.found = job.annotations;
+    document.body.classList.add("picking");
+    setStatus(
+      `segment everything: ${job.annotations.length} masks in ${job.elapsed_s.toFixed(1)} s. ` +
+        "Click masks to keep them as objects, K keeps all, Esc ends.",
+    );
+    refresh();
+  } else if (job.state === "failed") {
+    showError(`segment everything: ${job.error}`);
+  } else {
+    setStatus("segment everything: cancelled");
+  }
+}
+
+function showProgress(job) {
+  const done = job.state !== "running";
+  $("#progress-bar").style.width = `${Math.round(job.progress * 100)}%`;
+  $("#progress-text").textContent = done
+    ? `${job.state} after ${job.elapsed_s.toFixed(1)} s`
+    : `${job.elapsed_s.toFixed(1)} s of ≈ ${job.estimate_s.toFixed(0)} s (estimated)`;
+}
+
+function stopEverything() {
+  if (state.job) {
+    api.cancelJob(state.job).catch(() => {});
+    state.job = null;
+    $("#cancel-everything").hidden = true;
+    $("#progress-text").textContent = "cancelled";
+  }
+}
+
+// The smallest found mask under the pointer becomes an object.
+function pickFound(x, y) {
+  const at = Math.min(Math.floor(y), state.image.height - 1) * state.image.width +
+    Math.min(Math.floor(x), state.image.width - 1);
+  const hits = state.found
+    .map((a, k) => [a, k])
+    .filter(([a]) => maskOf(a.segmentation)[at])
+    .sort(([a], [b]) => a.area - b.area);
+  if (!hits.length) return;
+  annotations.addFound([hits[0][0]]);
+  state.found = state.found.filter((_, k) => k !== hits[0][1]);
+  if (!state.found.length) endPicking();
+  refresh();
+}
+
+function keepAllFound() {
+  if (!state.found) return;
+  annotations.addFound(state.found);
+  endPicking();
+}
+
+function endPicking() {
+  state.found = null;
+  document.body.classList.remove("picking");
+  setStatus(`${state.image.name}: ${annotations.objects.length} objects`);
+  refresh();
+}
+
+// --- downloads ---------------------------------------------------------------------------
+function exportedObjects() {
+  return $("#export-scope").value === "all"
+    ? annotations.objects
+    : [annotations.selected()].filter(Boolean);
+}
+
+function baseName() {
+  return state.image.name.replace(/\.[^.]+$/, "") || "image";
+}
+
+async function downloadCutout() {
+  const objects = exportedObjects();
+  if (!state.image || !objects.length) return showError("cut-out: no object selected");
+  const crop = $("#crop").checked;
+  const blob = await exporting.cutout(view.imageCanvas, objects, crop);
+  exporting.download(blob, `${baseName()}-cutout${crop ? "-cropped" : ""}.png`);
+}
+
+async function downloadMasks() {
+  const objects = exportedObjects();
+  if (!state.image || !objects.length) return showError("masks: no object selected");
+  for (const object of objects) {
+    const blob = await exporting.maskPng(object, state.image.width, state.image.height);
+    exporting.download(blob, `${baseName()}-${object.name.replace(/[^\w.-]+/g, "_")}.png`);
+  }
+}
+
+function downloadCoco() {
+  if (!state.image) return;
+  exporting.download(exporting.coco(state.image, annotations.objects), `${baseName()}-coco.json`);
+}
+
+// --- the page ----------------------------------------------------------------------------
+function refresh() {
+  if (!state.image) return;
+  view.render(annotations, state.found);
+  renderObjects($("#objects"), annotations, {
+    select: (id) => {
+      annotations.select(id);
+      refresh();
+    },
+    rename: (id, name) => annotations.rename(id, name),
+    remove: (id) => {
+      annotations.remove(id);
+      refresh();
+    },
+    choose: (id, index) => {
+      annotations.select(id);
+      annotations.choose(index);
+      refresh();
+    },
+  });
+  $("#undo").disabled = !annotations.undoStack.length;
+  $("#redo").disabled = !annotations.redoStack.length;
+}
+
+function onKey(event) {
+  if (event.target.matches("input, select, textarea")) return;
+  const ctrl = event.ctrlKey || event.metaKey;
+  const key = event.key.toLowerCase();
+  const actions = {
+    z: ctrl && (event.shiftKey ? redo : undo),
+    y: ctrl && redo,
+    escape: clearSelected,
+    n: !ctrl && (() => { annotations.newObject(); refresh(); }),
+    delete: () => { annotations.remove(annotations.selectedId); refresh(); },
+    backspace: () => { annotations.remove(annotations.selectedId); refresh(); },
+    e: !ctrl && everything,
+    k: !ctrl && keepAllFound,
+    o: !ctrl && (() => $("#file").click()),
+    1: () => annotations.choose(0) && refresh(),
+    2: () => annotations.choose(1) && refresh(),
+    3: () => annotations.choose(2) && refresh(),
+  };
+  const action = actions[key];
+  if (!action || (!state.image && key !== "o")) return;
+  event.preventDefault();
+  action();
+}
+
+async function loadSamples() {
+  const select = $("#sample");
+  for (const sample of await api.samples().catch(() => [])) {
+    select.append(new Option(sample.name, sample.url));
+  }
+  select.addEventListener("change", async () => {
+    if (!select.value) return;
+    const response = await fetch(select.value);
+    await openBlob(await response.blob(), select.selectedOptions[0].text);
+    select.value = "";
+  });
+}
+
+function init() {
+  const stage = $("#stage");
+  stage.addEventListener("pointerdown", onPointerDown);
+  stage.addEventListener("pointermove", onPointerMove);
+  stage.addEventListener("pointerup", onPointerUp);
+  stage.addEventListener("contextmenu", (e) => e.preventDefault());
+  $("#file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (file) openBlob(file, file.name);
+    e.target.value = "";
+  });
+  const workspace = $("#workspace");
+  workspace.addEventListener("dragover", (e) => e.preventDefault());
+  workspace.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer.files[0];
+    if (file) openBlob(file, file.name);
+  });
+  document.addEventListener("paste", (e) => {
+    const file = [...e.clipboardData.files][0];
+    if (file) openBlob(file, file.name || "pasted image");
+  });
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("resize", () => {
+    view.fit();
+    refresh();
+  });
+  $("#open").addEventListener("click", () => $("#file").click());
+  $("#new-object").addEventListener("click", () => { annotations.newObject(); refresh(); });
+  $("#undo").addEventListener("click", undo);
+  $("#redo").addEventListener("click", redo);
+  $("#clear").addEventListener("click", clearSelected);
+  $("#everything").addEventListener("click", everything);
+  $("#cancel-everything").addEventListener("click", stopEverything);
+  $("#keep-all").addEventListener("click", keepAllFound);
+  $("#download-cutout").addEventListener("click", downloadCutout);
+  $("#download-masks").addEventListener("click", downloadMasks);
+  $("#download-coco").addEventListener("click", downloadCoco);
+  loadSamples();
+  document.body.dataset.ready = "true";
+}
+
+init();

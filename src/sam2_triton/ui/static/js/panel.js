@@ -1,0 +1,69 @@
+// The side panel: the list of objects (colour, name, the candidates and their scores, delete)
+// and the buttons whose state depends on it.
+
+export function renderObjects(list, annotations, handlers) {
+  list.replaceChildren();
+  for (const object of annotations.objects) {
+    const item = document.createElement("li");
+    item.dataset.objectId = object.id;
+    item.className = object.id === annotations.selectedId ? "object selected" : "object";
+    item.addEventListener("click", () => handlers.select(object.id));
+
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${object.color.join(",")})`;
+
+    const name = document.createElement("input");
+    name.className = "name";
+    name.value = object.name;
+    name.setAttribute("aria-label", "object name");
+    name.addEventListener("change", () => handlers.rename(object.id, name.value));
+    name.addEventListener("click", (e) => e.stopPropagation());
+
+    const remove = document.createElement("button");
+    remove.className = "delete";
+    remove.title = "delete this object (Del)";
+    remove.textContent = "×";
+    remove.addEventListener("click", (e) => {
+      e.stopPropagation();
+      handlers.remove(object.id);
+    });
+
+    const candidates = document.createElement("div");
+    candidates.className = "candidates";
+    if (object.pending) candidates.append(text("span", "pending", "…"));
+    (object.candidates || []).forEach((candidate, index) => {
+      const button = document.createElement("button");
+      button.className = index === object.chosen ? "candidate chosen" : "candidate";
+      button.dataset.index = index;
+      button.title = `candidate ${index + 1}: predicted IoU ${candidate.score.toFixed(3)}`;
+      button.textContent = `${index + 1} · ${candidate.score.toFixed(2)}`;
+      button.addEventListener("click", (e) => {
+        e.stopPropagation();
+        handlers.choose(object.id, index);
+      });
+      candidates.append(button);
+    });
+    const prompts = text("span", "prompts", describe(object));
+    item.append(swatch, name, remove, candidates, prompts);
+    list.append(item);
+  }
+}
+
+function describe(object) {
+  const fg = object.labels.filter((l) => l === 1).length;
+  const bg = object.labels.length - fg;
+  const parts = [];
+  if (fg) parts.push(`${fg} fg`);
+  if (bg) parts.push(`${bg} bg`);
+  if (object.box) parts.push("box");
+  if (object.source === "everything") parts.push("from segment everything");
+  return parts.join(" · ");
+}
+
+function text(tag, className, content) {
+  const node = document.createElement(tag);
+  node.className = className;
+  node.textContent = content;
+  return node;
+}

@@ -1,0 +1,287 @@
+"""The web app in a real browser (Debian's chromium, Playwright) through ``sam2-triton ui`` and
+the real embedded server: what the page draws and downloads equals what sam2_session answers
+for the same prompts."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from sam2_triton.client import SegmentClient
+from sam2_triton.mask_formats import rle_to_mask
+from sam2_triton.processing import decode_image
+from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port
+from tests.helpers import ASSETS, PARAMS, unique_png
+from tests.ui_browser import VIEWPORT, App, chromium, gateway
+
+pytestmark = pytest.mark.e2e
+SAMPLE = (ASSETS / "coffee.jpg").read_bytes()
+SCREENSHOT = ROOT / "outputs" / "ui" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def ui(triton):
+    with gateway(triton.grpc_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def app(browser, ui):
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    yield App(context.new_page(), ui)
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def client(triton):
+    with SegmentClient(triton.grpc_url, "grpc") as client:
+        yield client
+
+
+def served(client, image_id, points=None, labels=None, box=None) -> np.ndarray:
+    """sam2_session's mask for these prompts, chosen as the page chooses (the best score)."""
+    lone = box is None and points is not None and len(points) == 1
+    response = client.click(
+        image_id,
+        None if points is None else np.array(points, np.float32),
+        None if labels is None else np.array(labels, np.int32),
+        box=None if box is None else np.array(box, np.float32),
+        multimask_output=lone,
+    )
+    return response.masks[int(np.argmax(response.iou_scores))]
+
+
+def objects(app: App) -> list[dict]:
+    return app.state("s.annotations.objects")
+
+
+def test_a_click_draws_the_mask_sam2_session_answers_at_the_exact_image_pixel(app, client):
+    image_id = app.open_sample()
+    assert app.state("s.view.pixelRatio") > 1.2  # shown scaled down
+    app.click(0.4, 0.55)
+    app.wait_answers(1)
+    [obj] = objects(app)
+    np.testing.assert_allclose(obj["points"][0], app.image_coords(0.4, 0.55), atol=1e-3)
+    assert len(obj["candidates"]) == 3  # a lone click: three candidates with their scores
+    expected = served(client, image_id, obj["points"], [1])
+    np.testing.assert_array_equal(app.drawn(), expected)
+    latency = app.state("s.state.latencies[0]")
+    assert latency["browser_ms"] >= latency["server_ms"] > 0
+    assert "click → mask" in app.page.inner_text("#latency")
+
+    # another candidate, by its button and by its key
+    app.page.keyboard.press("3")
+    assert objects(app)[0]["chosen"] == 2
+    chosen = rle_to_mask(objects(app)[0]["candidates"][2]["rle"])
+    np.testing.assert_array_equal(app.drawn(), chosen)
+
+
+def test_background_points_and_a_box_refine_the_object(app, client):
+    image_id = app.open_sample()
+    app.click(0.4, 0.55)
+    app.click(0.7, 0.3, button="right")
+    app.page.keyboard.down("Shift")
+    app.click(0.2, 0.2)
+    app.page.keyboard.up("Shift")
+    app.wait_answers(1)
+    app.page.wait_for_function("() => window.sam2ui.annotations.objects[0].points.length === 3")
+    app.wait_answers(1)
+    [obj] = objects(app)
+    assert obj["labels"] == [1, 0, 0] and len(obj["candidates"]) == 1
+    np.testing.assert_array_equal(app.drawn(), served(client, image_id, obj["points"], [1, 0, 0]))
+
+    app.page.keyboard.press("n")
+    app.drag((0.1, 0.15), (0.6, 0.8))
+    app.page.wait_for_function("() => window.sam2ui.annotations.objects[1].candidates !== null")
+    box = objects(app)[1]["box"]
+    np.testing.assert_allclose(
+        box, [*app.image_coords(0.1, 0.15), *app.image_coords(0.6, 0.8)], atol=1e-3
+    )
+    by_colour = app.drawn_by_colour()
+    np.testing.assert_array_equal(by_colour == 1, served(client, image_id, box=box))
+
+
+def test_undo_redo_and_two_objects_each_in_its_colour(app, client):
+    image_id = app.open_sample()
+    app.click(0.3, 0.5)
+    app.wait_answers(1)
+    first = served(client, image_id, objects(app)[0]["points"], [1])
+    app.page.click("#new-object")
+    app.click(0.75, 0.4)
+    app.wait_answers(2)
+    second = served(client, image_id, objects(app)[1]["points"], [1])
+    by_colour = app.drawn_by_colour()
+    np.testing.assert_array_equal(by_colour == 1, second)  # the selected object on top
+    np.testing.assert_array_equal(by_colour == 0, first & (1 - second))
+    both = app.drawn()
+
+    app.page.keyboard.press("Control+z")  # the second click
+    app.page.keyboard.press("Control+z")  # the second object
+    assert len(objects(app)) == 1
+    np.testing.assert_array_equal(app.drawn(), first)
+    app.page.keyboard.press("Control+Shift+z")
+    app.page.keyboard.press("Control+Shift+z")
+    assert [len(o["points"]) for o in objects(app)] == [1, 1]
+    np.testing.assert_array_equal(app.drawn(), both)  # redone without asking the server again
+    assert app.answered() == 2
+
+    app.page.keyboard.press("Escape")  # clears the selected object's prompts
+    assert objects(app)[1]["points"] == [] and objects(app)[1]["candidates"] is None
+    np.testing.assert_array_equal(app.drawn(), first)
+    app.page.click("#undo")
+    np.testing.assert_array_equal(app.drawn(), both)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    app.page.set_viewport_size({"width": 1280, "height": 760})  # README's picture
+    app.page.wait_for_timeout(200)
+    app.page.screenshot(path=str(SCREENSHOT))
+
+
+def test_downloads_coco_json_cutout_and_mask_png_hold_the_page_masks(app, client):
+    image_id = app.open_sample()
+    app.click(0.3, 0.5)
+    app.page.keyboard.press("n")
+    app.drag((0.5, 0.2), (0.9, 0.7))
+    app.page.wait_for_function(
+        "() => window.sam2ui.annotations.objects.length === 2 && "
+        "window.sam2ui.annotations.objects.every(o => o.candidates)"
+    )
+    first, second = objects(app)
+    masks = [
+        served(client, image_id, first["points"], [1]),
+        served(client, image_id, box=second["box"]),
+    ]
+    app.page.select_option("#export-scope", "all")
+    coco = json.loads(app.download("#download-coco"))
+    assert coco["images"] == [{"id": 1, "file_name": "coffee.jpg", "width": 600, "height": 400}]
+    assert [a["prompts"]["points"] for a in coco["annotations"]] == [first["points"], []]
+    assert coco["annotations"][1]["prompts"]["box"] == second["box"]
+    for annotation, mask in zip(coco["annotations"], masks, strict=True):
+        segmentation = dict(
+            annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode()
+        )
+        np.testing.assert_array_equal(mask_utils.decode(segmentation), mask)
+        assert annotation["area"] == int(mask.sum())
+
+    app.page.select_option("#export-scope", "selected")  # the box object
+    rgb = decode_image(SAMPLE)
+    cutout = np.asarray(Image.open(io.BytesIO(app.download("#download-cutout"))))
+    assert cutout.shape == (400, 600, 4)
+    np.testing.assert_array_equal(cutout[..., 3], masks[1] * 255)
+    inside = masks[1].astype(bool)
+    np.testing.assert_array_equal(cutout[..., :3][inside], rgb[inside])
+    mask_png = np.asarray(Image.open(io.BytesIO(app.download("#download-masks"))).convert("L"))
+    np.testing.assert_array_equal(mask_png > 0, masks[1].astype(bool))
+
+    app.page.check("#crop")
+    cropped = np.asarray(Image.open(io.BytesIO(app.download("#download-cutout"))))
+    rows, cols = np.flatnonzero(masks[1].any(1)), np.flatnonzero(masks[1].any(0))
+    window = masks[1][rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    np.testing.assert_array_equal(cropped[..., 3], window * 255)
+
+
+def test_segment_everything_shows_progress_and_its_masks_become_objects(app, client):
+    app.open_sample()
+    app.page.select_option("#points-per-side", "8")
+    app.page.fill("#pred-iou", str(PARAMS["pred_iou_thresh"]))
+    app.page.fill("#stability", str(PARAMS["stability_score_thresh"]))
+    more = {
+        k: v for k, v in PARAMS.items() if k not in ("pred_iou_thresh", "stability_score_thresh")
+    }
+    app.page.fill("#more-params", ", ".join(f"{k}={v}" for k, v in more.items()))
+    app.page.click("#everything")
+    app.page.wait_for_selector("#progress:not([hidden])")
+    app.page.wait_for_function("() => window.sam2ui.state.found !== null", timeout=120_000)
+    assert "done after" in app.page.inner_text("#progress-text")
+    found = app.state("s.state.found")
+    expected = client.automatic(SAMPLE, PARAMS)["annotations"]
+    assert [a["segmentation"] for a in found] == [a["segmentation"] for a in expected]
+    assert len(found) > 1
+
+    label = _smallest_covering(found)
+    y, x = np.argwhere(label == np.argmin([a["area"] for a in found]))[0]
+    app.click((x + 0.5) / 600, (y + 0.5) / 400)
+    at_x, at_y = app.image_coords((x + 0.5) / 600, (y + 0.5) / 400)
+    pick = found[label[int(at_y), int(at_x)]]
+    [obj] = objects(app)
+    assert obj["candidates"][0]["rle"]["counts"] == pick["segmentation"]["counts"]
+    app.page.keyboard.press("k")  # keeps the rest
+    assert len(objects(app)) == len(found)
+    np.testing.assert_array_equal(
+        app.drawn(), np.any([rle_to_mask(a["segmentation"]) for a in found], axis=0)
+    )
+
+
+def _smallest_covering(found: list[dict]) -> np.ndarray:
+    """Per pixel, the index of the smallest found mask covering it (-1 where none): what a
+    click there picks."""
+    masks = [rle_to_mask(a["segmentation"]).astype(bool) for a in found]
+    label = np.full(masks[0].shape, -1)
+    for index in np.argsort([a["area"] for a in found])[::-1]:  # smaller masks painted last
+        label[masks[index]] = index
+    return label
+
+
+def test_a_superseded_click_is_cancelled_and_only_the_newest_mask_is_drawn(app, client):
+    image_id = app.open_sample()
+    app.page.evaluate(
+        """() => {
+        const stage = document.querySelector('#stage');
+        const r = document.querySelector('#mask-layer').getBoundingClientRect();
+        for (const f of [0.3, 0.6]) {
+          const at = {clientX: r.left + f * r.width, clientY: r.top + 0.5 * r.height,
+                      button: 0, bubbles: true, pointerId: 1};
+          stage.dispatchEvent(new PointerEvent('pointerdown', at));
+          stage.dispatchEvent(new PointerEvent('pointerup', at));
+        }
+      }"""
+    )
+    app.wait_answers(1)
+    assert app.state("s.state.cancelled") == 1 and app.answered() == 1
+    [obj] = objects(app)
+    expected = served(client, image_id, obj["points"], [1, 1])
+    np.testing.assert_array_equal(app.drawn(), expected)
+
+
+def test_an_evicted_image_is_sent_again_without_the_user_noticing(app, client, triton):
+    image_id = app.open_sample()
+    for seed in range(TEST_CACHE_IMAGES + 1):  # pushes the sample out of sam2_session's cache
+        client.embed(unique_png(seed=700 + seed))
+    app.click(0.5, 0.5)
+    app.wait_answers(1)
+    assert app.state("s.state.latencies[0].reembedded") is True
+    assert not app.page.is_visible("#message")
+    np.testing.assert_array_equal(
+        app.drawn(), served(client, image_id, objects(app)[0]["points"], [1])
+    )
+
+
+def test_bad_files_and_a_server_that_is_down_are_told_in_the_page(app, browser, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    app.open_file(text)
+    assert "not a recognised image file" in app.message()
+    huge = tmp_path / "huge.png"
+    Image.new("1", (9000, 8000)).save(huge)  # 72 MP, over the 64 MP cap
+    app.open_file(huge)
+    app.page.wait_for_function(
+        "() => document.querySelector('#message').textContent.includes('exceeds the limit')"
+    )
+    assert "72000000 pixels exceeds the limit of 64000000 pixels" in app.message()
+
+    with gateway(f"127.0.0.1:{free_port()}") as url:  # nothing listens there
+        context = browser.new_context(viewport=VIEWPORT)
+        down = App(context.new_page(), url)
+        down.page.select_option("#sample", label="coffee.jpg")
+        assert "is not answering" in down.message()
+        context.close()
