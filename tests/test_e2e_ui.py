@@ -4,6 +4,7 @@ for the same prompts."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -285,3 +286,44 @@ def test_bad_files_and_a_server_that_is_down_are_told_in_the_page(app, browser, 
         down.page.select_option("#sample", label="coffee.jpg")
         assert "is not answering" in down.message()
         context.close()
+
+
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_an_image_dropped_or_pasted_opens_like_a_picked_one(app, how):
+    png = unique_png(seed=900 if how == "drop" else 901, size=(120, 90))
+    app.page.evaluate(
+        """([how, bytes]) => {
+        const file = new File([new Uint8Array(bytes)], 'shot.png', {type: 'image/png'});
+        const data = new DataTransfer();
+        data.items.add(file);
+        if (how === 'drop') {
+          const target = document.querySelector('#workspace');
+          target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+        } else {
+          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+        }
+      }""",
+        [how, list(png)],
+    )
+    app.page.wait_for_selector("body[data-image-id]")
+    assert app.state("[s.state.image.name, s.view.width, s.view.height]") == ["shot.png", 120, 90]
+    assert app.state("s.state.image.id") == hashlib.sha256(png).hexdigest()
+
+
+def test_objects_are_renamed_deleted_and_their_candidates_chosen_from_the_list(app):
+    app.open_sample()
+    app.click(0.3, 0.5)
+    app.wait_answers(1)
+    app.page.fill("#objects li[data-object-id='1'] input.name", "cup")
+    app.page.press("#objects li[data-object-id='1'] input.name", "Enter")
+    assert objects(app)[0]["name"] == "cup"
+    app.page.click("#objects li[data-object-id='1'] button.candidate[data-index='1']")
+    assert objects(app)[0]["chosen"] == 1
+    app.page.keyboard.press("n")
+    assert len(objects(app)) == 2
+    app.page.keyboard.press("Delete")  # the new, selected object
+    assert [o["name"] for o in objects(app)] == ["cup"]
+    app.page.click("#objects li[data-object-id='1'] button.delete")
+    assert objects(app) == [] and app.drawn().sum() == 0
+    app.page.keyboard.press("Control+z")
+    assert [o["name"] for o in objects(app)] == ["cup"] and app.drawn().sum() > 0

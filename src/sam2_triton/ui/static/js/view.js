@@ -56,35 +56,36 @@ export class View {
   }
 
   // Objects' masks, the selected one on top; or, while picking, segment-everything's masks.
+  // The other objects' layer is cached: a click repaints only the selected object's mask.
   render(annotations, found = null) {
     const ctx = this.maskCanvas.getContext("2d");
     const image = ctx.createImageData(this.width, this.height);
-    const data = image.data;
-    const paint = (mask, [r, g, b], alpha) => {
-      for (let i = 0; i < mask.length; i += 1) {
-        if (mask[i]) {
-          const j = i * 4;
-          data[j] = r;
-          data[j + 1] = g;
-          data[j + 2] = b;
-          data[j + 3] = alpha;
-        }
-      }
-    };
+    const selected = found ? null : annotations.selected();
     if (found) {
       const order = [...found.keys()].sort((a, b) => found[b].area - found[a].area);
-      for (const k of order) paint(maskOf(found[k].segmentation), PALETTE[k % PALETTE.length], FOUND_ALPHA);
-    } else {
-      const selected = annotations.selected();
-      for (const object of annotations.objects) {
-        const mask = object === selected ? null : maskOfObject(object);
-        if (mask) paint(mask, object.color, MASK_ALPHA);
+      for (const k of order) {
+        paint(image.data, maskOf(found[k].segmentation), PALETTE[k % PALETTE.length], FOUND_ALPHA);
       }
+    } else {
+      image.data.set(this.othersLayer(annotations.objects.filter((o) => o !== selected)));
       const mask = maskOfObject(selected);
-      if (mask) paint(mask, selected.color, SELECTED_ALPHA);
+      if (mask) paint(image.data, mask, selected.color, SELECTED_ALPHA);
     }
     ctx.putImageData(image, 0, 0);
-    this.drawPrompts(found ? null : annotations.selected());
+    this.drawPrompts(selected);
+  }
+
+  othersLayer(objects) {
+    const key = JSON.stringify([this.width, this.height, objects.map((o) => [o.id, o.rev, o.pending, o.chosen, o.color])]);
+    if (this.cachedKey !== key) {
+      this.cached = new Uint8ClampedArray(this.width * this.height * 4);
+      for (const object of objects) {
+        const mask = maskOfObject(object);
+        if (mask) paint(this.cached, mask, object.color, MASK_ALPHA);
+      }
+      this.cachedKey = key;
+    }
+    return this.cached;
   }
 
   // The selected object's points (green foreground, red background) and box; a box being
@@ -112,5 +113,17 @@ export class View {
         class: object.labels[i] === 1 ? "point foreground" : "point background",
       });
     });
+  }
+}
+
+function paint(data, mask, [r, g, b], alpha) {
+  for (let i = 0; i < mask.length; i += 1) {
+    if (mask[i]) {
+      const j = i * 4;
+      data[j] = r;
+      data[j + 1] = g;
+      data[j + 2] = b;
+      data[j + 3] = alpha;
+    }
   }
 }
