@@ -254,6 +254,24 @@ class OneImageDecoder(nn.Module):
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        masks, iou, _ = self.decode(
+            image_embed, high_res_feats_0, high_res_feats_1, point_coords, point_labels,
+            mask_input, has_mask_input,
+        )  # fmt: skip
+        return masks, iou
+
+    def decode(
+        self,
+        image_embed: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masks [N, 4, 256, 256], IoU predictions [N, 4] and the output tokens after the
+        transformer [N, 2 + 4 + P, 256] (object score, IoU, the mask tokens, the prompts)."""
         sparse = self.prompt_encoder._embed_points(point_coords, point_labels, pad=True)
         n = sparse.shape[0]
         # dense = has * mask_embedding + (1 - has) * no_mask_embed, with the mask embedding's
@@ -277,4 +295,4 @@ class OneImageDecoder(nn.Module):
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(self.hypernetworks)], dim=1
         )
         masks = self.upscaling(keys, hyper_in, high_res_feats_1, high_res_feats_0)
-        return masks, self.iou_head(queries[:, 1, :])
+        return masks, self.iou_head(queries[:, 1, :]), queries

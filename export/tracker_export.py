@@ -16,11 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from sam2_triton.export.tracker_graph import TOKENS, MemoryAttentionGraph, MemoryEncoderGraph
+from sam2_triton import contract
+from sam2_triton.export.onnx_export import example_decoder_inputs, optimize_onnx_file
+from sam2_triton.export.tracker_graph import (
+    TOKENS,
+    MemoryAttentionGraph,
+    MemoryEncoderGraph,
+    TrackingDecoder,
+)
 from sam2_triton.onnx_session import create_session
 
 MEMORY_ATTENTION_FILE = "memory_attention.onnx"
 MEMORY_ENCODER_FILE = "memory_encoder.onnx"
+TRACKING_DECODER_FILE = "tracking_decoder.onnx"
+TRACKING_DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]
 OPSET = 18
 MEMORY_ATTENTION_INPUTS = ["vision_feat", "memory", "memory_tpos", "obj_ptrs", "obj_ptr_tpos"]
 MEMORY_ENCODER_INPUTS = ["vision_feat", "mask_logits", "object_score_logits", "binarize"]
@@ -32,6 +41,7 @@ _OBJECTS, _MEMORIES, _POINTERS = 2, 2, 3
 class TrackerExport:
     memory_attention: Path
     memory_encoder: Path
+    tracking_decoder: Path
     seconds: float
 
 
@@ -59,7 +69,8 @@ def example_memory_encoder_inputs(objects: int = _OBJECTS, seed: int = 0) -> dic
 
 
 def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
-    """Write memory_attention.onnx and memory_encoder.onnx into ``out_dir``."""
+    """Write memory_attention.onnx, memory_encoder.onnx and tracking_decoder.onnx into
+    ``out_dir`` (the decoder with onnxruntime's SAM 2 fusions, as the image decoder)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -93,7 +104,24 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
         ["maskmem_features"],
         encoder_path,
     )
-    return TrackerExport(attention_path, encoder_path, round(time.perf_counter() - start, 2))
+    decoder_path = out_dir / TRACKING_DECODER_FILE
+    prompts = torch.export.Dim("num_prompts", min=1, max=4096)
+    points = torch.export.Dim("num_points", min=1, max=4096)
+    features = {t.name for t in contract.DECODER_FEATURES}
+    decoder_inputs = example_decoder_inputs()
+    shapes = {name: None if name in features else {0: prompts} for name in decoder_inputs}
+    shapes["point_coords"] = {0: prompts, 1: points}
+    shapes["point_labels"] = {0: prompts, 1: points}
+    _export(
+        TrackingDecoder(model).eval(),
+        decoder_inputs,
+        shapes,
+        TRACKING_DECODER_OUTPUTS,
+        decoder_path,
+    )
+    optimize_onnx_file(decoder_path)
+    seconds = round(time.perf_counter() - start, 2)
+    return TrackerExport(attention_path, encoder_path, decoder_path, seconds)
 
 
 def _export(module: nn.Module, inputs: dict, shapes: dict, outputs: list[str], path: Path) -> None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from sam2.modeling.position_encoding import compute_axial_cis
 from torch import nn
+
+from sam2_triton.export.decoder_graph import OneImageDecoder
 
 SIDE = 64  # feature map side at 1024 input
 TOKENS = SIDE * SIDE
@@ -194,6 +195,30 @@ class MemoryEncoderGraph(nn.Module):
         return features.flatten(2).transpose(1, 2)
 
 
-def mask_logits_1024(low_res: torch.Tensor) -> torch.Tensor:
-    """[B, 1, 256, 256] -> [B, 1, 1024, 1024], as sam2 upsamples masks for the memory."""
-    return F.interpolate(low_res, size=(1024, 1024), mode="bilinear", align_corners=False)
+class TrackingDecoder(OneImageDecoder):
+    """The image decoder (same inputs, same masks and IoU predictions) plus what tracking reads:
+    every mask token's object pointer ``obj_ptrs`` [N, 4, 256] (SAM2Base.obj_ptr_proj) and the
+    ``object_score_logits`` [N, 1] (is the object in the frame at all). Which token's pointer
+    counts, and the no-object gating, are the tracker's choice (``sam2_triton.tracking``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.obj_ptr_proj = model.obj_ptr_proj
+        self.obj_score_head = model.sam_mask_decoder.pred_obj_score_head
+
+    def forward(
+        self,
+        image_embed: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        masks, iou, queries = self.decode(
+            image_embed, high_res_feats_0, high_res_feats_1, point_coords, point_labels,
+            mask_input, has_mask_input,
+        )  # fmt: skip
+        mask_tokens = queries[:, 2 : 2 + self.num_mask_tokens, :]
+        return masks, iou, self.obj_ptr_proj(mask_tokens), self.obj_score_head(queries[:, 0, :])

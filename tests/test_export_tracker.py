@@ -18,6 +18,7 @@ from sam2_triton.export.tracker_export import (
     run_onnx,
 )
 from sam2_triton.export.tracker_graph import rotate_pairs
+from sam2_triton.onnx_session import create_session
 
 TOLERANCE = 1e-4
 
@@ -70,3 +71,83 @@ def test_memory_encoder_matches_sam2(sam2_model, tracker_files, binarize):
     want = reference_memory_encoder(sam2_model, inputs)
     assert got.shape == (3, 4096, 64)
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+
+
+def _frame(seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One frame's decoder features: the image embedding [1, 256, 64, 64] and the two
+    high-resolution maps, as sam2 holds them (NCHW)."""
+    gen = torch.Generator().manual_seed(seed)
+    pix = torch.randn(1, 256, 64, 64, generator=gen)
+    return pix, [
+        torch.randn(1, 32, 256, 256, generator=gen),
+        torch.randn(1, 64, 128, 128, generator=gen),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("points", "labels"),
+    [
+        ([[500.0, 380.0]], [1]),  # a lone click: multimask
+        ([[100.0, 120.0], [700.0, 800.0], [400.0, 420.0]], [2, 3, 1]),  # box + click: one mask
+        ([[300.0, 300.0], [600.0, 200.0]], [1, 0]),
+        (None, None),  # a tracking frame: no prompt, multimask
+    ],
+)
+def test_tracking_decoder_and_heads_match_sam2s_forward_sam_heads(
+    sam2_model, tracker_files, points, labels
+):
+    from sam2_triton.export.decoder_graph import decoder_layout
+    from sam2_triton.prompt_batch import decoder_feeds
+    from sam2_triton.tracking import decoder_heads, use_multimask
+
+    pix, high_res = _frame(seed=len(labels or []))
+    multimask = use_multimask(len(labels or []))
+    if points is None:  # sam2's own stand-in: one padding point
+        coords, codes = torch.zeros(1, 1, 2), -torch.ones(1, 1, dtype=torch.int32)
+    else:
+        coords, codes = torch.tensor([points]), torch.tensor([labels], dtype=torch.int32)
+    with torch.no_grad():
+        want = sam2_model._forward_sam_heads(
+            backbone_features=pix,
+            point_inputs=None
+            if points is None
+            else {"point_coords": coords, "point_labels": codes},
+            mask_inputs=None,
+            high_res_features=high_res,
+            multimask_output=multimask,
+        )
+        tokens, s0, s1 = decoder_layout(pix, *high_res)
+    features = {
+        "image_embed": tokens.numpy(),
+        "high_res_feats_0": s0.numpy(),
+        "high_res_feats_1": s1.numpy(),
+    }
+    session = create_session(tracker_files.tracking_decoder)
+    outputs = session.run(None, decoder_feeds(features, coords.numpy(), codes.numpy()))
+    no_obj_ptr = sam2_model.no_obj_ptr.detach().numpy()
+    got = decoder_heads(*outputs, multimask=multimask, no_obj_ptr=no_obj_ptr)
+    low_multi, _, ious, low, high, obj_ptr, score = (t.numpy() for t in want)
+    for ours, theirs in [
+        (got.low_res_multimasks, low_multi),
+        (got.ious, ious),
+        (got.low_res_masks, low),
+        (got.obj_ptr, obj_ptr),
+        (got.object_score_logits, score),
+        (got.high_res_masks(), high),
+    ]:
+        np.testing.assert_allclose(ours, theirs, atol=TOLERANCE, rtol=0)
+
+
+def test_an_absent_object_gets_no_object_logits_and_pointer():
+    from sam2_triton.tracking import NO_OBJ_SCORE, decoder_heads
+
+    rng = np.random.default_rng(0)
+    masks = rng.normal(size=(2, 4, 256, 256)).astype(np.float32)
+    ious, ptrs = rng.uniform(size=(2, 4)).astype(np.float32), rng.normal(size=(2, 4, 256))
+    no_obj_ptr = np.full((1, 256), 7.0, np.float32)
+    got = decoder_heads(masks, ious, ptrs, np.array([[0.5], [-0.5]]), True, no_obj_ptr)
+    best = 1 + int(np.argmax(ious[0, 1:]))
+    np.testing.assert_array_equal(got.low_res_masks[0, 0], masks[0, best])
+    np.testing.assert_array_equal(got.obj_ptr[0], ptrs[0, best].astype(np.float32))
+    assert (got.low_res_multimasks[1] == NO_OBJ_SCORE).all()
+    np.testing.assert_array_equal(got.obj_ptr[1], no_obj_ptr[0])
