@@ -74,3 +74,95 @@ def decoder_heads(
         obj_ptr=np.stack(pointers).astype(np.float32),
         object_score_logits=np.asarray(object_score_logits, np.float32),
     )
+
+
+# --- which memories a frame attends to ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """SAM2Base's memory settings (sam2.1 configs and SAM2Base's defaults)."""
+
+    num_maskmem: int = 7  # the prompted frames' memories + up to 6 previous frames'
+    max_cond_frames_in_attn: int = -1  # -1: every prompted frame
+    memory_temporal_stride: int = 1
+    max_obj_ptrs_in_encoder: int = 16
+    only_obj_ptrs_in_the_past: bool = True
+    signed_tpos_enc_to_obj_ptrs: bool = True
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What memory attention reads on one frame: ``memories`` (frame, row of maskmem_tpos_enc)
+    in order, ``pointers`` (frame, temporal position fed to the pointers' sine encoding)."""
+
+    memories: list[tuple[int, int]]
+    pointers: list[tuple[int, np.float32]]
+
+
+def select_closest_cond_frames(
+    frame_idx: int, cond_frames: list[int], max_num: int
+) -> tuple[list[int], list[int]]:
+    """sam2_utils.select_closest_cond_frames on frame numbers (order kept: it is the order the
+    memories are concatenated in)."""
+    if max_num == -1 or len(cond_frames) <= max_num:
+        return list(cond_frames), []
+    selected: list[int] = []
+    before = max((t for t in cond_frames if t < frame_idx), default=None)
+    if before is not None:
+        selected.append(before)
+    after = min((t for t in cond_frames if t >= frame_idx), default=None)
+    if after is not None:
+        selected.append(after)
+    rest = sorted((t for t in cond_frames if t not in selected), key=lambda t: abs(t - frame_idx))
+    selected += rest[: max_num - len(selected)]
+    return selected, [t for t in cond_frames if t not in selected]
+
+
+def plan_memories(
+    frame_idx: int,
+    cond_frames: list[int],
+    non_cond_frames: set[int],
+    num_frames: int,
+    reverse: bool = False,
+    config: MemoryConfig = MemoryConfig(),
+) -> MemoryPlan:
+    """The choices of ``SAM2Base._prepare_memory_conditioned_features`` for a frame that is not
+    an initial conditioning frame: the prompted ("conditioning") frames first, at temporal
+    position 0, then the previous frames' memories (every ``memory_temporal_stride``-th, the
+    last one always), then object pointers of prompted frames in the past and of up to 15
+    previous frames, each with its signed distance."""
+    selected, unselected = select_closest_cond_frames(
+        frame_idx, cond_frames, config.max_cond_frames_in_attn
+    )
+    available = non_cond_frames | set(unselected)
+    n = config.num_maskmem
+    memories = [(t, n - 1) for t in selected]
+    stride, sign = config.memory_temporal_stride, -1 if reverse else 1
+    for t_pos in range(1, n):
+        t_rel = n - t_pos  # frames before this one
+        if t_rel == 1:
+            prev = frame_idx - sign
+        elif not reverse:
+            prev = ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
+        else:
+            prev = -(-(frame_idx + 2) // stride) * stride + (t_rel - 2) * stride
+        if prev in available:
+            memories.append((prev, n - t_pos - 1))
+
+    max_ptrs = min(num_frames, config.max_obj_ptrs_in_encoder)
+    in_past = [t for t in selected if (t >= frame_idx if reverse else t <= frame_idx)]
+    ptr_frames = in_past if config.only_obj_ptrs_in_the_past else selected
+    distances = [
+        ((frame_idx - t) * sign if config.signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t), t)
+        for t in ptr_frames
+    ]
+    for t_diff in range(1, max_ptrs):
+        t = frame_idx - t_diff * sign
+        if t < 0 or t >= num_frames:
+            break
+        if t in available:
+            distances.append((t_diff, t))
+    scale = np.float32(max_ptrs - 1)
+    pointers = [(t, np.float32(d) / scale) for d, t in distances]
+    return MemoryPlan(memories, pointers)
