@@ -1,5 +1,5 @@
-"""Export the video tracker's memory attention and memory encoder to ONNX, and check them
-against sam2's own modules.
+"""Export the video tracker's memory attention, memory encoder and tracking decoder to ONNX,
+and check them against sam2's own modules.
 
 Axes: B objects tracked together, Nm memory frames and Np object pointers per frame, all
 dynamic. The files sit beside the image encoder and decoder in the export folder.
@@ -25,10 +25,13 @@ from sam2_triton.export.tracker_graph import (
     TrackingDecoder,
 )
 from sam2_triton.onnx_session import create_session
+from sam2_triton.tracker_runtime import (
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKER_CONSTANTS_FILE,
+    TRACKING_DECODER_FILE,
+)
 
-MEMORY_ATTENTION_FILE = "memory_attention.onnx"
-MEMORY_ENCODER_FILE = "memory_encoder.onnx"
-TRACKING_DECODER_FILE = "tracking_decoder.onnx"
 TRACKING_DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]
 OPSET = 18
 MEMORY_ATTENTION_INPUTS = ["vision_feat", "memory", "memory_tpos", "obj_ptrs", "obj_ptr_tpos"]
@@ -120,6 +123,11 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
         decoder_path,
     )
     optimize_onnx_file(decoder_path)
+    np.savez(
+        out_dir / TRACKER_CONSTANTS_FILE,
+        no_mem_embed=model.no_mem_embed.detach().numpy().reshape(-1),
+        no_obj_ptr=model.no_obj_ptr.detach().numpy().reshape(1, -1),
+    )
     seconds = round(time.perf_counter() - start, 2)
     return TrackerExport(attention_path, encoder_path, decoder_path, seconds)
 
@@ -203,3 +211,20 @@ def reference_memory_encoder(model: nn.Module, inputs: dict[str, torch.Tensor]) 
 def run_onnx(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
     session = create_session(path)
     return session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+
+
+def verify_tracker(model: nn.Module, export: TrackerExport) -> dict[str, float]:
+    """Largest |ONNX - sam2| of memory attention (2 objects, 3 memories, 4 pointers) and of
+    the memory encoder (click masks binarised), on example inputs."""
+    attention_inputs = example_memory_attention_inputs(objects=2, memories=3, pointers=4, seed=1)
+    encoder_inputs = example_memory_encoder_inputs(objects=2, seed=1)
+    attention = run_onnx(export.memory_attention, attention_inputs)
+    encoder = run_onnx(export.memory_encoder, encoder_inputs)
+    return {
+        "memory_attention": float(
+            np.abs(attention - reference_memory_attention(model, attention_inputs)).max()
+        ),
+        "memory_encoder": float(
+            np.abs(encoder - reference_memory_encoder(model, encoder_inputs)).max()
+        ),
+    }

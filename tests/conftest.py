@@ -54,6 +54,22 @@ def tiny_export() -> TinyExport:
     return TinyExport(export_dir=cache, checkpoint=checkpoint, config=variant.config)
 
 
+@pytest.fixture(scope="session")
+def tracker_export(tiny_export: TinyExport) -> Path:
+    """The same export folder with the video tracker's graphs beside the image encoder."""
+    from sam2_triton.tracker_runtime import TRACKER_CONSTANTS_FILE
+
+    folder = tiny_export.export_dir
+    if not (folder / TRACKER_CONSTANTS_FILE).exists():  # written last
+        from sam2.build_sam import build_sam2
+
+        from sam2_triton.export.tracker_export import export_tracker_onnx
+
+        model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
+        export_tracker_onnx(model, folder)
+    return folder
+
+
 @pytest.fixture
 def fake_export(tmp_path: Path) -> Path:
     """An export folder whose ONNX files are a few bytes: enough for repository tests."""

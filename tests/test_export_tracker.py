@@ -5,6 +5,8 @@ absent; every count a dynamic axis."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,13 +14,17 @@ import torch
 from sam2_triton.export.tracker_export import (
     example_memory_attention_inputs,
     example_memory_encoder_inputs,
-    export_tracker_onnx,
     reference_memory_attention,
     reference_memory_encoder,
     run_onnx,
 )
 from sam2_triton.export.tracker_graph import rotate_pairs
 from sam2_triton.onnx_session import create_session
+from sam2_triton.tracker_runtime import (
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKING_DECODER_FILE,
+)
 
 TOLERANCE = 1e-4
 
@@ -31,8 +37,13 @@ def sam2_model(tiny_export):
 
 
 @pytest.fixture(scope="module")
-def tracker_files(sam2_model, tmp_path_factory):
-    return export_tracker_onnx(sam2_model, tmp_path_factory.mktemp("tracker"))
+def tracker_files(tracker_export):
+    """What export_tracker_onnx wrote (conftest's tracker_export)."""
+    return SimpleNamespace(
+        memory_attention=tracker_export / MEMORY_ATTENTION_FILE,
+        memory_encoder=tracker_export / MEMORY_ENCODER_FILE,
+        tracking_decoder=tracker_export / TRACKING_DECODER_FILE,
+    )
 
 
 def test_real_rotation_equals_sam2s_complex_rope():
@@ -151,3 +162,17 @@ def test_an_absent_object_gets_no_object_logits_and_pointer():
     np.testing.assert_array_equal(got.obj_ptr[0], ptrs[0, best].astype(np.float32))
     assert (got.low_res_multimasks[1] == NO_OBJ_SCORE).all()
     np.testing.assert_array_equal(got.obj_ptr[1], no_obj_ptr[0])
+
+
+def test_the_export_check_passes_and_catches_a_graph_that_differs(sam2_model, tracker_files):
+    from sam2_triton.export.tracker_export import verify_tracker
+
+    assert max(verify_tracker(sam2_model, tracker_files).values()) < TOLERANCE
+    weight = sam2_model.memory_attention.norm.weight
+    with torch.no_grad():
+        weight += 0.5  # the PyTorch model no longer matches the files
+        try:
+            errors = verify_tracker(sam2_model, tracker_files)
+        finally:
+            weight -= 0.5
+    assert errors["memory_attention"] > 1e-2 and errors["memory_encoder"] < TOLERANCE

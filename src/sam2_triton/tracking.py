@@ -166,3 +166,30 @@ def plan_memories(
     scale = np.float32(max_ptrs - 1)
     pointers = [(t, np.float32(d) / scale) for d, t in distances]
     return MemoryPlan(memories, pointers)
+
+
+# --- frames and stored memories -------------------------------------------------------------
+
+
+def video_frame_input(rgb: np.ndarray, image_size: int = MEMORY_IMAGE_SIZE) -> np.ndarray:
+    """A video frame (HWC uint8 RGB) -> the encoder's input [1, 3, 1024, 1024], as
+    SAM2VideoPredictor loads frames (sam2/utils/misc.py): Pillow's default (bicubic) resize to
+    the square, /255, then ImageNet mean and std in float32. Not the image predictor's
+    transform: its resize differs, and the masks with it."""
+    from PIL import Image
+
+    from sam2_triton.processing import PIXEL_MEAN, PIXEL_STD
+
+    resized = np.asarray(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
+    scaled = (resized / 255.0).astype(np.float32).transpose(2, 0, 1)
+    return ((scaled - PIXEL_MEAN[:, None, None]) / PIXEL_STD[:, None, None])[None]
+
+
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 rounded to the nearest bfloat16 (ties to even), kept as float32: the reference
+    stores every memory feature as ``torch.bfloat16``, and tracking reads them back."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(
+        0xFFFF0000
+    )
+    return rounded.view(np.float32)

@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="standard ONNX only, without onnxruntime's fused ops (for TensorRT, see docs/gpu.md)",
     )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="also export the video tracker's graphs (memory attention, memory encoder, "
+        "tracking decoder) and check them against sam2's modules",
+    )
     p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR, help="where downloads are")
     p.add_argument(
         "--repository",
@@ -65,10 +71,12 @@ def export_model(
     random_weights: bool,
     seed: int,
     ort_fusions: bool = True,
+    video: bool = False,
 ) -> Path:
     """Export ``model`` to ``exports/<model>/`` and return that folder.
 
     ``ort_fusions=False`` keeps the graphs standard ONNX, which TensorRT can take whole.
+    ``video``: the tracker's graphs too (``export/tracker_export.py``).
     """
     from sam2_triton.export import build_sam2_model, export_onnx, verify_onnx
 
@@ -97,6 +105,19 @@ def export_model(
             f"the ONNX files differ from PyTorch by {report.max_abs:.2e} "
             f"(> {EXPORT_TOLERANCE:g}); do not serve them"
         )
+    if video:
+        from sam2_triton.export.tracker_export import export_tracker_onnx, verify_tracker
+
+        tracker = export_tracker_onnx(sam, out_dir)
+        errors = verify_tracker(sam, tracker)
+        print(
+            f"video tracker exported in {tracker.seconds:.1f} s; max |ONNX - PyTorch|: "
+            + ", ".join(f"{name} {error:.2e}" for name, error in errors.items())
+        )
+        if max(errors.values()) > EXPORT_TOLERANCE:
+            raise ExportCheckError(
+                f"the tracker's ONNX files differ from PyTorch by {max(errors.values()):.2e}"
+            )
     return out_dir
 
 
@@ -126,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         checkpoint = default
-    export_model(args.model, checkpoint, args.random_weights, args.seed, not args.no_ort_fusions)
+    export_model(
+        args.model,
+        checkpoint,
+        args.random_weights,
+        args.seed,
+        not args.no_ort_fusions,
+        video=args.video,
+    )
     place_into_repository(args.model, args.repository)
     return 0

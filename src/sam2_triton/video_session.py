@@ -1,0 +1,275 @@
+"""One video being tracked: SAM2VideoPredictor's inference state and calls, on the exported
+graphs (``TrackerModels``) and the numpy choices of ``tracking``.
+
+The calls mirror Meta's: ``add_new_points_or_box`` answers the prompted frame's masks for
+every object, ``propagate_in_video`` yields (frame, object ids, mask logits at the video's
+size). Each object is tracked on its own (sam2 1.1's per-object state), with its prompted
+("conditioning") frames, the frames it was tracked on and their memories, stored rounded to
+bfloat16 as the reference stores them. Not yet here: mask prompts, removing objects,
+clearing a frame's prompts, hole filling (skipped, as the reference skips it on a CPU) and
+the bounded memory the served model will keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from sam2_triton.masks import upsample_logits
+from sam2_triton.tracking import (
+    MEMORY_IMAGE_SIZE,
+    MemoryConfig,
+    decoder_heads,
+    plan_memories,
+    round_to_bfloat16,
+    use_multimask,
+    video_frame_input,
+)
+
+LOGIT_CLAMP = 32.0  # previous mask logits fed back with new clicks are clamped (sam2)
+
+
+class TrackerModels(Protocol):
+    """The exported graphs, however they are run (in-process ONNX Runtime, Triton BLS)."""
+
+    no_mem_embed: np.ndarray  # [256]
+    no_obj_ptr: np.ndarray  # [1, 256]
+
+    def encode(self, image: np.ndarray) -> dict[str, np.ndarray]: ...
+    def decode(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    def attend(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+    def encode_memory(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class FrameOutput:
+    pred_masks: np.ndarray  # [1, 1, 256, 256] logits
+    obj_ptr: np.ndarray  # [1, 256]
+    object_score_logits: np.ndarray  # [1, 1]
+    maskmem: np.ndarray | None = None  # [1, 4096, 64], bfloat16-rounded
+
+
+@dataclass
+class TrackedObject:
+    obj_id: int
+    points: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    cond: dict[int, FrameOutput] = field(default_factory=dict)
+    non_cond: dict[int, FrameOutput] = field(default_factory=dict)
+    temp: dict[bool, dict[int, FrameOutput]] = field(
+        default_factory=lambda: {True: {}, False: {}}
+    )
+    tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+
+    def output(self, frame: int) -> FrameOutput | None:
+        return self.cond.get(frame) or self.non_cond.get(frame)
+
+
+class VideoSession:
+    """SAM2VideoPredictor's state for one video of RGB frames (HWC uint8)."""
+
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        models: TrackerModels,
+        config: MemoryConfig | None = None,
+    ) -> None:
+        if not frames:
+            raise ValueError("frames: a video needs at least one frame")
+        self.frames, self.models, self.config = frames, models, config or MemoryConfig()
+        self.height, self.width = frames[0].shape[:2]
+        self.objects: dict[int, TrackedObject] = {}
+        self._features: tuple[int, dict[str, np.ndarray]] | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self.objects)
+
+    # --- Meta's calls ---------------------------------------------------------------------
+
+    def add_new_points_or_box(
+        self,
+        frame_idx: int,
+        obj_id: int,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: np.ndarray | None = None,
+    ) -> tuple[int, list[int], np.ndarray]:
+        """Clicks and/or a box on one frame for one object; every object's masks there."""
+        if (points is None) != (labels is None):
+            raise ValueError("points and labels must be provided together")
+        if points is None and box is None:
+            raise ValueError("at least one of points or box must be provided as input")
+        coords = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32)
+        codes = np.zeros(0, np.int32) if labels is None else np.asarray(labels, np.int32)
+        coords, codes = coords.reshape(1, -1, 2), codes.reshape(1, -1)
+        if box is not None:
+            if not clear_old_points:
+                raise ValueError("cannot add a box without clearing old points")
+            coords = np.concatenate([np.asarray(box, np.float32).reshape(1, 2, 2), coords], 1)
+            codes = np.concatenate([np.array([[2, 3]], np.int32), codes], 1)
+        if normalize_coords:
+            coords = coords / np.array([self.width, self.height], np.float32)
+        coords = (coords * np.float32(MEMORY_IMAGE_SIZE)).astype(np.float32)
+        obj = self.objects.setdefault(obj_id, TrackedObject(obj_id))
+        old = None if clear_old_points else obj.points.get(frame_idx)
+        if old is not None:
+            coords, codes = np.concatenate([old[0], coords], 1), np.concatenate([old[1], codes], 1)
+        obj.points[frame_idx] = (coords, codes)
+        is_init = frame_idx not in obj.tracked
+        reverse = False if is_init else obj.tracked[frame_idx]
+        is_cond = is_init  # add_all_frames_to_correct_as_cond=False
+        previous = obj.temp[is_cond].get(frame_idx) or obj.output(frame_idx)
+        prev_logits = None
+        if previous is not None:
+            prev_logits = np.clip(previous.pred_masks, -LOGIT_CLAMP, LOGIT_CLAMP)
+        out = self._run_frame(obj, frame_idx, is_init, (coords, codes), reverse, False, prev_logits)
+        obj.temp[is_cond][frame_idx] = out
+        masks = []
+        for other in self.objects.values():
+            found = other.temp[is_cond].get(frame_idx) or other.output(frame_idx)
+            masks.append(self._video_res(found))
+        return frame_idx, self.obj_ids, np.stack(masks)
+
+    def propagate_in_video(
+        self,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, list[int], np.ndarray]]:
+        """Track every object frame by frame: (frame, object ids, logits [N, 1, H, W])."""
+        self._preflight()
+        if start_frame_idx is None:
+            start_frame_idx = min(t for obj in self.objects.values() for t in obj.cond)
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = self.num_frames
+        if reverse:
+            end = max(start_frame_idx - max_frame_num_to_track, 0)
+            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+        else:
+            end = min(start_frame_idx + max_frame_num_to_track, self.num_frames - 1)
+            order = range(start_frame_idx, end + 1)
+        for frame_idx in order:
+            masks = []
+            for obj in self.objects.values():
+                if frame_idx in obj.cond:
+                    out = obj.cond[frame_idx]
+                else:
+                    out = self._run_frame(obj, frame_idx, False, None, reverse, True, None)
+                    obj.non_cond[frame_idx] = out
+                obj.tracked[frame_idx] = reverse
+                masks.append(self._video_res(out))
+            yield frame_idx, self.obj_ids, np.stack(masks)
+
+    def reset_state(self) -> None:
+        self.objects.clear()
+        self._features = None
+
+    # --- one frame ------------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """Encode the memories of the frames just prompted (is_mask_from_pts: binarised)."""
+        if not self.objects:
+            raise ValueError("no object has a prompt yet: add points or a box first")
+        for obj in self.objects.values():
+            for is_cond in (False, True):
+                for frame_idx, out in obj.temp[is_cond].items():
+                    if out.maskmem is None:
+                        out.maskmem = self._encode_memory(frame_idx, out, from_points=True)
+                    (obj.cond if is_cond else obj.non_cond)[frame_idx] = out
+                obj.temp[is_cond].clear()
+            if not obj.cond:
+                raise ValueError(f"object {obj.obj_id} has no prompt: add points or a box")
+            for frame_idx in obj.cond:
+                obj.non_cond.pop(frame_idx, None)
+
+    def _run_frame(
+        self,
+        obj: TrackedObject,
+        frame_idx: int,
+        is_init: bool,
+        point_inputs: tuple[np.ndarray, np.ndarray] | None,
+        reverse: bool,
+        run_mem_encoder: bool,
+        prev_logits: np.ndarray | None,
+    ) -> FrameOutput:
+        features = self._frame_features(frame_idx)
+        if is_init:  # SAM 2.1 adds the no-memory embedding instead of attending
+            image_embed = features["image_embed"]
+        else:
+            image_embed = self._attend(obj, frame_idx, features, reverse)
+        if point_inputs is None:  # sam2's stand-in for "no prompt": one padding point
+            coords, codes = np.zeros((1, 1, 2), np.float32), -np.ones((1, 1), np.int32)
+        else:
+            coords, codes = point_inputs
+        has_mask = np.float32(prev_logits is not None)
+        feeds = {
+            "image_embed": image_embed,
+            "high_res_feats_0": features["high_res_feats_0"],
+            "high_res_feats_1": features["high_res_feats_1"],
+            "point_coords": coords,
+            "point_labels": codes,
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32)
+            if prev_logits is None
+            else prev_logits.astype(np.float32),
+            "has_mask_input": np.full((1, 1), has_mask, np.float32),
+        }
+        multimask = use_multimask(0 if point_inputs is None else codes.shape[1])
+        heads = decoder_heads(*self.models.decode(feeds), multimask, self.models.no_obj_ptr)
+        out = FrameOutput(heads.low_res_masks, heads.obj_ptr, heads.object_score_logits)
+        if run_mem_encoder:
+            out.maskmem = self._encode_memory(frame_idx, out, from_points=point_inputs is not None)
+        return out
+
+    def _attend(
+        self, obj: TrackedObject, frame_idx: int, features: dict, reverse: bool
+    ) -> np.ndarray:
+        plan = plan_memories(
+            frame_idx, list(obj.cond), set(obj.non_cond), self.num_frames, reverse, self.config
+        )
+        outputs = [obj.output(t) for t, _ in plan.memories]
+        pointers = [obj.output(t).obj_ptr[0] for t, _ in plan.pointers]
+        feeds = {
+            "vision_feat": self._vision_feat(features),
+            "memory": np.stack([o.maskmem[0] for o in outputs])[None],
+            "memory_tpos": np.array([row for _, row in plan.memories], np.int64),
+            "obj_ptrs": np.array(pointers, np.float32).reshape(1, -1, 256),
+            "obj_ptr_tpos": np.array([p for _, p in plan.pointers], np.float32),
+        }
+        return self.models.attend(feeds)
+
+    def _encode_memory(self, frame_idx: int, out: FrameOutput, from_points: bool) -> np.ndarray:
+        size = (MEMORY_IMAGE_SIZE, MEMORY_IMAGE_SIZE)
+        feeds = {
+            "vision_feat": self._vision_feat(self._frame_features(frame_idx)),
+            "mask_logits": upsample_logits(out.pred_masks[0], size)[None],
+            "object_score_logits": out.object_score_logits,
+            "binarize": np.array([from_points]),
+        }
+        return round_to_bfloat16(self.models.encode_memory(feeds))
+
+    def _frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
+        """The encoder's outputs for a frame (the last frame's are kept, as sam2 keeps them)."""
+        if not 0 <= frame_idx < self.num_frames:
+            raise IndexError(f"frame_idx: {frame_idx} is outside 0..{self.num_frames - 1}")
+        if self._features is None or self._features[0] != frame_idx:
+            image = video_frame_input(self.frames[frame_idx])
+            self._features = (frame_idx, self.models.encode(image))
+        return self._features[1]
+
+    def _vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """The encoder's lowest level without the no-memory embedding the image path adds."""
+        return (features["image_embed"] - self.models.no_mem_embed).astype(np.float32)
+
+    def _video_res(self, out: FrameOutput | None) -> np.ndarray:
+        if out is None:
+            return np.full((1, self.height, self.width), -1024.0, np.float32)
+        return upsample_logits(out.pred_masks[0], (self.height, self.width))
