@@ -4,6 +4,7 @@ for the same prompts."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -327,3 +328,28 @@ def test_objects_are_renamed_deleted_and_their_candidates_chosen_from_the_list(a
     assert objects(app) == [] and app.drawn().sum() == 0
     app.page.keyboard.press("Control+z")
     assert [o["name"] for o in objects(app)] == ["cup"] and app.drawn().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["tiff", "exif-rotated jpeg"])
+def test_the_page_shows_the_pixels_the_server_segments(app, tmp_path, kind):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (60, 100, 3), dtype=np.uint8)
+    path = tmp_path / ("frame.tiff" if kind == "tiff" else "photo.jpg")
+    if kind == "tiff":  # Chromium cannot decode TIFF: the page shows the server's decoding
+        Image.fromarray(pixels).save(path)
+    else:  # orientation 6: shown (and segmented) rotated, 60 wide and 100 high
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    app.open_file(path)
+    app.page.wait_for_selector("body[data-image-id]")
+    server_rgb = decode_image(path.read_bytes())
+    assert app.state("[s.view.width, s.view.height]") == [server_rgb.shape[1], server_rgb.shape[0]]
+    url = app.page.evaluate("document.querySelector('#image-layer').toDataURL('image/png')")
+    shown = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    )
+    if kind == "tiff":
+        np.testing.assert_array_equal(shown, server_rgb)
+    else:  # the browser's JPEG decoder may round differently from Pillow's
+        assert np.abs(shown.astype(int) - server_rgb.astype(int)).mean() < 3

@@ -53,8 +53,15 @@ async function openBlob(blob, name) {
   // Shown as the browser decodes it when that is the server's size; else as the server does.
   let bitmap = await createImageBitmap(blob).catch(() => null);
   if (!bitmap || bitmap.width !== info.width || bitmap.height !== info.height) {
-    const response = await fetch(`/api/images/${info.image_id}/view`);
-    bitmap = await createImageBitmap(await response.blob());
+    try {
+      const response = await fetch(`/api/images/${info.image_id}/view`);
+      if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+      bitmap = await createImageBitmap(await response.blob());
+    } catch (error) {
+      showError(`${name}: the image cannot be shown (${error.message})`);
+      setStatus(state.image ? state.image.name : "open an image to start");
+      return;
+    }
   }
   state.image = { id: info.image_id, name, width: info.width, height: info.height, blob };
   state.found = null;
