@@ -130,3 +130,20 @@ def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
     )
     assert list(backward) == [6, 5, 4, 3]
     assert min(min(v) for v in backward.values()) >= AGREEMENT, backward
+
+    # removing an object leaves the other's masks; clearing its only prompt leaves nothing to track
+    with torch.inference_mode():
+        their_ids, their_updated = reference.remove_object(state, 1)
+    ids, updated = session.remove_object(1)
+    assert ids == their_ids == [2]
+    assert [f for f, _ in updated] == [f for f, _ in their_updated] == [0, 5]
+    for (_, ours_masks), (_, their_masks) in zip(updated, their_updated, strict=True):
+        assert min(_agree(ours_masks, their_masks)) >= AGREEMENT
+    again = _propagate(session, reference, state, start_frame_idx=0, max_frame_num_to_track=2)
+    assert list(again) == [0, 1, 2] and min(min(v) for v in again.values()) >= AGREEMENT
+    with torch.inference_mode():
+        theirs = reference.clear_all_prompts_in_frame(state, 0, 2)
+    ours = session.clear_all_prompts_in_frame(0, 2)
+    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    with pytest.raises(ValueError, match="object 2 has no prompt"):
+        next(session.propagate_in_video())

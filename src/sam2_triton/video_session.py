@@ -169,9 +169,57 @@ class VideoSession:
                 masks.append(self._video_res(out))
             yield frame_idx, self.obj_ids, np.stack(masks)
 
+    def clear_all_prompts_in_frame(
+        self, frame_idx: int, obj_id: int
+    ) -> tuple[int, list[int], np.ndarray]:
+        """Drop one object's prompts on a frame: its answer there stays as a tracked (no longer
+        prompted) frame's, which the next propagation redoes."""
+        obj = self._known(obj_id)
+        obj.points.pop(frame_idx, None)
+        for temp in obj.temp.values():
+            temp.pop(frame_idx, None)
+        out = obj.cond.pop(frame_idx, None)
+        if out is not None:
+            obj.non_cond[frame_idx] = out
+            obj.tracked.pop(frame_idx, None)
+        is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
+        masks = [
+            self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
+            for o in self.objects.values()
+        ]
+        return frame_idx, self.obj_ids, np.stack(masks)
+
+    def remove_object(
+        self, obj_id: int, strict: bool = False
+    ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
+        """Forget an object; (the remaining ids, [(frame, masks)] on the frames it had
+        prompts on). Objects are tracked independently, so no other object's masks change."""
+        if obj_id not in self.objects:
+            if strict:
+                raise KeyError(f"obj_id: {obj_id} is not tracked here; known: {self.obj_ids}")
+            return self.obj_ids, []
+        if len(self.objects) == 1:
+            self.reset_state()
+            return [], []
+        frames = sorted(self.objects.pop(obj_id).points)
+        updated = []
+        for frame_idx in frames:
+            is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
+            masks = [
+                self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
+                for o in self.objects.values()
+            ]
+            updated.append((frame_idx, np.stack(masks)))
+        return self.obj_ids, updated
+
     def reset_state(self) -> None:
         self.objects.clear()
         self._features = None
+
+    def _known(self, obj_id: int) -> TrackedObject:
+        if obj_id not in self.objects:
+            raise KeyError(f"obj_id: {obj_id} was never prompted; known: {self.obj_ids}")
+        return self.objects[obj_id]
 
     # --- one frame ------------------------------------------------------------------------
 
