@@ -127,6 +127,8 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
         out_dir / TRACKER_CONSTANTS_FILE,
         no_mem_embed=model.no_mem_embed.detach().numpy().reshape(-1),
         no_obj_ptr=model.no_obj_ptr.detach().numpy().reshape(1, -1),
+        mask_downsample_weight=model.mask_downsample.weight.detach().numpy(),
+        mask_downsample_bias=model.mask_downsample.bias.detach().numpy(),
     )
     seconds = round(time.perf_counter() - start, 2)
     return TrackerExport(attention_path, encoder_path, decoder_path, seconds)

@@ -114,3 +114,28 @@ def test_at_most_the_closest_prompted_frames_are_attended_when_capped(sam2_model
         t for t, _ in want_pointers
     ]
     assert select_closest_cond_frames(10, [0, 4, 8, 20, 30], 3) == ([8, 20, 4], [0, 30])
+
+
+@pytest.mark.parametrize(("size", "out"), [((120, 160), (1024, 1024)), ((1024, 1024), (256, 256))])
+def test_antialiased_resize_is_torchs(size, out):
+    import torch.nn.functional as F
+
+    from sam2_triton.tracking import resize_antialiased
+
+    x = (np.random.default_rng(0).uniform(size=size) > 0.5).astype(np.float32) * 20 - 10
+    want = F.interpolate(
+        torch.from_numpy(x)[None, None], size=out, mode="bilinear", align_corners=False,
+        antialias=True,
+    )[0, 0].numpy()  # fmt: skip
+    np.testing.assert_allclose(resize_antialiased(x, out), want, atol=1e-5, rtol=0)
+
+
+def test_mask_downsample_is_sam2s_convolution(sam2_model):
+    from sam2_triton.tracking import mask_downsample
+
+    mask = (np.random.default_rng(1).uniform(size=(1024, 1024)) > 0.5).astype(np.float32)
+    conv = sam2_model.mask_downsample
+    with torch.no_grad():
+        want = conv(torch.from_numpy(mask)[None, None])[0, 0].numpy()
+    got = mask_downsample(mask, conv.weight.detach().numpy(), conv.bias.detach().numpy())
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -147,3 +147,20 @@ def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
     assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
     with pytest.raises(ValueError, match="object 2 has no prompt"):
         next(session.propagate_in_video())
+
+
+def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, reference, models):
+    import torch
+
+    folder, frames = video
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[40:70, 32:62] = True  # the square on frame 2
+    session = VideoSession(frames, models)
+    with torch.inference_mode():
+        state = reference.init_state(video_path=str(folder))
+        theirs = reference.add_new_mask(state, frame_idx=2, obj_id=3, mask=mask)
+    ours = session.add_new_mask(2, 3, mask)
+    assert ours[1] == theirs[1] == [3]
+    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    tracked = _propagate(session, reference, state, max_frame_num_to_track=3)
+    assert list(tracked) == [2, 3, 4, 5] and min(min(v) for v in tracked.values()) >= AGREEMENT

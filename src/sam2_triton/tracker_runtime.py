@@ -13,7 +13,8 @@ from sam2_triton.onnx_session import create_session
 MEMORY_ATTENTION_FILE = "memory_attention.onnx"
 MEMORY_ENCODER_FILE = "memory_encoder.onnx"
 TRACKING_DECODER_FILE = "tracking_decoder.onnx"
-TRACKER_CONSTANTS_FILE = "tracker_constants.npz"  # no_mem_embed, no_obj_ptr (SAM2Base's)
+#: SAM2Base's no_mem_embed, no_obj_ptr and mask_downsample (a 4 x 4 convolution's weights)
+TRACKER_CONSTANTS_FILE = "tracker_constants.npz"
 
 
 class OnnxTrackerModels:
@@ -29,6 +30,8 @@ class OnnxTrackerModels:
         with np.load(export_dir / TRACKER_CONSTANTS_FILE, allow_pickle=False) as constants:
             self.no_mem_embed = constants["no_mem_embed"].reshape(-1).astype(np.float32)
             self.no_obj_ptr = constants["no_obj_ptr"].reshape(1, -1).astype(np.float32)
+            self.mask_downsample_weight = constants["mask_downsample_weight"].astype(np.float32)
+            self.mask_downsample_bias = constants["mask_downsample_bias"].astype(np.float32)
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._encoder.run(None, {"image": image})

@@ -5,9 +5,8 @@ The calls mirror Meta's: ``add_new_points_or_box`` answers the prompted frame's 
 every object, ``propagate_in_video`` yields (frame, object ids, mask logits at the video's
 size). Each object is tracked on its own (sam2 1.1's per-object state), with its prompted
 ("conditioning") frames, the frames it was tracked on and their memories, stored rounded to
-bfloat16 as the reference stores them. Not yet here: mask prompts, removing objects,
-clearing a frame's prompts, hole filling (skipped, as the reference skips it on a CPU) and
-the bounded memory the served model will keep.
+bfloat16 as the reference stores them. Not yet here: hole filling (skipped, as the reference
+skips it on a CPU) and the bounded memory the served model will keep.
 """
 
 from __future__ import annotations
@@ -20,10 +19,15 @@ import numpy as np
 
 from sam2_triton.masks import upsample_logits
 from sam2_triton.tracking import (
+    MASK_OUT_BIAS,
+    MASK_OUT_SCALE,
     MEMORY_IMAGE_SIZE,
     MemoryConfig,
     decoder_heads,
+    mask_downsample,
+    mask_prompt_1024,
     plan_memories,
+    resize_antialiased,
     round_to_bfloat16,
     use_multimask,
     video_frame_input,
@@ -37,6 +41,8 @@ class TrackerModels(Protocol):
 
     no_mem_embed: np.ndarray  # [256]
     no_obj_ptr: np.ndarray  # [1, 256]
+    mask_downsample_weight: np.ndarray  # [1, 1, 4, 4]
+    mask_downsample_bias: np.ndarray  # [1]
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]: ...
     def decode(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
@@ -58,10 +64,9 @@ class TrackedObject:
     points: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     cond: dict[int, FrameOutput] = field(default_factory=dict)
     non_cond: dict[int, FrameOutput] = field(default_factory=dict)
-    temp: dict[bool, dict[int, FrameOutput]] = field(
-        default_factory=lambda: {True: {}, False: {}}
-    )
+    temp: dict[bool, dict[int, FrameOutput]] = field(default_factory=lambda: {True: {}, False: {}})
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+    masked: set[int] = field(default_factory=set)  # frames whose prompt is a mask
 
     def output(self, frame: int) -> FrameOutput | None:
         return self.cond.get(frame) or self.non_cond.get(frame)
@@ -124,6 +129,7 @@ class VideoSession:
         if old is not None:
             coords, codes = np.concatenate([old[0], coords], 1), np.concatenate([old[1], codes], 1)
         obj.points[frame_idx] = (coords, codes)
+        obj.masked.discard(frame_idx)
         is_init = frame_idx not in obj.tracked
         reverse = False if is_init else obj.tracked[frame_idx]
         is_cond = is_init  # add_all_frames_to_correct_as_cond=False
@@ -137,6 +143,24 @@ class VideoSession:
         for other in self.objects.values():
             found = other.temp[is_cond].get(frame_idx) or other.output(frame_idx)
             masks.append(self._video_res(found))
+        return frame_idx, self.obj_ids, np.stack(masks)
+
+    def add_new_mask(
+        self, frame_idx: int, obj_id: int, mask: np.ndarray
+    ) -> tuple[int, list[int], np.ndarray]:
+        """A mask [H, W] as one object's prompt on a frame: taken as the answer itself
+        (``use_mask_input_as_output_without_sam``), its object pointer from the decoder."""
+        mask_1024 = mask_prompt_1024(mask)
+        obj = self.objects.setdefault(obj_id, TrackedObject(obj_id))
+        obj.points.pop(frame_idx, None)
+        is_cond = frame_idx not in obj.tracked
+        out = self._mask_as_output(frame_idx, mask_1024)
+        obj.temp[is_cond][frame_idx] = out
+        obj.masked.add(frame_idx)
+        masks = [
+            self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
+            for o in self.objects.values()
+        ]
         return frame_idx, self.obj_ids, np.stack(masks)
 
     def propagate_in_video(
@@ -176,6 +200,7 @@ class VideoSession:
         prompted) frame's, which the next propagation redoes."""
         obj = self._known(obj_id)
         obj.points.pop(frame_idx, None)
+        obj.masked.discard(frame_idx)
         for temp in obj.temp.values():
             temp.pop(frame_idx, None)
         out = obj.cond.pop(frame_idx, None)
@@ -201,7 +226,8 @@ class VideoSession:
         if len(self.objects) == 1:
             self.reset_state()
             return [], []
-        frames = sorted(self.objects.pop(obj_id).points)
+        removed = self.objects.pop(obj_id)
+        frames = sorted(set(removed.points) | removed.masked)
         updated = []
         for frame_idx in frames:
             is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
@@ -276,6 +302,33 @@ class VideoSession:
         if run_mem_encoder:
             out.maskmem = self._encode_memory(frame_idx, out, from_points=point_inputs is not None)
         return out
+
+    def _mask_as_output(self, frame_idx: int, mask_1024: np.ndarray) -> FrameOutput:
+        """SAM2Base._use_mask_as_output: logits +-10 from the mask, downsampled antialiased;
+        the pointer from a decoder run on the frame's own features with the mask as the dense
+        prompt, gated by whether the mask has any pixel."""
+        features = self._frame_features(frame_idx)
+        high = mask_1024 * np.float32(MASK_OUT_SCALE) + np.float32(MASK_OUT_BIAS)
+        side = MEMORY_IMAGE_SIZE // 4
+        low = resize_antialiased(high, (side, side))[None, None]
+        models = self.models
+        dense = mask_downsample(
+            mask_1024, models.mask_downsample_weight, models.mask_downsample_bias
+        )
+        feeds = {
+            "image_embed": self._vision_feat(features),  # no memory, no no-memory embedding
+            "high_res_feats_0": features["high_res_feats_0"],
+            "high_res_feats_1": features["high_res_feats_1"],
+            "point_coords": np.zeros((1, 1, 2), np.float32),
+            "point_labels": -np.ones((1, 1), np.int32),
+            "mask_input": dense[None, None],
+            "has_mask_input": np.ones((1, 1), np.float32),
+        }
+        heads = decoder_heads(*models.decode(feeds), False, models.no_obj_ptr)
+        appearing = np.float32(mask_1024.any())
+        obj_ptr = appearing * heads.obj_ptr + (1 - appearing) * models.no_obj_ptr
+        score = np.full((1, 1), MASK_OUT_SCALE * appearing + MASK_OUT_BIAS, np.float32)
+        return FrameOutput(low.astype(np.float32), obj_ptr.astype(np.float32), score)
 
     def _attend(
         self, obj: TrackedObject, frame_idx: int, features: dict, reverse: bool
