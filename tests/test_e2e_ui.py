@@ -353,3 +353,26 @@ def test_the_page_shows_the_pixels_the_server_segments(app, tmp_path, kind):
         np.testing.assert_array_equal(shown, server_rgb)
     else:  # the browser's JPEG decoder may round differently from Pillow's
         assert np.abs(shown.astype(int) - server_rgb.astype(int)).mean() < 3
+
+
+def test_an_answer_for_undone_prompts_is_never_drawn(app):
+    app.open_sample()
+    app.click(0.3, 0.5)
+    app.wait_answers(1)
+    app.page.evaluate(
+        """() => {  // a second click, undone and then cleared before its answer comes back
+        const stage = document.querySelector('#stage');
+        const r = document.querySelector('#mask-layer').getBoundingClientRect();
+        const at = {clientX: r.left + 0.6 * r.width, clientY: r.top + 0.5 * r.height,
+                    button: 0, bubbles: true, pointerId: 1};
+        stage.dispatchEvent(new PointerEvent('pointerdown', at));
+        stage.dispatchEvent(new PointerEvent('pointerup', at));
+        const key = (init) => document.body.dispatchEvent(new KeyboardEvent('keydown', init));
+        key({key: 'z', ctrlKey: true, bubbles: true});
+        key({key: 'Escape', bubbles: true});
+      }"""
+    )
+    app.page.wait_for_function("() => window.sam2ui.state.inflight.size === 0")
+    [obj] = objects(app)
+    assert obj["points"] == [] and obj["candidates"] is None
+    assert app.drawn().sum() == 0

@@ -4,6 +4,7 @@ the field, and exposes nothing of Triton."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -91,7 +92,12 @@ def test_segment_everything_runs_as_a_job_that_can_be_cancelled(api, triton):
 def test_bad_requests_are_refused_naming_the_field(api, path, body, status, message):
     image_id = _open(api)["image_id"]
     data = json.dumps(body)  # NaN as Python writes it: not JSON, but what a hand-made one sends
-    answer = requests.post(f"{api}/api/images/{image_id}/{path}", data=data, timeout=60)
+    answer = requests.post(
+        f"{api}/api/images/{image_id}/{path}",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
 
@@ -109,5 +115,25 @@ def test_unknown_ids_big_uploads_and_triton_paths_are_refused(api):
         assert requests.get(f"{api}{path}").status_code == 404
     page = requests.get(f"{api}/")
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
-    assert requests.get(f"{api}/static/../../client.py").status_code in (403, 404)
+    host, port = api.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    for raw in ("/static/../backend.py", "/static/%2e%2e/backend.py", "/api/samples/..%2fui"):
+        connection.request("GET", raw)  # sent as written, not normalised by a client library
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status in (403, 404), raw
+    connection.close()
     assert requests.get(f"{api}/api/health").json() == {"server_ready": True}
+
+
+def test_other_sites_cannot_drive_the_gateway_from_a_visitors_browser(api):
+    box = {"box": [1, 2, 3, 4]}
+    url = f"{api}/api/images/{'0' * 64}/masks"
+    cross = requests.post(url, json=box, headers={"Origin": "http://evil.example"}, timeout=30)
+    assert cross.status_code == 403 and "other sites" in cross.json()["error"]
+    rebound = requests.post(url, json=box, headers={"Host": "evil.example:7860"}, timeout=30)
+    assert rebound.status_code == 403 and "not an address" in rebound.json()["error"]
+    form = requests.post(url, data=json.dumps(box), headers={"Content-Type": "text/plain"})
+    assert form.status_code == 400 and "must be application/json" in form.json()["error"]
+    same = requests.post(url, json=box, headers={"Origin": api}, timeout=30)
+    assert same.status_code == 404  # past the checks: the image is simply not open

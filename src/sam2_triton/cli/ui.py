@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-image-pixels",
         type=positive_int,
         default=DEFAULT_MAX_IMAGE_PIXELS,
-        help="refuse larger images here, before the server does (set it as the server's)",
+        help="refuse larger images here, before the server does (with --serve, the embedded "
+        "server's cap too; else set it as the server's)",
     )
     p.add_argument(
         "--serve",
@@ -48,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from sam2_triton.ui.backend import UiBackend
-    from sam2_triton.ui.gateway import make_app
+    from sam2_triton.ui.gateway import LOOPBACK_NAMES, make_app
 
     url = args.triton or DEFAULT_URLS[args.protocol]
     with _embedded_server(args) if args.serve else contextlib.nullcontext():
         backend = UiBackend(url, args.protocol, max_image_pixels=args.max_image_pixels)
-        app = make_app(backend, max_upload_bytes=args.max_upload_mb << 20)
+        hosts = () if args.host in ("0.0.0.0", "::") else (*LOOPBACK_NAMES, args.host)
+        app = make_app(backend, max_upload_bytes=args.max_upload_mb << 20, hosts=hosts)
         print(
             f"sam2-triton ui: http://{args.host}:{args.port}/ (SAM 2 server {url} over "
             f"{args.protocol}; Ctrl-C to stop)",
@@ -71,7 +73,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[None]:
     from sam2_triton.repository import serving
     from sam2_triton.server import Ports
 
-    options = ServingOptions()
+    options = ServingOptions(max_image_pixels=args.max_image_pixels)
     build_repo(args.model, args.repository, options)
     with serving(args.repository):
         server = start_server(

@@ -96,10 +96,12 @@ class UiBackend:
         max_images: int = 32,
         max_image_bytes: int = 1 << 30,
         max_jobs: int = 16,
+        max_running_jobs: int = 2,
     ) -> None:
         self.url, self.protocol = triton_url, protocol
         self.max_image_pixels = max_image_pixels
         self.max_images, self.max_image_bytes, self.max_jobs = max_images, max_image_bytes, max_jobs
+        self.max_running_jobs = max_running_jobs
         self._local = threading.local()
         self._lock = threading.Lock()
         self._images: OrderedDict[str, OpenImage] = OrderedDict()
@@ -129,6 +131,8 @@ class UiBackend:
     def image(self, image_id: str) -> OpenImage:
         with self._lock:
             image = self._images.get(image_id)
+            if image is not None:
+                self._images.move_to_end(image_id)  # least recently *used* goes first
         if image is None:
             raise GatewayError(404, f"image {image_id[:12]}…: not open here; open it again")
         return image
@@ -180,6 +184,13 @@ class UiBackend:
                 if other.image_id == image_id and other.state == "running":
                     other.cancel()
                     other.finish("cancelled", error="superseded by a newer run")
+            running = sum(j.state == "running" for j in self._jobs.values())
+            if running >= self.max_running_jobs:
+                raise GatewayError(
+                    429,
+                    f"segment everything: {running} runs are going on already (at most "
+                    f"{self.max_running_jobs}); wait for one or cancel it",
+                )
             self._jobs[job.id] = job
             while len(self._jobs) > self.max_jobs:
                 _, old = self._jobs.popitem(last=False)
@@ -193,7 +204,11 @@ class UiBackend:
                 job.finish("done", annotations=(result or {}).get("annotations", []))
 
         if self.protocol == "grpc":
-            job.cancel = self._client().start_automatic(image.data, done, params)
+            try:
+                job.cancel = self._client().start_automatic(image.data, done, params)
+            except Exception as exc:
+                job.finish(*_failure(exc, self.url))
+                raise GatewayError(_status(exc), job.error or str(exc)) from None
         else:  # over HTTP a cancelled run's answer is dropped; the server finishes it
             thread = threading.Thread(
                 target=self._run_automatic, args=(image, params, done), daemon=True
@@ -216,7 +231,8 @@ class UiBackend:
 
     def _run_automatic(self, image: OpenImage, params: dict, done: Callable) -> None:
         try:
-            result = self._client().automatic(image.data, params)
+            with SegmentClient(self.url, self.protocol, network_timeout_s=600) as client:
+                result = client.automatic(image.data, params)
         except Exception as exc:
             done(None, exc)
         else:

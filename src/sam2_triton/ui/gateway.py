@@ -13,6 +13,10 @@ origin, and nothing of Triton's own endpoints.
 
 Every error is ``{"error": message}`` with a 4xx/5xx status. Calls into the service block, so
 they run in a thread pool; the event loop only moves bytes.
+
+Other sites cannot drive it from a visitor's browser: a request whose ``Origin`` is another
+site, or whose ``Host`` is not an address the gateway listens on (DNS rebinding), is refused,
+and JSON bodies must say they are JSON (no form can send that without a preflight).
 """
 
 from __future__ import annotations
@@ -45,10 +49,18 @@ HEADERS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
 def make_app(
-    backend: UiBackend, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    backend: UiBackend,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    hosts: tuple[str, ...] = LOOPBACK_NAMES,
 ) -> web.Application:
-    app = web.Application(client_max_size=max_upload_bytes, middlewares=[_errors])
+    """``hosts``: the host names requests may be addressed to (``Host``), ``()`` for any (a
+    gateway bound to 0.0.0.0 on purpose)."""
+    app = web.Application(client_max_size=max_upload_bytes, middlewares=[_errors, _same_site])
+    app["hosts"] = hosts
     app["backend"] = backend
     app["max_upload_bytes"] = max_upload_bytes
     app["pool"] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sam2-ui")
@@ -155,10 +167,27 @@ async def _run(request: web.Request, call: Callable[..., Any], *args: Any) -> An
 
 
 async def _json_body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ui_requests.BadRequest(
+            f"body: Content-Type must be application/json, not {request.content_type[:80]!r}"
+        )
     try:
         return json.loads(await request.read() or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ui_requests.BadRequest(f"body: not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ui_requests.BadRequest(f"body: not JSON ({str(exc)[:200]})") from None
+
+
+@web.middleware
+async def _same_site(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests from this page only: the Host one of ours, any Origin this very origin."""
+    hosts = request.app["hosts"]
+    name = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    if hosts and name not in hosts:
+        return _error(403, f"Host {request.host[:80]!r}: not an address of this gateway")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return _error(403, f"Origin {origin[:80]!r}: requests from other sites are refused")
+    return await handler(request)
 
 
 @web.middleware

@@ -37,18 +37,22 @@ function setStatus(text) {
 }
 
 // --- images ------------------------------------------------------------------------------
+let opening = 0; // the newest open wins, whichever answers first
+
 async function openBlob(blob, name) {
+  const ticket = (opening += 1);
   showError("");
-  stopEverything();
-  for (const controller of state.inflight.values()) controller.abort();
   setStatus(`opening ${name} …`);
+  const fail = (message) => {
+    if (ticket !== opening) return;
+    showError(`${name}: ${message}`);
+    setStatus(state.image ? state.image.name : "open an image to start");
+  };
   let info;
   try {
     info = await api.openImage(blob);
   } catch (error) {
-    showError(`${name}: ${error.message}`);
-    setStatus(state.image ? `${state.image.name}` : "open an image to start");
-    return;
+    return fail(error.message);
   }
   // Shown as the browser decodes it when that is the server's size; else as the server does.
   let bitmap = await createImageBitmap(blob).catch(() => null);
@@ -58,13 +62,17 @@ async function openBlob(blob, name) {
       if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
       bitmap = await createImageBitmap(await response.blob());
     } catch (error) {
-      showError(`${name}: the image cannot be shown (${error.message})`);
-      setStatus(state.image ? state.image.name : "open an image to start");
-      return;
+      return fail(`the image cannot be shown (${error.message})`);
     }
   }
+  if (ticket !== opening) return; // a newer open is under way
+  stopEverything(); // only now: a refused file leaves the open image as it was
+  for (const controller of state.inflight.values()) controller.abort();
   state.image = { id: info.image_id, name, width: info.width, height: info.height, blob };
   state.found = null;
+  document.body.classList.remove("picking");
+  $("#progress").hidden = true;
+  $("#progress-text").textContent = "";
   annotations.reset();
   view.show(bitmap);
   refresh();
@@ -151,7 +159,10 @@ function onPointerUp(event) {
   if (!state.image) return;
   const startedAt = performance.now();
   if (event.button === 2) {
-    if (!state.found) prompt(annotations.addPoint(...view.toImage(event), 0), startedAt);
+    // a background point refines an object: with none selected there is nothing to refine
+    if (!state.found && annotations.selected()) {
+      prompt(annotations.addPoint(...view.toImage(event), 0), startedAt);
+    }
     return;
   }
   const drag = state.drag;
@@ -214,7 +225,13 @@ async function everything() {
   const image = state.image;
   let job;
   try {
-    job = await api.startEverything(image.id, everythingParams());
+    try {
+      job = await api.startEverything(image.id, everythingParams());
+    } catch (error) {
+      if (error.status !== 404 || !error.message.includes("not open here")) throw error;
+      await reopen(image);
+      job = await api.startEverything(image.id, everythingParams());
+    }
   } catch (error) {
     showError(`segment everything: ${error.message}`);
     return;
@@ -228,7 +245,7 @@ async function everything() {
     try {
       job = await api.job(job.job_id);
     } catch (error) {
-      showError(`segment everything: ${error.message}`);
+      job = { ...job, state: "failed", error: error.message };
       break;
     }
   }
@@ -236,7 +253,9 @@ async function everything() {
   state.job = null;
   showProgress(job);
   $("#cancel-everything").hidden = true;
-  if (job.state === "done" && state.image === image) {
+  if (job.state === "done" && state.image === image && !job.annotations.length) {
+    setStatus("segment everything: no mask passed the thresholds; try lower ones");
+  } else if (job.state === "done" && state.image === image) {
     state.found = job.annotations;
     document.body.classList.add("picking");
     setStatus(
@@ -333,6 +352,11 @@ function downloadCoco() {
 function refresh() {
   if (!state.image) return;
   view.render(annotations, state.found);
+  // the list is rebuilt: a name being typed keeps its text, focus and caret
+  const typing = document.activeElement?.matches("#objects input.name")
+    ? { id: document.activeElement.closest("li").dataset.objectId, value: document.activeElement.value,
+        caret: document.activeElement.selectionStart }
+    : null;
   renderObjects($("#objects"), annotations, {
     select: (id) => {
       annotations.select(id);
@@ -349,6 +373,14 @@ function refresh() {
       refresh();
     },
   });
+  if (typing) {
+    const input = $(`#objects li[data-object-id="${typing.id}"] input.name`);
+    if (input) {
+      input.value = typing.value;
+      input.focus();
+      input.setSelectionRange(typing.caret, typing.caret);
+    }
+  }
   $("#undo").disabled = !annotations.undoStack.length;
   $("#redo").disabled = !annotations.redoStack.length;
 }

@@ -1,6 +1,7 @@
 // The objects of the open image, their prompts and masks, with undo and redo.
 // Every user action records a snapshot first; masks that arrive from the server later are
-// applied to the object only if its prompts have not changed since (its "rev").
+// applied to the object only if its prompts have not changed since (its "rev", drawn from a
+// counter that undo and redo do not rewind, so an answer for undone prompts never matches).
 
 import { maskOf } from "./rle.js";
 
@@ -12,6 +13,7 @@ const MAX_HISTORY = 200;
 
 export class Annotations {
   constructor() {
+    this.revisions = 0;
     this.reset();
   }
 
@@ -45,6 +47,7 @@ export class Annotations {
     if (!this.undoStack.length) return false;
     this.redoStack.push(this.snapshot());
     this.restore(this.undoStack.pop());
+    this.renumberPending();
     return true;
   }
 
@@ -52,7 +55,13 @@ export class Annotations {
     if (!this.redoStack.length) return false;
     this.undoStack.push(this.snapshot());
     this.restore(this.redoStack.pop());
+    this.renumberPending();
     return true;
+  }
+
+  // Restored objects still waiting for masks get fresh revisions: they are asked again.
+  renumberPending() {
+    for (const object of this.objects) if (object.pending) object.rev = this.nextRevision();
   }
 
   // --- objects ---------------------------------------------------------------------------
@@ -101,9 +110,14 @@ export class Annotations {
   }
 
   changed(object) {
-    object.rev += 1;
+    object.rev = this.nextRevision();
     object.pending = true;
     return object;
+  }
+
+  nextRevision() {
+    this.revisions += 1;
+    return this.revisions;
   }
 
   clearPrompts() {
@@ -111,7 +125,7 @@ export class Annotations {
     if (!object) return null;
     this.record();
     Object.assign(object, { points: [], labels: [], box: null, candidates: null, chosen: 0, pending: false });
-    object.rev += 1;
+    object.rev = this.nextRevision();
     return object;
   }
 

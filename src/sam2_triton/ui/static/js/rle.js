@@ -50,15 +50,25 @@ export function decodeRle(rle) {
   return mask;
 }
 
-// Decoded masks, keyed by their counts string: undo/redo and re-renders decode once.
+// Decoded masks, keyed by their counts string: undo/redo and re-renders decode once. Bounded
+// by bytes (a 12 MP mask is 12 MB), least recently used out first.
+const CACHE_BYTES = 512 * 2 ** 20;
 const cache = new Map();
+let cachedBytes = 0;
 export function maskOf(rle) {
   const key = `${rle.size}:${rle.counts}`;
   let mask = cache.get(key);
-  if (!mask) {
+  if (mask) {
+    cache.delete(key); // most recently used goes last
+  } else {
     mask = decodeRle(rle);
-    if (cache.size > 256) cache.delete(cache.keys().next().value);
-    cache.set(key, mask);
+    cachedBytes += mask.length;
+  }
+  cache.set(key, mask);
+  while (cachedBytes > CACHE_BYTES && cache.size > 1) {
+    const [oldest, old] = cache.entries().next().value;
+    cache.delete(oldest);
+    cachedBytes -= old.length;
   }
   return mask;
 }

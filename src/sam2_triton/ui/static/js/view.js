@@ -35,8 +35,11 @@ export class View {
   // Largest display size that fits the stage's box, keeping the aspect ratio.
   fit() {
     if (!this.width) return;
-    const box = this.stage.parentElement.getBoundingClientRect();
-    const scale = Math.min(1, box.width / this.width, Math.max(200, box.height) / this.height);
+    const parent = this.stage.parentElement;
+    const style = getComputedStyle(parent);
+    const width = parent.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const height = parent.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    const scale = Math.min(1, width / this.width, Math.max(200, height) / this.height);
     this.stage.style.width = `${Math.floor(this.width * scale)}px`;
     this.stage.style.height = `${Math.floor(this.height * scale)}px`;
   }
