@@ -161,3 +161,14 @@ def test_a_cancelled_request_stops_within_one_batch_of_points():
     with pytest.raises(RequestCancelled):
         A.generate(np.zeros((20, 30, 3), np.uint8), encode, decode, params, 8, lambda: next(checks))
     assert decoded == [8]  # the first batch of 8 of 16 points, then the stop
+
+
+def test_a_requests_grid_points_count_every_crop_layer():
+    assert A.grid_points(A.AutomaticParams()) == 32 * 32  # Meta's default
+    layered = A.AutomaticParams(
+        points_per_side=32, crop_n_layers=2, crop_n_points_downscale_factor=2
+    )
+    assert A.grid_points(layered) == 32 * 32 + 4 * 16 * 16 + 16 * 8 * 8
+    A.check_grid_points(A.AutomaticParams(points_per_side=64), 4096)
+    with pytest.raises(A.InvalidInputError, match="over this server's limit of 4096"):
+        A.check_grid_points(A.AutomaticParams(points_per_side=65), 4096)

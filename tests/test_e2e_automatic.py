@@ -92,3 +92,8 @@ def test_bad_parameter_is_named(triton, protocol):
     with pytest.raises(InferenceServerException) as info:
         automatic(triton, protocol, b"not an image")
     assert "image:" in info.value.message()
+    # a grid over the server's budget (8,192 points on CPU) is refused before any work
+    with pytest.raises(InferenceServerException) as info:
+        automatic(triton, protocol, coffee_png(), points_per_side=64, crop_n_layers=1)
+    assert "64 per side with crop_n_layers 1 is 20480 grid points" in info.value.message()
+    assert "limit of 8192" in info.value.message()

@@ -111,6 +111,27 @@ def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale: int) -> l
     return [build_point_grid(int(n_per_side / (scale**i))) for i in range(n_layers + 1)]
 
 
+def grid_points(params: AutomaticParams) -> int:
+    """Decoder prompts a request costs: every crop layer's grid, (2^i)^2 crops in layer i."""
+    grids = build_all_layer_point_grids(
+        params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor
+    )
+    return sum(4**layer * len(grid) for layer, grid in enumerate(grids))
+
+
+def check_grid_points(params: AutomaticParams, max_points: int) -> None:
+    """A request's grid must fit the server's budget (a CPU decodes ~30 points a second):
+    otherwise a 400 naming the parameters to lower, before any work."""
+    points = grid_points(params)
+    if points > max_points:
+        raise InvalidInputError(
+            "points_per_side",
+            f"{params.points_per_side} per side with crop_n_layers {params.crop_n_layers} is "
+            f"{points} grid points, over this server's limit of {max_points} per request; lower "
+            "points_per_side or crop_n_layers (or raise crop_n_points_downscale_factor)",
+        )
+
+
 def generate_crop_boxes(
     im_size: tuple[int, int], n_layers: int, overlap_ratio: float
 ) -> tuple[list[list[int]], list[int]]:

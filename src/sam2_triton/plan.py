@@ -79,6 +79,9 @@ class ServingOptions:
     # sam2_automatic decodes its point grid this many points per decoder call (capped by
     # decoder_max_prompts); the image's features go with each call once, whatever the count.
     automatic_decoder_chunk: int = 8
+    # sam2_automatic refuses a request whose grids (all crop layers) exceed this many points:
+    # about 4 minutes of decoder work on 2 CPU cores (Meta's default, 32 per side, is 1,024).
+    automatic_max_grid_points: int = 8192
 
     def __post_init__(self) -> None:
         if self.cpu_precision not in CPU_PRECISIONS:
@@ -122,6 +125,8 @@ class GpuOptions:
     # sam2_automatic's grid points per decoder call here (ServingOptions' is the CPU's): a GPU
     # runs 64 prompt sets in about the time of a few, and the features cross to it once per call.
     automatic_decoder_chunk: int = 64
+    # ... and accepts grids this large (a GPU decodes thousands of points a second)
+    automatic_max_grid_points: int = 65536
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,9 @@ def repository_plan(
             options,
             in_process=not on_gpu and options.decoder_in_process,
             chunk=gpu.automatic_decoder_chunk if on_gpu else options.automatic_decoder_chunk,
+            max_grid_points=(
+                gpu.automatic_max_grid_points if on_gpu else options.automatic_max_grid_points
+            ),
         ),
     ]
 
@@ -369,7 +377,9 @@ def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
     )
 
 
-def _automatic(options: ServingOptions, in_process: bool, chunk: int) -> ModelPlan:
+def _automatic(
+    options: ServingOptions, in_process: bool, chunk: int, max_grid_points: int
+) -> ModelPlan:
     return ModelPlan(
         c.AUTOMATIC,
         "segment everything: a point grid through the decoder, filtered and deduplicated",
@@ -382,6 +392,7 @@ def _automatic(options: ServingOptions, in_process: bool, chunk: int) -> ModelPl
         parameters={
             "max_image_pixels": str(options.max_image_pixels),
             "decoder_chunk": str(min(chunk, options.decoder_max_prompts)),
+            "max_grid_points": str(max_grid_points),
             **_decoder_runner(options, in_process),
         },
     )

@@ -30,6 +30,7 @@ class TritonPythonModel:
         params = model_parameters(args)
         self.max_pixels = int(params["max_image_pixels"])
         self.decoder_batch = int(params["decoder_chunk"])
+        self.max_grid_points = int(params["max_grid_points"])
         self.metrics = ModelMetrics(args["model_name"])
         self.encode = self.metrics.timed_encode(encode_image)
         self.decode = self.metrics.timed_decode(chosen_decoder(args, params))
@@ -40,6 +41,7 @@ class TritonPythonModel:
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, c.AUTOMATIC_INPUTS)
         params = automatic.AutomaticParams.from_inputs(inputs)
+        automatic.check_grid_points(params, self.max_grid_points)
         segmentation = polygons.parse_segmentation_format(inputs.get("segmentation_format"))
         tolerance = polygons.parse_tolerance(inputs.get("polygon_tolerance"), (segmentation,))
         rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
