@@ -83,7 +83,14 @@ def finished(out: Path) -> dict[str, dict]:
 def run_until(command: list[str], out: Path, more_than: int, sig: int) -> tuple[int, str]:
     """Start a batch run, send ``sig`` once more than ``more_than`` images are finished."""
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # Ctrl-C as a terminal sends it, even when this suite was started in the background
+        # (a shell's background job inherits SIGINT ignored, and Python then keeps ignoring it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while len(finished(out)) <= more_than and process.poll() is None:
