@@ -34,8 +34,6 @@ from sam2_triton.tracker_runtime import (
 
 TRACKING_DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]
 OPSET = 18
-MEMORY_ATTENTION_INPUTS = ["vision_feat", "memory", "memory_tpos", "obj_ptrs", "obj_ptr_tpos"]
-MEMORY_ENCODER_INPUTS = ["vision_feat", "mask_logits", "object_score_logits", "binarize"]
 # Example sizes for tracing: none of them 1, which dynamo would freeze to a constant.
 _OBJECTS, _MEMORIES, _POINTERS = 2, 2, 3
 

@@ -139,11 +139,7 @@ class VideoSession:
             prev_logits = np.clip(previous.pred_masks, -LOGIT_CLAMP, LOGIT_CLAMP)
         out = self._run_frame(obj, frame_idx, is_init, (coords, codes), reverse, False, prev_logits)
         obj.temp[is_cond][frame_idx] = out
-        masks = []
-        for other in self.objects.values():
-            found = other.temp[is_cond].get(frame_idx) or other.output(frame_idx)
-            masks.append(self._video_res(found))
-        return frame_idx, self.obj_ids, np.stack(masks)
+        return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
 
     def add_new_mask(
         self, frame_idx: int, obj_id: int, mask: np.ndarray
@@ -157,11 +153,7 @@ class VideoSession:
         out = self._mask_as_output(frame_idx, mask_1024)
         obj.temp[is_cond][frame_idx] = out
         obj.masked.add(frame_idx)
-        masks = [
-            self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
-            for o in self.objects.values()
-        ]
-        return frame_idx, self.obj_ids, np.stack(masks)
+        return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
 
     def propagate_in_video(
         self,
@@ -208,11 +200,7 @@ class VideoSession:
             obj.non_cond[frame_idx] = out
             obj.tracked.pop(frame_idx, None)
         is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
-        masks = [
-            self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
-            for o in self.objects.values()
-        ]
-        return frame_idx, self.obj_ids, np.stack(masks)
+        return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
 
     def remove_object(
         self, obj_id: int, strict: bool = False
@@ -231,11 +219,7 @@ class VideoSession:
         updated = []
         for frame_idx in frames:
             is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
-            masks = [
-                self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
-                for o in self.objects.values()
-            ]
-            updated.append((frame_idx, np.stack(masks)))
+            updated.append((frame_idx, self._frame_masks(frame_idx, is_cond)))
         return self.obj_ids, updated
 
     def reset_state(self) -> None:
@@ -369,6 +353,16 @@ class VideoSession:
     def _vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """The encoder's lowest level without the no-memory embedding the image path adds."""
         return (features["image_embed"] - self.models.no_mem_embed).astype(np.float32)
+
+    def _frame_masks(self, frame_idx: int, is_cond: bool) -> np.ndarray:
+        """Every object's latest answer on a frame at the video's size, [N, 1, H, W]
+        (_consolidate_temp_output_across_obj): a prompt not yet propagated first."""
+        return np.stack(
+            [
+                self._video_res(o.temp[is_cond].get(frame_idx) or o.output(frame_idx))
+                for o in self.objects.values()
+            ]
+        )
 
     def _video_res(self, out: FrameOutput | None) -> np.ndarray:
         if out is None:

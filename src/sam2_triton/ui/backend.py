@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from sam2_triton import processing
-from sam2_triton.automatic import AutomaticParams, build_all_layer_point_grids, generate_crop_boxes
+from sam2_triton.automatic import AutomaticParams, generate_crop_boxes, grid_points
 from sam2_triton.client import Protocol, SegmentClient, is_not_found
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.ui.requests import Prompts
@@ -271,19 +271,21 @@ def estimate_everything_s(image: OpenImage, params: dict[str, int | float]) -> f
         p = AutomaticParams(**params).validate()
     except ValueError as exc:  # checked before the grid is built: a huge one would not fit
         raise GatewayError(400, str(exc)) from None
-    size = (image.height, image.width)
-    boxes, layers = generate_crop_boxes(size, p.crop_n_layers, p.crop_overlap_ratio)
-    grids = build_all_layer_point_grids(
-        p.points_per_side, p.crop_n_layers, p.crop_n_points_downscale_factor
+    boxes, _ = generate_crop_boxes(
+        (image.height, image.width), p.crop_n_layers, p.crop_overlap_ratio
     )
-    points = sum(len(grids[layer]) for layer in layers)
     click_s = image.click_s if image.click_s is not None else image.encode_s * CLICK_TO_ENCODE
-    return len(boxes) * image.encode_s + 0.8 * points * click_s
+    return len(boxes) * image.encode_s + 0.8 * grid_points(p) * click_s
+
+
+def _code(exc: Exception) -> str:
+    """tritonclient's status ("400", "StatusCode.UNAVAILABLE", ...); "" for other errors."""
+    status = getattr(exc, "status", None)
+    return str(status()) if callable(status) else ""
 
 
 def _status(exc: Exception) -> int:
-    status = getattr(exc, "status", None)
-    code = str(status()) if callable(status) else ""
+    code = _code(exc)
     if code in ("400", "StatusCode.INVALID_ARGUMENT"):
         return 400
     if is_not_found(exc):
@@ -294,9 +296,7 @@ def _status(exc: Exception) -> int:
 
 
 def _unreachable(exc: Exception) -> bool:
-    status = getattr(exc, "status", None)
-    code = str(status()) if callable(status) else ""
-    return isinstance(exc, OSError) or code in ("StatusCode.UNAVAILABLE", "None", "")
+    return isinstance(exc, OSError) or _code(exc) in ("StatusCode.UNAVAILABLE", "None", "")
 
 
 def _failure(exc: Exception, url: str) -> tuple[str, None, str]:

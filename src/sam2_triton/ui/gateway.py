@@ -91,14 +91,17 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response({"server_ready": await _run(request, _backend(request).ready)})
 
 
+def _sample_files() -> dict[str, Path]:
+    return {p.name: p for p in sorted(SAMPLES.iterdir()) if p.suffix.lower() in SAMPLE_SUFFIXES}
+
+
 async def _samples(request: web.Request) -> web.Response:
-    names = sorted(p.name for p in SAMPLES.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
-    return web.json_response([{"name": n, "url": f"/api/samples/{n}"} for n in names])
+    return web.json_response([{"name": n, "url": f"/api/samples/{n}"} for n in _sample_files()])
 
 
 async def _sample(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    known = {p.name: p for p in SAMPLES.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES}
+    known = _sample_files()
     if name not in known:
         raise GatewayError(404, f"sample {name[:80]!r}: unknown; known: {sorted(known)}")
     return web.FileResponse(known[name])
