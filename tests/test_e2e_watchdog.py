@@ -189,13 +189,15 @@ def test_serve_heals_a_model_then_answers_requests_in_flight_at_sigterm(tiny_exp
             with SegmentClient(url, "grpc", network_timeout_s=120) as client:
                 return client.segment(unique_png(950 + k), **POINT).masks.shape[0]
 
-        # three, not more: one sam2_segment instance runs them in turn (about 2.5 s each, the
-        # first after a reload slower), and the server waits EXIT_TIMEOUT_S (15 s) for them
-        with ThreadPoolExecutor(3) as pool:
-            answers = [pool.submit(one, k) for k in range(3)]
-            _wait_until_in_flight(ports, c.SEGMENT, 2)
+        assert one(0) == 3  # healed: the reloaded model answers (and its first, slow run is done)
+        # two in flight, one running and one queued: the server waits EXIT_TIMEOUT_S (15 s) for
+        # them, and one sam2_segment instance runs them in turn (about 2.5 s each here, more on a
+        # busy CI machine: three after a reload once came too close to that bound)
+        with ThreadPoolExecutor(2) as pool:
+            answers = [pool.submit(one, k) for k in (1, 2)]
+            _wait_until_in_flight(ports, c.SEGMENT, 1)
             proc.send_signal(signal.SIGTERM)
-            assert [a.result(timeout=120) for a in answers] == [3, 3, 3]
+            assert [a.result(timeout=120) for a in answers] == [3, 3]
         proc.wait(timeout=120)
     assert proc.returncode == 0, log.read_text()[-3000:]
 
