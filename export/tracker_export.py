@@ -17,6 +17,12 @@ import torch
 from torch import nn
 
 from sam2_triton import contract
+from sam2_triton.contract import (
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKER_CONSTANTS_FILE,
+    TRACKING_DECODER_FILE,
+)
 from sam2_triton.export.onnx_export import example_decoder_inputs, optimize_onnx_file
 from sam2_triton.export.tracker_graph import (
     TOKENS,
@@ -25,12 +31,6 @@ from sam2_triton.export.tracker_graph import (
     TrackingDecoder,
 )
 from sam2_triton.onnx_session import create_session
-from sam2_triton.tracker_runtime import (
-    MEMORY_ATTENTION_FILE,
-    MEMORY_ENCODER_FILE,
-    TRACKER_CONSTANTS_FILE,
-    TRACKING_DECODER_FILE,
-)
 
 TRACKING_DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]
 OPSET = 18

@@ -57,7 +57,7 @@ def tiny_export() -> TinyExport:
 @pytest.fixture(scope="session")
 def tracker_export(tiny_export: TinyExport) -> Path:
     """The same export folder with the video tracker's graphs beside the image encoder."""
-    from sam2_triton.tracker_runtime import TRACKER_CONSTANTS_FILE
+    from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
     folder = tiny_export.export_dir
     if not (folder / TRACKER_CONSTANTS_FILE).exists():  # written last

@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from sam2_triton.contract import (
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKING_DECODER_FILE,
+)
 from sam2_triton.export.tracker_export import (
     example_memory_attention_inputs,
     example_memory_encoder_inputs,
@@ -20,11 +25,6 @@ from sam2_triton.export.tracker_export import (
 )
 from sam2_triton.export.tracker_graph import rotate_pairs
 from sam2_triton.onnx_session import create_session
-from sam2_triton.tracker_runtime import (
-    MEMORY_ATTENTION_FILE,
-    MEMORY_ENCODER_FILE,
-    TRACKING_DECODER_FILE,
-)
 
 TOLERANCE = 1e-4
 

@@ -139,3 +139,15 @@ def test_mask_downsample_is_sam2s_convolution(sam2_model):
         want = conv(torch.from_numpy(mask)[None, None])[0, 0].numpy()
     got = mask_downsample(mask, conv.weight.detach().numpy(), conv.bias.detach().numpy())
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_memories_keep_exactly_the_references_bfloat16_values():
+    from sam2_triton.tracking import from_bfloat16_bits, to_bfloat16_bits
+
+    x = np.random.default_rng(0).normal(0, 30, 10_000).astype(np.float32)
+    x[:4] = [0.0, -0.0, 1e-40, 3.0e38]  # signed zero, a subnormal, near the largest
+    bits = to_bfloat16_bits(x)
+    assert bits.dtype == np.uint16 and bits.nbytes == x.nbytes // 2
+    theirs = torch.from_numpy(x).to(torch.bfloat16)
+    assert np.array_equal(bits.view(np.int16), theirs.view(torch.int16).numpy())
+    assert np.array_equal(from_bfloat16_bits(bits), theirs.to(torch.float32).numpy())

@@ -2,79 +2,41 @@
 SAM2VideoPredictor on the same random weights and the same JPEG frames of a synthetic video of
 moving shapes: the prompted frame's masks, forward propagation, a second object with a box, a
 correction click on a tracked frame, and reverse propagation.
-
-The reference stores memories in bfloat16 and, on a CPU without autocast, its memory attention
-would then mix dtypes: its memory attention is handed float32 copies of the same (rounded)
-values, so its numbers are unchanged.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from sam2_triton.tracker_runtime import OnnxTrackerModels
 from sam2_triton.video_session import VideoSession
+from tests.video_helpers import (
+    AGREEMENT,
+    HEIGHT,
+    WIDTH,
+    agreement,
+    reference_video_predictor,
+    synthetic_video,
+)
 
-FRAMES, HEIGHT, WIDTH = 8, 120, 160
-AGREEMENT = 0.999  # of mask pixels, per frame and object
-
-
-def synthetic_video(folder: Path) -> list[np.ndarray]:
-    """A textured background, a red square moving right and a blue disc moving down, as JPEG
-    frames 0.jpg ... (the layout SAM2VideoPredictor reads); returns the decoded frames."""
-    rng = np.random.default_rng(0)
-    background = rng.integers(60, 120, (HEIGHT, WIDTH, 3)).astype(np.uint8)
-    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
-    frames = []
-    for t in range(FRAMES):
-        frame = background.copy()
-        frame[40:70, 20 + 6 * t : 50 + 6 * t] = (220, 30, 30)
-        frame[(yy - (20 + 5 * t)) ** 2 + (xx - 110) ** 2 < 15**2] = (30, 40, 230)
-        path = folder / f"{t}.jpg"
-        Image.fromarray(frame).save(path, quality=95)
-        frames.append(np.asarray(Image.open(path).convert("RGB")))
-    return frames
+FRAMES = 8
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     folder = tmp_path_factory.mktemp("video")
-    return folder, synthetic_video(folder)
+    return folder, synthetic_video(folder, FRAMES)
 
 
 @pytest.fixture(scope="module")
 def reference(tiny_export):
-    import torch
-    from sam2.build_sam import build_sam2_video_predictor
-
-    predictor = build_sam2_video_predictor(
-        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu"
-    )
-    attention = predictor.memory_attention.forward
-
-    def float32_memories(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
-        return attention(
-            curr, memory.to(torch.float32), curr_pos, memory_pos.to(torch.float32),
-            num_obj_ptr_tokens,
-        )  # fmt: skip
-
-    predictor.memory_attention.forward = float32_memories
-    return predictor
+    return reference_video_predictor(tiny_export)
 
 
 @pytest.fixture(scope="module")
 def models(tracker_export):
     return OnnxTrackerModels(tracker_export)
-
-
-def _agree(ours: np.ndarray, theirs) -> list[float]:
-    theirs = theirs.numpy() if hasattr(theirs, "numpy") else theirs
-    assert ours.shape == theirs.shape
-    return [float(((o > 0) == (t > 0)).mean()) for o, t in zip(ours, theirs, strict=True)]
 
 
 def _propagate(session, predictor, state, **kwargs) -> dict[int, list[float]]:
@@ -87,7 +49,7 @@ def _propagate(session, predictor, state, **kwargs) -> dict[int, list[float]]:
     agreement = {}
     for frame, (ids, masks) in ours.items():
         assert ids == theirs[frame][0]
-        agreement[frame] = _agree(masks, theirs[frame][1])
+        agreement[frame] = agreement(masks, theirs[frame][1])
     return agreement
 
 
@@ -105,13 +67,13 @@ def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
         )
     ours = session.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
     assert ours[:2] == (theirs[0], theirs[1]) == (0, [1])
-    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
 
     with torch.inference_mode():
         theirs = reference.add_new_points_or_box(state, 0, 2, box=[92, 3, 128, 38])
     ours = session.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
     assert ours[1] == theirs[1] == [1, 2]
-    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
 
     forward = _propagate(session, reference, state)
     assert len(forward) == FRAMES
@@ -123,7 +85,7 @@ def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
             state, 5, 1, points=[[60.0, 80.0]], labels=[0], clear_old_points=False
         )
     ours = session.add_new_points_or_box(5, 1, [[60.0, 80.0]], [0], clear_old_points=False)
-    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
 
     backward = _propagate(
         session, reference, state, start_frame_idx=6, max_frame_num_to_track=3, reverse=True
@@ -138,13 +100,13 @@ def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
     assert ids == their_ids == [2]
     assert [f for f, _ in updated] == [f for f, _ in their_updated] == [0, 5]
     for (_, ours_masks), (_, their_masks) in zip(updated, their_updated, strict=True):
-        assert min(_agree(ours_masks, their_masks)) >= AGREEMENT
+        assert min(agreement(ours_masks, their_masks)) >= AGREEMENT
     again = _propagate(session, reference, state, start_frame_idx=0, max_frame_num_to_track=2)
     assert list(again) == [0, 1, 2] and min(min(v) for v in again.values()) >= AGREEMENT
     with torch.inference_mode():
         theirs = reference.clear_all_prompts_in_frame(state, 0, 2)
     ours = session.clear_all_prompts_in_frame(0, 2)
-    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
     with pytest.raises(ValueError, match="object 2 has no prompt"):
         next(session.propagate_in_video())
 
@@ -161,6 +123,6 @@ def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, referen
         theirs = reference.add_new_mask(state, frame_idx=2, obj_id=3, mask=mask)
     ours = session.add_new_mask(2, 3, mask)
     assert ours[1] == theirs[1] == [3]
-    assert min(_agree(ours[2], theirs[2])) >= AGREEMENT
+    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
     tracked = _propagate(session, reference, state, max_frame_num_to_track=3)
     assert list(tracked) == [2, 3, 4, 5] and min(min(v) for v in tracked.values()) >= AGREEMENT

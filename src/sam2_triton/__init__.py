@@ -8,13 +8,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``from sam2_triton import SAM2RemotePredictor`` (or ``SAM2RemoteAutomaticMaskGenerator``)
+    """``from sam2_triton import SAM2RemotePredictor`` (``SAM2RemoteVideoPredictor``,
+    ``SAM2RemoteAutomaticMaskGenerator``)
     without importing tritonclient on ``import sam2_triton`` (the Triton model stubs import this
     package too)."""
     if name == "SAM2RemotePredictor":
         from sam2_triton.remote_predictor import SAM2RemotePredictor
 
         return SAM2RemotePredictor
+    if name == "SAM2RemoteVideoPredictor":
+        from sam2_triton.remote_video import SAM2RemoteVideoPredictor
+
+        return SAM2RemoteVideoPredictor
     if name == "SAM2RemoteAutomaticMaskGenerator":
         from sam2_triton.remote_automatic import SAM2RemoteAutomaticMaskGenerator
 

@@ -343,14 +343,7 @@ class SegmentClient:
         return {}
 
     def _input(self, name: str, value: np.ndarray) -> Any:
-        tensor = self._tc.InferInput(
-            name, list(value.shape), _DTYPES[value.dtype.kind, value.itemsize]
-        )
-        if self.protocol == "http":
-            tensor.set_data_from_numpy(value, binary_data=True)
-        else:
-            tensor.set_data_from_numpy(value)
-        return tensor
+        return make_input(self._tc, self.protocol, name, value)
 
     def close(self) -> None:
         self.client.close()
@@ -367,6 +360,16 @@ def is_not_found(error: Exception) -> bool:
     was evicted or never sent, so send it again."""
     status = getattr(error, "status", None)
     return callable(status) and str(status()) in ("404", "StatusCode.NOT_FOUND")
+
+
+def make_input(tc: Any, protocol: Protocol, name: str, value: np.ndarray) -> Any:
+    """A tritonclient input of ``value`` (binary over HTTP: no JSON of pixels)."""
+    tensor = tc.InferInput(name, list(value.shape), _DTYPES[value.dtype.kind, value.itemsize])
+    if protocol == "http":
+        tensor.set_data_from_numpy(value, binary_data=True)
+    else:
+        tensor.set_data_from_numpy(value)
+    return tensor
 
 
 # (numpy kind, itemsize) -> KServe v2 datatype

@@ -24,6 +24,12 @@ EMBED_SIZE = 64  # IMAGE_SIZE / 16
 ENCODER_FILE = "image_encoder.onnx"
 DECODER_FILE = "mask_decoder.onnx"
 EXPORT_METADATA_FILE = "export.json"
+# ... and the video tracker's (``sam2-triton export --video``): SAM2Base's no_mem_embed,
+# no_obj_ptr and mask_downsample (a 4 x 4 convolution's weights) are the constants.
+TRACKING_DECODER_FILE = "tracking_decoder.onnx"
+MEMORY_ATTENTION_FILE = "memory_attention.onnx"
+MEMORY_ENCODER_FILE = "memory_encoder.onnx"
+TRACKER_CONSTANTS_FILE = "tracker_constants.npz"
 
 # Triton model names (the public API: clients in any language rely on these).
 PREPROCESS = "sam2_preprocess"
@@ -33,6 +39,8 @@ POSTPROCESS = "sam2_postprocess"
 SEGMENT = "sam2_segment"
 SESSION = "sam2_session"
 AUTOMATIC = "sam2_automatic"
+VIDEO = "sam2_video"
+VIDEO_STREAM = "sam2_video_stream"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
 # png/rle/polygons replace the raw masks (polygons: each mask's outer and hole contours, COCO
@@ -182,6 +190,45 @@ AUTOMATIC_INPUTS = (
     *AUTOMATIC_OUTPUT_OPTIONS,
 )
 AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
+
+# --- sam2_video: track objects through a video (Python backend; sam2_triton.video_service) ----
+# One request per operation (video_requests.OPERATIONS) on a session the server keeps; masks of
+# F frames x N objects come as low_res_logits (output_format "logits", default: the client
+# upsamples them to the video's size as the server would), one RLE per frame and object, or raw.
+# sam2_video_stream (decoupled, gRPC) takes the same inputs for "propagate" and streams one
+# response per frame.
+VIDEO_INPUTS = (
+    Tensor("operation", "STRING", (1,)),
+    Tensor("session_id", "STRING", (1,), optional=True),
+    Tensor("video", "UINT8", (-1,), optional=True),  # start: a video file (MP4, WebM, ...)
+    Tensor("frames", "STRING", (-1,), optional=True),  # start/add_frames: encoded frames
+    Tensor("num_frames", "INT32", (1,), optional=True),  # start: the length of a stream to come
+    Tensor("frame_idx", "INT32", (1,), optional=True),
+    Tensor("obj_id", "INT32", (1,), optional=True),
+    Tensor("point_coords", "FP32", (-1, 2), optional=True),
+    Tensor("point_labels", "INT32", (-1,), optional=True),
+    Tensor("box", "FP32", (4,), optional=True),
+    Tensor("clear_old_points", "BOOL", (1,), optional=True),
+    Tensor("normalize_coords", "BOOL", (1,), optional=True),  # false: coords in [0, 1]
+    Tensor("mask", "BOOL", (-1, -1), optional=True),  # add_mask
+    Tensor("start_frame_idx", "INT32", (1,), optional=True),
+    Tensor("max_frame_num_to_track", "INT32", (1,), optional=True),
+    Tensor("reverse", "BOOL", (1,), optional=True),
+    Tensor("max_frames", "INT32", (1,), optional=True),  # propagate: frames in this answer
+    Tensor("output_format", "STRING", (1,), optional=True),  # logits | rle | raw
+)
+VIDEO_OUTPUTS = (
+    Tensor("session_id", "STRING", (1,)),
+    Tensor("num_frames", "INT32", (1,)),
+    Tensor("video_size", "INT32", (2,)),  # (height, width)
+    Tensor("frame_indices", "INT32", (-1,)),  # the F frames answered
+    Tensor("obj_ids", "INT32", (-1,)),  # the session's N objects, in order
+    Tensor("low_res_logits", "FP32", (-1, -1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),  # [F, N]
+    Tensor("masks", "UINT8", (-1, -1, -1, -1)),  # raw: [F, N, H, W]
+    Tensor("encoded_masks", "STRING", (-1,)),  # rle: F x N JSON records, frame by frame
+    Tensor("next_frame_idx", "INT32", (1,)),  # propagate: where the next page starts, or -1
+    Tensor("frames_left", "INT32", (1,)),  # ... and how many frames it has left
+)
 
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
 PREPROCESS_OUTPUTS = (

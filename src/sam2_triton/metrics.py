@@ -20,6 +20,10 @@ CACHE_MISSES = "sam2_session_cache_misses"
 CACHE_EVICTIONS = "sam2_session_cache_evictions"
 CACHE_BYTES = "sam2_session_cache_bytes"
 CACHE_ENTRIES = "sam2_session_cache_entries"
+VIDEO_SESSIONS = "sam2_video_sessions"
+VIDEO_BYTES = "sam2_video_bytes"
+VIDEO_EVICTIONS = "sam2_video_evictions"  # label reason: idle, sessions, bytes
+VIDEO_FRAMES = "sam2_video_frames_tracked"
 
 SUCCESS = "success"
 OUTCOMES: tuple[str, ...] = (SUCCESS, *(kind.value for kind in ErrorKind))
@@ -53,3 +57,7 @@ def outcome(error: BaseException | None) -> str:
     if isinstance(error, ServiceError):
         return error.kind.value
     return ErrorKind.INTERNAL.value
+
+
+#: ... and those of a server that tracks video too (ServingOptions.video).
+VIDEO_SERIES: tuple[str, ...] = (VIDEO_SESSIONS, VIDEO_BYTES, VIDEO_EVICTIONS, VIDEO_FRAMES)

@@ -32,6 +32,8 @@ def python_config(plan: ModelPlan, options: ServingOptions) -> mc.ModelConfig:
     )
     if plan.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
+    if plan.decoupled:
+        config.model_transaction_policy.decoupled = True
     for key, value in plan.parameters.items():
         config.parameters[key].string_value = value
     return config

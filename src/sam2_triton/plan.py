@@ -82,6 +82,16 @@ class ServingOptions:
     # sam2_automatic refuses a request whose grids (all crop layers) exceed this many points:
     # about 4 minutes of decoder work on 2 CPU cores (Meta's default, 32 per side, is 1,024).
     automatic_max_grid_points: int = 8192
+    # Video tracking (sam2_video, sam2_video_stream): served when the export has the tracker's
+    # graphs (`sam2-triton export --video`). One sam2_video instance owns every session.
+    video: bool = False
+    video_stream_instances: int = 2  # concurrent streamed propagations
+    video_max_sessions: int = 8
+    video_max_bytes: int = 4 << 30  # all sessions' frames and state
+    video_idle_seconds: int = 900  # a session unused this long is closed
+    video_max_frames: int = 3000  # per video
+    video_page_frames: int = 8  # frames one (HTTP) propagate answer carries
+    video_memory_frames: int = 16  # tracked frames' state kept per object (0: all, as sam2)
 
     def __post_init__(self) -> None:
         if self.cpu_precision not in CPU_PRECISIONS:
@@ -102,6 +112,7 @@ INSTANCE_OPTIONS: Mapping[str, str] = {
     c.POSTPROCESS: "postprocess_instances",
     c.SESSION: "session_instances",
     c.AUTOMATIC: "automatic_instances",
+    c.VIDEO_STREAM: "video_stream_instances",
 }
 
 PRECISIONS = ("FP16", "FP32")
@@ -157,6 +168,7 @@ class ModelPlan:
     max_batch_size: int = 0
     instances: int = 1
     dynamic_batching: bool = False
+    decoupled: bool = False  # any number of responses per request (streaming, gRPC only)
     parameters: Mapping[str, str] = field(default_factory=dict)
     gpu: GpuPlacement | None = None  # Runtime.ONNXRUNTIME only
 
@@ -193,6 +205,7 @@ def repository_plan(
                 gpu.automatic_max_grid_points if on_gpu else options.automatic_max_grid_points
             ),
         ),
+        *(_video(options) if options.video and not on_gpu else []),
     ]
 
 
@@ -203,7 +216,8 @@ def model_names(target: str, options: ServingOptions | None = None) -> list[str]
 def cpu_instance_models(target: str, options: ServingOptions | None = None) -> list[str]:
     """The models whose instance count ``--instances MODEL=N`` sets on ``target``: its Python
     models (the GPU target's ONNX models take GpuOptions.instances per GPU)."""
-    return [p.name for p in repository_plan(target, options) if p.runtime is Runtime.PYTHON]
+    plans = repository_plan(target, options)
+    return [p.name for p in plans if p.runtime is Runtime.PYTHON and p.name in INSTANCE_OPTIONS]
 
 
 def _runner(options: ServingOptions) -> dict[str, str]:
@@ -396,3 +410,49 @@ def _automatic(
             **_decoder_runner(options, in_process),
         },
     )
+
+
+#: The export files sam2_video runs in-process (embedded target).
+VIDEO_FILES = (
+    c.ENCODER_FILE,
+    c.TRACKING_DECODER_FILE,
+    c.MEMORY_ATTENTION_FILE,
+    c.MEMORY_ENCODER_FILE,
+    c.TRACKER_CONSTANTS_FILE,
+)
+
+
+def _video(options: ServingOptions) -> list[ModelPlan]:
+    return [
+        ModelPlan(
+            c.VIDEO,
+            "video tracking sessions: prompts on frames, propagation through SAM 2's memory",
+            Runtime.PYTHON,
+            c.VIDEO_INPUTS,
+            c.VIDEO_OUTPUTS,
+            python_module="video",
+            local_files=VIDEO_FILES,
+            instances=1,  # the sessions live in this one process
+            parameters={
+                **_runner(options),
+                "max_image_pixels": str(options.max_image_pixels),
+                "max_points": str(options.max_points),
+                "max_sessions": str(options.video_max_sessions),
+                "max_bytes": str(options.video_max_bytes),
+                "idle_seconds": str(options.video_idle_seconds),
+                "max_frames": str(options.video_max_frames),
+                "page_frames": str(options.video_page_frames),
+                "memory_frames": str(options.video_memory_frames),
+            },
+        ),
+        ModelPlan(
+            c.VIDEO_STREAM,
+            "sam2_video's propagation streamed, one response per frame (gRPC)",
+            Runtime.PYTHON,
+            c.VIDEO_INPUTS,
+            c.VIDEO_OUTPUTS,
+            python_module="video_stream",
+            instances=options.video_stream_instances,
+            decoupled=True,
+        ),
+    ]

@@ -31,11 +31,14 @@ DEFAULT_MAX_POINTS = 64
 # --- images ------------------------------------------------------------------------------------
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, apply_exif: bool = True
+) -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, WebP, ...) to an RGB uint8 array [H, W, 3].
 
-    EXIF orientation is applied (what a viewer shows is what gets segmented); greyscale, CMYK,
-    palette, 16-bit and alpha images are converted to 8-bit RGB. Images larger than
+    EXIF orientation is applied unless ``apply_exif`` is False (what a viewer shows is what
+    gets segmented; video frames are read unrotated, as SAM2VideoPredictor reads them);
+    greyscale, CMYK, palette, 16-bit and alpha images are converted to 8-bit RGB. Images larger than
     ``max_pixels`` are refused before their pixels are decoded (decompression bombs).
     """
     if len(data) == 0:
@@ -64,7 +67,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.
         raise InvalidInputError(
             "image", f"cannot be decoded as an image ({type(exc).__name__}: {exc})"
         ) from None
-    image = ImageOps.exif_transpose(image)
+    if apply_exif:
+        image = ImageOps.exif_transpose(image)
     return _to_rgb_uint8(image)
 
 
@@ -132,8 +136,8 @@ def prepare_prompts(
     ``padding_label`` also accepts SAM's padding label -1 (a point SAM embeds as "not a
     point", wherever it lies), so that batched sets with fewer points can be padded.
     """
-    points = _validate_points(point_coords, point_labels, orig_hw, max_points, padding_label)
-    box_xyxy = _validate_box(box, orig_hw)
+    points = validate_points(point_coords, point_labels, orig_hw, max_points, padding_label)
+    box_xyxy = validate_box(box, orig_hw)
     has_points = points is not None and bool(np.any(points[1] != LABEL_PADDING))
     if not has_points and box_xyxy is None:
         raise InvalidInputError(
@@ -162,7 +166,7 @@ def transform_coords(coords: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray
     return out * np.float32(IMAGE_SIZE)
 
 
-def _validate_points(
+def validate_points(
     point_coords: np.ndarray | None,
     point_labels: np.ndarray | None,
     orig_hw: tuple[int, int],
@@ -207,7 +211,7 @@ def _validate_points(
     return coords.astype(np.float32), labels.astype(np.int32)
 
 
-def _validate_box(box: np.ndarray | None, orig_hw: tuple[int, int]) -> np.ndarray | None:
+def validate_box(box: np.ndarray | None, orig_hw: tuple[int, int]) -> np.ndarray | None:
     if box is None:
         return None
     values = np.asarray(box, dtype=np.float64).reshape(-1)

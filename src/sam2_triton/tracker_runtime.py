@@ -7,22 +7,28 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_triton.contract import ENCODER_FILE, ENCODER_OUTPUTS
+from sam2_triton.contract import (
+    ENCODER_FILE,
+    ENCODER_OUTPUTS,
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKER_CONSTANTS_FILE,
+    TRACKING_DECODER_FILE,
+)
 from sam2_triton.onnx_session import create_session
-
-MEMORY_ATTENTION_FILE = "memory_attention.onnx"
-MEMORY_ENCODER_FILE = "memory_encoder.onnx"
-TRACKING_DECODER_FILE = "tracking_decoder.onnx"
-#: SAM2Base's no_mem_embed, no_obj_ptr and mask_downsample (a 4 x 4 convolution's weights)
-TRACKER_CONSTANTS_FILE = "tracker_constants.npz"
 
 
 class OnnxTrackerModels:
     """encode / decode / attend / encode_memory on ONNX Runtime sessions."""
 
-    def __init__(self, export_dir: Path, intra_op_threads: int = 0) -> None:
+    def __init__(
+        self, export_dir: Path, intra_op_threads: int = 0, precision: str = "fp32"
+    ) -> None:
         export_dir = Path(export_dir)
-        session = lambda name: create_session(export_dir / name, intra_op_threads)  # noqa: E731
+
+        def session(name: str):  # noqa: ANN202
+            return create_session(export_dir / name, intra_op_threads, precision=precision)
+
         self._encoder = session(ENCODER_FILE)
         self._decoder = session(TRACKING_DECODER_FILE)
         self._attention = session(MEMORY_ATTENTION_FILE)

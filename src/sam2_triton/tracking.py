@@ -171,28 +171,34 @@ def plan_memories(
 # --- frames and stored memories -------------------------------------------------------------
 
 
-def video_frame_input(rgb: np.ndarray, image_size: int = MEMORY_IMAGE_SIZE) -> np.ndarray:
-    """A video frame (HWC uint8 RGB) -> the encoder's input [1, 3, 1024, 1024], as
-    SAM2VideoPredictor loads frames (sam2/utils/misc.py): Pillow's default (bicubic) resize to
-    the square, /255, then ImageNet mean and std in float32. Not the image predictor's
-    transform: its resize differs, and the masks with it."""
+def resize_frame(rgb: np.ndarray, image_size: int = MEMORY_IMAGE_SIZE) -> np.ndarray:
+    """A video frame (HWC uint8 RGB) -> [1024, 1024, 3] uint8, as SAM2VideoPredictor loads
+    frames (sam2/utils/misc.py): Pillow's default (bicubic) resize to the square. Not the image
+    predictor's transform: its resize differs, and the masks with it."""
     from PIL import Image
 
+    return np.asarray(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
+
+
+def normalize_frame(resized: np.ndarray) -> np.ndarray:
+    """A resized frame -> the encoder's input [1, 3, 1024, 1024]: /255, then ImageNet mean and
+    std in float32, as the reference does."""
     from sam2_triton.processing import PIXEL_MEAN, PIXEL_STD
 
-    resized = np.asarray(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
     scaled = (resized / 255.0).astype(np.float32).transpose(2, 0, 1)
     return ((scaled - PIXEL_MEAN[:, None, None]) / PIXEL_STD[:, None, None])[None]
 
 
-def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
-    """float32 rounded to the nearest bfloat16 (ties to even), kept as float32: the reference
-    stores every memory feature as ``torch.bfloat16``, and tracking reads them back."""
+def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> the nearest bfloat16's bits (ties to even) as uint16: half the bytes of a
+    memory, and exactly the values the reference keeps."""
     bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(
-        0xFFFF0000
-    )
-    return rounded.view(np.float32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 # --- mask prompts ----------------------------------------------------------------------------

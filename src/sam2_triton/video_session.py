@@ -5,13 +5,18 @@ The calls mirror Meta's: ``add_new_points_or_box`` answers the prompted frame's 
 every object, ``propagate_in_video`` yields (frame, object ids, mask logits at the video's
 size). Each object is tracked on its own (sam2 1.1's per-object state), with its prompted
 ("conditioning") frames, the frames it was tracked on and their memories, stored rounded to
-bfloat16 as the reference stores them. Not yet here: hole filling (skipped, as the reference
-skips it on a CPU) and the bounded memory the served model will keep.
+bfloat16 as the reference stores them (as bfloat16 bits: half the bytes).
+
+Memory is bounded by ``memory_frames``: an object keeps its prompted frames and the outputs of
+the last ``memory_frames`` frames it was tracked on, which is all that tracking on from there
+reads (6 memories and 15 pointers back, SAM 2.1's settings); the reference keeps every frame's.
+Not yet here: hole filling (skipped, as the reference skips it on a CPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,18 +27,22 @@ from sam2_triton.tracking import (
     MASK_OUT_BIAS,
     MASK_OUT_SCALE,
     MEMORY_IMAGE_SIZE,
+    NO_OBJ_SCORE,
     MemoryConfig,
     decoder_heads,
+    from_bfloat16_bits,
     mask_downsample,
     mask_prompt_1024,
     plan_memories,
     resize_antialiased,
-    round_to_bfloat16,
+    to_bfloat16_bits,
     use_multimask,
-    video_frame_input,
 )
+from sam2_triton.video_frames import VideoFrames
 
 LOGIT_CLAMP = 32.0  # previous mask logits fed back with new clicks are clamped (sam2)
+#: Tracked frames whose outputs an object keeps: SAM 2.1 reads 6 memories and 15 pointers back.
+DEFAULT_MEMORY_FRAMES = 16
 
 
 class TrackerModels(Protocol):
@@ -55,7 +64,12 @@ class FrameOutput:
     pred_masks: np.ndarray  # [1, 1, 256, 256] logits
     obj_ptr: np.ndarray  # [1, 256]
     object_score_logits: np.ndarray  # [1, 1]
-    maskmem: np.ndarray | None = None  # [1, 4096, 64], bfloat16-rounded
+    maskmem: np.ndarray | None = None  # [1, 4096, 64] bfloat16 bits (uint16)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.pred_masks, self.obj_ptr, self.object_score_logits, self.maskmem)
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 @dataclass
@@ -63,7 +77,7 @@ class TrackedObject:
     obj_id: int
     points: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     cond: dict[int, FrameOutput] = field(default_factory=dict)
-    non_cond: dict[int, FrameOutput] = field(default_factory=dict)
+    non_cond: OrderedDict[int, FrameOutput] = field(default_factory=OrderedDict)  # by recency
     temp: dict[bool, dict[int, FrameOutput]] = field(default_factory=lambda: {True: {}, False: {}})
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
     masked: set[int] = field(default_factory=set)  # frames whose prompt is a mask
@@ -71,26 +85,63 @@ class TrackedObject:
     def output(self, frame: int) -> FrameOutput | None:
         return self.cond.get(frame) or self.non_cond.get(frame)
 
+    def keep_tracked(self, frame: int, out: FrameOutput, memory_frames: int | None) -> None:
+        """Store a tracked frame's output, dropping the least recently tracked beyond
+        ``memory_frames`` (None: keep all, as the reference does)."""
+        self.non_cond.pop(frame, None)
+        self.non_cond[frame] = out
+        while memory_frames is not None and len(self.non_cond) > memory_frames:
+            self.non_cond.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        outputs = [*self.cond.values(), *self.non_cond.values()]
+        outputs += [o for temp in self.temp.values() for o in temp.values()]
+        return sum(o.nbytes for o in outputs)
+
 
 class VideoSession:
-    """SAM2VideoPredictor's state for one video of RGB frames (HWC uint8)."""
+    """SAM2VideoPredictor's state for one video: ``frames`` (VideoFrames, or RGB arrays HWC
+    uint8), which may grow while it is tracked (frames sent one at a time).
+
+    ``expected_frames``: the video's length when frames still arrive; the pointers' temporal
+    scale depends on it for videos under 16 frames (default: the frames there are now).
+    ``low_res_output``: masks are returned as the 256 x 256 logits they are upsampled from."""
 
     def __init__(
         self,
-        frames: Sequence[np.ndarray],
+        frames: VideoFrames | Sequence[np.ndarray],
         models: TrackerModels,
         config: MemoryConfig | None = None,
+        memory_frames: int | None = DEFAULT_MEMORY_FRAMES,
+        expected_frames: int = 0,
+        low_res_output: bool = False,
     ) -> None:
-        if not frames:
-            raise ValueError("frames: a video needs at least one frame")
+        if not isinstance(frames, VideoFrames):
+            frames = VideoFrames.of_arrays(frames)
         self.frames, self.models, self.config = frames, models, config or MemoryConfig()
-        self.height, self.width = frames[0].shape[:2]
+        self.memory_frames, self.expected_frames = memory_frames, expected_frames
+        self.low_res_output = low_res_output  # masks as [N, 1, 256, 256] logits (the server's)
         self.objects: dict[int, TrackedObject] = {}
         self._features: tuple[int, dict[str, np.ndarray]] | None = None
 
     @property
     def num_frames(self) -> int:
         return len(self.frames)
+
+    @property
+    def height(self) -> int:
+        return self.frames.height
+
+    @property
+    def width(self) -> int:
+        return self.frames.width
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: frames, every object's outputs and the last frame's features."""
+        features = sum(a.nbytes for a in self._features[1].values()) if self._features else 0
+        return self.frames.nbytes + features + sum(o.nbytes for o in self.objects.values())
 
     @property
     def obj_ids(self) -> list[int]:
@@ -162,6 +213,17 @@ class VideoSession:
         reverse: bool = False,
     ) -> Iterator[tuple[int, list[int], np.ndarray]]:
         """Track every object frame by frame: (frame, object ids, logits [N, 1, H, W])."""
+        order = self.propagation_order(start_frame_idx, max_frame_num_to_track, reverse)
+        yield from self.track(order, reverse)
+
+    def propagation_order(
+        self,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> range:
+        """The frames ``propagate_in_video`` visits, in order; the prompts given since the
+        last propagation are consolidated first (their memories encoded)."""
         self._preflight()
         if start_frame_idx is None:
             start_frame_idx = min(t for obj in self.objects.values() for t in obj.cond)
@@ -173,6 +235,12 @@ class VideoSession:
         else:
             end = min(start_frame_idx + max_frame_num_to_track, self.num_frames - 1)
             order = range(start_frame_idx, end + 1)
+        return order
+
+    def track(
+        self, order: Iterable[int], reverse: bool
+    ) -> Iterator[tuple[int, list[int], np.ndarray]]:
+        """Each frame of ``order`` (part of a ``propagation_order``) tracked in turn."""
         for frame_idx in order:
             masks = []
             for obj in self.objects.values():
@@ -180,7 +248,7 @@ class VideoSession:
                     out = obj.cond[frame_idx]
                 else:
                     out = self._run_frame(obj, frame_idx, False, None, reverse, True, None)
-                    obj.non_cond[frame_idx] = out
+                    obj.keep_tracked(frame_idx, out, self.memory_frames)
                 obj.tracked[frame_idx] = reverse
                 masks.append(self._video_res(out))
             yield frame_idx, self.obj_ids, np.stack(masks)
@@ -197,7 +265,7 @@ class VideoSession:
             temp.pop(frame_idx, None)
         out = obj.cond.pop(frame_idx, None)
         if out is not None:
-            obj.non_cond[frame_idx] = out
+            obj.keep_tracked(frame_idx, out, self.memory_frames)
             obj.tracked.pop(frame_idx, None)
         is_cond = any(frame_idx in o.temp[True] for o in self.objects.values())
         return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
@@ -242,7 +310,10 @@ class VideoSession:
                 for frame_idx, out in obj.temp[is_cond].items():
                     if out.maskmem is None:
                         out.maskmem = self._encode_memory(frame_idx, out, from_points=True)
-                    (obj.cond if is_cond else obj.non_cond)[frame_idx] = out
+                    if is_cond:
+                        obj.cond[frame_idx] = out
+                    else:
+                        obj.keep_tracked(frame_idx, out, self.memory_frames)
                 obj.temp[is_cond].clear()
             if not obj.cond:
                 raise ValueError(f"object {obj.obj_id} has no prompt: add points or a box")
@@ -317,14 +388,15 @@ class VideoSession:
     def _attend(
         self, obj: TrackedObject, frame_idx: int, features: dict, reverse: bool
     ) -> np.ndarray:
+        num_frames = max(self.num_frames, self.expected_frames)
         plan = plan_memories(
-            frame_idx, list(obj.cond), set(obj.non_cond), self.num_frames, reverse, self.config
+            frame_idx, list(obj.cond), set(obj.non_cond), num_frames, reverse, self.config
         )
         outputs = [obj.output(t) for t, _ in plan.memories]
         pointers = [obj.output(t).obj_ptr[0] for t, _ in plan.pointers]
         feeds = {
             "vision_feat": self._vision_feat(features),
-            "memory": np.stack([o.maskmem[0] for o in outputs])[None],
+            "memory": from_bfloat16_bits(np.stack([o.maskmem[0] for o in outputs])[None]),
             "memory_tpos": np.array([row for _, row in plan.memories], np.int64),
             "obj_ptrs": np.array(pointers, np.float32).reshape(1, -1, 256),
             "obj_ptr_tpos": np.array([p for _, p in plan.pointers], np.float32),
@@ -339,15 +411,15 @@ class VideoSession:
             "object_score_logits": out.object_score_logits,
             "binarize": np.array([from_points]),
         }
-        return round_to_bfloat16(self.models.encode_memory(feeds))
+        return to_bfloat16_bits(self.models.encode_memory(feeds))
 
     def _frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
         """The encoder's outputs for a frame (the last frame's are kept, as sam2 keeps them)."""
         if not 0 <= frame_idx < self.num_frames:
             raise IndexError(f"frame_idx: {frame_idx} is outside 0..{self.num_frames - 1}")
         if self._features is None or self._features[0] != frame_idx:
-            image = video_frame_input(self.frames[frame_idx])
-            self._features = (frame_idx, self.models.encode(image))
+            self._features = None  # the old frame's 16.8 MB go before the new frame's come
+            self._features = (frame_idx, self.models.encode(self.frames.model_input(frame_idx)))
         return self._features[1]
 
     def _vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
@@ -365,6 +437,11 @@ class VideoSession:
         )
 
     def _video_res(self, out: FrameOutput | None) -> np.ndarray:
+        """An answer's mask logits [1, H, W] (or [1, 256, 256] for ``low_res_output``); an
+        object without one there is absent (NO_OBJ_SCORE everywhere)."""
+        if self.low_res_output:
+            side = MEMORY_IMAGE_SIZE // 4
+            return np.full((1, side, side), NO_OBJ_SCORE) if out is None else out.pred_masks[0]
         if out is None:
-            return np.full((1, self.height, self.width), -1024.0, np.float32)
+            return np.full((1, self.height, self.width), NO_OBJ_SCORE, np.float32)
         return upsample_logits(out.pred_masks[0], (self.height, self.width))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sam2_triton.cli.arguments import (
@@ -78,6 +79,21 @@ def gpu_options(args: argparse.Namespace) -> GpuOptions:
     )
 
 
+def with_video_if_exported(
+    options: ServingOptions, source: Path | None, target: str
+) -> ServingOptions:
+    """Video tracking is served on the embedded target when the export has the tracker's
+    graphs (``sam2-triton export --video``)."""
+    from sam2_triton.contract import TRACKER_CONSTANTS_FILE
+
+    if target != "embedded" or source is None or options.video:
+        return options
+    if (source / TRACKER_CONSTANTS_FILE).exists():
+        return replace(options, video=True)
+    print(f"note: {source} has no video tracker: `sam2-triton export --video` adds it")
+    return options
+
+
 def build_repo(
     model: str | None,
     out: Path,
@@ -91,6 +107,7 @@ def build_repo(
     from sam2_triton.repository import write_repository
 
     source = export_dir(model) if model else None
+    options = with_video_if_exported(options or ServingOptions(), source, target)
     changed = write_repository(out, target, options, gpu, source, force)
     what = f"model {model}" if model else "configs only"
     print(f"{target} model repository {'built' if changed else 'up to date'}: {out} ({what})")

@@ -7,6 +7,7 @@ outcome's series is created at start (at 0), so rates and ratios exist before th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import metrics as m
 from sam2_triton.embedding_cache import CacheStats, EmbeddingCache
+from sam2_triton.video_service import EVICTION_REASONS, VideoService
 
 T = TypeVar("T")
 
@@ -103,3 +105,32 @@ class CacheMetrics(_Families):
         held, entries = cache.usage()
         self.bytes.set(held)
         self.entries.set(entries)
+
+
+class VideoMetrics(_Families):
+    """sam2_video_*: open sessions and their bytes, evictions by reason, frames tracked."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(model_name)
+        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
+        self.sessions = self.metric(m.VIDEO_SESSIONS, "Open video sessions", gauge)
+        self.bytes = self.metric(m.VIDEO_BYTES, "Bytes held by the video sessions", gauge)
+        self.frames = self.metric(m.VIDEO_FRAMES, "Frames tracked (all objects)", counter)
+        self.evictions = {
+            reason: self.metric(
+                m.VIDEO_EVICTIONS, "Video sessions closed by the server", counter, reason=reason
+            )
+            for reason in EVICTION_REASONS
+        }
+        self.reported: Counter[str] = Counter()
+
+    def update(self, service: VideoService) -> None:
+        with service.lock:
+            counts = Counter(service.evictions, frames=service.frames_tracked)
+            self.sessions.set(len(service.sessions))
+            self.bytes.set(service.nbytes)
+        for reason, metric in [*self.evictions.items(), ("frames", self.frames)]:
+            delta = counts[reason] - self.reported[reason]
+            if delta:
+                metric.increment(delta)
+        self.reported = counts
