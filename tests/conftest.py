@@ -7,6 +7,7 @@ export code, so a rerun after a change elsewhere does not pay for it again; CI s
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,15 +57,21 @@ def tiny_export() -> TinyExport:
 
 @pytest.fixture(scope="session")
 def tracker_export(tiny_export: TinyExport) -> Path:
-    """The same export folder with the video tracker's graphs beside the image encoder."""
+    """The tiny export with the video tracker's graphs beside it, in a folder of its own (the
+    image files hard-linked): servers of ``tiny_export`` stay image-only, whatever ran first."""
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
-    folder = tiny_export.export_dir
+    source = tiny_export.export_dir
+    folder = source.with_name(source.name + "-video")
     if not (folder / TRACKER_CONSTANTS_FILE).exists():  # written last
         from sam2.build_sam import build_sam2
 
         from sam2_triton.export.tracker_export import export_tracker_onnx
 
+        folder.mkdir(exist_ok=True)
+        for path in source.iterdir():
+            if path.is_file() and not (folder / path.name).exists():
+                os.link(path, folder / path.name)
         model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
         export_tracker_onnx(model, folder)
     return folder

@@ -86,6 +86,19 @@ def test_paged_propagation_equals_one_video_session(models, video, direct):
     np.testing.assert_array_equal(np.concatenate([p["low_res_logits"] for p in pages]), direct)
 
 
+def test_paged_reverse_propagation_reaches_frame_0(models, video):
+    """The last backward page starts at frame 0, which sam2 would not track if asked to start
+    there: a page of a propagation under way (``resume``) tracks it."""
+    service = VideoService(models, VideoLimits(page_frames=2))
+    sid = _started(service, video[:4])
+    _click(service, sid, frame=3)
+    start = _op("propagate", session_id=sid, start_frame_idx=3, reverse=True)
+    pages = list(propagation_pages(start, service.handle, 2))
+    assert [p["frame_indices"].tolist() for p in pages] == [[3, 2], [1, 0]]
+    from_zero = service.handle(_op("propagate", session_id=sid, start_frame_idx=0, reverse=True))
+    assert from_zero["frame_indices"].tolist() == []  # sam2's rule for a new propagation
+
+
 def test_frames_sent_one_at_a_time_track_as_the_whole_video(models, video, direct):
     service = VideoService(models)
     sid = _started(service, video[:1])
@@ -174,37 +187,65 @@ def test_a_video_file_is_decoded_with_its_frames_in_order(models, video):
         np.testing.assert_array_equal(session.frames.model_input(t), expected.model_input(t))
 
 
+def _points(sid: str, frame: int = 0, xy=(35.0, 55.0), **extra) -> dict:
+    coords = np.array([xy], np.float32)
+    return _op("add_points", session_id=sid, frame_idx=frame, obj_id=1, point_coords=coords,
+               point_labels=np.ones(1, np.int32), **extra)  # fmt: skip
+
+
+def _bytes(*items: bytes) -> np.ndarray:
+    return np.array(items, dtype=object)
+
+
+BOX = np.array([1, 1, 9, 9], np.float32)
 BAD = [
     ("unknown operation", lambda sid: _op("explode", session_id=sid), "operation"),
     ("no operation", lambda sid: {}, "operation"),
     ("no session id", lambda sid: _op("propagate"), "session_id"),
-    ("frame out of range", lambda sid: _op("add_points", session_id=sid, frame_idx=99, obj_id=1,
-        point_coords=np.zeros((1, 2), np.float32), point_labels=np.ones(1, np.int32)),
-        "frame_idx"),  # fmt: skip
-    ("NaN click", lambda sid: _op("add_points", session_id=sid, frame_idx=0, obj_id=1,
-        point_coords=np.full((1, 2), np.nan, np.float32), point_labels=np.ones(1, np.int32)),
-        "point_coords"),  # fmt: skip
-    ("click outside", lambda sid: _op("add_points", session_id=sid, frame_idx=0, obj_id=1,
-        point_coords=np.array([[500.0, 5.0]], np.float32), point_labels=np.ones(1, np.int32)),
-        "point_coords"),  # fmt: skip
-    ("no prompt", lambda sid: _op("add_points", session_id=sid, frame_idx=0, obj_id=1),
-        "point_coords"),  # fmt: skip
-    ("box kept with old points", lambda sid: _op("add_points", session_id=sid, frame_idx=0,
-        obj_id=1, box=np.array([1, 1, 9, 9], np.float32), clear_old_points=False),
-        "box"),  # fmt: skip
-    ("mask of three axes", lambda sid: _op("add_mask", session_id=sid, frame_idx=0, obj_id=1,
-        mask=np.ones((2, 2, 2), bool)), "mask"),  # fmt: skip
+    ("frame out of range", lambda sid: _points(sid, frame=99), "frame_idx"),
+    ("NaN click", lambda sid: _points(sid, xy=(np.nan, 1.0)), "point_coords"),
+    ("click outside", lambda sid: _points(sid, xy=(500.0, 5.0)), "point_coords"),
+    (
+        "no prompt",
+        lambda sid: _op("add_points", session_id=sid, frame_idx=0, obj_id=1),
+        "point_coords",
+    ),
+    (
+        "box kept with old points",
+        lambda sid: _op(
+            "add_points", session_id=sid, frame_idx=0, obj_id=1, box=BOX, clear_old_points=False
+        ),
+        "box",
+    ),
+    (
+        "mask of three axes",
+        lambda sid: _op(
+            "add_mask", session_id=sid, frame_idx=0, obj_id=1, mask=np.ones((2, 2, 2), bool)
+        ),
+        "mask",
+    ),
     ("propagate before a prompt", lambda sid: _op("propagate", session_id=sid), "session_id"),
-    ("corrupt frame", lambda sid: _op("add_frames", session_id=sid,
-        frames=np.array([b"not a jpeg"], dtype=object)), "frames[2]"),  # fmt: skip
-    ("a frame of another size", lambda sid: _op("add_frames", session_id=sid,
-        frames=_frames([_png(8, 8)])), "frames"),  # fmt: skip
-    ("unknown format", lambda sid: _op("reset", session_id=sid, output_format="gif"),
-        "output_format"),  # fmt: skip
-    ("corrupt video", lambda sid: _op("start", video=np.frombuffer(b"\0" * 64, np.uint8)),
-        "video"),  # fmt: skip
-    ("video and frames", lambda sid: _op("start", video=np.zeros(4, np.uint8),
-        frames=np.array([b"x"], dtype=object)), "video"),  # fmt: skip
+    (
+        "corrupt frame",
+        lambda sid: _op("add_frames", session_id=sid, frames=_bytes(b"no jpeg")),
+        "frames[2]",
+    ),
+    (
+        "a frame of another size",
+        lambda sid: _op("add_frames", session_id=sid, frames=_bytes(_png(8, 8))),
+        "frames",
+    ),
+    (
+        "unknown format",
+        lambda sid: _op("reset", session_id=sid, output_format="gif"),
+        "output_format",
+    ),
+    ("corrupt video", lambda sid: _op("start", video=np.zeros(64, np.uint8)), "video"),
+    (
+        "video and frames",
+        lambda sid: _op("start", video=np.zeros(4, np.uint8), frames=_bytes(b"x")),
+        "video",
+    ),
 ]
 
 

@@ -215,6 +215,7 @@ VIDEO_INPUTS = (
     Tensor("max_frame_num_to_track", "INT32", (1,), optional=True),
     Tensor("reverse", "BOOL", (1,), optional=True),
     Tensor("max_frames", "INT32", (1,), optional=True),  # propagate: frames in this answer
+    Tensor("resume", "BOOL", (1,), optional=True),  # propagate: the next page of one under way
     Tensor("output_format", "STRING", (1,), optional=True),  # logits | rle | raw
 )
 VIDEO_OUTPUTS = (

@@ -197,3 +197,4 @@ def propagation_pages(
             raise RequestCancelled("cancelled by the client")
         feeds["start_frame_idx"] = np.asarray(outputs["next_frame_idx"], np.int32).reshape(1)
         feeds["max_frame_num_to_track"] = np.array([left - 1], np.int32)
+        feeds["resume"] = np.array([True])

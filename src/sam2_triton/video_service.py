@@ -162,7 +162,9 @@ class VideoService:
         page = min(vr.integer(inputs, "max_frames", self.limits.page_frames, low=1),
                    self.limits.page_frames)  # fmt: skip
         try:
-            order = session.propagation_order(start, track, reverse)
+            order = session.propagation_order(
+                start, track, reverse, vr.flag(inputs, "resume", False)
+            )
         except ValueError as exc:  # an object whose prompts were all cleared
             raise InvalidInputError("session_id", str(exc)) from None
         frames = [(f, m) for f, _, m in itertools.islice(session.track(order, reverse), page)]

@@ -221,9 +221,12 @@ class VideoSession:
         start_frame_idx: int | None = None,
         max_frame_num_to_track: int | None = None,
         reverse: bool = False,
+        resume: bool = False,
     ) -> range:
         """The frames ``propagate_in_video`` visits, in order; the prompts given since the
-        last propagation are consolidated first (their memories encoded)."""
+        last propagation are consolidated first (their memories encoded). ``resume``: the rest
+        of a propagation already under way (sam2 tracks nothing backward from frame 0 when
+        asked to start there, but a backward pass that reached it must still track it)."""
         self._preflight()
         if start_frame_idx is None:
             start_frame_idx = min(t for obj in self.objects.values() for t in obj.cond)
@@ -231,7 +234,9 @@ class VideoSession:
             max_frame_num_to_track = self.num_frames
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
-            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+            order = (
+                range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 or resume else range(0)
+            )
         else:
             end = min(start_frame_idx + max_frame_num_to_track, self.num_frames - 1)
             order = range(start_frame_idx, end + 1)

@@ -1,5 +1,5 @@
-"""``sam2-triton``: download, export, build-repo, serve, cluster, segment, batch, bench, demo,
-ui.
+"""``sam2-triton``: download, export, build-repo, serve, cluster, segment, track, batch, bench,
+demo, ui.
 
 One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
 under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
@@ -20,10 +20,11 @@ from sam2_triton.cli import (
     export,
     segment,
     serve,
+    track,
     ui,
 )
 
-COMMANDS = (download, export, build_repo, serve, cluster, segment, batch, bench, demo, ui)
+COMMANDS = (download, export, build_repo, serve, cluster, segment, track, batch, bench, demo, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
