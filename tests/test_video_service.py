@@ -161,8 +161,11 @@ def test_idle_sessions_lru_and_bytes_are_evicted_and_then_unknown(models, video)
     a = _started(small, video[:3])
     b = _started(small, video[:3])  # both do not fit: the older goes
     assert list(small.sessions) == [b] and small.evictions["bytes"] == 1
-    with pytest.raises(InvalidInputError, match="frames need"):
+    with pytest.raises(InvalidInputError, match="past the server's"):
         _started(small, video)  # alone more than the server holds
+    with pytest.raises(InvalidInputError, match=r"frames\[4\]"):  # all of them or none
+        small.handle(_op("add_frames", session_id=b, frames=_frames([video[3], b"junk"])))
+    assert len(small.sessions[b].session.frames) == 3
     assert a not in small.sessions
 
 

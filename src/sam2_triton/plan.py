@@ -184,6 +184,8 @@ def repository_plan(
     target: str, options: ServingOptions | None = None, gpu: GpuOptions | None = None
 ) -> list[ModelPlan]:
     """Every model ``target`` serves, with options applied (defaults when None)."""
+    from sam2_triton.plan_video import video_models  # it builds on this module's types
+
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
     options = options or ServingOptions()
@@ -205,7 +207,7 @@ def repository_plan(
                 gpu.automatic_max_grid_points if on_gpu else options.automatic_max_grid_points
             ),
         ),
-        *(_video(options) if options.video and not on_gpu else []),
+        *(video_models(options) if options.video and not on_gpu else []),
     ]
 
 
@@ -410,49 +412,3 @@ def _automatic(
             **_decoder_runner(options, in_process),
         },
     )
-
-
-#: The export files sam2_video runs in-process (embedded target).
-VIDEO_FILES = (
-    c.ENCODER_FILE,
-    c.TRACKING_DECODER_FILE,
-    c.MEMORY_ATTENTION_FILE,
-    c.MEMORY_ENCODER_FILE,
-    c.TRACKER_CONSTANTS_FILE,
-)
-
-
-def _video(options: ServingOptions) -> list[ModelPlan]:
-    return [
-        ModelPlan(
-            c.VIDEO,
-            "video tracking sessions: prompts on frames, propagation through SAM 2's memory",
-            Runtime.PYTHON,
-            c.VIDEO_INPUTS,
-            c.VIDEO_OUTPUTS,
-            python_module="video",
-            local_files=VIDEO_FILES,
-            instances=1,  # the sessions live in this one process
-            parameters={
-                **_runner(options),
-                "max_image_pixels": str(options.max_image_pixels),
-                "max_points": str(options.max_points),
-                "max_sessions": str(options.video_max_sessions),
-                "max_bytes": str(options.video_max_bytes),
-                "idle_seconds": str(options.video_idle_seconds),
-                "max_frames": str(options.video_max_frames),
-                "page_frames": str(options.video_page_frames),
-                "memory_frames": str(options.video_memory_frames),
-            },
-        ),
-        ModelPlan(
-            c.VIDEO_STREAM,
-            "sam2_video's propagation streamed, one response per frame (gRPC)",
-            Runtime.PYTHON,
-            c.VIDEO_INPUTS,
-            c.VIDEO_OUTPUTS,
-            python_module="video_stream",
-            instances=options.video_stream_instances,
-            decoupled=True,
-        ),
-    ]

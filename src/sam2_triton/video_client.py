@@ -213,7 +213,12 @@ class VideoClient:
                 c.VIDEO_STREAM, inputs, outputs=outputs, enable_empty_final_response=True
             )
             while True:
-                result, error = answers.get(timeout=self.timeout_s)
+                try:  # timeout_s: for each frame, not the whole stream
+                    result, error = answers.get(timeout=self.timeout_s)
+                except queue.Empty:
+                    raise TimeoutError(
+                        f"no frame from {c.VIDEO_STREAM} in {self.timeout_s} s"
+                    ) from None
                 if error is not None:
                     done = True
                     raise error

@@ -24,9 +24,12 @@ class VideoFrames:
     """Frames in order; ``model_input(i)`` is frame i as the encoder's input."""
 
     def __init__(
-        self, max_frames: int = 1 << 20, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+        self,
+        max_frames: int = 1 << 20,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_bytes: int = 1 << 62,
     ) -> None:
-        self.max_frames, self.max_pixels = max_frames, max_pixels
+        self.max_frames, self.max_pixels, self.max_bytes = max_frames, max_pixels, max_bytes
         self._frames: list[bytes | np.ndarray] = []
         self.height = self.width = 0
         self.nbytes = 0
@@ -46,6 +49,7 @@ class VideoFrames:
         self._check_room(field)
         rgb = _decode_frame(data, self.max_pixels, f"{field}[{len(self)}]")
         self._check_size(rgb.shape[:2], field)
+        self._check_bytes(len(data), field)
         self._frames.append(bytes(data))
         self.nbytes += len(data)
 
@@ -57,6 +61,7 @@ class VideoFrames:
             raise InvalidInputError(field, f"a frame must be [H, W, 3] uint8, not {rgb.shape}")
         self._check_size(rgb.shape[:2], field)
         resized = resize_frame(rgb)
+        self._check_bytes(resized.nbytes, field)
         self._frames.append(resized)
         self.nbytes += resized.nbytes
 
@@ -66,6 +71,20 @@ class VideoFrames:
         if isinstance(frame, bytes):
             frame = resize_frame(_decode_frame(frame, self.max_pixels, "frames"))
         return normalize_frame(frame)
+
+    def truncate(self, count: int) -> None:
+        """Keep the first ``count`` frames (a request that failed half way adds none)."""
+        for frame in self._frames[count:]:
+            self.nbytes -= len(frame) if isinstance(frame, bytes) else frame.nbytes
+        del self._frames[count:]
+
+    def _check_bytes(self, more: int, field: str) -> None:
+        if self.nbytes + more > self.max_bytes:
+            raise InvalidInputError(
+                field,
+                f"frame {len(self)} would take the video past the server's {self.max_bytes} "
+                "bytes for all videos: send fewer or smaller frames",
+            )
 
     def _check_room(self, field: str) -> None:
         if len(self) >= self.max_frames:

@@ -62,19 +62,24 @@ def text(inputs: Inputs, name: str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
+INT32_MAX = 2**31 - 1
+
+
 def integer(inputs: Inputs, name: str, default: int | None = None, low: int = 0) -> int:
-    """An INT32 [1] input; required when ``default`` is None."""
+    """An INT32 [1] input in [low, 2**31 - 1]; required when ``default`` is None."""
     value = inputs.get(name)
     if value is None:
         if default is None:
             raise InvalidInputError(name, "required for this operation")
         return default
     flat = np.asarray(value).reshape(-1)
-    if flat.shape[0] != 1 or flat.dtype.kind not in "iu":
+    if flat.dtype.kind not in "iu":
+        raise InvalidInputError(name, f"expected an integer (INT32), got {flat.dtype}")
+    if flat.shape[0] != 1:
         raise InvalidInputError(name, f"expected one integer, got {flat.shape[0]} values")
     number = int(flat[0])
-    if number < low:
-        raise InvalidInputError(name, f"must be at least {low}, got {number}")
+    if not low <= number <= INT32_MAX:
+        raise InvalidInputError(name, f"must be in [{low}, {INT32_MAX}], got {number}")
     return number
 
 
@@ -99,7 +104,10 @@ def encoded_frames(inputs: Inputs) -> list[bytes]:
     value = inputs.get("frames")
     if value is None:
         return []
-    return [bytes(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+    items = np.asarray(value, dtype=object).reshape(-1)
+    if not all(isinstance(v, bytes) for v in items):
+        raise InvalidInputError("frames", "expected BYTES: one encoded image file per element")
+    return list(items)
 
 
 def prompts(

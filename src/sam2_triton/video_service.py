@@ -26,7 +26,8 @@ from sam2_triton import video_requests as vr
 from sam2_triton.errors import InvalidInputError, UnknownImageError
 from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 from sam2_triton.video_frames import VideoFrames, decode_video
-from sam2_triton.video_session import DEFAULT_MEMORY_FRAMES, TrackerModels, VideoSession
+from sam2_triton.video_session import VideoSession
+from sam2_triton.video_state import DEFAULT_MEMORY_FRAMES, TrackerModels
 
 EVICTION_REASONS = ("idle", "sessions", "bytes")
 
@@ -107,7 +108,7 @@ class VideoService:
 
     def _start(self, inputs: vr.Inputs) -> tuple[str, VideoSession]:
         limits = self.limits
-        frames = VideoFrames(limits.max_frames, limits.max_image_pixels)
+        frames = VideoFrames(limits.max_frames, limits.max_image_pixels, limits.max_bytes)
         video, encoded = inputs.get("video"), vr.encoded_frames(inputs)
         if video is not None and encoded:
             raise InvalidInputError("video", "send a video file or frames, not both")
@@ -131,23 +132,28 @@ class VideoService:
         encoded = vr.encoded_frames(inputs)
         if not encoded:
             raise InvalidInputError("frames", "required: one or more encoded frames")
-        for data in encoded:
-            session.frames.append_image(data)
-        self._check_fits(session, "frames")
+        count = len(session.frames)
+        try:  # all of them or none
+            for data in encoded:
+                session.frames.append_image(data)
+            self._check_fits(session, "frames")
+        except InvalidInputError:
+            session.frames.truncate(count)
+            raise
         return {}
 
     def _add_points(self, session: VideoSession, inputs: vr.Inputs) -> dict:
         frame = vr.frame_index(inputs, "frame_idx", session.num_frames)
         obj_id = self._obj_id(session, inputs, new=True)
         prompts = vr.prompts(inputs, (session.height, session.width), self.limits.max_points)
-        _, ids, masks = session.add_new_points_or_box(frame, obj_id, **prompts)
+        _, _, masks = session.add_new_points_or_box(frame, obj_id, **prompts)
         return {"frames": [(frame, masks)]}
 
     def _add_mask(self, session: VideoSession, inputs: vr.Inputs) -> dict:
         frame = vr.frame_index(inputs, "frame_idx", session.num_frames)
         obj_id = self._obj_id(session, inputs, new=True)
         mask = vr.mask_prompt(inputs, self.limits.max_image_pixels)
-        _, ids, masks = session.add_new_mask(frame, obj_id, mask)
+        _, _, masks = session.add_new_mask(frame, obj_id, mask)
         return {"frames": [(frame, masks)]}
 
     def _propagate(self, session: VideoSession, inputs: vr.Inputs) -> dict:

@@ -89,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
             for (frame, obj), (points, labels, box) in sorted(prompts.items()):
                 client.add_points(sid, frame, obj, points, labels, box)
             first = min(frame for frame, _ in prompts)
-            passes = [(first, False)] + ([(first - 1, True)] if first > 0 else [])
+            # back from the prompted frame itself (as Meta's notebook does): it comes again
+            passes = [(first, False)] + ([(first, True)] if first > 0 else [])
             records: dict[int, dict] = {}
-            with tqdm(total=num_frames, unit="frame", desc="tracking") as bar:
+            with tqdm(total=num_frames + (first > 0), unit="frame", desc="tracking") as bar:
                 for start, reverse in passes:
                     for one in client.propagate(sid, start, reverse=reverse, output_format="rle"):
                         record = frame_record(one.frame_indices[0], one.obj_ids, one.encoded_masks)

@@ -44,7 +44,7 @@ class TritonPythonModel:
         self.requests = ModelMetrics(args["model_name"])
         self.metrics = VideoMetrics(args["model_name"])
         self._stop = threading.Event()
-        period = min(SWEEP_SECONDS, limits.idle_seconds / 4)
+        period = max(1.0, min(SWEEP_SECONDS, limits.idle_seconds / 4))
         self._sweeper = threading.Thread(target=self._sweep, args=(period,), daemon=True)
         self._sweeper.start()
 

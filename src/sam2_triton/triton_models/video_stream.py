@@ -31,10 +31,13 @@ class TritonPythonModel:
                 self._stream(request, sender)
             except Exception as exc:  # noqa: BLE001 - every stream ends with an answer
                 error = exc
-            if error is None:
-                sender.send(flags=FINAL)
-            else:
-                sender.send(error_response(error, pb_utils.Logger), flags=FINAL)
+            try:  # a client gone away cannot be told: the stream ends anyway
+                if error is None:
+                    sender.send(flags=FINAL)
+                else:
+                    sender.send(error_response(error, pb_utils.Logger), flags=FINAL)
+            except Exception as exc:  # noqa: BLE001
+                pb_utils.Logger.log_warn(f"{c.VIDEO_STREAM}: could not end a stream: {exc}")
             self.requests.answered(error)
         return None
 
