@@ -46,11 +46,11 @@ def _propagate(session, predictor, state, **kwargs) -> dict[int, list[float]]:
         theirs = {f: (ids, m) for f, ids, m in predictor.propagate_in_video(state, **kwargs)}
     ours = {f: (ids, m) for f, ids, m in session.propagate_in_video(**kwargs)}
     assert list(ours) == list(theirs)
-    agreement = {}
+    agreements = {}
     for frame, (ids, masks) in ours.items():
         assert ids == theirs[frame][0]
-        agreement[frame] = agreement(masks, theirs[frame][1])
-    return agreement
+        agreements[frame] = agreement(masks, theirs[frame][1])
+    return agreements
 
 
 def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
