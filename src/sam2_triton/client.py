@@ -333,14 +333,9 @@ class SegmentClient:
         return _response(result, output_format or "raw", model == SESSION, mask_size, with_masks)
 
     def _timeout_kwargs(self, timeout_s: float | None) -> dict[str, Any]:
-        """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
-        if timeout_s is not None:
-            if self.protocol == "grpc":
-                return {"client_timeout": timeout_s}
-            return {"timeout": int(timeout_s * 1e6)}
-        if self.protocol == "grpc" and self.network_timeout_s is not None:
-            return {"client_timeout": self.network_timeout_s}
-        return {}
+        if timeout_s is None and self.protocol == "grpc":
+            timeout_s = self.network_timeout_s
+        return timeout_kwargs(self.protocol, timeout_s)
 
     def _input(self, name: str, value: np.ndarray) -> Any:
         return make_input(self._tc, self.protocol, name, value)
@@ -360,6 +355,15 @@ def is_not_found(error: Exception) -> bool:
     was evicted or never sent, so send it again."""
     status = getattr(error, "status", None)
     return callable(status) and str(status()) in ("404", "StatusCode.NOT_FOUND")
+
+
+def timeout_kwargs(protocol: Protocol, timeout_s: float | None) -> dict[str, Any]:
+    """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
+    if timeout_s is None:
+        return {}
+    if protocol == "grpc":
+        return {"client_timeout": timeout_s}
+    return {"timeout": int(timeout_s * 1e6)}
 
 
 def make_input(tc: Any, protocol: Protocol, name: str, value: np.ndarray) -> Any:

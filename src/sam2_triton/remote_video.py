@@ -20,8 +20,6 @@ import numpy as np
 from sam2_triton.client import Protocol, is_not_found
 from sam2_triton.video_client import VideoAnswer, VideoClient
 
-JPEG_SUFFIXES = (".jpg", ".jpeg")
-
 
 class SAM2RemoteVideoPredictor:
     """``SAM2VideoPredictor`` over gRPC (propagation streamed) or HTTP (paged)."""
@@ -43,13 +41,7 @@ class SAM2RemoteVideoPredictor:
         """A session for a folder of JPEG frames (named by frame number, as the reference
         requires) or a video file. The offload/async flags are the reference's; the server
         decides where its state lives."""
-        path = Path(video_path)
-        if path.is_dir():
-            answer = self.client.start(frames=[p.read_bytes() for p in jpeg_frames(path)])
-        elif path.is_file():
-            answer = self.client.start(video=path.read_bytes())
-        else:
-            raise FileNotFoundError(f"no video file or frame folder at {path}")
+        answer = self.client.start_path(Path(video_path))
         return {
             "session_id": answer.session_id,
             "num_frames": answer.num_frames,
@@ -154,21 +146,6 @@ class SAM2RemoteVideoPredictor:
     def _frame(self, state: dict[str, Any], answer: VideoAnswer) -> tuple[int, list[int], Any]:
         state["obj_ids"] = answer.obj_ids
         return answer.frame_indices[0], answer.obj_ids, _tensor(answer.video_res_logits())
-
-
-def jpeg_frames(folder: Path) -> list[Path]:
-    """The JPEG frames of a folder in frame order, as SAM2VideoPredictor lists them (names are
-    frame numbers: 0.jpg, 00001.jpeg, ...)."""
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES]
-    try:
-        frames.sort(key=lambda p: int(p.stem))
-    except ValueError:
-        raise ValueError(
-            f"{folder}: JPEG frames must be named by their frame number (0.jpg, 1.jpg, ...)"
-        ) from None
-    if not frames:
-        raise FileNotFoundError(f"no JPEG frames (*.jpg, *.jpeg) in {folder}")
-    return frames
 
 
 def _numpy(value: Any) -> np.ndarray | None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.client import DEFAULT_URLS, Protocol, _module, make_input
+from sam2_triton.client import DEFAULT_URLS, Protocol, _module, make_input, timeout_kwargs
 from sam2_triton.masks import upsample_logits
 from sam2_triton.video_requests import propagation_pages
 
@@ -24,6 +25,7 @@ OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
 #: Encoded frames per request when a video is sent frame by frame (about 3 MB of JPEG at 720p).
 FRAMES_PER_REQUEST = 32
 HTTP_PAGE_FRAMES = 8  # the server caps a page at its own video_page_frames
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,14 @@ class VideoClient:
         for k in range(0, len(rest), FRAMES_PER_REQUEST):
             answer = self.add_frames(answer.session_id, rest[k : k + FRAMES_PER_REQUEST])
         return answer
+
+    def start_path(self, path: Path) -> VideoAnswer:
+        """A new session from a folder of JPEG frames (``jpeg_frames``) or a video file."""
+        if path.is_dir():
+            return self.start(frames=[p.read_bytes() for p in jpeg_frames(path)])
+        if path.is_file():
+            return self.start(video=path.read_bytes())
+        raise FileNotFoundError(f"no video file or frame folder at {path}")
 
     def add_frames(self, session_id: str, frames: Sequence[bytes]) -> VideoAnswer:
         return self.call("add_frames", session_id=session_id, frames=_bytes_tensor(frames))
@@ -191,13 +201,7 @@ class VideoClient:
     def _infer(self, values: dict[str, np.ndarray], model: str = c.VIDEO) -> dict[str, Any]:
         inputs = [make_input(self._tc, self.protocol, n, v) for n, v in values.items()]
         outputs = [self._tc.InferRequestedOutput(n) for n in OUTPUT_NAMES]
-        kwargs: dict[str, Any] = {}
-        if self.timeout_s is not None:
-            kwargs = (
-                {"client_timeout": self.timeout_s}
-                if self.protocol == "grpc"
-                else {"timeout": int(self.timeout_s * 1e6)}
-            )
+        kwargs = timeout_kwargs(self.protocol, self.timeout_s)
         result = self.client.infer(model, inputs, outputs=outputs, **kwargs)
         return {n: result.as_numpy(n) for n in OUTPUT_NAMES}
 
@@ -240,6 +244,21 @@ class VideoClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def jpeg_frames(folder: Path) -> list[Path]:
+    """The JPEG frames of a folder in frame order, as SAM2VideoPredictor lists them (names are
+    frame numbers: 0.jpg, 00001.jpeg, ...)."""
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES]
+    try:
+        frames.sort(key=lambda p: int(p.stem))
+    except ValueError:
+        raise ValueError(
+            f"{folder}: JPEG frames must be named by their frame number (0.jpg, 1.jpg, ...)"
+        ) from None
+    if not frames:
+        raise FileNotFoundError(f"no JPEG frames (*.jpg, *.jpeg) in {folder}")
+    return frames
 
 
 def _bytes_tensor(items: Sequence[bytes]) -> np.ndarray:

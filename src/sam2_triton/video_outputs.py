@@ -109,7 +109,7 @@ def read_frames(video: Path) -> tuple[Iterator[np.ndarray], float]:
     a folder)."""
     from PIL import Image
 
-    from sam2_triton.remote_video import jpeg_frames
+    from sam2_triton.video_client import jpeg_frames
 
     if video.is_dir():
         paths = jpeg_frames(video)

@@ -61,7 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sam2_triton.remote_video import jpeg_frames
     from sam2_triton.video_client import VideoClient
     from sam2_triton.video_outputs import (
         MANIFEST,
@@ -79,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
     claim_output(args.out)
     started = time.perf_counter()
     with VideoClient(args.url, args.protocol) as client:
-        if args.video.is_dir():
-            answer = client.start(frames=[p.read_bytes() for p in jpeg_frames(args.video)])
-        else:
-            answer = client.start(video=args.video.read_bytes())
+        answer = client.start_path(args.video)
         sid, num_frames = answer.session_id, answer.num_frames
         print(f"video: {num_frames} frames, {answer.video_size[1]}x{answer.video_size[0]}")
         try:
