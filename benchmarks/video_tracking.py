@@ -48,6 +48,7 @@ CLICKS = [(130.0, 200.0), (470.0, 120.0), (320.0, 400.0)]  # on the three shapes
 
 def write_video(folder: Path, frames: int) -> Path:
     """A square moving right, a disc moving down and a bar moving left on a textured ground."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     ground = rng.integers(60, 120, (HEIGHT, WIDTH, 3)).astype(np.uint8)
     yy, xx = np.mgrid[:HEIGHT, :WIDTH]
@@ -77,7 +78,9 @@ def track(predictor, state, objects: int, frames: int) -> float:
 
 
 def served(args, video: Path, precision: str, work: Path) -> tuple[dict, list | None]:
-    options = ServingOptions(video=True, cpu_precision=precision, video_max_frames=args.long + 1)
+    options = ServingOptions(
+        video=True, cpu_precision=precision, video_max_frames=max(args.frames, args.long) + 1
+    )
     figures, memory = {}, None
     with bench_server(args.export_dir, work / precision, options) as server:
         with SAM2RemoteVideoPredictor(server.grpc_url, "grpc") as predictor:

@@ -32,7 +32,7 @@ from sam2_triton.export.tracker_graph import (
 )
 from sam2_triton.onnx_session import create_session
 
-TRACKING_DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]
+TRACKING_DECODER_OUTPUTS = [t.name for t in contract.TRACKING_DECODER_OUTPUTS]
 OPSET = 18
 # Example sizes for tracing: none of them 1, which dynamo would freeze to a constant.
 _OBJECTS, _MEMORIES, _POINTERS = 2, 2, 3
@@ -89,7 +89,7 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
             "obj_ptrs": {0: objects, 1: pointers},
             "obj_ptr_tpos": {0: pointers},
         },
-        ["pix_feat_with_mem"],
+        [t.name for t in contract.MEMORY_ATTENTION_OUTPUTS],
         attention_path,
     )
     encoder_path = out_dir / MEMORY_ENCODER_FILE
@@ -102,7 +102,7 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
             "object_score_logits": {0: objects},
             "binarize": None,
         },
-        ["maskmem_features"],
+        [t.name for t in contract.MEMORY_ENCODER_OUTPUTS],
         encoder_path,
     )
     decoder_path = out_dir / TRACKING_DECODER_FILE

@@ -11,7 +11,8 @@ What the public exports trip on, and what is done here instead:
   exporter would freeze to the example's value.
 The positional encodings of the 64 x 64 feature maps are constants (the image is always 1024
 square) and are baked in. Attention runs in query chunks: the same numbers, a fraction of the
-memory of a 4096 x (7 x 4096) score matrix.
+memory of a 4096 x (7 x 4096) score matrix. Cross-attention mixes the 64-channel memories
+before projecting them to 256 (the same sum, reordered): a quarter of the score-by-value work.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class RealRoPEAttention(nn.Module):
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
         self.attn = attn
+        # memory attention's cross-attention reads 64-channel memories into 256-channel heads
+        self.values_after = attn.v_proj.in_features < attn.internal_dim // attn.num_heads
         cis = compute_axial_cis(dim=attn.internal_dim // attn.num_heads, end_x=SIDE, end_y=SIDE)
         self.register_buffer("cos", cis.real.float().contiguous(), persistent=False)
         self.register_buffer("sin", cis.imag.float().contiguous(), persistent=False)
@@ -65,7 +68,6 @@ class RealRoPEAttention(nn.Module):
         a = self.attn
         q = a._separate_heads(a.q_proj(q), a.num_heads)
         k = a._separate_heads(a.k_proj(k), a.num_heads)
-        v = a._separate_heads(a.v_proj(v), a.num_heads)
         q = rotate_pairs(q, self.cos, self.sin)
         if num_spatial is None:  # self-attention: the same 4096 positions
             k = rotate_pairs(k, self.cos, self.sin)
@@ -74,7 +76,16 @@ class RealRoPEAttention(nn.Module):
             spatial = k[:, :, :num_spatial].reshape(b, h, -1, TOKENS, d)
             spatial = rotate_pairs(spatial, self.cos, self.sin).reshape(b, h, -1, d)
             k = torch.cat([spatial, k[:, :, num_spatial:]], dim=2)
-        return a.out_proj(a._recombine_heads(attention(q, k, v)))
+        if not self.values_after:
+            v = a._separate_heads(a.v_proj(v), a.num_heads)
+            return a.out_proj(a._recombine_heads(attention(q, k, v)))
+        # softmax rows sum to 1, so P (V W^T + b) = (P V) W^T + b: the value projection runs
+        # on the mixed values, and the product with the scores is on 64 channels, not 256
+        heads, head_dim = a.num_heads, a.internal_dim // a.num_heads
+        mixed = attention(q, k, v[:, None])  # [B, H, N, kv_in_dim]
+        weight = a.v_proj.weight.reshape(heads, head_dim, -1).transpose(1, 2)
+        values = torch.matmul(mixed, weight) + a.v_proj.bias.reshape(heads, 1, head_dim)
+        return a.out_proj(a._recombine_heads(values))
 
 
 def sine_pe_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:

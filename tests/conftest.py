@@ -86,6 +86,13 @@ def fake_export(tmp_path: Path) -> Path:
     export.mkdir()
     (export / c.ENCODER_FILE).write_bytes(b"encoder")
     (export / c.DECODER_FILE).write_bytes(b"decoder")
+    for name in (
+        c.TRACKING_DECODER_FILE,
+        c.MEMORY_ATTENTION_FILE,
+        c.MEMORY_ENCODER_FILE,
+        c.TRACKER_CONSTANTS_FILE,
+    ):  # the video tracker's (the GPU target serves video by default)
+        (export / name).write_bytes(name.encode())
     return export
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+#: The stub's flag ending a decoupled model's response stream (sam2_video_stream)
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
 
 @dataclass
 class Tensor:

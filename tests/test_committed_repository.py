@@ -30,7 +30,7 @@ def _tracked_files() -> set[str]:
         names = [
             p.relative_to(ROOT).as_posix()
             for p in COMMITTED.rglob("*")
-            if p.is_file() and p.suffix not in (".onnx", ".pyc") and p.name not in ignored
+            if p.is_file() and p.suffix not in (".onnx", ".npz", ".pyc") and p.name not in ignored
         ]
     return {n.removeprefix("model_repository/") for n in names}
 
@@ -91,7 +91,7 @@ def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
     """`sam2-triton export` (the export itself faked) fills a copy of model_repository/."""
     from sam2_triton.cli import export as export_command
 
-    local = shutil.ignore_patterns("*.onnx", "build.json", "__pycache__")
+    local = shutil.ignore_patterns("*.onnx", "*.npz", "build.json", "__pycache__")
 
     def skip(folder: str, names: list[str]) -> set[str]:
         """What a checkout does not have: a previous export's files, and folders only they
@@ -116,6 +116,10 @@ def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
     repo = tmp_path / "model_repository"
     assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
     assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
+    memory_attention = (repo / c.MEMORY_ATTENTION / "1" / "model.onnx").read_bytes()
+    assert memory_attention == c.MEMORY_ATTENTION_FILE.encode()  # the video models' too
+    constants = repo / c.VIDEO / "1" / c.TRACKER_CONSTANTS_FILE
+    assert constants.read_bytes() == c.TRACKER_CONSTANTS_FILE.encode()
     assert not stale_files(repo, render_files("gpu"))  # the committed files are untouched
 
 

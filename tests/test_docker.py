@@ -139,10 +139,10 @@ def test_dockerfiles_use_the_pinned_bases_and_install_what_the_models_import():
         for line in (ROOT / "docker" / "requirements-gpu.txt").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert set(pins) == {"numpy", "pillow", "pycocotools", "opencv-python-headless"}
+    assert set(pins) == {"numpy", "pillow", "pycocotools", "opencv-python-headless", "av"}
     assert pins["numpy"].startswith("1.")  # the Python backend's numpy<2 world
     pyproject = (ROOT / "pyproject.toml").read_text()
-    for name in ("numpy", "pycocotools", "opencv-python-headless"):  # Pillow differs: 3.10
+    for name in ("numpy", "pycocotools", "opencv-python-headless", "av"):  # Pillow: 3.10
         assert f'"{name}=={pins[name]}"' in pyproject, name
 
 

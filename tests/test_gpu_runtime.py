@@ -8,6 +8,7 @@ In CI a missing Python 3.10 fails these tests; elsewhere they are skipped saying
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -88,8 +89,12 @@ def _triton_args(name: str, repo) -> dict[str, str]:
     }
 
 
-def test_every_python_model_imports_and_initialises_in_the_image_python(gpu_python, tmp_path):
-    """As the stub does, in the image's Python with no onnxruntime importable."""
+def test_every_python_model_imports_and_initialises_in_the_image_python(
+    gpu_python, tracker_export, tmp_path
+):
+    """As the stub does, in the image's Python with no onnxruntime importable (the export
+    placed: sam2_video reads the tracker's constants)."""
+    repo = _gpu_repository(gpu_python, tracker_export, tmp_path / "placed")
     shutil.copy(ROOT / "tests" / "fake_pb_utils.py", tmp_path / "triton_python_backend_utils.py")
     script = (
         "import importlib.util, json, sys\n"
@@ -106,7 +111,7 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(gpu_pyth
         "    print('initialised', name, sys.version_info[:2])\n"
     )
     models = tmp_path / "models.json"
-    models.write_text(json.dumps({n: _triton_args(n, COMMITTED) for n in PYTHON_MODELS}))
+    models.write_text(json.dumps({n: _triton_args(n, repo) for n in PYTHON_MODELS}))
     run = subprocess.run(
         [str(gpu_python.executable), "-c", script, str(models)],
         capture_output=True,
@@ -117,27 +122,45 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(gpu_pyth
     assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in PYTHON_MODELS]
 
 
-def _gpu_repository(gpu_python, tiny_export, root: Path) -> Path:
-    """The committed repository with the tiny export placed and the CPU stand-ins."""
+def _standin_plan(name: str):
+    """A GPU model's plan as a Python model running its ONNX file: the embedded target's where
+    it has the model (same name, tensors and batching), else the GPU plan's, on one instance."""
+    embedded = {p.name: p for p in repository_plan("embedded")}
+    if name in embedded:
+        return embedded[name]
+    plan = {p.name: p for p in repository_plan("gpu")}[name]
+    return dataclasses.replace(
+        plan, runtime=Runtime.PYTHON, python_module="onnx_model", gpu=None, instances=1
+    )
+
+
+def _gpu_repository(gpu_python, export_dir: Path, root: Path) -> Path:
+    """The committed repository with the tiny export (and its tracker) placed, and the CPU
+    stand-ins."""
     repo = root / "model_repository"
     shutil.copytree(
-        COMMITTED, repo, ignore=shutil.ignore_patterns("*.onnx", "build.json", "__pycache__")
+        COMMITTED,
+        repo,
+        ignore=shutil.ignore_patterns("*.onnx", "*.npz", "build.json", "__pycache__"),
     )
     onnxruntime_dir = standin_onnxruntime(CACHE, gpu_python.executable)
-    embedded = {p.name: p for p in repository_plan("embedded")}
     for name in ONNXRUNTIME_MODELS:  # the same name, tensors and batching, on CPU
-        plan = embedded[name]
+        plan = _standin_plan(name)
         (repo / name / "config.pbtxt").write_text(render(model_config(plan, ServingOptions())))
         (repo / name / "1").mkdir(exist_ok=True)
         (repo / name / "1" / "model.py").write_text(standin_model_py(onnxruntime_dir))
-        os.link(tiny_export.export_dir / plan.model_file, repo / name / "1" / "model.onnx")
+        os.link(export_dir / plan.model_file, repo / name / "1" / "model.onnx")
+    for plan in repository_plan("gpu"):  # what a build places beside the Python models
+        for rel, file in plan.export_files().items():
+            if plan.runtime is Runtime.PYTHON and not (repo / plan.name / rel).exists():
+                os.link(export_dir / file, repo / plan.name / rel)
     return repo
 
 
 @pytest.fixture(scope="module")
-def gpu_triton(gpu_python, tiny_export, tmp_path_factory):
+def gpu_triton(gpu_python, tracker_export, tmp_path_factory):
     """The committed repository, the tiny export placed, served with the image's Python."""
-    repo = _gpu_repository(gpu_python, tiny_export, tmp_path_factory.mktemp("gpu"))
+    repo = _gpu_repository(gpu_python, tracker_export, tmp_path_factory.mktemp("gpu"))
     runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
     yield from serve_repository(repo, tmp_path_factory, gpu_python, runtime)
 
@@ -234,10 +257,10 @@ def test_bad_session_input_and_the_server_still_serves(gpu_triton, protocol):
     assert result.masks.shape[0] == 1
 
 
-def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tiny_export, tmp_path):
+def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracker_export, tmp_path):
     """docker/sam2-tritonserver in the image's Python: the supervisor's watchdog reloads
     sam2_preprocess after its stub is killed, the ensemble answers again, SIGTERM exits 0."""
-    repo = _gpu_repository(gpu_python, tiny_export, tmp_path)
+    repo = _gpu_repository(gpu_python, tracker_export, tmp_path)
     runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
     prepare_runtime(runtime, gpu_python.version)
     server = TritonServer(repo, runtime, ports=Ports(free_port(), free_port(), free_port()))
@@ -281,3 +304,35 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tiny_e
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_video_tracks_through_the_gpu_models_as_in_process(
+    gpu_triton, tracker_export, tmp_path, protocol
+):
+    """sam2_video on the GPU target: frames encoded by sam2_image_encoder, the tracker's graphs
+    reached by BLS, two objects that read the same memories attended in one call per frame;
+    the masks are the in-process session's (streamed over gRPC, paged over HTTP)."""
+    from sam2_triton import SAM2RemoteVideoPredictor
+    from sam2_triton.tracker_runtime import OnnxTrackerModels
+    from sam2_triton.video_session import VideoSession
+    from tests.video_helpers import agreement, synthetic_video
+
+    frames = synthetic_video(tmp_path, 4)
+    local = VideoSession(frames, OnnxTrackerModels(tracker_export))
+    local.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
+    local.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
+    want = list(local.propagate_in_video())
+    runs = {m: model_runs(gpu_triton, m) for m in (c.IMAGE_ENCODER, c.MEMORY_ATTENTION)}
+    with SAM2RemoteVideoPredictor(_url(gpu_triton, protocol), protocol) as predictor:
+        state = predictor.init_state(video_path=str(tmp_path))
+        predictor.add_new_points_or_box(state, 0, 1, points=[[35.0, 55.0]], labels=[1])
+        predictor.add_new_points_or_box(state, 0, 2, box=[92, 3, 128, 38])
+        got = list(predictor.propagate_in_video(state))
+        predictor.close_state(state)
+    assert [(f, list(ids)) for f, ids, _ in got] == [(f, ids) for f, ids, _ in want]
+    for (_, _, ours), (_, _, theirs) in zip(got, want, strict=True):
+        assert min(agreement(np.asarray(ours), theirs)) >= 0.999
+    assert model_runs(gpu_triton, c.IMAGE_ENCODER) - runs[c.IMAGE_ENCODER] >= len(frames)
+    # frames 1..3 tracked, both objects in one call each
+    assert model_runs(gpu_triton, c.MEMORY_ATTENTION) - runs[c.MEMORY_ATTENTION] == 3

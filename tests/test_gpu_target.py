@@ -28,6 +28,7 @@ from tests.conftest import load_configs
 ONNX_MODELS = (c.IMAGE_ENCODER, c.MASK_DECODER)
 PYTHON_MODELS = (c.SESSION, c.AUTOMATIC)  # and the ensemble's steps, where there is one
 TARGETS = ("embedded", "gpu")
+TRACKER_MODELS = (c.TRACKING_DECODER, c.MEMORY_ATTENTION, c.MEMORY_ENCODER)
 
 # Every key Triton's onnxruntime backend accepts for its "tensorrt" accelerator (src/onnxruntime.cc,
 # 24.04 and later); any other key fails the model's load with "unknown parameter".
@@ -92,13 +93,15 @@ def parse_profile(text: str) -> dict[str, list[int]]:
 @pytest.mark.parametrize("in_process", [True, False])
 def test_both_targets_declare_the_same_models_and_tensors(fake_export, tmp_path, in_process):
     """Clients see the same models and tensors; only the GPU target's sam2_segment is an
-    ensemble over two more (internal) models, unless the embedded one is asked for it too."""
-    options = ServingOptions(segment_in_process=in_process)
+    ensemble over two more (internal) models, unless the embedded one is asked for it too, and
+    its sam2_video calls the tracker's graphs as three models of their own."""
+    options = ServingOptions(segment_in_process=in_process, video=True)
     embedded = build(fake_export, tmp_path / "embedded", "embedded", options)
     gpu = build(fake_export, tmp_path / "gpu", "gpu", options)
     assert set(embedded) == set(model_names("embedded", options))
     ensemble_steps = {c.PREPROCESS, c.POSTPROCESS}
-    assert set(gpu) == set(embedded) | ensemble_steps
+    tracker = {c.TRACKING_DECODER, c.MEMORY_ATTENTION, c.MEMORY_ENCODER}
+    assert set(gpu) == set(embedded) | ensemble_steps | tracker
     assert (c.PREPROCESS in embedded) is not in_process
     for name, config in embedded.items():
         other = gpu[name]
@@ -340,14 +343,20 @@ def test_gpu_build_points_at_fused_exports(fake_export, tmp_path, monkeypatch, c
 ONNX_DTYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
 
 
-def test_gpu_configs_match_the_exported_onnx_graphs(tiny_export, tmp_path):
+def test_gpu_configs_match_the_exported_onnx_graphs(tracker_export, tmp_path):
     """What the onnxruntime backend checks when it loads: names, dtypes, batch axis, ranks."""
     import onnx
 
-    configs = build(tiny_export.export_dir, tmp_path / "gpu", "gpu", decoder_tensorrt=True)
-    for name, onnx_file in [(c.IMAGE_ENCODER, ENCODER_FILE), (c.MASK_DECODER, DECODER_FILE)]:
+    configs = build(tracker_export, tmp_path / "gpu", "gpu", decoder_tensorrt=True)
+    for name, onnx_file in [
+        (c.IMAGE_ENCODER, ENCODER_FILE),
+        (c.MASK_DECODER, DECODER_FILE),
+        (c.TRACKING_DECODER, c.TRACKING_DECODER_FILE),
+        (c.MEMORY_ATTENTION, c.MEMORY_ATTENTION_FILE),
+        (c.MEMORY_ENCODER, c.MEMORY_ENCODER_FILE),
+    ]:
         config = configs[name]
-        graph = onnx.load(tiny_export.export_dir / onnx_file, load_external_data=False).graph
+        graph = onnx.load(tracker_export / onnx_file, load_external_data=False).graph
         for declared, values in [(config.input, graph.input), (config.output, graph.output)]:
             onnx_tensors = {v.name: v.type.tensor_type for v in values}
             assert {t.name for t in declared} == set(onnx_tensors), name
@@ -362,5 +371,65 @@ def test_gpu_configs_match_the_exported_onnx_graphs(tiny_export, tmp_path):
                 # every declared -1 is dynamic in the file, every fixed size the file's size
                 assert len(shape) == len(dims), f"{name}.{tensor.name}"
                 assert all(a == b for a, b in zip(shape, dims, strict=True)), (shape, dims)
+        if name in TRACKER_MODELS:  # CUDA EP: no TensorRT profile
+            assert trt_parameters(config) is None
+            continue
         profile = parse_profile(trt_parameters(config)["trt_profile_max_shapes"])
         assert set(profile) == {v.name for v in graph.input}
+
+
+def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
+    """sam2_video reaches the tracker's graphs by BLS, with only their constants beside it; the
+    three graphs are GPU models whose warmups send shapes the graphs accept (every memory
+    frame with its temporal row, every pointer with its position)."""
+    repo = tmp_path / "gpu"
+    configs = build(fake_export, repo, "gpu", instances=1)
+    video = configs[c.VIDEO]
+    assert video.backend == "python" and video.parameters["tracker"].string_value == "bls"
+    assert sorted(p.name for p in (repo / c.VIDEO / "1").iterdir()) == [
+        "model.py",
+        c.TRACKER_CONSTANTS_FILE,
+    ]
+    assert configs[c.VIDEO_STREAM].model_transaction_policy.decoupled
+    for name in TRACKER_MODELS:
+        config = configs[name]
+        assert config.backend == "onnxruntime" and config.max_batch_size == 0
+        assert [(g.kind, g.count) for g in config.instance_group] == [
+            (mc.ModelInstanceGroup.KIND_GPU, 1)
+        ]
+        assert trt_parameters(config) is None
+        declared = {i.name: i for i in config.input}
+        assert config.model_warmup
+        for warmup in config.model_warmup:
+            assert set(warmup.inputs) == set(declared), name
+            shapes = {n: list(i.dims) for n, i in warmup.inputs.items()}
+            for input_name, dims in shapes.items():
+                want = list(declared[input_name].dims)
+                assert len(dims) == len(want) and all(
+                    w in (-1, d) for d, w in zip(dims, want, strict=True)
+                ), (name, input_name, dims)
+            if name == c.MEMORY_ATTENTION:
+                assert shapes["memory"][1] == shapes["memory_tpos"][0]
+                assert shapes["obj_ptrs"][1] == shapes["obj_ptr_tpos"][0]
+                assert shapes["memory"][0] == shapes["obj_ptrs"][0] == shapes["vision_feat"][0]
+    largest = configs[c.MEMORY_ATTENTION].model_warmup[-1].inputs["vision_feat"].dims[0]
+    assert largest == GpuOptions().video_max_objects_per_call
+
+
+def test_gpu_build_leaves_video_out_for_an_export_without_the_tracker(
+    fake_export, tmp_path, monkeypatch, capsys
+):
+    (fake_export / c.TRACKER_CONSTANTS_FILE).unlink()
+    (tmp_path / "exports").mkdir()
+    fake_export.rename(tmp_path / "exports" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["build-repo", "--target", "gpu"]) == 0
+    assert "export --video" in capsys.readouterr().out
+    configs = load_configs(tmp_path / paths.REPOSITORY_DIR)
+    assert c.VIDEO not in configs and not set(TRACKER_MODELS) & set(configs)
+    assert c.SEGMENT in configs
+    # a repository rendered with video names what to export when the files are missing
+    with pytest.raises(RepositoryError, match="--video"):
+        build_repository(tmp_path / "exports" / "tiny", tmp_path / "v", target="gpu")
+    assert cli.main(["build-repo", "--target", "gpu", "--no-video", "--out", "nv"]) == 0
+    assert c.VIDEO not in load_configs(tmp_path / "nv")

@@ -126,3 +126,40 @@ def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, referen
     assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
     tracked = _propagate(session, reference, state, max_frame_num_to_track=3)
     assert list(tracked) == [2, 3, 4, 5] and min(min(v) for v in tracked.values()) >= AGREEMENT
+
+
+class _BatchingModels:
+    """The in-process graphs, batching objects as the GPU target's BLS models do, recording
+    how many objects each memory-attention call carried."""
+
+    batch_objects = True
+
+    def __init__(self, models) -> None:
+        self._models, self.attended = models, []
+
+    def __getattr__(self, name):
+        return getattr(self._models, name)
+
+    def attend(self, feeds):
+        self.attended.append(len(feeds["vision_feat"]))
+        return self._models.attend(feeds)
+
+
+def test_objects_tracked_together_get_the_masks_they_get_one_by_one(video, models):
+    """Objects reading the same memory frames share a memory-attention and memory-encoder call;
+    an object prompted on another frame reads other memories and goes alone."""
+    _, frames = video
+    frames = frames[:5]
+    batching = _BatchingModels(models)
+    results = []
+    for graphs in (models, batching):
+        session = VideoSession(frames, graphs)
+        session.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
+        session.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
+        session.add_new_points_or_box(2, 3, points=[[60.0, 80.0]], labels=[1])
+        results.append(list(session.propagate_in_video(start_frame_idx=0)))
+    assert 2 in batching.attended and 1 in batching.attended, batching.attended
+    for (frame, ids, one_by_one), (frame_b, ids_b, together) in zip(*results, strict=True):
+        assert (frame, ids) == (frame_b, ids_b)
+        np.testing.assert_allclose(together, one_by_one, atol=1e-2)
+        assert min(agreement(together, one_by_one)) >= 0.999

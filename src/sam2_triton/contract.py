@@ -41,6 +41,10 @@ SESSION = "sam2_session"
 AUTOMATIC = "sam2_automatic"
 VIDEO = "sam2_video"
 VIDEO_STREAM = "sam2_video_stream"
+# ... and the tracker's graphs as models of their own (GPU target; sam2_video calls them by BLS)
+TRACKING_DECODER = "sam2_tracking_decoder"
+MEMORY_ATTENTION = "sam2_memory_attention"
+MEMORY_ENCODER = "sam2_memory_encoder"
 
 # Mask encodings a request can ask for (input ``output_format``); "raw" is the default.
 # png/rle/polygons replace the raw masks (polygons: each mask's outer and hole contours, COCO
@@ -106,6 +110,33 @@ DECODER_OUTPUTS = (
     Tensor("low_res_masks", "FP32", (-1, NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)),
     Tensor("iou_predictions", "FP32", (-1, NUM_MASK_TOKENS)),
 )
+
+# --- ONNX video tracker (export/tracker_graph.py; max_batch_size 0: full shapes) ------------
+# Axes: objects tracked together, memory frames and object pointers a frame reads. The tracking
+# decoder is the image decoder plus SAM 2's object pointer and object score; its image_embed is
+# the frame's memory-conditioned features (one object's, or the image's own on a prompted frame).
+MEMORY_DIM = 64
+TRACKING_DECODER_INPUTS = DECODER_INPUTS
+TRACKING_DECODER_OUTPUTS = (
+    *DECODER_OUTPUTS,
+    Tensor("obj_ptrs", "FP32", (-1, NUM_MASK_TOKENS, EMBED_DIM)),
+    Tensor("object_score_logits", "FP32", (-1, 1)),
+)
+MEMORY_ATTENTION_INPUTS = (
+    Tensor("vision_feat", "FP32", (-1, PIXELS, EMBED_DIM)),
+    Tensor("memory", "FP32", (-1, -1, PIXELS, MEMORY_DIM)),
+    Tensor("memory_tpos", "INT64", (-1,)),
+    Tensor("obj_ptrs", "FP32", (-1, -1, EMBED_DIM)),
+    Tensor("obj_ptr_tpos", "FP32", (-1,)),
+)
+MEMORY_ATTENTION_OUTPUTS = (Tensor("pix_feat_with_mem", "FP32", (-1, PIXELS, EMBED_DIM)),)
+MEMORY_ENCODER_INPUTS = (
+    Tensor("vision_feat", "FP32", (-1, PIXELS, EMBED_DIM)),
+    Tensor("mask_logits", "FP32", (-1, 1, IMAGE_SIZE, IMAGE_SIZE)),
+    Tensor("object_score_logits", "FP32", (-1, 1)),
+    Tensor("binarize", "BOOL", (1,)),
+)
+MEMORY_ENCODER_OUTPUTS = (Tensor("maskmem_features", "FP32", (-1, PIXELS, MEMORY_DIM)),)
 
 # --- sam2_segment: the public one-call model (max_batch_size 0: shapes are exact) -------------
 SEGMENT_INPUTS = (

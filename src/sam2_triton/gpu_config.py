@@ -10,7 +10,7 @@ so the 24.10 image of ``docker-compose.yml``); an unknown name makes the model f
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -126,6 +126,20 @@ def _warmup(spec: ModelPlan, rows: int, points: int) -> mc.ModelWarmup:
     return warmup
 
 
+def _warmup_of(spec: ModelPlan, name: str, shapes: Mapping[str, tuple[int, ...]]) -> mc.ModelWarmup:
+    """Zeros of the given shapes for every input (a model without a batch axis)."""
+    warmup = mc.ModelWarmup(name=name, batch_size=1, count=1)
+    for tensor in spec.inputs:
+        warmup.inputs[tensor.name].CopyFrom(
+            mc.ModelWarmup.Input(
+                data_type=getattr(mc, f"TYPE_{tensor.dtype}"),
+                dims=list(shapes[tensor.name]),
+                zero_data=True,
+            )
+        )
+    return warmup
+
+
 def onnxruntime_config(plan: ModelPlan, gpu: GpuOptions) -> mc.ModelConfig:
     """``plan`` (Runtime.ONNXRUNTIME) on Triton's onnxruntime backend on GPUs."""
     placement = plan.gpu
@@ -156,9 +170,15 @@ def onnxruntime_config(plan: ModelPlan, gpu: GpuOptions) -> mc.ModelConfig:
         accelerators.gpu_execution_accelerator.append(_tensorrt(plan, gpu, placement))
     # Smallest and largest shapes: the engine (or cuDNN's algorithm choice on the CUDA EP) is
     # settled while the model loads, not on a user's first request.
-    config.model_warmup.extend(
-        [_warmup(plan, 1, 1), _warmup(plan, _rows(plan, placement), placement.max_points)]
-    )
+    if placement.warmup_shapes is not None:
+        config.model_warmup.extend(
+            _warmup_of(plan, f"shapes{i}", shapes)
+            for i, shapes in enumerate(placement.warmup_shapes)
+        )
+    else:
+        config.model_warmup.extend(
+            [_warmup(plan, 1, 1), _warmup(plan, _rows(plan, placement), placement.max_points)]
+        )
     return config
 
 

@@ -60,9 +60,12 @@ def require_precision(precision: str) -> Any:
 class OpenVinoSession:
     """An OpenVINO compiled model (bf16) with ONNX Runtime's ``run(output_names, feeds)``."""
 
-    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+    def __init__(
+        self, onnx_path: Path, threads: int = 0, extra: Mapping[str, Any] | None = None
+    ) -> None:
         core = require_precision("bf16")
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+        config.update(extra or {})
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(str(onnx_path), "CPU", config)
@@ -77,10 +80,15 @@ class OpenVinoSession:
 
 
 def create_session(
-    onnx_path: Path, intra_op_threads: int = 0, level: str = "all", precision: str = "fp32"
+    onnx_path: Path,
+    intra_op_threads: int = 0,
+    level: str = "all",
+    precision: str = "fp32",
+    openvino_config: Mapping[str, Any] | None = None,
 ) -> ort.InferenceSession | OpenVinoSession:
     """A CPU session; ``level`` is ORT's graph optimisation at load time (the server uses "all").
-    ``precision`` "bf16" returns an OpenVinoSession instead (same ``run``; ``level`` unused).
+    ``precision`` "bf16" returns an OpenVinoSession instead (same ``run``; ``level`` unused),
+    with ``openvino_config`` added to its compile options.
 
     ``intra_op_threads=0`` lets ORT use one thread per physical core. Spinning is off: with
     several model instances sharing the cores, spinning threads steal time from working ones
@@ -91,7 +99,7 @@ def create_session(
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
     if precision != "fp32":
         require_precision(precision)
-        return OpenVinoSession(Path(onnx_path), intra_op_threads)
+        return OpenVinoSession(Path(onnx_path), intra_op_threads, openvino_config)
     options = ort.SessionOptions()
     options.graph_optimization_level = LEVELS[level]
     options.intra_op_num_threads = intra_op_threads

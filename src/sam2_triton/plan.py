@@ -138,6 +138,10 @@ class GpuOptions:
     automatic_decoder_chunk: int = 64
     # ... and accepts grids this large (a GPU decodes thousands of points a second)
     automatic_max_grid_points: int = 65536
+    # Video tracking: the tracker's graphs as GPU models (the export needs `--video`), and the
+    # most objects one memory-attention or memory-encoder call carries.
+    video: bool = True
+    video_max_objects_per_call: int = 8
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,9 @@ class GpuPlacement:
     opt_points: int
     max_points: int  # the point axis' largest size (prompts + box corners)
     max_prompts: int = 0  # the decoder's prompt-set axis (it has no batch axis)
+    # Warmup inputs' shapes by name, one dict per warmup, where axes are not just rows and
+    # points (the video tracker's memories and pointers); None: the smallest and largest.
+    warmup_shapes: tuple[Mapping[str, tuple[int, ...]], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,8 +214,14 @@ def repository_plan(
                 gpu.automatic_max_grid_points if on_gpu else options.automatic_max_grid_points
             ),
         ),
-        *(video_models(options) if options.video and not on_gpu else []),
+        *(video_models(options, gpu if on_gpu else None) if _video(target, options, gpu) else []),
     ]
+
+
+def _video(target: str, options: ServingOptions, gpu: GpuOptions) -> bool:
+    """Embedded: when the export has the tracker (build-repo turns ``video`` on); GPU: unless
+    ``GpuOptions.video`` is off (the committed repository serves it)."""
+    return gpu.video if target == "gpu" else options.video
 
 
 def model_names(target: str, options: ServingOptions | None = None) -> list[str]:

@@ -1,9 +1,22 @@
-"""The video models of a repository plan (``sam2_triton.plan`` decides when they are served)."""
+"""The video models of a repository plan (``sam2_triton.plan`` decides when they are served).
+
+On the embedded target sam2_video runs the tracker's graphs in-process. On the GPU target they
+are onnxruntime-backend models of their own (CUDA EP) that sam2_video calls through BLS, with
+the objects a frame tracks together in one call; the frame's encoder is sam2_image_encoder.
+"""
 
 from __future__ import annotations
 
 from sam2_triton import contract as c
-from sam2_triton.plan import ModelPlan, Runtime, ServingOptions, _runner
+from sam2_triton.plan import (
+    BLS,
+    GpuOptions,
+    GpuPlacement,
+    ModelPlan,
+    Runtime,
+    ServingOptions,
+    _runner,
+)
 
 #: The export files sam2_video runs in-process (embedded target).
 VIDEO_FILES = (
@@ -13,10 +26,18 @@ VIDEO_FILES = (
     c.MEMORY_ENCODER_FILE,
     c.TRACKER_CONSTANTS_FILE,
 )
+#: The parameter naming how sam2_video runs the tracker: "onnx" (the files beside it) or "bls".
+TRACKER_PARAMETER = "tracker"
+#: Memory frames and pointers of SAM 2.1's tracking (num_maskmem 7, max_obj_ptrs 16): the
+#: shapes the GPU models are warmed up with.
+WARMUP_MEMORIES, WARMUP_POINTERS = 7, 16
 
 
-def video_models(options: ServingOptions) -> list[ModelPlan]:
-    """sam2_video and sam2_video_stream (embedded target, ``options.video``)."""
+def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list[ModelPlan]:
+    """sam2_video and sam2_video_stream, and on the GPU target (``gpu`` given) the tracker's
+    three graphs as onnxruntime models."""
+    on_gpu = gpu is not None
+    runner = {TRACKER_PARAMETER: BLS} if on_gpu else {TRACKER_PARAMETER: "onnx", **_runner(options)}
     return [
         ModelPlan(
             c.VIDEO,
@@ -25,10 +46,10 @@ def video_models(options: ServingOptions) -> list[ModelPlan]:
             c.VIDEO_INPUTS,
             c.VIDEO_OUTPUTS,
             python_module="video",
-            local_files=VIDEO_FILES,
+            local_files=(c.TRACKER_CONSTANTS_FILE,) if on_gpu else VIDEO_FILES,
             instances=1,  # the sessions live in this one process
             parameters={
-                **_runner(options),
+                **runner,
                 "max_image_pixels": str(options.max_image_pixels),
                 "max_points": str(options.max_points),
                 "max_sessions": str(options.video_max_sessions),
@@ -48,5 +69,68 @@ def video_models(options: ServingOptions) -> list[ModelPlan]:
             python_module="video_stream",
             instances=options.video_stream_instances,
             decoupled=True,
+        ),
+        *(_gpu_tracker(options, gpu) if on_gpu else []),
+    ]
+
+
+def _gpu_tracker(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
+    objects = gpu.video_max_objects_per_call
+
+    def placement(max_prompts: int, max_points: int, warmup=None) -> GpuPlacement:  # noqa: ANN001
+        return GpuPlacement(
+            queue_delay_us=0,
+            smallest_preferred_batch=1,
+            tensorrt=False,  # dynamic memory and pointer counts: CUDA EP (docs/gpu.md)
+            opt_batch=1,
+            opt_points=1,
+            max_points=max_points,
+            max_prompts=max_prompts,
+            warmup_shapes=warmup,
+        )
+
+    def shapes(memories: int, pointers: int, rows: int) -> dict[str, tuple[int, ...]]:
+        return {
+            "vision_feat": (rows, c.PIXELS, c.EMBED_DIM),
+            "memory": (rows, memories, c.PIXELS, c.MEMORY_DIM),
+            "memory_tpos": (memories,),
+            "obj_ptrs": (rows, pointers, c.EMBED_DIM),
+            "obj_ptr_tpos": (pointers,),
+            "mask_logits": (rows, 1, c.IMAGE_SIZE, c.IMAGE_SIZE),
+            "object_score_logits": (rows, 1),
+            "binarize": (1,),
+        }
+
+    small, large = shapes(1, 1, 1), shapes(WARMUP_MEMORIES, WARMUP_POINTERS, objects)
+    return [
+        ModelPlan(
+            c.TRACKING_DECODER,
+            "video: the decoder with SAM 2's object pointer and object score (CUDA)",
+            Runtime.ONNXRUNTIME,
+            c.TRACKING_DECODER_INPUTS,
+            c.TRACKING_DECODER_OUTPUTS,
+            model_file=c.TRACKING_DECODER_FILE,
+            instances=gpu.instances,
+            gpu=placement(objects, options.max_points + 2),
+        ),
+        ModelPlan(
+            c.MEMORY_ATTENTION,
+            "video: a frame's features conditioned on each object's memories (CUDA)",
+            Runtime.ONNXRUNTIME,
+            c.MEMORY_ATTENTION_INPUTS,
+            c.MEMORY_ATTENTION_OUTPUTS,
+            model_file=c.MEMORY_ATTENTION_FILE,
+            instances=gpu.instances,
+            gpu=placement(objects, WARMUP_MEMORIES, (small, large)),
+        ),
+        ModelPlan(
+            c.MEMORY_ENCODER,
+            "video: each object's mask and the frame's features -> its memory (CUDA)",
+            Runtime.ONNXRUNTIME,
+            c.MEMORY_ENCODER_INPUTS,
+            c.MEMORY_ENCODER_OUTPUTS,
+            model_file=c.MEMORY_ENCODER_FILE,
+            instances=gpu.instances,
+            gpu=placement(objects, 1, (small, large)),
         ),
     ]

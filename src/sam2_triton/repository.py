@@ -269,9 +269,17 @@ def _sources(out: Path, export_dir: Path | None, placements: dict[str, str]) -> 
     if export_dir is not None:
         missing = sorted({n for n in placements.values() if not (export_dir / n).is_file()})
         if missing:
+            video = set(missing) & {c.TRACKER_CONSTANTS_FILE, c.MEMORY_ATTENTION_FILE}
             raise RepositoryError(
                 f"no ONNX export in {export_dir} (missing {', '.join(missing)}): run "
-                "`sam2-triton export --model MODEL --checkpoint PATH` or `--random-weights` first"
+                f"`sam2-triton export --model MODEL{' --video' if video else ''} --checkpoint "
+                "PATH` or `--random-weights` first"
+                + (
+                    " (this repository serves video; `build-repo --target gpu --no-video` "
+                    "leaves it out)"
+                    if video
+                    else ""
+                )
             )
         return {rel: export_dir / name for rel, name in placements.items()}
     earlier = set(_read_json(out / BUILD_INFO).get("placed", []))

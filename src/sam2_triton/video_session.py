@@ -22,19 +22,10 @@ import numpy as np
 
 from sam2_triton.masks import upsample_logits
 from sam2_triton.tracking import (
-    MASK_OUT_BIAS,
-    MASK_OUT_SCALE,
     MEMORY_IMAGE_SIZE,
     NO_OBJ_SCORE,
     MemoryConfig,
-    decoder_heads,
-    from_bfloat16_bits,
-    mask_downsample,
     mask_prompt_1024,
-    plan_memories,
-    resize_antialiased,
-    to_bfloat16_bits,
-    use_multimask,
 )
 from sam2_triton.video_frames import VideoFrames
 from sam2_triton.video_state import (
@@ -43,11 +34,12 @@ from sam2_triton.video_state import (
     TrackedObject,
     TrackerModels,
 )
+from sam2_triton.video_steps import FrameSteps
 
 LOGIT_CLAMP = 32.0  # previous mask logits fed back with new clicks are clamped (sam2)
 
 
-class VideoSession:
+class VideoSession(FrameSteps):
     """SAM2VideoPredictor's state for one video: ``frames`` (VideoFrames, or RGB arrays HWC
     uint8), which may grow while it is tracked (frames sent one at a time).
 
@@ -71,10 +63,6 @@ class VideoSession:
         self.low_res_output = low_res_output  # masks as [N, 1, 256, 256] logits (the server's)
         self.objects: dict[int, TrackedObject] = {}
         self._features: tuple[int, dict[str, np.ndarray]] | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frames)
 
     @property
     def height(self) -> int:
@@ -195,11 +183,14 @@ class VideoSession:
         """Each frame of ``order`` (part of a ``propagation_order``) tracked in turn."""
         for frame_idx in order:
             masks = []
+            tracked = [obj for obj in self.objects.values() if frame_idx not in obj.cond]
+            outs = self._track_frame(tracked, frame_idx, reverse)
+            outputs = {obj.obj_id: out for obj, out in zip(tracked, outs, strict=True)}
             for obj in self.objects.values():
                 if frame_idx in obj.cond:
                     out = obj.cond[frame_idx]
                 else:
-                    out = self._run_frame(obj, frame_idx, False, None, reverse, True, None)
+                    out = outputs[obj.obj_id]
                     obj.keep_tracked(frame_idx, out, self.memory_frames)
                 obj.tracked[frame_idx] = reverse
                 masks.append(self._video_res(out))
@@ -261,7 +252,7 @@ class VideoSession:
             for is_cond in (False, True):
                 for frame_idx, out in obj.temp[is_cond].items():
                     if out.maskmem is None:
-                        out.maskmem = self._encode_memory(frame_idx, out, from_points=True)
+                        out.maskmem = self._encode_memory(frame_idx, [out], True)[0][None]
                     if is_cond:
                         obj.cond[frame_idx] = out
                     else:
@@ -271,112 +262,6 @@ class VideoSession:
                 raise ValueError(f"object {obj.obj_id} has no prompt: add points or a box")
             for frame_idx in obj.cond:
                 obj.non_cond.pop(frame_idx, None)
-
-    def _run_frame(
-        self,
-        obj: TrackedObject,
-        frame_idx: int,
-        is_init: bool,
-        point_inputs: tuple[np.ndarray, np.ndarray] | None,
-        reverse: bool,
-        run_mem_encoder: bool,
-        prev_logits: np.ndarray | None,
-    ) -> FrameOutput:
-        features = self._frame_features(frame_idx)
-        if is_init:  # SAM 2.1 adds the no-memory embedding instead of attending
-            image_embed = features["image_embed"]
-        else:
-            image_embed = self._attend(obj, frame_idx, features, reverse)
-        if point_inputs is None:  # sam2's stand-in for "no prompt": one padding point
-            coords, codes = np.zeros((1, 1, 2), np.float32), -np.ones((1, 1), np.int32)
-        else:
-            coords, codes = point_inputs
-        has_mask = np.float32(prev_logits is not None)
-        feeds = {
-            "image_embed": image_embed,
-            "high_res_feats_0": features["high_res_feats_0"],
-            "high_res_feats_1": features["high_res_feats_1"],
-            "point_coords": coords,
-            "point_labels": codes,
-            "mask_input": np.zeros((1, 1, 256, 256), np.float32)
-            if prev_logits is None
-            else prev_logits.astype(np.float32),
-            "has_mask_input": np.full((1, 1), has_mask, np.float32),
-        }
-        multimask = use_multimask(0 if point_inputs is None else codes.shape[1])
-        heads = decoder_heads(*self.models.decode(feeds), multimask, self.models.no_obj_ptr)
-        out = FrameOutput(heads.low_res_masks, heads.obj_ptr, heads.object_score_logits)
-        if run_mem_encoder:
-            out.maskmem = self._encode_memory(frame_idx, out, from_points=point_inputs is not None)
-        return out
-
-    def _mask_as_output(self, frame_idx: int, mask_1024: np.ndarray) -> FrameOutput:
-        """SAM2Base._use_mask_as_output: logits +-10 from the mask, downsampled antialiased;
-        the pointer from a decoder run on the frame's own features with the mask as the dense
-        prompt, gated by whether the mask has any pixel."""
-        features = self._frame_features(frame_idx)
-        high = mask_1024 * np.float32(MASK_OUT_SCALE) + np.float32(MASK_OUT_BIAS)
-        side = MEMORY_IMAGE_SIZE // 4
-        low = resize_antialiased(high, (side, side))[None, None]
-        models = self.models
-        dense = mask_downsample(
-            mask_1024, models.mask_downsample_weight, models.mask_downsample_bias
-        )
-        feeds = {
-            "image_embed": self._vision_feat(features),  # no memory, no no-memory embedding
-            "high_res_feats_0": features["high_res_feats_0"],
-            "high_res_feats_1": features["high_res_feats_1"],
-            "point_coords": np.zeros((1, 1, 2), np.float32),
-            "point_labels": -np.ones((1, 1), np.int32),
-            "mask_input": dense[None, None],
-            "has_mask_input": np.ones((1, 1), np.float32),
-        }
-        heads = decoder_heads(*models.decode(feeds), False, models.no_obj_ptr)
-        appearing = np.float32(mask_1024.any())
-        obj_ptr = appearing * heads.obj_ptr + (1 - appearing) * models.no_obj_ptr
-        score = np.full((1, 1), MASK_OUT_SCALE * appearing + MASK_OUT_BIAS, np.float32)
-        return FrameOutput(low.astype(np.float32), obj_ptr.astype(np.float32), score)
-
-    def _attend(
-        self, obj: TrackedObject, frame_idx: int, features: dict, reverse: bool
-    ) -> np.ndarray:
-        num_frames = max(self.num_frames, self.expected_frames)
-        plan = plan_memories(
-            frame_idx, list(obj.cond), set(obj.non_cond), num_frames, reverse, self.config
-        )
-        outputs = [obj.output(t) for t, _ in plan.memories]
-        pointers = [obj.output(t).obj_ptr[0] for t, _ in plan.pointers]
-        feeds = {
-            "vision_feat": self._vision_feat(features),
-            "memory": from_bfloat16_bits(np.stack([o.maskmem[0] for o in outputs])[None]),
-            "memory_tpos": np.array([row for _, row in plan.memories], np.int64),
-            "obj_ptrs": np.array(pointers, np.float32).reshape(1, -1, 256),
-            "obj_ptr_tpos": np.array([p for _, p in plan.pointers], np.float32),
-        }
-        return self.models.attend(feeds)
-
-    def _encode_memory(self, frame_idx: int, out: FrameOutput, from_points: bool) -> np.ndarray:
-        size = (MEMORY_IMAGE_SIZE, MEMORY_IMAGE_SIZE)
-        feeds = {
-            "vision_feat": self._vision_feat(self._frame_features(frame_idx)),
-            "mask_logits": upsample_logits(out.pred_masks[0], size)[None],
-            "object_score_logits": out.object_score_logits,
-            "binarize": np.array([from_points]),
-        }
-        return to_bfloat16_bits(self.models.encode_memory(feeds))
-
-    def _frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
-        """The encoder's outputs for a frame (the last frame's are kept, as sam2 keeps them)."""
-        if not 0 <= frame_idx < self.num_frames:
-            raise IndexError(f"frame_idx: {frame_idx} is outside 0..{self.num_frames - 1}")
-        if self._features is None or self._features[0] != frame_idx:
-            self._features = None  # the old frame's 16.8 MB go before the new frame's come
-            self._features = (frame_idx, self.models.encode(self.frames.model_input(frame_idx)))
-        return self._features[1]
-
-    def _vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        """The encoder's lowest level without the no-memory embedding the image path adds."""
-        return (features["image_embed"] - self.models.no_mem_embed).astype(np.float32)
 
     def _frame_masks(self, frame_idx: int, is_cond: bool) -> np.ndarray:
         """Every object's latest answer on a frame at the video's size, [N, 1, H, W]

@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trt-cache-dir", default=defaults.trt_cache_dir, help="TensorRT engine cache folder"
     )
     gpu.add_argument(
+        "--no-video",
+        dest="gpu_video",
+        action="store_false",
+        help="leave out the video models (served by default; the export needs --video)",
+    )
+    gpu.add_argument(
         "--decoder-tensorrt",
         action="store_true",
         help="run the decoder on TensorRT too (default: CUDA EP, see docs/gpu.md)",
@@ -76,22 +82,32 @@ def gpu_options(args: argparse.Namespace) -> GpuOptions:
         precision=args.precision,
         trt_cache_dir=args.trt_cache_dir,
         decoder_tensorrt=args.decoder_tensorrt,
+        video=args.gpu_video,
     )
 
 
 def with_video_if_exported(
-    options: ServingOptions, source: Path | None, target: str
-) -> ServingOptions:
-    """Video tracking is served on the embedded target when the export has the tracker's
-    graphs (``sam2-triton export --video``)."""
+    options: ServingOptions, source: Path | None, target: str, gpu: GpuOptions | None = None
+) -> tuple[ServingOptions, GpuOptions | None]:
+    """Video tracking is served when the export has the tracker's graphs (``sam2-triton export
+    --video``): turned on for the embedded target, left out of the GPU target (which serves it
+    by default, as the committed repository does) when they are missing."""
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
-    if target != "embedded" or source is None or options.video:
-        return options
-    if (source / TRACKER_CONSTANTS_FILE).exists():
-        return replace(options, video=True)
-    print(f"note: {source} has no video tracker: `sam2-triton export --video` adds it")
-    return options
+    if source is None:
+        return options, gpu
+    has_tracker = (source / TRACKER_CONSTANTS_FILE).exists()
+    note = f"note: {source} has no video tracker: `sam2-triton export --video` adds it"
+    if target == "embedded":
+        if has_tracker:
+            return replace(options, video=True), gpu
+        if not options.video:
+            print(note)
+        return options, gpu
+    if gpu is not None and gpu.video and not has_tracker:
+        print(f"{note} (the GPU repository is built without the video models)")
+        return options, replace(gpu, video=False)
+    return options, gpu
 
 
 def build_repo(
@@ -107,7 +123,9 @@ def build_repo(
     from sam2_triton.repository import write_repository
 
     source = export_dir(model) if model else None
-    options = with_video_if_exported(options or ServingOptions(), source, target)
+    if target == "gpu":
+        gpu = gpu or GpuOptions()
+    options, gpu = with_video_if_exported(options or ServingOptions(), source, target, gpu)
     changed = write_repository(out, target, options, gpu, source, force)
     what = f"model {model}" if model else "configs only"
     print(f"{target} model repository {'built' if changed else 'up to date'}: {out} ({what})")

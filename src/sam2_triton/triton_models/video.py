@@ -1,8 +1,10 @@
 """sam2_video: video tracking sessions (logic in ``sam2_triton.video_service``).
 
-One instance owns every session, so the tracker's graphs (the export files beside this model)
-run here by ONNX Runtime, or OpenVINO for bf16. Triton calls a model only when a request comes,
-so a sweeper thread closes idle sessions between requests and keeps the metrics current.
+One instance owns every session. The tracker's graphs are the export files beside this model,
+run here by ONNX Runtime or OpenVINO for bf16 (embedded target, parameter ``tracker: "onnx"``),
+or the GPU target's onnxruntime-backend models reached by BLS (``tracker: "bls"``). Triton calls
+a model only when a request comes, so a sweeper thread closes idle sessions between requests and
+keeps the metrics current.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.tracker_runtime import OnnxTrackerModels
+from sam2_triton.plan_video import TRACKER_PARAMETER
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics, VideoMetrics
 from sam2_triton.video_service import VideoLimits, VideoService
+from sam2_triton.video_state import TrackerModels
 
 SWEEP_SECONDS = 30.0
 
@@ -25,11 +28,7 @@ SWEEP_SECONDS = 30.0
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
-        models = OnnxTrackerModels(
-            Path(args["model_repository"]) / args["model_version"],
-            int(params["intra_op_num_threads"]),
-            params["precision"],
-        )
+        models = _tracker_models(Path(args["model_repository"]) / args["model_version"], params)
         limits = VideoLimits(
             max_sessions=int(params["max_sessions"]),
             max_bytes=int(params["max_bytes"]),
@@ -63,3 +62,14 @@ class TritonPythonModel:
         while not self._stop.wait(period):
             if self.service.evict_idle():
                 self.metrics.update(self.service)
+
+
+def _tracker_models(version_dir: Path, params: dict[str, str]) -> TrackerModels:
+    if params.get(TRACKER_PARAMETER, "onnx") == "bls":
+        from sam2_triton.triton_models.tracker_bls import BlsTrackerModels
+
+        return BlsTrackerModels(version_dir / c.TRACKER_CONSTANTS_FILE)
+    # imported here: the GPU image has no onnxruntime
+    from sam2_triton.tracker_runtime import OnnxTrackerModels
+
+    return OnnxTrackerModels(version_dir, int(params["intra_op_num_threads"]), params["precision"])

@@ -1,0 +1,131 @@
+"""Where a tracked frame's time goes: each of the tracker's graphs on its own, ours against
+sam2's PyTorch modules, at SAM 2.1's full memory (7 memory frames, 16 object pointers).
+
+    .venv/bin/python benchmarks/tracker_steps.py [--export-dir exports/tiny] [--repeats 3]
+
+Ours: the export's ONNX files as ``sam2_video`` runs them on the embedded target
+(``OnnxTrackerModels``: ONNX Runtime fp32, OpenVINO bf16), random inputs of the real shapes,
+1 and 3 objects per memory-attention call. Reference: sam2's ``forward_image`` and
+``memory_attention`` (PyTorch fp32, ``inference_mode``) on the same shapes, loaded from the
+export's checkpoint. Medians of ``--repeats`` runs after one warm-up. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sam2_triton.bench import machine
+from sam2_triton.tracker_runtime import OnnxTrackerModels
+from sam2_triton.variants import get_variant
+
+MEMORIES, POINTERS = 7, 16
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return round(float(np.median(times)), 3)
+
+
+def ours(export_dir: Path, precision: str, repeats: int) -> dict[str, float]:
+    models = OnnxTrackerModels(export_dir, 0, precision)
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    figures = {"encoder": median_seconds(lambda: models.encode(image), repeats)}
+    for objects in (1, 3):
+        feeds = {
+            "vision_feat": rng.standard_normal((objects, 4096, 256)).astype(np.float32),
+            "memory": rng.standard_normal((objects, MEMORIES, 4096, 64)).astype(np.float32),
+            "memory_tpos": np.arange(MEMORIES, dtype=np.int64),
+            "obj_ptrs": rng.standard_normal((objects, POINTERS, 256)).astype(np.float32),
+            "obj_ptr_tpos": np.arange(POINTERS, dtype=np.float32) / (POINTERS - 1),
+        }
+        attend = median_seconds(lambda f=feeds: models.attend(f), repeats)
+        figures[f"memory_attention_{objects}_objects"] = attend
+    memory_feeds = {
+        "vision_feat": rng.standard_normal((1, 4096, 256)).astype(np.float32),
+        "mask_logits": rng.standard_normal((1, 1, 1024, 1024)).astype(np.float32),
+        "object_score_logits": np.ones((1, 1), np.float32),
+        "binarize": np.array([False]),
+    }
+    figures["memory_encoder"] = median_seconds(lambda: models.encode_memory(memory_feeds), repeats)
+    decoder_feeds = {
+        "image_embed": rng.standard_normal((1, 4096, 256)).astype(np.float32),
+        "high_res_feats_0": rng.standard_normal((1, 16384, 128)).astype(np.float32),
+        "high_res_feats_1": rng.standard_normal((1, 4096, 256)).astype(np.float32),
+        "point_coords": np.zeros((1, 1, 2), np.float32),
+        "point_labels": -np.ones((1, 1), np.int32),
+        "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+        "has_mask_input": np.zeros((1, 1), np.float32),
+    }
+    figures["decoder"] = median_seconds(lambda: models.decode(decoder_feeds), repeats)
+    return figures
+
+
+def reference(export_dir: Path, repeats: int) -> dict[str, float]:
+    import torch
+    from sam2.build_sam import build_sam2
+
+    meta = json.loads((export_dir / "export.json").read_text())
+    checkpoint = meta.get("saved_checkpoint") or meta.get("checkpoint")
+    config = get_variant(meta["variant"]).config
+    model = build_sam2(config, ckpt_path=str(checkpoint), device="cpu").eval()
+    tokens = MEMORIES * 4096 + POINTERS * 4  # a pointer is 4 tokens of 64 channels
+    with torch.inference_mode():
+        image = torch.randn(1, 3, 1024, 1024)
+        curr, pos = torch.randn(4096, 1, 256), torch.randn(4096, 1, 256)
+        memory, memory_pos = torch.randn(tokens, 1, 64), torch.randn(tokens, 1, 64)
+
+        def attend() -> object:
+            return model.memory_attention(
+                curr=[curr], curr_pos=[pos], memory=memory, memory_pos=memory_pos,
+                num_obj_ptr_tokens=POINTERS * 4,
+            )  # fmt: skip
+
+        return {
+            "encoder": median_seconds(lambda: model.forward_image(image), repeats),
+            "memory_attention_1_objects": median_seconds(attend, repeats),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    args = parser.parse_args()
+    report = {
+        "machine": machine.summary(),
+        "reference_fp32": reference(args.export_dir, args.repeats),
+    }
+    for precision in args.precisions:
+        report[f"served_{precision}"] = ours(args.export_dir, precision, args.repeats)
+    host = report["machine"]
+    print(f"{host['cpu']}, {host['cores']} cores; seconds, medians of {args.repeats}")
+    steps = sorted(
+        {step for figures in report.values() if "encoder" in figures for step in figures}
+    )
+    for step in steps:
+        row = "  ".join(
+            f"{name} {figures[step]:.3f}"
+            for name, figures in report.items()
+            if name != "machine" and step in figures
+        )
+        print(f"{step:>28s}: {row}")
+    out = args.export_dir / "tracker_steps.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"figures written to {out}")
+
+
+if __name__ == "__main__":
+    main()

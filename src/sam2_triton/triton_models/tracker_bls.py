@@ -1,0 +1,40 @@
+"""The video tracker's graphs through BLS (GPU target): sam2_video's ``TrackerModels`` when the
+graphs are onnxruntime-backend models of their own (``plan_video``).
+
+The frame is encoded by sam2_image_encoder (its dynamic batching serves the image models and
+video at once); objects that read the same memory frames are attended and encoded together in
+one call (``batch_objects``): on a GPU one call of N objects costs little more than one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sam2_triton import contract as c
+from sam2_triton.tracker_runtime import TrackerConstants
+from sam2_triton.triton_models.common import encode_image, infer
+
+
+class BlsTrackerModels(TrackerConstants):
+    batch_objects = True
+
+    def __init__(self, constants: Path) -> None:
+        super().__init__(constants)
+
+    def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        return encode_image(image)
+
+    def decode(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        names = [t.name for t in c.TRACKING_DECODER_OUTPUTS]
+        outputs = infer(c.TRACKING_DECODER, feeds, names)
+        return [outputs[n] for n in names]
+
+    def attend(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        (output,) = c.MEMORY_ATTENTION_OUTPUTS
+        return infer(c.MEMORY_ATTENTION, feeds, [output.name])[output.name]
+
+    def encode_memory(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        (output,) = c.MEMORY_ENCODER_OUTPUTS
+        return infer(c.MEMORY_ENCODER, feeds, [output.name])[output.name]
