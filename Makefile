@@ -42,7 +42,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src export tests client_examples loadtest benchmarks
 
 export: install
-	$(VENV)/bin/sam2-triton export --model $(MODEL) --random-weights
+	$(VENV)/bin/sam2-triton export --model $(MODEL) --random-weights --video
 
 # Regenerate the committed model_repository/ (GPU target, default options) from the plan: no
 # torch, no export; tests/test_committed_repository.py fails when it differs.

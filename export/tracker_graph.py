@@ -84,7 +84,9 @@ class RealRoPEAttention(nn.Module):
         heads, head_dim = a.num_heads, a.internal_dim // a.num_heads
         mixed = attention(q, k, v[:, None])  # [B, H, N, kv_in_dim]
         weight = a.v_proj.weight.reshape(heads, head_dim, -1).transpose(1, 2)
-        values = torch.matmul(mixed, weight) + a.v_proj.bias.reshape(heads, 1, head_dim)
+        values = torch.matmul(mixed, weight)
+        if a.v_proj.bias is not None:
+            values = values + a.v_proj.bias.reshape(heads, 1, head_dim)
         return a.out_proj(a._recombine_heads(values))
 
 

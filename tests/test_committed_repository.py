@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sam2_triton import contract as c
 from sam2_triton.plan import Runtime, repository_plan
 from sam2_triton.repository import MARKER, render_files, stale_files
@@ -85,10 +87,15 @@ def test_rendering_needs_neither_torch_nor_an_export(tmp_path):
     assert not list(out.rglob("*.onnx"))
 
 
+@pytest.mark.parametrize("video", [True, False])
 def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
-    fake_export, tmp_path, monkeypatch, capsys
+    fake_export, tmp_path, monkeypatch, capsys, video
 ):
-    """`sam2-triton export` (the export itself faked) fills a copy of model_repository/."""
+    """`sam2-triton export` (the export itself faked) fills a copy of model_repository/; an
+    export without the video tracker fills the image models and says what video then lacks."""
+    if not video:
+        for name in c.VIDEO_EXPORT_FILES:
+            (fake_export / name).unlink()
     from sam2_triton.cli import export as export_command
 
     local = shutil.ignore_patterns("*.onnx", "*.npz", "build.json", "__pycache__")
@@ -112,14 +119,21 @@ def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
     monkeypatch.setattr(export_command, "export_model", fake_export_model)
     monkeypatch.chdir(tmp_path)
     assert export_command.run(export_command_args(model="small")) == 0
-    assert "placed in model_repository" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "placed in model_repository" in printed.out
     repo = tmp_path / "model_repository"
     assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
     assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
-    memory_attention = (repo / c.MEMORY_ATTENTION / "1" / "model.onnx").read_bytes()
-    assert memory_attention == c.MEMORY_ATTENTION_FILE.encode()  # the video models' too
+    attention = repo / c.MEMORY_ATTENTION / "1" / "model.onnx"
     constants = repo / c.VIDEO / "1" / c.TRACKER_CONSTANTS_FILE
-    assert constants.read_bytes() == c.TRACKER_CONSTANTS_FILE.encode()
+    if video:
+        assert attention.read_bytes() == c.MEMORY_ATTENTION_FILE.encode()
+        assert constants.read_bytes() == c.TRACKER_CONSTANTS_FILE.encode()
+        assert "video" not in printed.err
+    else:
+        assert not attention.exists() and not constants.exists()
+        assert "--video" in printed.err and "--no-video" in printed.err
+        assert f"{c.VIDEO}/1/{c.TRACKER_CONSTANTS_FILE}" in printed.err
     assert not stale_files(repo, render_files("gpu"))  # the committed files are untouched
 
 

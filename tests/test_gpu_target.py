@@ -431,5 +431,14 @@ def test_gpu_build_leaves_video_out_for_an_export_without_the_tracker(
     # a repository rendered with video names what to export when the files are missing
     with pytest.raises(RepositoryError, match="--video"):
         build_repository(tmp_path / "exports" / "tiny", tmp_path / "v", target="gpu")
-    assert cli.main(["build-repo", "--target", "gpu", "--no-video", "--out", "nv"]) == 0
-    assert c.VIDEO not in load_configs(tmp_path / "nv")
+
+
+def test_gpu_build_without_video_on_request(fake_export, tmp_path, monkeypatch):
+    (tmp_path / "exports").mkdir()
+    fake_export.rename(tmp_path / "exports" / "tiny")  # with the tracker's files
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["build-repo", "--target", "gpu", "--out", "with"]) == 0
+    assert c.VIDEO in load_configs(tmp_path / "with")
+    assert cli.main(["build-repo", "--target", "gpu", "--no-video", "--out", "without"]) == 0
+    configs = load_configs(tmp_path / "without")
+    assert c.VIDEO not in configs and not set(TRACKER_MODELS) & set(configs)

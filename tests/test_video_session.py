@@ -132,7 +132,7 @@ class _BatchingModels:
     """The in-process graphs, batching objects as the GPU target's BLS models do, recording
     how many objects each memory-attention call carried."""
 
-    batch_objects = True
+    batch_objects = 2  # objects per call
 
     def __init__(self, models) -> None:
         self._models, self.attended = models, []

@@ -30,6 +30,12 @@ TRACKING_DECODER_FILE = "tracking_decoder.onnx"
 MEMORY_ATTENTION_FILE = "memory_attention.onnx"
 MEMORY_ENCODER_FILE = "memory_encoder.onnx"
 TRACKER_CONSTANTS_FILE = "tracker_constants.npz"
+VIDEO_EXPORT_FILES = (
+    TRACKING_DECODER_FILE,
+    MEMORY_ATTENTION_FILE,
+    MEMORY_ENCODER_FILE,
+    TRACKER_CONSTANTS_FILE,
+)
 
 # Triton model names (the public API: clients in any language rely on these).
 PREPROCESS = "sam2_preprocess"

@@ -19,13 +19,7 @@ from sam2_triton.plan import (
 )
 
 #: The export files sam2_video runs in-process (embedded target).
-VIDEO_FILES = (
-    c.ENCODER_FILE,
-    c.TRACKING_DECODER_FILE,
-    c.MEMORY_ATTENTION_FILE,
-    c.MEMORY_ENCODER_FILE,
-    c.TRACKER_CONSTANTS_FILE,
-)
+VIDEO_FILES = (c.ENCODER_FILE, *c.VIDEO_EXPORT_FILES)
 #: The parameter naming how sam2_video runs the tracker: "onnx" (the files beside it) or "bls".
 TRACKER_PARAMETER = "tracker"
 #: Memory frames and pointers of SAM 2.1's tracking (num_maskmem 7, max_obj_ptrs 16): the
@@ -37,7 +31,11 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
     """sam2_video and sam2_video_stream, and on the GPU target (``gpu`` given) the tracker's
     three graphs as onnxruntime models."""
     on_gpu = gpu is not None
-    runner = {TRACKER_PARAMETER: BLS} if on_gpu else {TRACKER_PARAMETER: "onnx", **_runner(options)}
+    runner = (
+        {TRACKER_PARAMETER: BLS, "objects_per_call": str(gpu.video_max_objects_per_call)}
+        if on_gpu
+        else {TRACKER_PARAMETER: "onnx", **_runner(options)}
+    )
     return [
         ModelPlan(
             c.VIDEO,

@@ -263,10 +263,17 @@ def _place(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _sources(out: Path, export_dir: Path | None, placements: dict[str, str]) -> dict[str, Path]:
-    """Where each placed ONNX file comes from: the export, or (configs only) what ``out``
-    already holds that an earlier build placed."""
+def _sources(
+    out: Path, export_dir: Path | None, placements: dict[str, str], optional=frozenset()
+) -> dict[str, Path]:
+    """Where each placed ONNX file comes from: the export (files in ``optional`` may be
+    missing there), or (configs only) what ``out`` already holds that an earlier build placed."""
     if export_dir is not None:
+        placements = {
+            rel: name
+            for rel, name in placements.items()
+            if name not in optional or (export_dir / name).is_file()
+        }
         missing = sorted({n for n in placements.values() if not (export_dir / n).is_file()})
         if missing:
             video = set(missing) & {c.TRACKER_CONSTANTS_FILE, c.MEMORY_ATTENTION_FILE}
@@ -303,14 +310,16 @@ def write_repository(
     gpu: GpuOptions | None = None,
     export_dir: Path | None = None,
     force: bool = False,
+    optional: frozenset[str] = frozenset(),
 ) -> bool:
     """Write ``target``'s repository into ``out`` with ``export_dir``'s ONNX files (None: the
-    configs only, keeping ONNX files an earlier build placed). False: ``out`` was up to date."""
+    configs only, keeping ONNX files an earlier build placed; ``optional``: export files that
+    may be missing). False: ``out`` was up to date."""
     options = options or ServingOptions()
     gpu = gpu or GpuOptions()
     out = Path(os.path.realpath(out))  # a link to the folder: replace what it points to
     files = render_files(target, options, gpu)
-    sources = _sources(out, export_dir, export_placements(target, options, gpu))
+    sources = _sources(out, export_dir, export_placements(target, options, gpu), optional)
     fingerprint = _fingerprint(files, sources)
     info = _read_json(out / BUILD_INFO)
     if not force and info.get("fingerprint") == fingerprint and not stale_files(out, files):
@@ -373,7 +382,8 @@ def build_repository(
 
 def refresh_exports(repo_dir: Path, export_dir: Path) -> bool | None:
     """Place a new export into a repository sam2-triton wrote, with the target and options it
-    was rendered with (``sam2-triton export`` calls this for ``model_repository/``).
+    was rendered with (``sam2-triton export`` calls this for ``model_repository/``). An export
+    without the video tracker places the image models' files only.
 
     None when ``repo_dir`` holds no sam2-triton repository (nothing is changed then)."""
     marker = read_marker(repo_dir)
@@ -386,4 +396,6 @@ def refresh_exports(repo_dir: Path, export_dir: Path) -> bool | None:
             f"{repo_dir / MARKER} was written by another version of sam2-triton ({exc}): "
             "rebuild the repository with `sam2-triton build-repo`"
         ) from None
-    return write_repository(repo_dir, target, options, gpu, export_dir)
+    return write_repository(
+        repo_dir, target, options, gpu, export_dir, optional=frozenset(c.VIDEO_EXPORT_FILES)
+    )

@@ -25,7 +25,7 @@ _HEADER = {
 _SERVE = {
     "gpu": (
         "## Serve it\n\n"
-        "1. `sam2-triton export --model M --no-ort-fusions` writes `exports/M/` and hard-links\n"
+        "1. `sam2-triton export --model M --no-ort-fusions --video` writes `exports/M/` and links\n"
         "   the ONNX files into this folder where the configs expect them (column above).\n"
         "2. `docker compose --profile gpu up -d --build` (mounts this folder at `/models`), or\n"
         "   `tritonserver --model-repository=model_repository` inside the image.\n\n"

@@ -43,10 +43,11 @@ class FrameSteps:
         self, objs: list[TrackedObject], frame_idx: int, reverse: bool
     ) -> list[FrameOutput]:
         """Objects with no prompt on a frame, tracked there. Where the models batch objects
-        (``batch_objects``, the GPU's), those reading the same memory frames go through memory
-        attention and the memory encoder in one call; the decoder takes them one by one (its
-        image embedding is each object's own)."""
-        if not getattr(self.models, "batch_objects", False) or len(objs) < 2:
+        (``batch_objects``: up to that many per call, the GPU's), those reading the same memory
+        frames go through memory attention and the memory encoder together; the decoder takes
+        them one by one (its image embedding is each object's own)."""
+        per_call = getattr(self.models, "batch_objects", 1)
+        if per_call < 2 or len(objs) < 2:
             return [self._run_frame(o, frame_idx, False, None, reverse, True, None) for o in objs]
         features = self._frame_features(frame_idx)
         groups: dict[tuple, list[TrackedObject]] = {}
@@ -54,12 +55,13 @@ class FrameSteps:
             plan = self._memory_plan(obj, frame_idx, reverse)
             groups.setdefault((tuple(plan.memories), tuple(plan.pointers)), []).append(obj)
         outputs: dict[int, FrameOutput] = {}
-        for group in groups.values():
+        calls = [g[i : i + per_call] for g in groups.values() for i in range(0, len(g), per_call)]
+        for group in calls:
             embeds = self._attend(group, frame_idx, features, reverse)
             outs = [self._decode(features, embed[None], None, None) for embed in embeds]
             memories = self._encode_memory(frame_idx, outs, from_points=False)
             for obj, out, memory in zip(group, outs, memories, strict=True):
-                out.maskmem = memory[None]
+                out.maskmem = memory[None].copy()  # not a view keeping the others' alive
                 outputs[obj.obj_id] = out
         return [outputs[o.obj_id] for o in objs]
 

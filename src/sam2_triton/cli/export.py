@@ -131,6 +131,15 @@ def place_into_repository(model: str, repository: Path) -> None:
         print(f"note: {repository} is not a repository sam2-triton wrote; nothing placed there")
         return
     print(f"ONNX files of {model} {'placed in' if changed else 'already in'} {repository}/")
+    missing = missing_video_files(repository)
+    if missing:
+        print(
+            f"note: {repository} serves video, but {export_dir(model)} has no video tracker: "
+            f"its video models lack {', '.join(missing)} and will not load. Export with "
+            f"`sam2-triton export --model {model} --video`, or leave video out with "
+            "`sam2-triton build-repo --target gpu --no-video`.",
+            file=sys.stderr,
+        )
     for note in export_notes(export_dir(model)):
         print(f"note: {note}", file=sys.stderr)
 
@@ -157,3 +166,20 @@ def run(args: argparse.Namespace) -> int:
     )
     place_into_repository(args.model, args.repository)
     return 0
+
+
+def missing_video_files(repo_dir: Path) -> list[str]:
+    """Files the repository's video models expect that are not placed (empty: none missing,
+    or no video models)."""
+    from sam2_triton import contract as c
+    from sam2_triton.repository import export_placements, read_marker, recorded_options
+
+    marker = read_marker(repo_dir)
+    if marker is None:
+        return []
+    placements = export_placements(*recorded_options(marker))
+    return sorted(
+        rel
+        for rel, name in placements.items()
+        if name in c.VIDEO_EXPORT_FILES and not (repo_dir / rel).is_file()
+    )

@@ -3,7 +3,8 @@ graphs are onnxruntime-backend models of their own (``plan_video``).
 
 The frame is encoded by sam2_image_encoder (its dynamic batching serves the image models and
 video at once); objects that read the same memory frames are attended and encoded together in
-one call (``batch_objects``): on a GPU one call of N objects costs little more than one.
+one call of at most ``batch_objects`` (the GPU plan's ``video_max_objects_per_call``): on a
+GPU one call of N objects costs little more than one.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from sam2_triton.triton_models.common import encode_image, infer
 
 
 class BlsTrackerModels(TrackerConstants):
-    batch_objects = True
-
-    def __init__(self, constants: Path) -> None:
+    def __init__(self, constants: Path, objects_per_call: int) -> None:
         super().__init__(constants)
+        self.batch_objects = objects_per_call  # the graphs' warmed-up object axis
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return encode_image(image)

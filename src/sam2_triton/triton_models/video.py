@@ -68,7 +68,8 @@ def _tracker_models(version_dir: Path, params: dict[str, str]) -> TrackerModels:
     if params.get(TRACKER_PARAMETER, "onnx") == "bls":
         from sam2_triton.triton_models.tracker_bls import BlsTrackerModels
 
-        return BlsTrackerModels(version_dir / c.TRACKER_CONSTANTS_FILE)
+        per_call = int(params["objects_per_call"])
+        return BlsTrackerModels(version_dir / c.TRACKER_CONSTANTS_FILE, per_call)
     # imported here: the GPU image has no onnxruntime
     from sam2_triton.tracker_runtime import OnnxTrackerModels
 
