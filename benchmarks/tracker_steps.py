@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from sam2_triton.bench import machine
+from sam2_triton.bench.timing import timed
 from sam2_triton.tracker_runtime import OnnxTrackerModels
 from sam2_triton.variants import get_variant
 
@@ -28,13 +28,7 @@ MEMORIES, POINTERS = 7, 16
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return round(float(np.median(times)), 3)
+    return round(timed(run, repeats)["median_ms"] / 1e3, 3)
 
 
 def ours(export_dir: Path, precision: str, repeats: int) -> dict[str, float]:

@@ -113,22 +113,18 @@ def _warmup(spec: ModelPlan, rows: int, points: int) -> mc.ModelWarmup:
     batched = spec.max_batch_size > 0
     name = f"{'batch' if batched else 'prompts'}{rows}"
     name += f"_points{points}" if _has_points(spec) else ""
-    warmup = mc.ModelWarmup(name=name, batch_size=rows if batched else 1, count=1)
+    shapes = {}
     for tensor in spec.inputs:
         shape = _shape(tensor, batched, rows, points)
-        warmup.inputs[tensor.name].CopyFrom(
-            mc.ModelWarmup.Input(
-                data_type=getattr(mc, f"TYPE_{tensor.dtype}"),
-                dims=shape[1:] if batched else shape,
-                zero_data=True,
-            )
-        )
-    return warmup
+        shapes[tensor.name] = shape[1:] if batched else shape
+    return _warmup_of(spec, name, shapes, batch_size=rows if batched else 1)
 
 
-def _warmup_of(spec: ModelPlan, name: str, shapes: Mapping[str, tuple[int, ...]]) -> mc.ModelWarmup:
-    """Zeros of the given shapes for every input (a model without a batch axis)."""
-    warmup = mc.ModelWarmup(name=name, batch_size=1, count=1)
+def _warmup_of(
+    spec: ModelPlan, name: str, shapes: Mapping[str, Sequence[int]], batch_size: int = 1
+) -> mc.ModelWarmup:
+    """Zeros of the given shapes (without the batch axis) for every input."""
+    warmup = mc.ModelWarmup(name=name, batch_size=batch_size, count=1)
     for tensor in spec.inputs:
         warmup.inputs[tensor.name].CopyFrom(
             mc.ModelWarmup.Input(

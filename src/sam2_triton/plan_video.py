@@ -10,6 +10,7 @@ from __future__ import annotations
 from sam2_triton import contract as c
 from sam2_triton.plan import (
     BLS,
+    BOX_POINTS,
     GpuOptions,
     GpuPlacement,
     ModelPlan,
@@ -100,35 +101,42 @@ def _gpu_tracker(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
         }
 
     small, large = shapes(1, 1, 1), shapes(WARMUP_MEMORIES, WARMUP_POINTERS, objects)
-    return [
-        ModelPlan(
+    graphs = [
+        (
             c.TRACKING_DECODER,
-            "video: the decoder with SAM 2's object pointer and object score (CUDA)",
-            Runtime.ONNXRUNTIME,
+            "the decoder with SAM 2's object pointer and object score",
             c.TRACKING_DECODER_INPUTS,
             c.TRACKING_DECODER_OUTPUTS,
-            model_file=c.TRACKING_DECODER_FILE,
-            instances=gpu.instances,
-            gpu=placement(objects, options.max_points + 2),
+            c.TRACKING_DECODER_FILE,
+            placement(objects, options.max_points + BOX_POINTS),
         ),
-        ModelPlan(
+        (
             c.MEMORY_ATTENTION,
-            "video: a frame's features conditioned on each object's memories (CUDA)",
-            Runtime.ONNXRUNTIME,
+            "a frame's features conditioned on each object's memories",
             c.MEMORY_ATTENTION_INPUTS,
             c.MEMORY_ATTENTION_OUTPUTS,
-            model_file=c.MEMORY_ATTENTION_FILE,
-            instances=gpu.instances,
-            gpu=placement(objects, WARMUP_MEMORIES, (small, large)),
+            c.MEMORY_ATTENTION_FILE,
+            placement(objects, WARMUP_MEMORIES, (small, large)),
         ),
-        ModelPlan(
+        (
             c.MEMORY_ENCODER,
-            "video: each object's mask and the frame's features -> its memory (CUDA)",
-            Runtime.ONNXRUNTIME,
+            "each object's mask and the frame's features -> its memory",
             c.MEMORY_ENCODER_INPUTS,
             c.MEMORY_ENCODER_OUTPUTS,
-            model_file=c.MEMORY_ENCODER_FILE,
-            instances=gpu.instances,
-            gpu=placement(objects, 1, (small, large)),
+            c.MEMORY_ENCODER_FILE,
+            placement(objects, 1, (small, large)),
         ),
+    ]
+    return [
+        ModelPlan(
+            name,
+            f"video: {summary} (CUDA)",
+            Runtime.ONNXRUNTIME,
+            inputs,
+            outputs,
+            model_file=file,
+            instances=gpu.instances,
+            gpu=where,
+        )
+        for name, summary, inputs, outputs, file, where in graphs
     ]

@@ -276,7 +276,7 @@ def _sources(
         }
         missing = sorted({n for n in placements.values() if not (export_dir / n).is_file()})
         if missing:
-            video = set(missing) & {c.TRACKER_CONSTANTS_FILE, c.MEMORY_ATTENTION_FILE}
+            video = set(missing) & set(c.VIDEO_EXPORT_FILES)
             raise RepositoryError(
                 f"no ONNX export in {export_dir} (missing {', '.join(missing)}): run "
                 f"`sam2-triton export --model MODEL{' --video' if video else ''} --checkpoint "
