@@ -40,9 +40,10 @@ def ours(export_dir: Path, precision: str, repeats: int) -> dict[str, float]:
         feeds = {
             "vision_feat": rng.standard_normal((objects, 4096, 256)).astype(np.float32),
             "memory": rng.standard_normal((objects, MEMORIES, 4096, 64)).astype(np.float32),
-            "memory_tpos": np.arange(MEMORIES, dtype=np.int64),
+            "memory_tpos": np.tile(np.arange(MEMORIES, dtype=np.int64), (objects, 1)),
             "obj_ptrs": rng.standard_normal((objects, POINTERS, 256)).astype(np.float32),
-            "obj_ptr_tpos": np.arange(POINTERS, dtype=np.float32) / (POINTERS - 1),
+            "obj_ptr_tpos": np.tile(np.arange(POINTERS, dtype=np.float32), (objects, 1))
+            / (POINTERS - 1),
         }
         attend = median_seconds(lambda f=feeds: models.attend(f), repeats)
         figures[f"memory_attention_{objects}_objects"] = attend

@@ -53,9 +53,11 @@ def example_memory_attention_inputs(
     return {
         "vision_feat": torch.randn(objects, TOKENS, 256, generator=gen),
         "memory": torch.randn(objects, memories, TOKENS, 64, generator=gen),
-        "memory_tpos": torch.arange(memories, dtype=torch.int64) % 7,
+        "memory_tpos": (torch.arange(memories, dtype=torch.int64) + torch.arange(objects)[:, None])
+        % 7,
         "obj_ptrs": torch.randn(objects, pointers, 256, generator=gen),
-        "obj_ptr_tpos": torch.arange(1, pointers + 1, dtype=torch.float32) / 15,
+        "obj_ptr_tpos": torch.arange(1, pointers + 1, dtype=torch.float32).repeat(objects, 1)
+        / (15 - torch.arange(objects, dtype=torch.float32)[:, None]),
     }
 
 
@@ -85,9 +87,9 @@ def export_tracker_onnx(model: nn.Module, out_dir: Path) -> TrackerExport:
         {
             "vision_feat": {0: objects},
             "memory": {0: objects, 1: memories},
-            "memory_tpos": {0: memories},
+            "memory_tpos": {0: objects, 1: memories},
             "obj_ptrs": {0: objects, 1: pointers},
-            "obj_ptr_tpos": {0: pointers},
+            "obj_ptr_tpos": {0: objects, 1: pointers},
         },
         [t.name for t in contract.MEMORY_ATTENTION_OUTPUTS],
         attention_path,
@@ -156,7 +158,17 @@ def _export(module: nn.Module, inputs: dict, shapes: dict, outputs: list[str], p
 
 def reference_memory_attention(model: nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
     """sam2's memory_attention on the memory sequence as _prepare_memory_conditioned_features
-    assembles it (seq-first, pointers split into mem_dim tokens, positions added)."""
+    assembles it (seq-first, pointers split into mem_dim tokens, positions added), object by
+    object (each with its own temporal positions, as the reference tracks each on its own)."""
+    return np.concatenate(
+        [
+            _reference_one_object(model, {k: v[i : i + 1] for k, v in inputs.items()})
+            for i in range(inputs["vision_feat"].shape[0])
+        ]
+    )
+
+
+def _reference_one_object(model: nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
     feat, memory = inputs["vision_feat"], inputs["memory"]
     b, frames = feat.shape[0], memory.shape[1]
     c, mem_dim = model.hidden_dim, model.mem_dim
@@ -171,11 +183,11 @@ def reference_memory_attention(model: nn.Module, inputs: dict[str, torch.Tensor]
             maps = memory[:, f].transpose(1, 2).reshape(b, mem_dim, 64, 64)
             to_cat.append(maps.flatten(2).permute(2, 0, 1))
             enc = mem_pos.flatten(2).permute(2, 0, 1)
-            to_cat_pos.append(enc + model.maskmem_tpos_enc[int(inputs["memory_tpos"][f])])
+            to_cat_pos.append(enc + model.maskmem_tpos_enc[int(inputs["memory_tpos"][0, f])])
         ptrs = inputs["obj_ptrs"].transpose(0, 1)  # [Np, B, C]
         from sam2.modeling.sam2_utils import get_1d_sine_pe
 
-        obj_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(inputs["obj_ptr_tpos"], dim=c))
+        obj_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(inputs["obj_ptr_tpos"][0], dim=c))
         obj_pos = obj_pos.unsqueeze(1).expand(-1, b, mem_dim)
         ptrs = ptrs.reshape(-1, b, c // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
         obj_pos = obj_pos.repeat_interleave(c // mem_dim, dim=0)

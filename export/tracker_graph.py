@@ -112,10 +112,12 @@ class MemoryAttentionGraph(nn.Module):
 
     Inputs: ``vision_feat`` [B, 4096, 256] (the encoder's lowest level, without the no-memory
     embedding), ``memory`` [B, Nm, 4096, 64] (Nm past frames' memory features),
-    ``memory_tpos`` [Nm] int64 (each frame's row of ``maskmem_tpos_enc``: num_maskmem - t_pos
-    - 1), ``obj_ptrs`` [B, Np, 256] (past object pointers) and ``obj_ptr_tpos`` [Np] float32
-    (each pointer's signed frame distance divided by max_obj_ptrs_in_encoder - 1). Output
-    ``pix_feat_with_mem`` [B, 4096, 256]: the decoder's image embedding for this frame.
+    ``memory_tpos`` [B, Nm] int64 (each frame's row of ``maskmem_tpos_enc``: num_maskmem -
+    t_pos - 1), ``obj_ptrs`` [B, Np, 256] (past object pointers) and ``obj_ptr_tpos`` [B, Np]
+    float32 (each pointer's signed frame distance divided by max_obj_ptrs_in_encoder - 1).
+    The temporal positions are each object's own, so objects of different videos, or prompted
+    on different frames, share a call when their counts match. Output ``pix_feat_with_mem``
+    [B, 4096, 256]: the decoder's image embedding for this frame.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -145,15 +147,15 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptr_tpos: torch.Tensor,
     ) -> torch.Tensor:
         b = vision_feat.shape[0]
-        tpos = self.maskmem_tpos_enc.reshape(-1, self.mem_dim)[memory_tpos]  # [Nm, 64]
-        spatial_pos = (self.maskmem_pos[None] + tpos[:, None]).reshape(1, -1, self.mem_dim)
+        tpos = self.maskmem_tpos_enc.reshape(-1, self.mem_dim)[memory_tpos]  # [B, Nm, 64]
+        spatial_pos = (self.maskmem_pos[None, None] + tpos[:, :, None]).reshape(b, -1, self.mem_dim)
         spatial = memory.reshape(b, -1, self.mem_dim)
         split = self.hidden_dim // self.mem_dim  # a pointer is 4 tokens of 64
         ptr_tokens = obj_ptrs.reshape(b, -1, self.mem_dim)
         ptr_pos = self.obj_ptr_tpos_proj(sine_pe_1d(obj_ptr_tpos, self.hidden_dim))
-        ptr_pos = ptr_pos.repeat_interleave(split, dim=0)[None]
+        ptr_pos = ptr_pos.repeat_interleave(split, dim=1)  # [B, 4 Np, 64]
         memory_all = torch.cat([spatial, ptr_tokens], dim=1)
-        pos_all = torch.cat([spatial_pos.expand(b, -1, -1), ptr_pos.expand(b, -1, -1)], dim=1)
+        pos_all = torch.cat([spatial_pos, ptr_pos], dim=1)
         num_spatial = spatial.shape[1]
 
         x = vision_feat + 0.1 * self.curr_pos[None]

@@ -125,7 +125,7 @@ def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
     assert (repo / c.IMAGE_ENCODER / "1" / "model.onnx").read_bytes() == b"encoder"
     assert (repo / c.MASK_DECODER / "1" / "model.onnx").read_bytes() == b"decoder"
     attention = repo / c.MEMORY_ATTENTION / "1" / "model.onnx"
-    constants = repo / c.VIDEO / "1" / c.TRACKER_CONSTANTS_FILE
+    constants = repo / c.VIDEO_SESSIONS / "1" / c.TRACKER_CONSTANTS_FILE
     if video:
         assert attention.read_bytes() == c.MEMORY_ATTENTION_FILE.encode()
         assert constants.read_bytes() == c.TRACKER_CONSTANTS_FILE.encode()
@@ -133,7 +133,7 @@ def test_export_places_its_onnx_files_where_the_committed_configs_expect_them(
     else:
         assert not attention.exists() and not constants.exists()
         assert "--video" in printed.err and "--no-video" in printed.err
-        assert f"{c.VIDEO}/1/{c.TRACKER_CONSTANTS_FILE}" in printed.err
+        assert f"{c.VIDEO_SESSIONS}/1/{c.TRACKER_CONSTANTS_FILE}" in printed.err
     assert not stale_files(repo, render_files("gpu"))  # the committed files are untouched
 
 

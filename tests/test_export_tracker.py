@@ -66,7 +66,10 @@ def test_real_rotation_equals_sam2s_complex_rope():
 )
 def test_memory_attention_matches_sam2(sam2_model, tracker_files, objects, memories, pointers):
     inputs = example_memory_attention_inputs(objects, memories, pointers, seed=memories)
-    inputs["memory_tpos"] = torch.tensor([(6 - f) % 7 for f in range(memories)])
+    # each object its own rows (objects of different videos share a call)
+    inputs["memory_tpos"] = torch.tensor(
+        [[(6 - f - i) % 7 for f in range(memories)] for i in range(objects)]
+    )
     got = run_onnx(tracker_files.memory_attention, inputs)
     want = reference_memory_attention(sam2_model, inputs)
     assert got.shape == (objects, 4096, 256)

@@ -379,16 +379,26 @@ def test_gpu_configs_match_the_exported_onnx_graphs(tracker_export, tmp_path):
 
 
 def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
-    """sam2_video reaches the tracker's graphs by BLS, with only their constants beside it; the
-    three graphs are GPU models whose warmups send shapes the graphs accept (every memory
-    frame with its temporal row, every pointer with its position)."""
+    """sam2_video_sessions reaches the tracker's graphs by BLS, with only their constants beside
+    it, and batches requests of any shapes (each its own tensors) behind the stateless public
+    models; the three graphs are GPU models whose warmups send shapes the graphs accept (every
+    memory frame with its temporal row, every pointer with its position)."""
     repo = tmp_path / "gpu"
     configs = build(fake_export, repo, "gpu", instances=1)
-    video = configs[c.VIDEO]
+    video = configs[c.VIDEO_SESSIONS]
     assert video.backend == "python" and video.parameters["tracker"].string_value == "bls"
-    assert sorted(p.name for p in (repo / c.VIDEO / "1").iterdir()) == [
+    assert sorted(p.name for p in (repo / c.VIDEO_SESSIONS / "1").iterdir()) == [
         "model.py",
         c.TRACKER_CONSTANTS_FILE,
+    ]
+    assert [g.count for g in video.instance_group] == [1]  # the sessions' one process
+    assert video.max_batch_size > 1 and video.HasField("dynamic_batching")
+    assert all(i.allow_ragged_batch for i in video.input)
+    assert sorted(p.name for p in (repo / c.VIDEO / "1").iterdir()) == ["model.py"]
+    public = configs[c.VIDEO]  # the same tensors, without the batch axis
+    assert public.max_batch_size == 0 and not public.HasField("dynamic_batching")
+    assert [(i.name, list(i.dims)) for i in public.input] == [
+        (i.name, list(i.dims)) for i in video.input
     ]
     assert configs[c.VIDEO_STREAM].model_transaction_policy.decoupled
     for name in TRACKER_MODELS:
@@ -409,8 +419,8 @@ def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
                     w in (-1, d) for d, w in zip(dims, want, strict=True)
                 ), (name, input_name, dims)
             if name == c.MEMORY_ATTENTION:
-                assert shapes["memory"][1] == shapes["memory_tpos"][0]
-                assert shapes["obj_ptrs"][1] == shapes["obj_ptr_tpos"][0]
+                assert shapes["memory"][:2] == shapes["memory_tpos"]
+                assert shapes["obj_ptrs"][:2] == shapes["obj_ptr_tpos"]
                 assert shapes["memory"][0] == shapes["obj_ptrs"][0] == shapes["vision_feat"][0]
     largest = configs[c.MEMORY_ATTENTION].model_warmup[-1].inputs["vision_feat"].dims[0]
     assert largest == GpuOptions().video_max_objects_per_call
@@ -426,7 +436,7 @@ def test_gpu_build_leaves_video_out_for_an_export_without_the_tracker(
     assert cli.main(["build-repo", "--target", "gpu"]) == 0
     assert "export --video" in capsys.readouterr().out
     configs = load_configs(tmp_path / paths.REPOSITORY_DIR)
-    assert c.VIDEO not in configs and not set(TRACKER_MODELS) & set(configs)
+    assert not {c.VIDEO, c.VIDEO_SESSIONS} & set(configs) and not set(TRACKER_MODELS) & set(configs)
     assert c.SEGMENT in configs
     # a repository rendered with video names what to export when the files are missing
     with pytest.raises(RepositoryError, match="--video"):
@@ -441,4 +451,4 @@ def test_gpu_build_without_video_on_request(fake_export, tmp_path, monkeypatch):
     assert c.VIDEO in load_configs(tmp_path / "with")
     assert cli.main(["build-repo", "--target", "gpu", "--no-video", "--out", "without"]) == 0
     configs = load_configs(tmp_path / "without")
-    assert c.VIDEO not in configs and not set(TRACKER_MODELS) & set(configs)
+    assert not {c.VIDEO, c.VIDEO_SESSIONS} & set(configs) and not set(TRACKER_MODELS) & set(configs)

@@ -151,3 +151,32 @@ def test_memories_keep_exactly_the_references_bfloat16_values():
     theirs = torch.from_numpy(x).to(torch.bfloat16)
     assert np.array_equal(bits.view(np.int16), theirs.view(torch.int16).numpy())
     assert np.array_equal(from_bfloat16_bits(bits), theirs.to(torch.float32).numpy())
+
+
+def test_holes_are_filled_as_sam2_fills_them():
+    """fill_holes against sam2's fill_holes_in_mask_scores (its CUDA kernel's connected
+    components computed by scikit-image): background pieces of up to 8 pixels, 8-connected,
+    become 0.1; larger ones and the foreground stay."""
+    import sam2.utils.misc as misc
+
+    from sam2_triton.tracking import fill_holes
+    from tests.video_helpers import connected_components
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(5.0, 1.0, (2, 1, 64, 64)).astype(np.float32)  # all foreground
+    logits[0, 0, 10:12, 10:14] = -3.0  # 8 pixels: filled
+    logits[0, 0, 20:23, 20:23] = -3.0  # 9 pixels: kept
+    logits[1, 0, 5, 5] = logits[1, 0, 6, 6] = -1.0  # diagonal neighbours: one piece of 2
+    logits[1, 0, 30:, :] = -5.0  # the background
+    saved = misc.get_connected_components
+    misc.get_connected_components = connected_components
+    try:
+        want = misc.fill_holes_in_mask_scores(torch.from_numpy(logits), 8).numpy()
+    finally:
+        misc.get_connected_components = saved
+    got = fill_holes(logits, 8)
+    np.testing.assert_array_equal(got, want)
+    assert (got[0, 0, 10:12, 10:14] == np.float32(0.1)).all()
+    assert (got[0, 0, 20:23, 20:23] == -3.0).all() and (got[1, 0, 30:] == -5.0).all()
+    assert got[1, 0, 5, 5] == got[1, 0, 6, 6] == np.float32(0.1)
+    assert fill_holes(logits, 0) is logits

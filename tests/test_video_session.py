@@ -146,8 +146,9 @@ class _BatchingModels:
 
 
 def test_objects_tracked_together_get_the_masks_they_get_one_by_one(video, models):
-    """Objects reading the same memory frames share a memory-attention and memory-encoder call;
-    an object prompted on another frame reads other memories and goes alone."""
+    """Objects reading as many memories and pointers share a memory-attention and
+    memory-encoder call, each with its own temporal positions (an object prompted on another
+    frame too, where its counts match); where they differ, it goes alone."""
     _, frames = video
     frames = frames[:5]
     batching = _BatchingModels(models)

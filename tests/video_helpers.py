@@ -31,11 +31,19 @@ def synthetic_video(folder: Path, frames: int = 8) -> list[np.ndarray]:
 
 
 def reference_video_predictor(tiny_export):
-    """SAM2VideoPredictor on the test weights. It stores memories in bfloat16 and, on a CPU
-    without autocast, its memory attention would then mix dtypes: it is handed float32 copies
-    of the same (rounded) values, so its numbers are unchanged."""
+    """SAM2VideoPredictor on the test weights, as it runs on a GPU:
+
+    - it stores memories in bfloat16 and, on a CPU without autocast, its memory attention
+      would then mix dtypes: it is handed float32 copies of the same (rounded) values, so its
+      numbers are unchanged;
+    - it fills small holes in its masks (fill_hole_area 8) with its CUDA extension, which a CPU
+      lacks (it then skips the step): the extension's connected components are computed here
+      by scikit-image instead."""
+    import sam2.utils.misc
     import torch
     from sam2.build_sam import build_sam2_video_predictor
+
+    sam2.utils.misc.get_connected_components = connected_components
 
     predictor = build_sam2_video_predictor(
         tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu"
@@ -58,3 +66,21 @@ def agreement(ours, theirs) -> list[float]:
     theirs = theirs.numpy() if hasattr(theirs, "numpy") else np.asarray(theirs)
     assert ours.shape == theirs.shape
     return [float(((o > 0) == (t > 0)).mean()) for o, t in zip(ours, theirs, strict=True)]
+
+
+def connected_components(mask):
+    """sam2's CUDA kernel ``_C.get_connected_componnets`` on a CPU: for a binary [N, 1, H, W]
+    mask, each foreground pixel's 8-connected component label and that component's area (0 on
+    the background)."""
+    import torch
+    from skimage.measure import label
+
+    planes = mask.cpu().numpy().astype(bool)
+    labels = np.zeros(planes.shape, np.int32)
+    areas = np.zeros(planes.shape, np.int32)
+    for index in np.ndindex(planes.shape[:2]):
+        labelled = label(planes[index], connectivity=2)
+        sizes = np.bincount(labelled.ravel())
+        sizes[0] = 0
+        labels[index], areas[index] = labelled, sizes[labelled]
+    return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)

@@ -47,6 +47,9 @@ SESSION = "sam2_session"
 AUTOMATIC = "sam2_automatic"
 VIDEO = "sam2_video"
 VIDEO_STREAM = "sam2_video_stream"
+# ... both stateless: the sessions live in this internal model (one instance, a batch axis, so
+# that propagations of different videos arriving together are tracked together)
+VIDEO_SESSIONS = "sam2_video_sessions"
 # ... and the tracker's graphs as models of their own (GPU target; sam2_video calls them by BLS)
 TRACKING_DECODER = "sam2_tracking_decoder"
 MEMORY_ATTENTION = "sam2_memory_attention"
@@ -131,9 +134,9 @@ TRACKING_DECODER_OUTPUTS = (
 MEMORY_ATTENTION_INPUTS = (
     Tensor("vision_feat", "FP32", (-1, PIXELS, EMBED_DIM)),
     Tensor("memory", "FP32", (-1, -1, PIXELS, MEMORY_DIM)),
-    Tensor("memory_tpos", "INT64", (-1,)),
+    Tensor("memory_tpos", "INT64", (-1, -1)),  # each object's own: videos share calls
     Tensor("obj_ptrs", "FP32", (-1, -1, EMBED_DIM)),
-    Tensor("obj_ptr_tpos", "FP32", (-1,)),
+    Tensor("obj_ptr_tpos", "FP32", (-1, -1)),
 )
 MEMORY_ATTENTION_OUTPUTS = (Tensor("pix_feat_with_mem", "FP32", (-1, PIXELS, EMBED_DIM)),)
 MEMORY_ENCODER_INPUTS = (

@@ -1,8 +1,10 @@
 """The video models of a repository plan (``sam2_triton.plan`` decides when they are served).
 
-On the embedded target sam2_video runs the tracker's graphs in-process. On the GPU target they
-are onnxruntime-backend models of their own (CUDA EP) that sam2_video calls through BLS, with
-the objects a frame tracks together in one call; the frame's encoder is sam2_image_encoder.
+The sessions live in sam2_video_sessions; sam2_video and sam2_video_stream call it, a
+propagation a frame a call, so that sessions interleave frame by frame and those propagating
+at once are batched. On the embedded target it runs the tracker's graphs in-process. On the GPU
+target they are onnxruntime-backend models of their own (CUDA EP) that it calls through BLS,
+with the objects tracked together in one call; the frames' encoder is sam2_image_encoder.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from sam2_triton.plan import (
     _runner,
 )
 
-#: The export files sam2_video runs in-process (embedded target).
+#: The export files sam2_video_sessions runs in-process (embedded target).
 VIDEO_FILES = (c.ENCODER_FILE, *c.VIDEO_EXPORT_FILES)
-#: The parameter naming how sam2_video runs the tracker: "onnx" (the files beside it) or "bls".
+#: The parameter naming how sam2_video_sessions runs the tracker: "onnx" (the files beside it)
+#: or "bls".
 TRACKER_PARAMETER = "tracker"
 #: Memory frames and pointers of SAM 2.1's tracking (num_maskmem 7, max_obj_ptrs 16): the
 #: shapes the GPU models are warmed up with.
@@ -29,14 +32,20 @@ WARMUP_MEMORIES, WARMUP_POINTERS = 7, 16
 
 
 def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list[ModelPlan]:
-    """sam2_video and sam2_video_stream, and on the GPU target (``gpu`` given) the tracker's
-    three graphs as onnxruntime models."""
+    """sam2_video and sam2_video_stream (stateless: they page and stream a propagation a frame
+    a request) in front of sam2_video_sessions, and on the GPU target (``gpu`` given) the
+    tracker's three graphs as onnxruntime models."""
     on_gpu = gpu is not None
     runner = (
-        {TRACKER_PARAMETER: BLS, "objects_per_call": str(gpu.video_max_objects_per_call)}
+        {
+            TRACKER_PARAMETER: BLS,
+            "objects_per_call": str(gpu.video_max_objects_per_call),
+            "encoder_batch": str(options.encoder_max_batch),
+        }
         if on_gpu
         else {TRACKER_PARAMETER: "onnx", **_runner(options)}
     )
+    page = {"page_frames": str(options.video_page_frames)}
     return [
         ModelPlan(
             c.VIDEO,
@@ -45,19 +54,8 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
             c.VIDEO_INPUTS,
             c.VIDEO_OUTPUTS,
             python_module="video",
-            local_files=(c.TRACKER_CONSTANTS_FILE,) if on_gpu else VIDEO_FILES,
-            instances=1,  # the sessions live in this one process
-            parameters={
-                **runner,
-                "max_image_pixels": str(options.max_image_pixels),
-                "max_points": str(options.max_points),
-                "max_sessions": str(options.video_max_sessions),
-                "max_bytes": str(options.video_max_bytes),
-                "idle_seconds": str(options.video_idle_seconds),
-                "max_frames": str(options.video_max_frames),
-                "page_frames": str(options.video_page_frames),
-                "memory_frames": str(options.video_memory_frames),
-            },
+            instances=options.video_instances,
+            parameters=page,
         ),
         ModelPlan(
             c.VIDEO_STREAM,
@@ -68,6 +66,32 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
             python_module="video_stream",
             instances=options.video_stream_instances,
             decoupled=True,
+        ),
+        ModelPlan(
+            c.VIDEO_SESSIONS,
+            "internal: the video sessions (sam2_video's and the stream's requests, a batch axis "
+            "added); propagations of different videos arriving together tracked together",
+            Runtime.PYTHON,
+            c.VIDEO_INPUTS,
+            c.VIDEO_OUTPUTS,
+            python_module="video_sessions",
+            local_files=(c.TRACKER_CONSTANTS_FILE,) if on_gpu else VIDEO_FILES,
+            instances=1,  # the sessions live in this one process
+            max_batch_size=options.video_max_batch,
+            dynamic_batching=True,
+            queue_delay_us=options.video_queue_delay_us,
+            ragged_batch=True,
+            parameters={
+                **runner,
+                **page,
+                "max_image_pixels": str(options.max_image_pixels),
+                "max_points": str(options.max_points),
+                "max_sessions": str(options.video_max_sessions),
+                "max_bytes": str(options.video_max_bytes),
+                "idle_seconds": str(options.video_idle_seconds),
+                "max_frames": str(options.video_max_frames),
+                "memory_frames": str(options.video_memory_frames),
+            },
         ),
         *(_gpu_tracker(options, gpu) if on_gpu else []),
     ]
@@ -92,9 +116,9 @@ def _gpu_tracker(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
         return {
             "vision_feat": (rows, c.PIXELS, c.EMBED_DIM),
             "memory": (rows, memories, c.PIXELS, c.MEMORY_DIM),
-            "memory_tpos": (memories,),
+            "memory_tpos": (rows, memories),
             "obj_ptrs": (rows, pointers, c.EMBED_DIM),
-            "obj_ptr_tpos": (pointers,),
+            "obj_ptr_tpos": (rows, pointers),
             "mask_logits": (rows, 1, c.IMAGE_SIZE, c.IMAGE_SIZE),
             "object_score_logits": (rows, 1),
             "binarize": (1,),

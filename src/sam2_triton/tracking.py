@@ -1,7 +1,7 @@
 """The data-dependent half of SAM 2's video tracker, numpy only, written from
 ``sam2/modeling/sam2_base.py``: what the exported graphs (export/tracker_graph.py) leave out.
 
-So far: the decoder heads of one frame (``SAM2Base._forward_sam_heads`` after the mask
+Here: the decoder heads of one frame (``SAM2Base._forward_sam_heads`` after the mask
 decoder): which candidate answers (multimask for a lone click or none, SAM 2's stability rule
 otherwise), which mask token's object pointer goes with it, and the no-object gating of masks
 and pointers by the object score.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from sam2_triton.masks import select_masks, upsample_logits
@@ -89,6 +90,10 @@ class MemoryConfig:
     max_obj_ptrs_in_encoder: int = 16
     only_obj_ptrs_in_the_past: bool = True
     signed_tpos_enc_to_obj_ptrs: bool = True
+    # SAM2VideoPredictor's post-processing (build_sam2_video_predictor: 8): background holes of
+    # at most this many low-res pixels become foreground; 0: off. The reference does it only
+    # with its CUDA extension and skips it on a CPU, silently but for a warning.
+    fill_hole_area: int = 8
 
 
 @dataclass(frozen=True)
@@ -249,3 +254,24 @@ def mask_downsample(mask_1024: np.ndarray, weight: np.ndarray, bias: np.ndarray)
     return (np.einsum("iajb,ab->ij", blocks, weight.reshape(4, 4)) + bias.reshape(())).astype(
         np.float32
     )
+
+
+# --- post-processing ----------------------------------------------------------------------
+
+HOLE_SCORE = np.float32(0.1)  # what a filled hole's logits become: just foreground
+
+
+def fill_holes(logits: np.ndarray, max_area: int) -> np.ndarray:
+    """sam2.utils.misc.fill_holes_in_mask_scores: the 8-connected background components
+    (logits <= 0) of at most ``max_area`` pixels are set to 0.1, on each [H, W] of ``logits``
+    [..., H, W] (a copy; unchanged when ``max_area`` is 0)."""
+    if max_area <= 0:
+        return logits
+    filled = np.array(logits, np.float32, copy=True)
+    for plane in filled.reshape(-1, *filled.shape[-2:]):
+        background = (plane <= 0).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
+        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area) + 1
+        if small.size:
+            plane[np.isin(labels, small)] = HOLE_SCORE
+    return filled

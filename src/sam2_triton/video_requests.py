@@ -184,6 +184,17 @@ def _video_masks(low: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.stack([(upsample_logits(m, hw)[0] > 0) for m in low]).astype(np.uint8)
 
 
+#: What a propagate request reads (the rest is ignored).
+PROPAGATE_INPUTS = (
+    "session_id",
+    "start_frame_idx",
+    "max_frame_num_to_track",
+    "reverse",
+    "resume",
+    "output_format",
+)
+
+
 def propagation_pages(
     inputs: Inputs,
     call: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
@@ -191,10 +202,14 @@ def propagation_pages(
     is_cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[Mapping[str, np.ndarray]]:
     """A "propagate" request to sam2_video, page after page of ``page_frames`` frames until no
-    frame is left: what sam2_video_stream does (one frame a page) and an HTTP client does."""
-    feeds = {k: np.asarray(v) for k, v in inputs.items() if v is not None}
+    frame is left: what sam2_video_stream does (one frame a page) and an HTTP client does.
+    Only propagate's inputs are sent, every one of them from the second page on: requests with
+    the same inputs are what Triton batches (sam2_video_sessions tracks them together)."""
+    feeds = {k: np.asarray(v) for k, v in inputs.items() if v is not None and k in PROPAGATE_INPUTS}
     feeds["operation"] = np.array([b"propagate"], dtype=np.object_)
     feeds["max_frames"] = np.array([page_frames], np.int32)
+    feeds.setdefault("reverse", np.array([False]))
+    feeds.setdefault("output_format", np.array([b"logits"], dtype=np.object_))
     while True:
         outputs = call(feeds)
         yield outputs
@@ -206,3 +221,27 @@ def propagation_pages(
         feeds["start_frame_idx"] = np.asarray(outputs["next_frame_idx"], np.int32).reshape(1)
         feeds["max_frame_num_to_track"] = np.array([left - 1], np.int32)
         feeds["resume"] = np.array([True])
+
+
+def propagate_page(
+    inputs: Inputs,
+    call: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    page_frames: int,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> dict[str, np.ndarray]:
+    """One page of a propagation (``max_frames``, at most ``page_frames``), tracked a frame a
+    ``call`` and answered as one: what sam2_video does with an HTTP client's propagate. A page
+    ends early where the objects change under it (another client's prompt on the session);
+    the frame that saw the change is tracked again by the next page."""
+    wanted = min(integer(inputs, "max_frames", page_frames, low=1), page_frames)
+    steps: list[Mapping[str, np.ndarray]] = []
+    for outputs in propagation_pages(inputs, call, 1, is_cancelled):
+        if steps and not np.array_equal(outputs["obj_ids"], steps[0]["obj_ids"]):
+            break
+        steps.append(outputs)
+        if len(steps) == wanted:
+            break
+    page = {name: np.asarray(value) for name, value in steps[-1].items()}
+    for name in ("frame_indices", "low_res_logits", "masks", "encoded_masks"):
+        page[name] = np.concatenate([np.asarray(s[name]) for s in steps])
+    return page

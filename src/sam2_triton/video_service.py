@@ -6,19 +6,19 @@ model's sweeper thread): sessions idle longer than ``idle_seconds`` are closed, 
 session or a session's growth goes over ``max_sessions`` or ``max_bytes`` the least recently
 used other sessions are closed. A closed or unknown id is answered NOT_FOUND (start again).
 Every call holds one lock: one instance of the model owns the sessions, and a request runs to
-its end before the next (a streamed propagation is one request per frame, so sessions
-interleave frame by frame).
+its end before the next. Propagations reach it a frame a request (the public models page and
+stream them so), and those of different sessions that arrive together (``handle_many``, the
+model's dynamic batch) are tracked together, frame by frame.
 """
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 from sam2_triton.video_frames import VideoFrames, decode_video
 from sam2_triton.video_session import VideoSession
 from sam2_triton.video_state import DEFAULT_MEMORY_FRAMES, TrackerModels
+from sam2_triton.video_steps import track_together
 
 EVICTION_REASONS = ("idle", "sessions", "bytes")
 
@@ -64,6 +65,20 @@ class _Open:
     last_used: float
 
 
+@dataclass
+class _Stepping:
+    """A propagate request advancing in lockstep with other sessions' (``handle_many``)."""
+
+    index: int  # in the batch
+    session_id: str
+    session: VideoSession
+    fmt: str
+    order: range
+    page: range
+    reverse: bool
+    frames: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+
 class VideoService:
     """``handle(inputs)`` -> outputs for each sam2_video request (``contract.VIDEO_*``)."""
 
@@ -98,6 +113,61 @@ class VideoService:
                     del self.sessions[session_id]
             self._make_room(keep=session_id)
             return self._outputs(session_id, session, outputs, fmt)
+
+    def handle_many(self, batch: Sequence[vr.Inputs]) -> list[dict[str, np.ndarray] | Exception]:
+        """Requests that arrived together (the model's dynamic batch), each answered or failed.
+        Propagations of different sessions advance in lockstep, frame by frame, their objects
+        tracked in the same calls (``track_together``: on a GPU one memory-attention call for
+        all of them); any other request, or one of two for a session, runs on its own."""
+        results: dict[int, dict[str, np.ndarray] | Exception] = {}
+        joint = _joint_propagations(batch)
+        if len(joint) > 1:
+            with self.lock:
+                self._evict_idle()
+                results.update(self._propagate_together(batch, joint))
+        for i, inputs in enumerate(batch):
+            if i not in results:
+                try:
+                    results[i] = self.handle(inputs)
+                except Exception as exc:  # noqa: BLE001 - the caller answers each request
+                    results[i] = exc
+        return [results[i] for i in range(len(batch))]
+
+    def _propagate_together(
+        self, batch: Sequence[vr.Inputs], joint: list[int]
+    ) -> dict[int, dict[str, np.ndarray] | Exception]:
+        results: dict[int, dict[str, np.ndarray] | Exception] = {}
+        stepping: list[_Stepping] = []
+        for i in joint:
+            try:
+                session_id = vr.text(batch[i], "session_id")
+                session = self._session(session_id)
+                fmt = vr.output_format(batch[i])
+                order, page, reverse = self._propagation(session, batch[i])
+                stepping.append(
+                    _Stepping(i, session_id, session, fmt, order, order[:page], reverse)
+                )
+            except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
+                results[i] = exc
+        try:
+            for step in range(max((len(s.page) for s in stepping), default=0)):
+                live = [s for s in stepping if step < len(s.page)]
+                tracks = [s.session.frame_tracks(s.page[step], s.reverse) for s in live]
+                outs = iter(track_together([t for ts in tracks for t in ts], self.models))
+                for s, ts in zip(live, tracks, strict=True):
+                    mine = [next(outs) for _ in ts]
+                    frame, _, masks = s.session.finish_frame(ts, mine, s.page[step], s.reverse)
+                    s.frames.append((frame, masks))
+        except Exception as exc:  # noqa: BLE001 - the shared calls failed: so did every request
+            return {**results, **{s.index: exc for s in stepping}}
+        for s in stepping:
+            try:
+                page = self._page(s.order, s.frames)
+                self._make_room(keep=s.session_id)
+                results[s.index] = self._outputs(s.session_id, s.session, page, s.fmt)
+            except Exception as exc:  # noqa: BLE001
+                results[s.index] = exc
+        return results
 
     def evict_idle(self) -> int:
         """Close the sessions idle too long (the model's sweeper calls this)."""
@@ -157,6 +227,12 @@ class VideoService:
         return {"frames": [(frame, masks)]}
 
     def _propagate(self, session: VideoSession, inputs: vr.Inputs) -> dict:
+        order, page, reverse = self._propagation(session, inputs)
+        frames = [(f, m) for f, _, m in session.track(order[:page], reverse)]
+        return self._page(order, frames)
+
+    def _propagation(self, session: VideoSession, inputs: vr.Inputs) -> tuple[range, int, bool]:
+        """A propagate request's frames in order, how many it answers, and its direction."""
         if not session.objects:
             raise InvalidInputError("session_id", "no object has a prompt yet: add points first")
         start = None
@@ -173,7 +249,10 @@ class VideoService:
             )
         except ValueError as exc:  # an object whose prompts were all cleared
             raise InvalidInputError("session_id", str(exc)) from None
-        frames = [(f, m) for f, _, m in itertools.islice(session.track(order, reverse), page)]
+        return order, page, reverse
+
+    def _page(self, order: range, frames: list[tuple[int, np.ndarray]]) -> dict:
+        """A propagate answer: its frames, and where the propagation goes on."""
         self.frames_tracked += len(frames)
         left = order[len(frames) :]
         return {"frames": frames, "next": left[0] if left else -1, "left": len(left)}
@@ -263,3 +342,23 @@ class VideoService:
             "next_frame_idx": np.array([result.get("next", -1)], np.int32),
             "frames_left": np.array([result.get("left", 0)], np.int32),
         }
+
+
+def _joint_propagations(batch: Sequence[vr.Inputs]) -> list[int]:
+    """The batch's propagate requests whose session has no other request in the batch."""
+    ids: list[str | None] = []
+    for inputs in batch:
+        try:
+            ids.append(vr.text(inputs, "session_id"))
+        except InvalidInputError:
+            ids.append(None)
+    counts = Counter(ids)
+    joint = []
+    for i, inputs in enumerate(batch):
+        try:
+            op = vr.operation(inputs)
+        except InvalidInputError:
+            continue
+        if op == "propagate" and ids[i] is not None and counts[ids[i]] == 1:
+            joint.append(i)
+    return joint

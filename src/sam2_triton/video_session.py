@@ -11,7 +11,7 @@ Memory is bounded by ``memory_frames``: an object keeps its prompted frames and 
 the last ``memory_frames`` frames it was tracked on: all that a propagation under way reads (6
 memories and 15 pointers back, SAM 2.1's settings). The reference keeps every frame's, so a
 correction or a restart behind the window differs from it (docs/video.md).
-Not yet here: hole filling (skipped, as the reference skips it on a CPU).
+Small holes in the answers are filled as the reference fills them on a GPU (``fill_holes``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sam2_triton.video_state import (
     TrackedObject,
     TrackerModels,
 )
-from sam2_triton.video_steps import FrameSteps
+from sam2_triton.video_steps import FrameSteps, Track, track_together
 
 LOGIT_CLAMP = 32.0  # previous mask logits fed back with new clicks are clamped (sam2)
 
@@ -182,19 +182,33 @@ class VideoSession(FrameSteps):
     ) -> Iterator[tuple[int, list[int], np.ndarray]]:
         """Each frame of ``order`` (part of a ``propagation_order``) tracked in turn."""
         for frame_idx in order:
-            masks = []
-            tracked = [obj for obj in self.objects.values() if frame_idx not in obj.cond]
-            outs = self._track_frame(tracked, frame_idx, reverse)
-            outputs = {obj.obj_id: out for obj, out in zip(tracked, outs, strict=True)}
-            for obj in self.objects.values():
-                if frame_idx in obj.cond:
-                    out = obj.cond[frame_idx]
-                else:
-                    out = outputs[obj.obj_id]
-                    obj.keep_tracked(frame_idx, out, self.memory_frames)
-                obj.tracked[frame_idx] = reverse
-                masks.append(self._video_res(out))
-            yield frame_idx, self.obj_ids, np.stack(masks)
+            tracks = self.frame_tracks(frame_idx, reverse)
+            yield self.finish_frame(tracks, track_together(tracks, self.models), frame_idx, reverse)
+
+    def frame_tracks(self, frame_idx: int, reverse: bool) -> list[Track]:
+        """The objects a propagation tracks on a frame (those not prompted there): what
+        ``track_together`` runs, for this video alone or with other videos' frames."""
+        return [
+            Track(self, obj, frame_idx, reverse)
+            for obj in self.objects.values()
+            if frame_idx not in obj.cond
+        ]
+
+    def finish_frame(
+        self, tracks: list[Track], outs: list[FrameOutput], frame_idx: int, reverse: bool
+    ) -> tuple[int, list[int], np.ndarray]:
+        """Keep a tracked frame's outputs; (frame, object ids, every object's masks there)."""
+        outputs = {t.obj.obj_id: out for t, out in zip(tracks, outs, strict=True)}
+        masks = []
+        for obj in self.objects.values():
+            if frame_idx in obj.cond:
+                out = obj.cond[frame_idx]
+            else:
+                out = outputs[obj.obj_id]
+                obj.keep_tracked(frame_idx, out, self.memory_frames)
+            obj.tracked[frame_idx] = reverse
+            masks.append(self._video_res(out))
+        return frame_idx, self.obj_ids, np.stack(masks)
 
     def clear_all_prompts_in_frame(
         self, frame_idx: int, obj_id: int

@@ -1,11 +1,15 @@
 """One frame through the tracker's graphs: memory attention, the decoder and the memory
-encoder for an object (or several objects together), as SAM2Base._track_step runs them.
+encoder for an object, or for several objects together, of one video or of several
+(``track_together``), as SAM2Base._track_step runs them.
 
 ``FrameSteps`` is ``VideoSession``'s lower half: it needs the session's ``models``, ``frames``,
 ``config`` and ``expected_frames``, and keeps the last frame's encoder outputs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +21,7 @@ from sam2_triton.tracking import (
     MemoryConfig,
     MemoryPlan,
     decoder_heads,
+    fill_holes,
     from_bfloat16_bits,
     mask_downsample,
     plan_memories,
@@ -26,6 +31,112 @@ from sam2_triton.tracking import (
 )
 from sam2_triton.video_frames import VideoFrames
 from sam2_triton.video_state import FrameOutput, TrackedObject, TrackerModels
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object with no prompt on a frame of one video, to be tracked there."""
+
+    steps: FrameSteps
+    obj: TrackedObject
+    frame_idx: int
+    reverse: bool
+
+    def plan(self) -> MemoryPlan:
+        return self.steps._memory_plan(self.obj, self.frame_idx, self.reverse)
+
+    def features(self) -> dict[str, np.ndarray]:
+        return self.steps._frame_features(self.frame_idx)
+
+
+def track_together(tracks: Sequence[Track], models: TrackerModels) -> list[FrameOutput]:
+    """Objects tracked on a frame each (one frame per video), in order. Where the models batch
+    objects (``batch_objects``: up to that many per call, the GPU's), those reading as many
+    memories and pointers go through memory attention and the memory encoder together,
+    whichever video or prompted frame they come from (their temporal positions travel with
+    them), and the videos' frames are encoded in one call (``encode_many``); the decoder takes
+    objects one by one (its image embedding is each object's own). On a CPU nothing is gained
+    by batching: each object runs alone."""
+    per_call = getattr(models, "batch_objects", 1)
+    if per_call < 2 or len(tracks) < 2:
+        return [t.steps._run_frame(t.obj, t.frame_idx, False, None, t.reverse, True, None)
+                for t in tracks]  # fmt: skip
+    _encode_frames(tracks, models)
+    plans = [t.plan() for t in tracks]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault((len(plan.memories), len(plan.pointers)), []).append(i)
+    outputs: dict[int, FrameOutput] = {}
+    for members in groups.values():
+        for start in range(0, len(members), per_call):
+            chunk = members[start : start + per_call]
+            embeds = attend(models, [tracks[i] for i in chunk], [plans[i] for i in chunk])
+            outs = [
+                tracks[i].steps._decode(tracks[i].features(), embed[None], None, None)
+                for i, embed in zip(chunk, embeds, strict=True)
+            ]
+            frames = [(tracks[i].steps, tracks[i].frame_idx) for i in chunk]
+            memories = encode_memories(models, frames, outs, from_points=False)
+            for i, out, memory in zip(chunk, outs, memories, strict=True):
+                out.maskmem = memory[None].copy()  # not a view keeping the others' alive
+                outputs[i] = tracks[i].steps._fill_holes(out)
+    return [outputs[i] for i in range(len(tracks))]
+
+
+def _encode_frames(tracks: Sequence[Track], models: TrackerModels) -> None:
+    """Encode the frames the tracks need and their sessions lack in one call, where the models
+    take several images at once (``encode_many``, the GPU's)."""
+    encode_many = getattr(models, "encode_many", None)
+    needed = {id(t.steps): t for t in tracks if not t.steps._has_features(t.frame_idx)}
+    if encode_many is None or len(needed) < 2:
+        return
+    todo = list(needed.values())
+    encoded = encode_many([t.steps.frames.model_input(t.frame_idx) for t in todo])
+    for track, features in zip(todo, encoded, strict=True):
+        track.steps._features = (track.frame_idx, features)
+
+
+def attend(
+    models: TrackerModels, tracks: Sequence[Track], plans: Sequence[MemoryPlan]
+) -> np.ndarray:
+    """Memory attention for objects reading as many memories and pointers: [N, 4096, 256]."""
+    n = len(tracks)
+    distances = [[d for _, d in p.pointers] for p in plans]
+    memory = [
+        np.stack([t.obj.output(f).maskmem[0] for f, _ in plan.memories])
+        for t, plan in zip(tracks, plans, strict=True)
+    ]
+    pointers = [
+        [t.obj.output(f).obj_ptr[0] for f, _ in plan.pointers]
+        for t, plan in zip(tracks, plans, strict=True)
+    ]
+    feeds = {
+        "vision_feat": np.concatenate([t.steps._vision_feat(t.features()) for t in tracks]),
+        "memory": from_bfloat16_bits(np.stack(memory)),
+        "memory_tpos": np.array([[row for _, row in p.memories] for p in plans], np.int64),
+        "obj_ptrs": np.array(pointers, np.float32).reshape(n, -1, 256),
+        "obj_ptr_tpos": np.array(distances, np.float32).reshape(n, -1),
+    }
+    return models.attend(feeds)
+
+
+def encode_memories(
+    models: TrackerModels,
+    frames: Sequence[tuple[FrameSteps, int]],
+    outs: Sequence[FrameOutput],
+    from_points: bool,
+) -> np.ndarray:
+    """The memories of answers, each on its video's frame, [N, 4096, 64] as bfloat16 bits."""
+    size = (MEMORY_IMAGE_SIZE, MEMORY_IMAGE_SIZE)
+    feeds = {
+        "vision_feat": np.concatenate(
+            [steps._vision_feat(steps._frame_features(f)) for steps, f in frames]
+        ),
+        "mask_logits": np.stack([upsample_logits(o.pred_masks[0], size) for o in outs]),
+        "object_score_logits": np.concatenate([o.object_score_logits for o in outs]),
+        "binarize": np.array([from_points]),
+    }
+    return to_bfloat16_bits(models.encode_memory(feeds))
 
 
 class FrameSteps:
@@ -38,32 +149,6 @@ class FrameSteps:
     @property
     def num_frames(self) -> int:
         return len(self.frames)
-
-    def _track_frame(
-        self, objs: list[TrackedObject], frame_idx: int, reverse: bool
-    ) -> list[FrameOutput]:
-        """Objects with no prompt on a frame, tracked there. Where the models batch objects
-        (``batch_objects``: up to that many per call, the GPU's), those reading the same memory
-        frames go through memory attention and the memory encoder together; the decoder takes
-        them one by one (its image embedding is each object's own)."""
-        per_call = getattr(self.models, "batch_objects", 1)
-        if per_call < 2 or len(objs) < 2:
-            return [self._run_frame(o, frame_idx, False, None, reverse, True, None) for o in objs]
-        features = self._frame_features(frame_idx)
-        groups: dict[tuple, list[TrackedObject]] = {}
-        for obj in objs:
-            plan = self._memory_plan(obj, frame_idx, reverse)
-            groups.setdefault((tuple(plan.memories), tuple(plan.pointers)), []).append(obj)
-        outputs: dict[int, FrameOutput] = {}
-        calls = [g[i : i + per_call] for g in groups.values() for i in range(0, len(g), per_call)]
-        for group in calls:
-            embeds = self._attend(group, frame_idx, features, reverse)
-            outs = [self._decode(features, embed[None], None, None) for embed in embeds]
-            memories = self._encode_memory(frame_idx, outs, from_points=False)
-            for obj, out, memory in zip(group, outs, memories, strict=True):
-                out.maskmem = memory[None].copy()  # not a view keeping the others' alive
-                outputs[obj.obj_id] = out
-        return [outputs[o.obj_id] for o in objs]
 
     def _run_frame(
         self,
@@ -79,11 +164,18 @@ class FrameSteps:
         if is_init:  # SAM 2.1 adds the no-memory embedding instead of attending
             image_embed = features["image_embed"]
         else:
-            image_embed = self._attend([obj], frame_idx, features, reverse)
+            track = Track(self, obj, frame_idx, reverse)
+            image_embed = attend(self.models, [track], [track.plan()])
         out = self._decode(features, image_embed, point_inputs, prev_logits)
         if run_mem_encoder:
             from_points = point_inputs is not None
             out.maskmem = self._encode_memory(frame_idx, [out], from_points)[0][None]
+        return self._fill_holes(out)
+
+    def _fill_holes(self, out: FrameOutput) -> FrameOutput:
+        """The answer's small background holes filled, as SAM2VideoPredictor stores answers
+        (after the memory of a tracked frame is encoded: its memory reads the unfilled mask)."""
+        out.pred_masks = fill_holes(out.pred_masks, self.config.fill_hole_area)
         return out
 
     def _decode(
@@ -139,7 +231,9 @@ class FrameSteps:
         appearing = np.float32(mask_1024.any())
         obj_ptr = appearing * heads.obj_ptr + (1 - appearing) * models.no_obj_ptr
         score = np.full((1, 1), MASK_OUT_SCALE * appearing + MASK_OUT_BIAS, np.float32)
-        return FrameOutput(low.astype(np.float32), obj_ptr.astype(np.float32), score)
+        return self._fill_holes(
+            FrameOutput(low.astype(np.float32), obj_ptr.astype(np.float32), score)
+        )
 
     def _memory_plan(self, obj: TrackedObject, frame_idx: int, reverse: bool) -> MemoryPlan:
         num_frames = max(self.num_frames, self.expected_frames)
@@ -147,42 +241,20 @@ class FrameSteps:
             frame_idx, list(obj.cond), set(obj.non_cond), num_frames, reverse, self.config
         )
 
-    def _attend(
-        self, objs: list[TrackedObject], frame_idx: int, features: dict, reverse: bool
-    ) -> np.ndarray:
-        """Memory attention for objects that read the same memory frames: [N, 4096, 256]."""
-        plan = self._memory_plan(objs[0], frame_idx, reverse)
-        memory = [np.stack([o.output(t).maskmem[0] for t, _ in plan.memories]) for o in objs]
-        pointers = [[o.output(t).obj_ptr[0] for t, _ in plan.pointers] for o in objs]
-        vision_feat = self._vision_feat(features)
-        feeds = {
-            "vision_feat": np.repeat(vision_feat, len(objs), axis=0),
-            "memory": from_bfloat16_bits(np.stack(memory)),
-            "memory_tpos": np.array([row for _, row in plan.memories], np.int64),
-            "obj_ptrs": np.array(pointers, np.float32).reshape(len(objs), -1, 256),
-            "obj_ptr_tpos": np.array([p for _, p in plan.pointers], np.float32),
-        }
-        return self.models.attend(feeds)
-
     def _encode_memory(
         self, frame_idx: int, outs: list[FrameOutput], from_points: bool
     ) -> np.ndarray:
         """The memories of answers on one frame, [N, 4096, 64] as bfloat16 bits."""
-        size = (MEMORY_IMAGE_SIZE, MEMORY_IMAGE_SIZE)
-        vision_feat = self._vision_feat(self._frame_features(frame_idx))
-        feeds = {
-            "vision_feat": np.repeat(vision_feat, len(outs), axis=0),
-            "mask_logits": np.stack([upsample_logits(o.pred_masks[0], size) for o in outs]),
-            "object_score_logits": np.concatenate([o.object_score_logits for o in outs]),
-            "binarize": np.array([from_points]),
-        }
-        return to_bfloat16_bits(self.models.encode_memory(feeds))
+        return encode_memories(self.models, [(self, frame_idx)] * len(outs), outs, from_points)
+
+    def _has_features(self, frame_idx: int) -> bool:
+        return self._features is not None and self._features[0] == frame_idx
 
     def _frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
         """The encoder's outputs for a frame (the last frame's are kept, as sam2 keeps them)."""
         if not 0 <= frame_idx < self.num_frames:
             raise IndexError(f"frame_idx: {frame_idx} is outside 0..{self.num_frames - 1}")
-        if self._features is None or self._features[0] != frame_idx:
+        if not self._has_features(frame_idx):
             self._features = None  # the old frame's 16.8 MB go before the new frame's come
             self._features = (frame_idx, self.models.encode(self.frames.model_input(frame_idx)))
         return self._features[1]

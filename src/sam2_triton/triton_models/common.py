@@ -119,8 +119,10 @@ def respond_each(
 
 
 def infer(model: str, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict:
-    """A BLS call to another model of this server; its error becomes ours with the same kind
-    (a CalleeError naming it), so e.g. its INVALID_ARG or NOT_FOUND reaches our client as such."""
+    """A BLS call to another model of this server; its error becomes ours (a CalleeError naming
+    it) with the kind of its code. tritonserver 2.51's Python backend hands a BLS caller every
+    callee error as INTERNAL, so where the kind matters to the client the callee writes it into
+    the message (``video_calls``: sam2_video_sessions)."""
     request = pb_utils.InferenceRequest(
         model_name=model,
         requested_output_names=list(output_names),

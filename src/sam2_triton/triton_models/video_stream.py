@@ -1,7 +1,7 @@
 """sam2_video_stream: sam2_video's propagation streamed, one response per frame (decoupled;
-gRPC's streaming RPC). Each frame is one BLS call to sam2_video, so other sessions' requests
-interleave with a long propagation frame by frame, and a client that cancels the stream stops
-it at the next frame."""
+gRPC's streaming RPC). Each frame is one BLS call to sam2_video_sessions, so other sessions'
+requests interleave with a long propagation frame by frame, propagations under way at once are
+tracked together, and a client that cancels the stream stops it at the next frame."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.triton_models.common import error_response, infer, read_inputs, response
+from sam2_triton.triton_models.common import error_response, read_inputs, response
 from sam2_triton.triton_models.metrics import ModelMetrics
+from sam2_triton.triton_models.video_calls import call_sessions
 from sam2_triton.video_requests import operation, propagation_pages
 
-OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
@@ -47,9 +47,5 @@ class TritonPythonModel:
             raise InvalidInputError(
                 "operation", f"{c.VIDEO_STREAM} streams propagate only; send others to {c.VIDEO}"
             )
-
-        def call(feeds: dict) -> dict:
-            return infer(c.VIDEO, feeds, OUTPUT_NAMES)
-
-        for outputs in propagation_pages(inputs, call, 1, request.is_cancelled):
+        for outputs in propagation_pages(inputs, call_sessions, 1, request.is_cancelled):
             sender.send(response(outputs))
