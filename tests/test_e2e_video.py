@@ -168,14 +168,17 @@ def test_mistakes_are_named_and_the_server_keeps_serving(server, video, protocol
         client.close_session(sid)
     after = Scrape.of(server)
 
-    def grew(name: str, **labels: str) -> float:
-        return after.value(name, model="sam2_video", **labels) - before.value(
-            name, model="sam2_video", **labels
+    def grew(name: str, models=("sam2_video",), **labels: str) -> float:
+        return sum(
+            after.value(name, model=m, **labels) - before.value(name, model=m, **labels)
+            for m in models
         )
 
     assert grew("sam2_video_frames_tracked") == 1
     assert grew("sam2_requests_total", outcome="not_found") == 2
-    assert grew("sam2_requests_total", outcome="invalid_input") == 5
+    # each public model counts its own requests: over gRPC the propagation is the stream's
+    public = ("sam2_video", "sam2_video_stream")
+    assert grew("sam2_requests_total", public, outcome="invalid_input") == 5
 
 
 def _mp4(frames_dir: Path, count: int, path: Path) -> Path:

@@ -380,9 +380,9 @@ def test_gpu_configs_match_the_exported_onnx_graphs(tracker_export, tmp_path):
 
 def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
     """sam2_video_sessions reaches the tracker's graphs by BLS, with only their constants beside
-    it, and batches requests of any shapes (each its own tensors) behind the stateless public
-    models; the three graphs are GPU models whose warmups send shapes the graphs accept (every
-    memory frame with its temporal row, every pointer with its position)."""
+    it, one decoupled instance behind the stateless public models (its frame scheduler
+    answers); the three graphs are GPU models whose warmups send shapes the graphs accept
+    (every memory frame with its temporal row, every pointer with its position)."""
     repo = tmp_path / "gpu"
     configs = build(fake_export, repo, "gpu", instances=1)
     video = configs[c.VIDEO_SESSIONS]
@@ -392,11 +392,13 @@ def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
         c.TRACKER_CONSTANTS_FILE,
     ]
     assert [g.count for g in video.instance_group] == [1]  # the sessions' one process
-    assert video.max_batch_size > 1 and video.HasField("dynamic_batching")
-    assert all(i.allow_ragged_batch for i in video.input)
+    assert (
+        video.model_transaction_policy.decoupled
+        and int(video.parameters["step_wait_us"].string_value) > 0
+    )
     assert sorted(p.name for p in (repo / c.VIDEO / "1").iterdir()) == ["model.py"]
-    public = configs[c.VIDEO]  # the same tensors, without the batch axis
-    assert public.max_batch_size == 0 and not public.HasField("dynamic_batching")
+    public = configs[c.VIDEO]  # the same tensors
+    assert not public.model_transaction_policy.decoupled
     assert [(i.name, list(i.dims)) for i in public.input] == [
         (i.name, list(i.dims)) for i in video.input
     ]

@@ -1,9 +1,13 @@
-"""Propagations of different videos tracked together (``VideoService.handle_many``, what
-sam2_video_sessions does with the requests Triton batches): each session's masks are the ones
-it gets alone, its objects share the other sessions' memory-attention and encoder calls, and a
-batch that is not only one propagation per session is answered request by request."""
+"""Propagations of different videos tracked together (``VideoService.handle_many`` on the
+requests ``FrameScheduler`` gathers, as sam2_video_sessions runs them): each session's masks
+are the ones it gets alone, its objects share the other sessions' memory-attention and encoder
+calls, propagations started apart fall into step, and a batch that is not only one
+propagation per session is answered request by request."""
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import pytest
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.tracker_runtime import OnnxTrackerModels
 from sam2_triton.video_requests import propagation_pages
+from sam2_triton.video_scheduler import FrameScheduler
 from sam2_triton.video_service import VideoService
 from tests.test_video_service import _click, _frames, _op, _started
 from tests.video_helpers import agreement, synthetic_video
@@ -80,12 +85,27 @@ def _in_lockstep(service: VideoService, sids: list[str]) -> dict[str, np.ndarray
     return {sid: np.concatenate(f) for sid, f in frames.items()}
 
 
-def test_sessions_propagated_together_get_the_masks_they_get_alone(models, videos):
-    alone = VideoService(models)
+@pytest.fixture(scope="module")
+def alone(models, videos) -> list[np.ndarray]:
+    """Each session's logits propagated on its own, [F, N, 256, 256]."""
+    service = VideoService(models)
     want = []
-    for sid in _prompted(alone, videos):
-        pages = propagation_pages(_op("propagate", session_id=sid), alone.handle, 8)
+    for sid in _prompted(service, videos):
+        pages = propagation_pages(_op("propagate", session_id=sid), service.handle, 8)
         want.append(np.concatenate([p["low_res_logits"] for p in pages]))
+    return want
+
+
+def _assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    for ours, expected in zip(got, want, strict=True):
+        assert ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, atol=1e-2)
+        side = expected.shape[-1]
+        pairs = ours.reshape(-1, side, side), expected.reshape(-1, side, side)
+        assert min(agreement(*pairs)) >= 0.999  # every frame and object
+
+
+def test_sessions_propagated_together_get_the_masks_they_get_alone(models, videos, alone):
     graphs = _GpuLikeModels(models)
     together = VideoService(graphs)
     sids = _prompted(together, videos)
@@ -94,12 +114,7 @@ def test_sessions_propagated_together_get_the_masks_they_get_alone(models, video
     # frame 0 is prompted; frames 1-2 of both videos (1 + 2 objects) in one call each, then A's
     assert graphs.attended == [3, 3, 1, 1], graphs.attended
     assert graphs.encoded == [2, 2], graphs.encoded  # both videos' frames 1 and 2
-    for sid, expected in zip(sids, want, strict=True):
-        assert got[sid].shape == expected.shape
-        np.testing.assert_allclose(got[sid], expected, atol=1e-2)
-        side = expected.shape[-1]
-        pairs = got[sid].reshape(-1, side, side), expected.reshape(-1, side, side)
-        assert min(agreement(*pairs)) >= 0.999  # every frame and object
+    _assert_same([got[sid] for sid in sids], alone)
     assert together.frames_tracked == len(videos[0]) + len(videos[1])
 
 
@@ -129,3 +144,42 @@ def test_a_batch_with_more_than_propagations_is_answered_request_by_request(mode
     assert isinstance(results[2], InvalidInputError) and "no open video session" in str(results[2])
     assert int(results[3]["num_frames"][0]) == len(videos[1]) + 1
     assert graphs.encoded == []  # nothing tracked together
+
+
+def _through(scheduler: FrameScheduler, feeds: dict) -> dict:
+    """One request through the scheduler, answered from its thread (as sam2_video_sessions)."""
+    answer: Future = Future()
+    scheduler.submit(feeds, answer.set_result)
+    result = answer.result(timeout=900)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def test_the_scheduler_brings_propagations_started_apart_into_step(models, videos, alone):
+    """The second propagation starts once the first has answered a frame; the scheduler waits
+    for the first's next frame and tracks both together from then on."""
+    graphs = _GpuLikeModels(models)
+    service = VideoService(graphs)
+    sids = _prompted(service, videos)
+    scheduler = FrameScheduler(service, wait_seconds=30.0)
+    first_answered = threading.Event()
+
+    def stream(sid: str) -> np.ndarray:  # as sam2_video_stream: a frame, then the next
+        if sid == sids[1]:
+            assert first_answered.wait(timeout=900)
+        logits = []
+        start = _op("propagate", session_id=sid)
+        for page in propagation_pages(start, lambda f: _through(scheduler, f), 1):
+            logits.append(page["low_res_logits"])
+            first_answered.set()
+        return np.concatenate(logits)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(stream, sids))
+    finally:
+        scheduler.stop()
+    _assert_same(got, alone)
+    assert 2 in scheduler.batches, scheduler.batches  # the two sessions' frames in one step
+    assert 2 in graphs.encoded, graphs.encoded

@@ -13,28 +13,25 @@ from sam2_triton import contract as c
 from sam2_triton.plan import ModelPlan, ServingOptions
 
 
-def tensor_config(tensor: c.Tensor, message: type, ragged: bool = False) -> object:
+def tensor_config(tensor: c.Tensor, message: type) -> object:
     """One contract tensor as a ``ModelInput`` / ``ModelOutput``."""
     kwargs = {"name": tensor.name, "data_type": getattr(mc, f"TYPE_{tensor.dtype}")}
     kwargs["dims"] = list(tensor.dims)
     if tensor.optional and message is mc.ModelInput:
         kwargs["optional"] = True
-    if ragged and message is mc.ModelInput:
-        kwargs["allow_ragged_batch"] = True
     return message(**kwargs)
 
 
 def python_config(plan: ModelPlan, options: ServingOptions) -> mc.ModelConfig:
     """A Python-backend model on CPU instances (both targets)."""
     config = mc.ModelConfig(name=plan.name, backend="python", max_batch_size=plan.max_batch_size)
-    config.input.extend(tensor_config(t, mc.ModelInput, plan.ragged_batch) for t in plan.inputs)
+    config.input.extend(tensor_config(t, mc.ModelInput) for t in plan.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in plan.outputs)
     config.instance_group.append(
         mc.ModelInstanceGroup(count=plan.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     )
     if plan.dynamic_batching:
-        delay = options.queue_delay_us if plan.queue_delay_us is None else plan.queue_delay_us
-        config.dynamic_batching.max_queue_delay_microseconds = delay
+        config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
     if plan.decoupled:
         config.model_transaction_policy.decoupled = True
     for key, value in plan.parameters.items():

@@ -72,6 +72,11 @@ class OpenVinoSession:
         self.request = self.compiled.create_infer_request()
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
 
+    def input_ranks(self) -> dict[str, int]:
+        return {
+            p.get_any_name(): p.get_partial_shape().rank.get_length() for p in self.compiled.inputs
+        }
+
     def run(
         self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]
     ) -> list[np.ndarray]:
@@ -144,3 +149,10 @@ def sam2_functions(
         decoder_path, [t.name for t in DECODER_OUTPUTS], intra_op_threads, precision
     )
     return (lambda image_1024: encoder({"image": image_1024})), decoder
+
+
+def input_ranks(session: ort.InferenceSession | OpenVinoSession) -> dict[str, int]:
+    """Each input's rank, by name (what an export's graph takes)."""
+    if isinstance(session, OpenVinoSession):
+        return session.input_ranks()
+    return {i.name: len(i.shape) for i in session.get_inputs()}

@@ -87,11 +87,11 @@ class ServingOptions:
     video: bool = False
     video_instances: int = 2  # concurrent sam2_video requests (HTTP pages)
     video_stream_instances: int = 2  # concurrent streamed propagations
-    # sam2_video_sessions holds the sessions in one process. Propagations of different videos
-    # reach it a frame a request; up to this many arriving within the queue delay are tracked
-    # together (on a GPU, their objects in one memory-attention call).
-    video_max_batch: int = 8
-    video_queue_delay_us: int = 5000
+    # sam2_video_sessions holds the sessions in one process. Propagations reach it a frame a
+    # request; those waiting together are tracked together (on a GPU, their objects in one
+    # memory-attention call), and a step waits this long for the next frame of a propagation
+    # under way (video_scheduler), so propagations of different videos fall into step.
+    video_step_wait_us: int = 20000
     video_max_sessions: int = 8
     video_max_bytes: int = 4 << 30  # all sessions' frames and state
     video_idle_seconds: int = 900  # a session unused this long is closed
@@ -104,8 +104,7 @@ class ServingOptions:
             raise ValueError(
                 f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"
             )
-        at_least_one = ("decoder_max_prompts", "automatic_decoder_chunk", "video_max_batch")
-        for name in (*INSTANCE_OPTIONS.values(), *at_least_one):
+        for name in (*INSTANCE_OPTIONS.values(), "decoder_max_prompts", "automatic_decoder_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
@@ -183,8 +182,6 @@ class ModelPlan:
     max_batch_size: int = 0
     instances: int = 1
     dynamic_batching: bool = False
-    queue_delay_us: int | None = None  # dynamic batching's; None: ServingOptions.queue_delay_us
-    ragged_batch: bool = False  # requests of any shapes batched together (each its own tensors)
     decoupled: bool = False  # any number of responses per request (streaming, gRPC only)
     parameters: Mapping[str, str] = field(default_factory=dict)
     gpu: GpuPlacement | None = None  # Runtime.ONNXRUNTIME only

@@ -1,10 +1,11 @@
 """The video models of a repository plan (``sam2_triton.plan`` decides when they are served).
 
 The sessions live in sam2_video_sessions; sam2_video and sam2_video_stream call it, a
-propagation a frame a call, so that sessions interleave frame by frame and those propagating
-at once are batched. On the embedded target it runs the tracker's graphs in-process. On the GPU
-target they are onnxruntime-backend models of their own (CUDA EP) that it calls through BLS,
-with the objects tracked together in one call; the frames' encoder is sam2_image_encoder.
+propagation a frame a call, so that sessions interleave frame by frame and its frame scheduler
+tracks those propagating at once together. On the embedded target it runs the tracker's
+graphs in-process. On the GPU target they are onnxruntime-backend models of their own (CUDA
+EP) that it calls through BLS, with the objects tracked together in one call; the frames'
+encoder is sam2_image_encoder.
 """
 
 from __future__ import annotations
@@ -69,18 +70,15 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
         ),
         ModelPlan(
             c.VIDEO_SESSIONS,
-            "internal: the video sessions (sam2_video's and the stream's requests, a batch axis "
-            "added); propagations of different videos arriving together tracked together",
+            "internal: the video sessions (sam2_video's and the stream's requests, a frame a "
+            "call); propagations of different videos tracked together, frame by frame",
             Runtime.PYTHON,
             c.VIDEO_INPUTS,
             c.VIDEO_OUTPUTS,
             python_module="video_sessions",
             local_files=(c.TRACKER_CONSTANTS_FILE,) if on_gpu else VIDEO_FILES,
             instances=1,  # the sessions live in this one process
-            max_batch_size=options.video_max_batch,
-            dynamic_batching=True,
-            queue_delay_us=options.video_queue_delay_us,
-            ragged_batch=True,
+            decoupled=True,  # execute hands requests to the frame scheduler and returns
             parameters={
                 **runner,
                 **page,
@@ -91,6 +89,7 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
                 "idle_seconds": str(options.video_idle_seconds),
                 "max_frames": str(options.video_max_frames),
                 "memory_frames": str(options.video_memory_frames),
+                "step_wait_us": str(options.video_step_wait_us),
             },
         ),
         *(_gpu_tracker(options, gpu) if on_gpu else []),

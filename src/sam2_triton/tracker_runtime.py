@@ -12,6 +12,7 @@ from sam2_triton.contract import (
     ENCODER_FILE,
     ENCODER_OUTPUTS,
     MEMORY_ATTENTION_FILE,
+    MEMORY_ATTENTION_INPUTS,
     MEMORY_ENCODER_FILE,
     TRACKER_CONSTANTS_FILE,
     TRACKING_DECODER_FILE,
@@ -41,7 +42,7 @@ class OnnxTrackerModels(TrackerConstants):
         self, export_dir: Path, intra_op_threads: int = 0, precision: str = "fp32"
     ) -> None:
         # imported here: the GPU image has no onnxruntime (it runs the BLS models instead)
-        from sam2_triton.onnx_session import create_session
+        from sam2_triton.onnx_session import create_session, input_ranks
 
         export_dir = Path(export_dir)
         super().__init__(export_dir / TRACKER_CONSTANTS_FILE)
@@ -55,6 +56,13 @@ class OnnxTrackerModels(TrackerConstants):
         self._encoder = session(ENCODER_FILE)
         self._decoder = session(TRACKING_DECODER_FILE)
         self._attention = session(MEMORY_ATTENTION_FILE, MEMORY_ATTENTION_OPENVINO)
+        want = {t.name: len(t.dims) for t in MEMORY_ATTENTION_INPUTS}
+        if input_ranks(self._attention) != want:
+            raise ValueError(
+                f"{export_dir / MEMORY_ATTENTION_FILE} takes inputs of ranks "
+                f"{input_ranks(self._attention)}, not {want}: it was exported by an older "
+                "version; export again with `sam2-triton export --video`"
+            )
         self._memory_encoder = session(MEMORY_ENCODER_FILE)
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:

@@ -231,15 +231,18 @@ def propagate_page(
 ) -> dict[str, np.ndarray]:
     """One page of a propagation (``max_frames``, at most ``page_frames``), tracked a frame a
     ``call`` and answered as one: what sam2_video does with an HTTP client's propagate. A page
-    ends early where the objects change under it (another client's prompt on the session);
-    the frame that saw the change is tracked again by the next page."""
+    ends early where its raw masks would pass ``MAX_RAW_MASK_BYTES``, and where the objects
+    change under it (another client's prompt on the session: the frame that saw the change is
+    tracked again by the next page). A call that fails fails the page; the frames it had
+    tracked are tracked again by the client's next try."""
     wanted = min(integer(inputs, "max_frames", page_frames, low=1), page_frames)
     steps: list[Mapping[str, np.ndarray]] = []
     for outputs in propagation_pages(inputs, call, 1, is_cancelled):
         if steps and not np.array_equal(outputs["obj_ids"], steps[0]["obj_ids"]):
             break
         steps.append(outputs)
-        if len(steps) == wanted:
+        raw = np.asarray(outputs["masks"]).nbytes  # a frame's 0/1 masks (output_format "raw")
+        if len(steps) == wanted or (len(steps) + 1) * raw > MAX_RAW_MASK_BYTES:
             break
     page = {name: np.asarray(value) for name, value in steps[-1].items()}
     for name in ("frame_indices", "low_res_logits", "masks", "encoded_masks"):

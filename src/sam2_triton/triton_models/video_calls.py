@@ -1,5 +1,5 @@
-"""sam2_video_sessions through BLS, as sam2_video and sam2_video_stream call it: their
-request's inputs with the batch axis it has added (one request each), its outputs without.
+"""sam2_video_sessions through BLS, as sam2_video and sam2_video_stream call it: it is
+decoupled (its frame scheduler answers), and answers each request with one response.
 
 Its errors reach the client with their kind and message, not its name (it is internal). A BLS
 caller gets every callee error as INTERNAL (tritonserver 2.51's Python backend drops the
@@ -13,10 +13,10 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.errors import CalleeError, ErrorKind, ServiceError
-from sam2_triton.triton_models.common import infer
 
 OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
 _TAG = re.compile(r"^\[kind:(\w+)\] ")
@@ -36,12 +36,19 @@ def tagged(error: ServiceError) -> SessionsError:
 
 
 def call_sessions(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    batched = {name: np.asarray(value)[None] for name, value in feeds.items()}
-    try:
-        outputs = infer(c.VIDEO_SESSIONS, batched, OUTPUT_NAMES)
-    except CalleeError as exc:
-        found = _TAG.match(exc.message)
-        if found is None:  # not one of its answers: a failure of the call itself
-            raise
-        raise SessionsError(ErrorKind(found.group(1)), exc.message[found.end() :]) from None
-    return {name: value[0] for name, value in outputs.items()}
+    request = pb_utils.InferenceRequest(
+        model_name=c.VIDEO_SESSIONS,
+        requested_output_names=OUTPUT_NAMES,
+        inputs=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in feeds.items()],
+    )
+    for result in request.exec(decoupled=True):
+        if result.has_error():
+            message = result.error().message()
+            found = _TAG.match(message)
+            if found is None:  # not one of its answers: a failure of the call itself
+                raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, message)
+            raise SessionsError(ErrorKind(found.group(1)), message[found.end() :])
+        outputs = {n: pb_utils.get_output_tensor_by_name(result, n) for n in OUTPUT_NAMES}
+        if all(tensor is not None for tensor in outputs.values()):
+            return {name: tensor.as_numpy() for name, tensor in outputs.items()}
+    raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, "no answer")

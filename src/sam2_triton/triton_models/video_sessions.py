@@ -1,16 +1,19 @@
 """sam2_video_sessions: the video tracking sessions (logic in ``sam2_triton.video_service``),
-internal: sam2_video and sam2_video_stream call it, each request with a batch axis of one.
+internal: sam2_video and sam2_video_stream call it through BLS, a propagation a frame a call.
 
-One instance owns every session. Triton's dynamic batcher hands it the requests that arrived
-together (propagations of different videos, a frame each, tracked together). The tracker's
-graphs are the export files beside this model, run here by ONNX Runtime or OpenVINO for bf16
-(embedded target, parameter ``tracker: "onnx"``), or the GPU target's onnxruntime-backend
-models reached by BLS (``tracker: "bls"``). Triton calls a model only when a request comes, so
-a sweeper thread closes idle sessions between requests and keeps the metrics current.
+One instance owns every session. It is decoupled so that ``execute`` only hands requests to
+the frame scheduler (``sam2_triton.video_scheduler``) and Triton gives it the next at once: the
+scheduler sees every waiting request and tracks the propagations of different videos together.
+The tracker's graphs are the export files beside this model, run here by ONNX Runtime or
+OpenVINO for bf16 (embedded target, parameter ``tracker: "onnx"``), or the GPU target's
+onnxruntime-backend models reached by BLS (``tracker: "bls"``). Triton calls a model only when
+a request comes, so a sweeper thread closes idle sessions between requests and keeps the
+metrics current.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,17 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
-from sam2_triton.errors import InvalidInputError, RequestCancelled, ServiceError
+from sam2_triton.errors import ServiceError
 from sam2_triton.plan_video import TRACKER_PARAMETER
 from sam2_triton.triton_models.common import error_response, model_parameters, read_inputs, response
 from sam2_triton.triton_models.metrics import ModelMetrics, VideoMetrics
 from sam2_triton.triton_models.video_calls import tagged
+from sam2_triton.video_scheduler import FrameScheduler
 from sam2_triton.video_service import VideoLimits, VideoService
 from sam2_triton.video_state import TrackerModels
 
 SWEEP_SECONDS = 30.0
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class TritonPythonModel:
@@ -45,6 +50,7 @@ class TritonPythonModel:
             max_points=int(params["max_points"]),
         )
         self.service = VideoService(models, limits)
+        self.scheduler = FrameScheduler(self.service, float(params["step_wait_us"]) / 1e6)
         self.requests = ModelMetrics(args["model_name"])
         self.metrics = VideoMetrics(c.VIDEO)  # sam2_video_* gauges, as the public model's
         self._stop = threading.Event()
@@ -52,45 +58,38 @@ class TritonPythonModel:
         self._sweeper = threading.Thread(target=self._sweep, args=(period,), daemon=True)
         self._sweeper.start()
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        batch: list[dict[str, np.ndarray | None]] = []
-        results: dict[int, dict[str, np.ndarray] | Exception] = {}
-        for i, request in enumerate(requests):
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            sender = request.get_response_sender()
             try:
-                if request.is_cancelled():
-                    raise RequestCancelled("cancelled by the client")
-                batch.append(_unbatched(read_inputs(request, c.VIDEO_INPUTS)))
+                inputs = read_inputs(request, c.VIDEO_INPUTS)
             except Exception as exc:  # noqa: BLE001 - every request gets an answer
-                results[i] = exc
-        answers = iter(self.service.handle_many(batch))
-        responses = []
-        for i in range(len(requests)):
-            result = results[i] if i in results else next(answers)
-            error = result if isinstance(result, Exception) else None
-            if error is None:
-                responses.append(response({k: v[None] for k, v in result.items()}))
-            else:
-                told = tagged(error) if isinstance(error, ServiceError) else error
-                responses.append(error_response(told, pb_utils.Logger))
-            self.requests.answered(error)
+                self._reply(sender, exc)
+                continue
+            reply = functools.partial(self._reply, sender)
+            self.scheduler.submit(inputs, reply, request.is_cancelled)
+        return None
+
+    def _reply(self, sender: Any, result: dict[str, np.ndarray] | Exception) -> None:
+        """One request's only response (from the scheduler's thread)."""
+        error = result if isinstance(result, Exception) else None
+        if error is None:
+            answer = response(result)
+        else:
+            told = tagged(error) if isinstance(error, ServiceError) else error
+            answer = error_response(told, pb_utils.Logger)
+        self.requests.answered(error)
         self.metrics.update(self.service)
-        return responses
+        sender.send(answer, flags=FINAL)
 
     def finalize(self) -> None:
         self._stop.set()
+        self.scheduler.stop()
 
     def _sweep(self, period: float) -> None:
         while not self._stop.wait(period):
             if self.service.evict_idle():
                 self.metrics.update(self.service)
-
-
-def _unbatched(inputs: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
-    """A request's inputs without the batch axis its caller added (one request each)."""
-    for name, value in inputs.items():
-        if value is not None and value.shape[0] != 1:
-            raise InvalidInputError(name, f"one request per call, got a batch of {value.shape[0]}")
-    return {name: None if value is None else value[0] for name, value in inputs.items()}
 
 
 def _tracker_models(version_dir: Path, params: dict[str, str]) -> TrackerModels:
