@@ -76,7 +76,7 @@ def main() -> None:
         for chunk in args.chunks:
             path = Path(folder) / f"memory_attention_{chunk}.onnx"
             _export_with_chunk(model, chunk, path)
-            for precision in ("fp32", "bf16"):
+            for precision in machine.runnable_precisions(["fp32", "bf16"]):
                 extra = MEMORY_ATTENTION_OPENVINO if precision == "bf16" else None
                 session = create_session(path, 0, precision=precision, openvino_config=extra)
                 seconds = timed(lambda s=session: s.run(None, feeds), args.repeats)

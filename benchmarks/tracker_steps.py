@@ -103,7 +103,7 @@ def main() -> None:
         "machine": machine.summary(),
         "reference_fp32": reference(args.export_dir, args.repeats),
     }
-    for precision in args.precisions:
+    for precision in machine.runnable_precisions(args.precisions):
         report[f"served_{precision}"] = ours(args.export_dir, precision, args.repeats)
     host = report["machine"]
     print(f"{host['cpu']}, {host['cores']} cores; seconds, medians of {args.repeats}")

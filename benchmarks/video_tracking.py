@@ -141,6 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.long and args.long < args.frames:
         raise SystemExit("--long must be 0 or at least --frames")
+    args.precisions = machine.runnable_precisions(args.precisions)
     report: dict = {"machine": machine.summary(), "frames": args.frames, "served": {}}
     with tempfile.TemporaryDirectory() as folder:
         video = write_video(Path(folder) / "frames", max(args.frames, args.long))

@@ -120,16 +120,22 @@ EMBEDDING_BYTES = 4 * (256 * 64 * 64 + 32 * 256 * 256 + 64 * 128 * 128) + 1024
 TEST_CACHE_IMAGES = 4  # small, so that eviction can be tested in a few encoder runs
 
 
-def model_runs(server, model: str) -> int:
-    """Requests ``model`` has run on ``server`` so far (Triton's statistics API)."""
+def model_statistics(server, model: str) -> tuple[int, int]:
+    """(requests or batch rows, executions) of ``model`` on ``server`` so far (Triton's
+    statistics API)."""
     import requests
 
     stats = requests.get(
         f"http://{server.http_url}/v2/models/{model}/stats",
         timeout=10,
         headers={"Connection": "close"},
-    ).json()
-    return int(stats["model_stats"][0]["inference_count"])
+    ).json()["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def model_runs(server, model: str) -> int:
+    """Requests ``model`` has run on ``server`` so far."""
+    return model_statistics(server, model)[0]
 
 
 def running_server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory, options) -> Iterator:

@@ -31,7 +31,14 @@ from sam2_triton.repository import model_config, render
 from sam2_triton.server import Ports, StubPython, TritonServer, prepare_runtime, server_environment
 from sam2_triton.watchdog import server_ready, stubs_of
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
-from tests.conftest import ROOT, free_port, load_configs, model_runs, serve_repository
+from tests.conftest import (
+    ROOT,
+    free_port,
+    load_configs,
+    model_runs,
+    model_statistics,
+    serve_repository,
+)
 from tests.gpu_image import (
     INSTALL_HINT,
     find_python310,
@@ -379,25 +386,13 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_expo
             predictor.close_state(state)
         return got
 
-    before = _statistics(gpu_triton, c.IMAGE_ENCODER)
+    before = model_statistics(gpu_triton, c.IMAGE_ENCODER)
     with ThreadPoolExecutor(2) as pool:
         got = dict(zip(clicks, pool.map(track, clicks), strict=True))
     for name in clicks:
         assert len(got[name]) == len(want[name]) == 5
         for ours, theirs in zip(got[name], want[name], strict=True):
             assert min(agreement(ours, theirs)) >= 0.999, name
-    after = _statistics(gpu_triton, c.IMAGE_ENCODER)
+    after = model_statistics(gpu_triton, c.IMAGE_ENCODER)
     images, calls = (a - b for a, b in zip(after, before, strict=True))
     assert calls < images, (images, calls)  # some calls encoded both videos' frames
-
-
-def _statistics(server, model: str) -> tuple[int, int]:
-    """(requests or batch rows, executions) of ``model`` so far."""
-    import requests
-
-    stats = requests.get(
-        f"http://{server.http_url}/v2/models/{model}/stats",
-        timeout=10,
-        headers={"Connection": "close"},
-    ).json()["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])

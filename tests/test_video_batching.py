@@ -18,7 +18,7 @@ from sam2_triton.video_requests import propagation_pages
 from sam2_triton.video_scheduler import FrameScheduler
 from sam2_triton.video_service import VideoService
 from tests.test_video_service import _click, _frames, _op, _started
-from tests.video_helpers import agreement, synthetic_video
+from tests.video_helpers import RecordingModels, agreement, synthetic_video
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +33,6 @@ def videos(tmp_path_factory):
     synthetic_video(folder, 5)
     jpegs = [(folder / f"{t}.jpg").read_bytes() for t in range(5)]
     return jpegs, jpegs[2::-1]
-
-
-class _GpuLikeModels:
-    """The in-process graphs batching as the GPU target's BLS models do (objects of any video
-    in one call, frames encoded together), recording each call's size."""
-
-    batch_objects = 8
-
-    def __init__(self, models) -> None:
-        self._models, self.attended, self.encoded = models, [], []
-
-    def __getattr__(self, name):
-        return getattr(self._models, name)
-
-    def attend(self, feeds):
-        self.attended.append(len(feeds["vision_feat"]))
-        return self._models.attend(feeds)
-
-    def encode_many(self, images):
-        self.encoded.append(len(images))
-        return [self._models.encode(image) for image in images]
 
 
 def _prompted(service: VideoService, videos) -> list[str]:
@@ -106,7 +85,7 @@ def _assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
 
 
 def test_sessions_propagated_together_get_the_masks_they_get_alone(models, videos, alone):
-    graphs = _GpuLikeModels(models)
+    graphs = RecordingModels(models, batch_objects=8)
     together = VideoService(graphs)
     sids = _prompted(together, videos)
     graphs.attended.clear()
@@ -120,7 +99,7 @@ def test_sessions_propagated_together_get_the_masks_they_get_alone(models, video
 
 def test_a_batch_with_more_than_propagations_is_answered_request_by_request(models, videos):
     """Two requests for one session run in order; a bad request fails alone."""
-    graphs = _GpuLikeModels(models)
+    graphs = RecordingModels(models, batch_objects=8)
     service = VideoService(graphs)
     a, b = _prompted(service, videos)
     coords = np.array([[40.0, 50.0]], np.float32)
@@ -159,7 +138,7 @@ def _through(scheduler: FrameScheduler, feeds: dict) -> dict:
 def test_the_scheduler_brings_propagations_started_apart_into_step(models, videos, alone):
     """The second propagation starts once the first has answered a frame; the scheduler waits
     for the first's next frame and tracks both together from then on."""
-    graphs = _GpuLikeModels(models)
+    graphs = RecordingModels(models, batch_objects=8)
     service = VideoService(graphs)
     sids = _prompted(service, videos)
     scheduler = FrameScheduler(service, wait_seconds=30.0)

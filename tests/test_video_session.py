@@ -15,6 +15,7 @@ from tests.video_helpers import (
     AGREEMENT,
     HEIGHT,
     WIDTH,
+    RecordingModels,
     agreement,
     reference_video_predictor,
     synthetic_video,
@@ -128,30 +129,13 @@ def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, referen
     assert list(tracked) == [2, 3, 4, 5] and min(min(v) for v in tracked.values()) >= AGREEMENT
 
 
-class _BatchingModels:
-    """The in-process graphs, batching objects as the GPU target's BLS models do, recording
-    how many objects each memory-attention call carried."""
-
-    batch_objects = 2  # objects per call
-
-    def __init__(self, models) -> None:
-        self._models, self.attended = models, []
-
-    def __getattr__(self, name):
-        return getattr(self._models, name)
-
-    def attend(self, feeds):
-        self.attended.append(len(feeds["vision_feat"]))
-        return self._models.attend(feeds)
-
-
 def test_objects_tracked_together_get_the_masks_they_get_one_by_one(video, models):
     """Objects reading as many memories and pointers share a memory-attention and
     memory-encoder call, each with its own temporal positions (an object prompted on another
     frame too, where its counts match); where they differ, it goes alone."""
     _, frames = video
     frames = frames[:5]
-    batching = _BatchingModels(models)
+    batching = RecordingModels(models, batch_objects=2)
     results = []
     for graphs in (models, batching):
         session = VideoSession(frames, graphs)

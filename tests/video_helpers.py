@@ -84,3 +84,25 @@ def connected_components(mask):
         sizes[0] = 0
         labels[index], areas[index] = labelled, sizes[labelled]
     return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
+
+
+class RecordingModels:
+    """The in-process graphs batching as the GPU target's BLS models do (up to
+    ``batch_objects`` objects of any video in one memory-attention call, frames encoded
+    together), recording each call's size: ``attended`` objects, ``encoded`` frames."""
+
+    def __init__(self, models, batch_objects: int) -> None:
+        self._models, self.batch_objects = models, batch_objects
+        self.attended: list[int] = []
+        self.encoded: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._models, name)
+
+    def attend(self, feeds):
+        self.attended.append(len(feeds["vision_feat"]))
+        return self._models.attend(feeds)
+
+    def encode_many(self, images):
+        self.encoded.append(len(images))
+        return [self._models.encode(image) for image in images]

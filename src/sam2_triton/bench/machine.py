@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -23,6 +24,23 @@ def cpu_model() -> str:
 def summary() -> dict[str, object]:
     """What every benchmark report says about the machine: CPU, usable cores, Python."""
     return {"cpu": cpu_model(), "cores": usable_cores(), "python": platform.python_version()}
+
+
+def runnable_precisions(precisions: list[str]) -> list[str]:
+    """The CPU precisions of ``precisions`` this machine runs, each other one named on stderr
+    (bf16 needs AVX512-BF16 or AMX): a benchmark measures what it can rather than failing
+    after minutes of work."""
+    from sam2_triton.onnx_session import PrecisionUnavailableError, require_precision
+
+    runnable = []
+    for precision in precisions:
+        try:
+            require_precision(precision)
+        except PrecisionUnavailableError as error:
+            print(f"skipping {precision}: {error}", file=sys.stderr)
+        else:
+            runnable.append(precision)
+    return runnable
 
 
 def usable_cores() -> int:

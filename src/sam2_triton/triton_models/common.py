@@ -118,17 +118,23 @@ def respond_each(
     return responses
 
 
+def bls_request(
+    model: str, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]
+) -> pb_utils.InferenceRequest:
+    """A BLS request to ``model`` of this server: ``inputs`` as contiguous tensors."""
+    return pb_utils.InferenceRequest(
+        model_name=model,
+        requested_output_names=list(output_names),
+        inputs=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in inputs.items()],
+    )
+
+
 def infer(model: str, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict:
     """A BLS call to another model of this server; its error becomes ours (a CalleeError naming
     it) with the kind of its code. tritonserver 2.51's Python backend hands a BLS caller every
     callee error as INTERNAL, so where the kind matters to the client the callee writes it into
     the message (``video_calls``: sam2_video_sessions)."""
-    request = pb_utils.InferenceRequest(
-        model_name=model,
-        requested_output_names=list(output_names),
-        inputs=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in inputs.items()],
-    )
-    result = request.exec()
+    result = bls_request(model, inputs, output_names).exec()
     if result.has_error():
         error = result.error()
         raise CalleeError(model, error_kind(error.code()), error.message())

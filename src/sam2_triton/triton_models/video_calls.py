@@ -17,6 +17,7 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.errors import CalleeError, ErrorKind, ServiceError
+from sam2_triton.triton_models.common import bls_request
 
 OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
 _TAG = re.compile(r"^\[kind:(\w+)\] ")
@@ -36,12 +37,7 @@ def tagged(error: ServiceError) -> SessionsError:
 
 
 def call_sessions(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    request = pb_utils.InferenceRequest(
-        model_name=c.VIDEO_SESSIONS,
-        requested_output_names=OUTPUT_NAMES,
-        inputs=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in feeds.items()],
-    )
-    for result in request.exec(decoupled=True):
+    for result in bls_request(c.VIDEO_SESSIONS, feeds, OUTPUT_NAMES).exec(decoupled=True):
         if result.has_error():
             message = result.error().message()
             found = _TAG.match(message)
