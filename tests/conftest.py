@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +123,25 @@ TEST_CACHE_IMAGES = 4  # small, so that eviction can be tested in a few encoder 
 
 def model_statistics(server, model: str) -> tuple[int, int]:
     """(requests or batch rows, executions) of ``model`` on ``server`` so far (Triton's
-    statistics API)."""
+    statistics API), once settled: Triton counts a request when it is released, which can be
+    after its response reached the client, so a count read at once may miss the last one."""
     import requests
 
-    stats = requests.get(
-        f"http://{server.http_url}/v2/models/{model}/stats",
-        timeout=10,
-        headers={"Connection": "close"},
-    ).json()["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
+    def read() -> tuple[int, int]:
+        stats = requests.get(
+            f"http://{server.http_url}/v2/models/{model}/stats",
+            timeout=10,
+            headers={"Connection": "close"},
+        ).json()["model_stats"][0]
+        return int(stats["inference_count"]), int(stats["execution_count"])
+
+    counts = read()
+    for _ in range(50):  # two reads 0.1 s apart agree: nothing was still being counted
+        time.sleep(0.1)
+        counts, last = read(), counts
+        if counts == last:
+            break
+    return counts
 
 
 def model_runs(server, model: str) -> int:

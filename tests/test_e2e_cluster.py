@@ -181,32 +181,42 @@ def test_a_killed_replica_costs_the_client_nothing_and_is_restarted(cluster):
     images = [unique_png(1300 + k) for k in range(4)]
     failures: list[BaseException] = []
     done = {"http": 0, "grpc": 0}
+    clicking = {protocol: threading.Event() for protocol in done}
     stop = threading.Event()
 
     def clicker(protocol: str) -> None:
-        with SegmentClient(_url(cluster, protocol), protocol, network_timeout_s=120) as client:
-            ids = {k: client.embed(image) for k, image in enumerate(images)}
-            while not stop.is_set():
-                for k, image in enumerate(images):
-                    try:
-                        ids[k], _ = client.click_resending(image, ids[k], **POINT)
-                        done[protocol] += 1
-                    except Exception as exc:  # noqa: BLE001 - every failure is reported
-                        failures.append(exc)
+        try:
+            with SegmentClient(_url(cluster, protocol), protocol, network_timeout_s=120) as client:
+                ids = {k: client.embed(image) for k, image in enumerate(images)}
+                while not stop.is_set():
+                    for k, image in enumerate(images):
+                        try:
+                            ids[k], _ = client.click_resending(image, ids[k], **POINT)
+                            done[protocol] += 1
+                            clicking[protocol].set()
+                        except Exception as exc:  # noqa: BLE001 - every failure is reported
+                            failures.append(exc)
+        except Exception as exc:  # noqa: BLE001 - an embed that failed is reported too
+            failures.append(exc)
+            clicking[protocol].set()
 
-    threads = [threading.Thread(target=clicker, args=(p,)) for p in ("http", "grpc")]
+    threads = [threading.Thread(target=clicker, args=(p,)) for p in done]
     for thread in threads:
         thread.start()
-    time.sleep(3)
+    # the replica dies while both clients click (their images embedded, however slow the CPU)
+    for protocol, event in clicking.items():
+        assert event.wait(timeout=300), f"no {protocol} click in 300 s"
+    assert failures == [], failures[:3]
     victim = _replica_server_pid(cluster, 0)
     os.kill(victim, signal.SIGKILL)
+    before_kill = dict(done)
     wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=180)
     time.sleep(12)  # nginx tries the restarted replica again after fail_timeout (10 s)
     stop.set()
     for thread in threads:
         thread.join(timeout=180)
     assert failures == [], failures[:3]
-    assert min(done.values()) > 0, done
+    assert all(done[p] > before_kill[p] for p in done), (before_kill, done)
     assert _replica_server_pid(cluster, 0) != victim
     ready = requests.get(f"http://127.0.0.1:{cluster.replicas[0].http}/v2/health/ready", timeout=5)
     assert ready.status_code == 200
