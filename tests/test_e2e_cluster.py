@@ -203,18 +203,20 @@ def test_a_killed_replica_costs_the_client_nothing_and_is_restarted(cluster):
     threads = [threading.Thread(target=clicker, args=(p,)) for p in done]
     for thread in threads:
         thread.start()
-    # the replica dies while both clients click (their images embedded, however slow the CPU)
-    for protocol, event in clicking.items():
-        assert event.wait(timeout=300), f"no {protocol} click in 300 s"
-    assert failures == [], failures[:3]
-    victim = _replica_server_pid(cluster, 0)
-    os.kill(victim, signal.SIGKILL)
-    before_kill = dict(done)
-    wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=180)
-    time.sleep(12)  # nginx tries the restarted replica again after fail_timeout (10 s)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=180)
+    try:  # the clickers stop however this ends, or a failed wait would leave them clicking
+        # the replica dies while both clients click (their images embedded, however slow the CPU)
+        for protocol, event in clicking.items():
+            assert event.wait(timeout=300), f"no {protocol} click in 300 s"
+        assert failures == [], failures[:3]
+        victim = _replica_server_pid(cluster, 0)
+        os.kill(victim, signal.SIGKILL)
+        before_kill = dict(done)
+        wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=180)
+        time.sleep(12)  # nginx tries the restarted replica again after fail_timeout (10 s)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=180)
     assert failures == [], failures[:3]
     assert all(done[p] > before_kill[p] for p in done), (before_kill, done)
     assert _replica_server_pid(cluster, 0) != victim
