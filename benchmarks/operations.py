@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/operations.py soak [--minutes 30] [--users 8]
 
 - ``recovery``: one embedded server with the stub watchdog; for every model, SIGKILL one of its
-  stubs and time until readiness is back and a request to the model succeeds again.
+  stubs and time until the watchdog has reloaded it and a request to the model succeeds again.
 - ``batch-failover``: a 2-replica cluster, ``sam2-triton batch`` of a folder with a prompt per
   image through the balancer; one replica's tritonserver is SIGKILLed a third of the way in
   (the cluster restarts it). Checks every image is done exactly once.
@@ -87,7 +87,7 @@ def recovery(args: argparse.Namespace) -> None:
     ).start()
     watchdog = Watchdog.of_server(server, log=lambda _: None).start()
     ready_url = f"http://{server.http_url}/v2/health/ready"
-    print("| model | kill → ready again, s | kill → request answered, s | reload, s |")
+    print("| model | kill → reloaded, s | kill → request answered, s | reload, s |")
     print("|---|---|---|---|")
     try:
         for model in model_names("embedded", OPTIONS):

@@ -5,8 +5,12 @@ every request to the model fails with ``Stub process '...' is not healthy`` fore
 ``/v2/health/ready`` keeps answering 200, so neither a probe nor a balancer notices. The watchdog
 polls the stubs ``tritonserver`` started; when one is gone it unloads and reloads that model
 through the model-repository API (the server runs with ``--model-control-mode=explicit`` and that
-API restricted to a per-run key only ``serve`` knows). While the model reloads, strict readiness
-(Triton's default) answers "not ready"; once loaded, fresh stubs serve it. A model that fails to
+API restricted to a per-run key only ``serve`` knows); once loaded, fresh stubs serve it.
+Readiness does not show the reload: the unload returns at once, the old instances serve until
+the new ones are loaded, and Triton 2.51 answers 200 on ``/v2/health/ready`` throughout (measured:
+"not ready", and 404 for a request, only for a few milliseconds). Requests that reach the dead
+stub fail with Triton's error from its death to the end of the reload (a poll, under a second);
+the model's other instances keep answering. A model that fails to
 load again ``max_attempts`` times in a row is given up on: the caller stops the server and exits
 non-zero, for a supervisor (systemd, Kubernetes) to restart.
 
@@ -126,7 +130,7 @@ class ModelControl:
         return any(m.get("name") == model and m.get("state") == "READY" for m in index)
 
     def reload(self, model: str) -> None:
-        """Unload, then load: readiness is false from the unload until the load is done."""
+        """Unload (asynchronous in Triton: it returns at once), then load (returns once loaded)."""
         self._post(f"models/{model}/unload")
         self._post(f"models/{model}/load")
 
