@@ -95,7 +95,8 @@ def cluster(tiny_export, tmp_path_factory) -> Iterator[RunningCluster]:
         [replica_ports(base, i) for i in range(REPLICAS)],
     )
     try:
-        wait_for_log(log, "cluster of 2 replicas of SAM 2.1 tiny ready", proc)
+        # the replicas start one after the other (up to 300 s each), then Prometheus
+        wait_for_log(log, "cluster of 2 replicas of SAM 2.1 tiny ready", proc, timeout=900)
         yield running
     finally:
         _stop(proc)
@@ -211,7 +212,7 @@ def test_a_killed_replica_costs_the_client_nothing_and_is_restarted(cluster):
         victim = _replica_server_pid(cluster, 0)
         os.kill(victim, signal.SIGKILL)
         before_kill = dict(done)
-        wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=180)
+        wait_for_log(cluster.log, "replica 0 restarted", cluster.process, timeout=420)
         time.sleep(12)  # nginx tries the restarted replica again after fail_timeout (10 s)
     finally:
         stop.set()

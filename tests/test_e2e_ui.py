@@ -41,6 +41,7 @@ def browser():
 @pytest.fixture
 def app(browser, ui):
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(120_000)  # waits on encodes: Playwright's 30 s is tight on 2 cores
     yield App(context.new_page(), ui)
     context.close()
 
@@ -203,7 +204,7 @@ def test_segment_everything_shows_progress_and_its_masks_become_objects(app, cli
     app.page.fill("#more-params", ", ".join(f"{k}={v}" for k, v in more.items()))
     app.page.click("#everything")
     app.page.wait_for_selector("#progress:not([hidden])")
-    app.page.wait_for_function("() => window.sam2ui.state.found !== null", timeout=120_000)
+    app.page.wait_for_function("() => window.sam2ui.state.found !== null", timeout=900_000)
     assert "done after" in app.page.inner_text("#progress-text")
     found = app.state("s.state.found")
     expected = client.automatic(SAMPLE, PARAMS)["annotations"]
@@ -283,6 +284,7 @@ def test_bad_files_and_a_server_that_is_down_are_told_in_the_page(app, browser, 
 
     with gateway(f"127.0.0.1:{free_port()}") as url:  # nothing listens there
         context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(120_000)
         down = App(context.new_page(), url)
         down.page.select_option("#sample", label="coffee.jpg")
         assert "is not answering" in down.message()

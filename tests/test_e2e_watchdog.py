@@ -48,6 +48,15 @@ def _ready(url: str) -> int:
         return 0
 
 
+def _eventually_ready(url: str, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _ready(url) != 200:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 @pytest.fixture(scope="module")
 def watched(tiny_export, tmp_path_factory) -> Iterator[tuple[TritonServer, Watchdog]]:
     from sam2_triton.repository import build_repository
@@ -102,14 +111,14 @@ def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
 
     # Readiness is not asserted during the reload: Triton 2.51 keeps answering 200 then (the old
     # instances serve until the new ones load; "not ready" lasts milliseconds, if at all).
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # ModelControl's own bound on a load
     while len(watchdog.healings) == healed_before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(watchdog.healings) == healed_before + 1, "the watchdog did not reload the model"
     healing = watchdog.healings[-1]
     assert (healing.model, healing.error) == (model, None)
     assert victim.name in healing.stubs
-    assert _ready(server.http_url) == 200
+    assert _eventually_ready(server.http_url)
 
     fresh = [s for s in stubs_of(server.process.pid) if s.model == model]
     assert fresh and victim.pid not in {s.pid for s in fresh}
@@ -123,8 +132,12 @@ def test_a_model_unloaded_on_purpose_stays_unloaded(watched):
     server, watchdog = watched
     healed_before = len(watchdog.healings)
     control = ModelControl(server.http_url, "test-key")
-    control._post(f"models/{c.AUTOMATIC}/unload")
-    time.sleep(2.0)  # ten polls: its stubs are gone, by an operator's wish
+    control._post(f"models/{c.AUTOMATIC}/unload")  # returns at once; the stubs exit later
+    deadline = time.monotonic() + 120
+    while any(s.model == c.AUTOMATIC for s in stubs_of(server.process.pid)):
+        assert time.monotonic() < deadline, "the unloaded model's stubs did not exit"
+        time.sleep(0.1)
+    time.sleep(1.0)  # five polls after its stubs are gone, by an operator's wish
     assert len(watchdog.healings) == healed_before
     assert not control.is_loaded(c.AUTOMATIC)
     control._post(f"models/{c.AUTOMATIC}/load")  # as it was, for what follows

@@ -40,14 +40,16 @@ def gateway(triton_url: str, *extra: str) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
             if process.poll() is not None:
                 raise AssertionError(f"sam2-triton ui exited: {process.stdout.read()}")
             try:
                 requests.get(f"{url}/api/health", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException as exc:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"sam2-triton ui did not answer at {url}: {exc}") from exc
                 time.sleep(0.2)
         yield url
     finally:

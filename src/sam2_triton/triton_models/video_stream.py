@@ -31,6 +31,9 @@ class TritonPythonModel:
                 self._stream(request, sender)
             except Exception as exc:  # noqa: BLE001 - every stream ends with an answer
                 error = exc
+            # Counted before the stream ends, so a client that reads the metrics after its
+            # stream finds its request there (as sam2_video_sessions counts before answering).
+            self.requests.answered(error)
             try:  # a client gone away cannot be told: the stream ends anyway
                 if error is None:
                     sender.send(flags=FINAL)
@@ -38,7 +41,6 @@ class TritonPythonModel:
                     sender.send(error_response(error, pb_utils.Logger), flags=FINAL)
             except Exception as exc:  # noqa: BLE001
                 pb_utils.Logger.log_warn(f"{c.VIDEO_STREAM}: could not end a stream: {exc}")
-            self.requests.answered(error)
         return None
 
     def _stream(self, request: Any, sender: Any) -> None:
