@@ -94,7 +94,9 @@ def _check_server(environment: Any, **_: Any) -> None:
                 reason,
             )
             environment.process_exit_code = 2
-            environment.runner.quit()
+            # Not at once: this listener runs inside runner.start(), which spawns the users
+            # after it returns (a quit here would be undone, and the run would last --run-time).
+            gevent.spawn(environment.runner.quit)
             return
     photos()  # encode the test images once, before users start
 
