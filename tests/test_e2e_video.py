@@ -1,8 +1,9 @@
 """SAM2RemoteVideoPredictor through a real tritonserver (sam2_video; sam2_video_stream over
 gRPC, pages over HTTP) against Meta's SAM2VideoPredictor on the same weights and the same
 16 JPEG frames: clicks and a box on frame 0, a refining click, propagation, an object added
-mid-video and tracked on, reverse propagation, remove_object and reset_state. Frames sent one
-at a time, each tracked as it comes, give the whole video's masks; mistakes are 400/404."""
+mid-video and tracked on, reverse propagation, remove_object and reset_state (over HTTP: the
+prompts and ten frames, two pages). Frames sent one at a time, each tracked as it comes, give
+the whole video's masks; mistakes are 400/404."""
 
 from __future__ import annotations
 
@@ -40,14 +41,22 @@ SCRIPT = [
 ]  # fmt: skip
 
 
-def _run(predictor, state) -> list:
+# Over HTTP (the same sessions, pages instead of a stream): the clicks, the box and the
+# refinement, then a propagation over two pages (HTTP_PAGE_FRAMES = 8) stopped at frame 9.
+# Tracking is causal, so those frames are the first ten of the whole propagation; paging in
+# both directions is tested in test_video_service. The whole script runs over gRPC.
+HTTP_TRACKED = 10
+HTTP_SCRIPT = [*SCRIPT[:3], ("propagate_in_video", {"max_frame_num_to_track": HTTP_TRACKED - 1})]
+
+
+def _run(predictor, state, script=SCRIPT) -> list:
     """The script's answers: [(frame, obj_ids, logits)] per step (a call's one frame, or
     every frame propagated, or remove_object's updated frames)."""
     import torch
 
     answers = []
     with torch.inference_mode():
-        for call, kwargs in SCRIPT:
+        for call, kwargs in script:
             result = getattr(predictor, call)(state, **kwargs)
             # ids are copied: the reference returns its state's list, which later calls change
             if call == "propagate_in_video":
@@ -96,9 +105,11 @@ def test_remote_video_predictor_matches_sam2_video_predictor(
     with SAM2RemoteVideoPredictor(url, protocol=protocol) as predictor:
         state = predictor.init_state(video_path=str(video))
         assert (state["num_frames"], state["video_height"], state["video_width"]) == (16, 120, 160)
-        ours = _run(predictor, state)
+        ours = _run(predictor, state, SCRIPT if protocol == "grpc" else HTTP_SCRIPT)
         predictor.close_state(state)
     answers[protocol] = ours
+    if protocol == "http":
+        theirs = [*theirs[:3], theirs[3][:HTTP_TRACKED]]
     worst = 1.0
     for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
         assert [(f, ids) for f, ids, _ in mine] == [(f, ids) for f, ids, _ in reference], step
@@ -107,6 +118,9 @@ def test_remote_video_predictor_matches_sam2_video_predictor(
             worst = min(worst, *agreement(m, r))
     assert worst >= AGREEMENT, worst
     forward = ours[3]
+    if protocol == "http":
+        assert [f for f, _, _ in forward] == list(range(HTTP_TRACKED))
+        return
     assert [f for f, _, _ in forward] == list(range(FRAMES))
     assert [f for f, _, _ in ours[6]] == [10, 9, 8, 7]
 

@@ -317,26 +317,34 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracke
             proc.wait()
 
 
+@pytest.fixture(scope="module")
+def tracked_in_process(tracker_export, tmp_path_factory) -> tuple[Path, list]:
+    """A 4-frame video and the in-process session's propagation of two objects in it."""
+    from sam2_triton.tracker_runtime import OnnxTrackerModels
+    from sam2_triton.video_session import VideoSession
+    from tests.video_helpers import synthetic_video
+
+    folder = tmp_path_factory.mktemp("gpu-video")
+    local = VideoSession(synthetic_video(folder, 4), OnnxTrackerModels(tracker_export))
+    local.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
+    local.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
+    return folder, list(local.propagate_in_video())
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_video_tracks_through_the_gpu_models_as_in_process(
-    gpu_triton, tracker_export, tmp_path, protocol
+    gpu_triton, tracked_in_process, protocol
 ):
     """sam2_video on the GPU target: frames encoded by sam2_image_encoder, the tracker's graphs
     reached by BLS, two objects that read the same memories attended in one call per frame;
     the masks are the in-process session's (streamed over gRPC, paged over HTTP)."""
     from sam2_triton import SAM2RemoteVideoPredictor
-    from sam2_triton.tracker_runtime import OnnxTrackerModels
-    from sam2_triton.video_session import VideoSession
-    from tests.video_helpers import agreement, synthetic_video
+    from tests.video_helpers import agreement
 
-    frames = synthetic_video(tmp_path, 4)
-    local = VideoSession(frames, OnnxTrackerModels(tracker_export))
-    local.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
-    local.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
-    want = list(local.propagate_in_video())
+    folder, want = tracked_in_process
     runs = {m: model_runs(gpu_triton, m) for m in (c.IMAGE_ENCODER, c.MEMORY_ATTENTION)}
     with SAM2RemoteVideoPredictor(_url(gpu_triton, protocol), protocol) as predictor:
-        state = predictor.init_state(video_path=str(tmp_path))
+        state = predictor.init_state(video_path=str(folder))
         predictor.add_new_points_or_box(state, 0, 1, points=[[35.0, 55.0]], labels=[1])
         predictor.add_new_points_or_box(state, 0, 2, box=[92, 3, 128, 38])
         got = list(predictor.propagate_in_video(state))
@@ -344,7 +352,7 @@ def test_video_tracks_through_the_gpu_models_as_in_process(
     assert [(f, list(ids)) for f, ids, _ in got] == [(f, ids) for f, ids, _ in want]
     for (_, _, ours), (_, _, theirs) in zip(got, want, strict=True):
         assert min(agreement(np.asarray(ours), theirs)) >= 0.999
-    assert model_runs(gpu_triton, c.IMAGE_ENCODER) - runs[c.IMAGE_ENCODER] >= len(frames)
+    assert model_runs(gpu_triton, c.IMAGE_ENCODER) - runs[c.IMAGE_ENCODER] >= len(want)
     # frames 1..3 tracked, both objects in one call each
     assert model_runs(gpu_triton, c.MEMORY_ATTENTION) - runs[c.MEMORY_ATTENTION] == 3
 
