@@ -20,8 +20,9 @@ import requests
 from sam2_triton import contract as c
 from sam2_triton.cli import paths
 from sam2_triton.client import SegmentClient
-from sam2_triton.plan import ServingOptions, model_names
+from sam2_triton.plan import model_names
 from sam2_triton.server import Ports, TritonServer
+from sam2_triton.serving_options import ServingOptions
 from sam2_triton.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
 from tests.conftest import ROOT, free_port
 from tests.helpers import (

@@ -40,7 +40,6 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     ENCODER_OUTPUT_NAMES,
     create_session,
 )
-from sam2_triton.export.wrappers import PromptMaskDecoder  # noqa: E402
 from sam2_triton.prompt_batch import sam_layout  # noqa: E402
 
 TOL = 1e-4
@@ -381,69 +380,6 @@ def test_export_metadata(exported) -> None:
     assert meta["files"] == {"encoder": "image_encoder.onnx", "decoder": "mask_decoder.onnx"}
     assert meta["versions"]["torch"] == torch.__version__
     assert meta["export_seconds"]["total"] > 0
-
-
-# --- weights: the saved checkpoint and the random init --------------------------------------------
-
-
-def test_saved_random_checkpoint_reloads_identically(model, reference_model) -> None:
-    own, loaded = model.state_dict(), reference_model.state_dict()
-    assert own.keys() == loaded.keys()
-    assert all(torch.equal(own[k], loaded[k]) for k in own)
-    inputs = {
-        name: torch.from_numpy(value)
-        for name, value in {
-            "image_embed": np.random.default_rng(0).normal(size=(1, 4096, 256)),
-            "high_res_feats_0": np.random.default_rng(1).normal(size=(1, 16384, 128)),
-            "high_res_feats_1": np.random.default_rng(2).normal(size=(1, 4096, 256)),
-            "point_coords": np.array([[[500.0, 400.0], [10.0, 900.0]]]),
-            "point_labels": np.array([[1, 0]]),
-            "mask_input": np.zeros((1, 1, MASK, MASK)),
-            "has_mask_input": np.zeros((1, 1)),
-        }.items()
-    }
-    inputs = {k: v.int() if k == "point_labels" else v.float() for k, v in inputs.items()}
-    with torch.no_grad():
-        a = PromptMaskDecoder(model)(**inputs)
-        b = PromptMaskDecoder(reference_model)(**inputs)
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-
-
-def test_random_init_leaves_no_constant_parameter(model) -> None:
-    """Default init has LayerNorms at 1/0 and zero position embeddings: parity would miss them."""
-    constant = [
-        name
-        for name, p in model.named_parameters()
-        if p.numel() > 1 and bool((p.reshape(-1) == p.reshape(-1)[0]).all())
-    ]
-    assert constant == []
-    weight = model.image_encoder.trunk.blocks[0].norm1.weight
-    assert 0.5 < float(weight.detach().mean()) < 1.5  # perturbed around the default, not replaced
-
-
-def test_random_weights_are_reproducible(model) -> None:
-    again = build_sam2_model("tiny", random_weights=True, seed=SEED)
-    other = build_sam2_model("tiny", random_weights=True, seed=SEED + 1)
-    own = model.state_dict()
-    assert all(torch.equal(own[k], v) for k, v in again.state_dict().items())
-    assert not torch.equal(own["no_mem_embed"], other.state_dict()["no_mem_embed"])
-
-
-def test_strict_loading_names_the_missing_key(model, workdir: Path) -> None:
-    state = dict(model.state_dict())
-    state.pop("no_mem_embed")
-    state["not_a_sam2_key"] = torch.zeros(1)
-    bad = workdir / "bad.pt"
-    torch.save({"model": state}, bad)
-    with pytest.raises(ValueError, match=r"missing key\(s\): no_mem_embed.*unexpected key"):
-        build_sam2_model("tiny", checkpoint=bad)
-
-
-def test_builder_needs_exactly_one_weight_source(workdir: Path) -> None:
-    with pytest.raises(ValueError, match="exactly one"):
-        build_sam2_model("tiny")
-    with pytest.raises(ValueError, match="exactly one"):
-        build_sam2_model("tiny", checkpoint=workdir / "x.pt", random_weights=True)
 
 
 def test_torchscript_with_ort_optimizer_is_refused(model, workdir: Path) -> None:

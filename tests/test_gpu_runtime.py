@@ -26,9 +26,10 @@ from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.client import SegmentClient, is_not_found
-from sam2_triton.plan import Runtime, ServingOptions, repository_plan
+from sam2_triton.plan import Runtime, repository_plan
 from sam2_triton.repository import model_config, render
 from sam2_triton.server import Ports, StubPython, TritonServer, prepare_runtime, server_environment
+from sam2_triton.serving_options import ServingOptions
 from sam2_triton.watchdog import server_ready, stubs_of
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
 from tests.conftest import (

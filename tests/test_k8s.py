@@ -21,8 +21,9 @@ import yaml
 
 from sam2_triton import contract
 from sam2_triton.affinity import IMAGE_ID_HEADER, NGINX_HEADER_VARIABLE
-from sam2_triton.plan import GpuOptions, ServingOptions
+from sam2_triton.plan import GpuOptions
 from sam2_triton.server import Ports
+from sam2_triton.serving_options import ServingOptions
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"

@@ -10,7 +10,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
 from sam2_triton.cli import main as cli_main
-from sam2_triton.plan import INSTANCE_OPTIONS
 from sam2_triton.repository import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -24,6 +23,7 @@ from sam2_triton.repository import (
     stale_files,
     write_repository,
 )
+from sam2_triton.serving_options import INSTANCE_OPTIONS
 from tests.conftest import load_configs
 
 MODELS = (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION, c.AUTOMATIC)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -28,20 +27,14 @@ from sam2_triton.contract import (
 )
 from sam2_triton.mask_formats import decode_masks
 from sam2_triton.processing import masks_from_logits
-
-Protocol = Literal["http", "grpc"]
-DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
-
-
-def _module(protocol: Protocol) -> ModuleType:
-    """tritonclient.http or tritonclient.grpc (same API for what we use)."""
-    if protocol == "http":
-        import tritonclient.http as module
-    elif protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
-    return module
+from sam2_triton.tritonclient_io import (
+    DEFAULT_URLS,
+    Protocol,
+    is_not_found,
+    make_input,
+    timeout_kwargs,
+    tritonclient_module,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,7 @@ class SegmentClient:
         """``network_timeout_s``: give up waiting for an answer after this long (default: 60 s
         over HTTP, tritonclient's default; no limit over gRPC)."""
         self.protocol = protocol
-        self._tc = _module(protocol)
+        self._tc = tritonclient_module(protocol)
         self.url = url or DEFAULT_URLS[protocol]
         self.network_timeout_s = network_timeout_s
         self.images_resent = 0  # evicted images click_resending sent again
@@ -348,43 +341,6 @@ class SegmentClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def is_not_found(error: Exception) -> bool:
-    """True for sam2_session's "unknown image_id" answer (HTTP 404, gRPC NOT_FOUND): the image
-    was evicted or never sent, so send it again."""
-    status = getattr(error, "status", None)
-    return callable(status) and str(status()) in ("404", "StatusCode.NOT_FOUND")
-
-
-def timeout_kwargs(protocol: Protocol, timeout_s: float | None) -> dict[str, Any]:
-    """tritonclient's per-request timeout: microseconds over HTTP, seconds over gRPC."""
-    if timeout_s is None:
-        return {}
-    if protocol == "grpc":
-        return {"client_timeout": timeout_s}
-    return {"timeout": int(timeout_s * 1e6)}
-
-
-def make_input(tc: Any, protocol: Protocol, name: str, value: np.ndarray) -> Any:
-    """A tritonclient input of ``value`` (binary over HTTP: no JSON of pixels)."""
-    tensor = tc.InferInput(name, list(value.shape), _DTYPES[value.dtype.kind, value.itemsize])
-    if protocol == "http":
-        tensor.set_data_from_numpy(value, binary_data=True)
-    else:
-        tensor.set_data_from_numpy(value)
-    return tensor
-
-
-# (numpy kind, itemsize) -> KServe v2 datatype
-_DTYPES = {
-    ("u", 1): "UINT8",
-    ("f", 4): "FP32",
-    ("f", 8): "FP64",
-    ("i", 4): "INT32",
-    ("b", 1): "BOOL",
-    ("O", 8): "BYTES",
-}
 
 
 def _annotations(result: Any) -> dict[str, Any]:

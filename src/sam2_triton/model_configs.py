@@ -10,7 +10,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
-from sam2_triton.plan import ModelPlan, ServingOptions
+from sam2_triton.plan import ModelPlan
+from sam2_triton.serving_options import ServingOptions
 
 
 def tensor_config(tensor: c.Tensor, message: type) -> object:

@@ -11,16 +11,8 @@ encoder is sam2_image_encoder.
 from __future__ import annotations
 
 from sam2_triton import contract as c
-from sam2_triton.plan import (
-    BLS,
-    BOX_POINTS,
-    GpuOptions,
-    GpuPlacement,
-    ModelPlan,
-    Runtime,
-    ServingOptions,
-    _runner,
-)
+from sam2_triton.plan import BLS, BOX_POINTS, GpuOptions, GpuPlacement, ModelPlan, Runtime, _runner
+from sam2_triton.serving_options import ServingOptions
 
 #: The export files sam2_video_sessions runs in-process (embedded target).
 VIDEO_FILES = (c.ENCODER_FILE, *c.VIDEO_EXPORT_FILES)

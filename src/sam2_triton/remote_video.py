@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton.client import Protocol, is_not_found
+from sam2_triton.tritonclient_io import Protocol, is_not_found
 from sam2_triton.video_client import VideoAnswer, VideoClient
 
 

@@ -33,15 +33,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from sam2_triton import contract as c
 from sam2_triton.gpu_config import onnxruntime_config
 from sam2_triton.model_configs import ensemble_config, model_py, python_config, render
-from sam2_triton.plan import (
-    TARGETS,
-    GpuOptions,
-    ModelPlan,
-    Runtime,
-    ServingOptions,
-    repository_plan,
-)
+from sam2_triton.plan import TARGETS, GpuOptions, ModelPlan, Runtime, repository_plan
 from sam2_triton.repository_readme import repository_readme
+from sam2_triton.serving_options import ServingOptions
 
 __all__ = ["TARGETS", "GpuOptions", "ServingOptions", "build_repository", "write_repository"]
 

@@ -17,8 +17,14 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.client import DEFAULT_URLS, Protocol, _module, make_input, timeout_kwargs
 from sam2_triton.masks import upsample_logits
+from sam2_triton.tritonclient_io import (
+    DEFAULT_URLS,
+    Protocol,
+    make_input,
+    timeout_kwargs,
+    tritonclient_module,
+)
 from sam2_triton.video_requests import propagation_pages
 
 OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
@@ -73,7 +79,7 @@ class VideoClient:
         self, url: str | None = None, protocol: Protocol = "grpc", timeout_s: float | None = None
     ) -> None:
         self.protocol, self.url = protocol, url or DEFAULT_URLS[protocol]
-        self._tc = _module(protocol)
+        self._tc = tritonclient_module(protocol)
         self.timeout_s = timeout_s
         if protocol == "http":
             self.client = self._tc.InferenceServerClient(

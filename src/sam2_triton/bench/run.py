@@ -25,7 +25,8 @@ from sam2_triton.bench.load import LoadResult, run_load
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
 from sam2_triton.client import SegmentClient
-from sam2_triton.plan import Runtime, ServingOptions, repository_plan
+from sam2_triton.plan import Runtime, repository_plan
+from sam2_triton.serving_options import ServingOptions
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))

@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from sam2_triton.contract import AUTOMATIC_PARAMETERS, CPU_PRECISIONS
-from sam2_triton.plan import INSTANCE_OPTIONS, ServingOptions, cpu_instance_models
+from sam2_triton.plan import cpu_instance_models
+from sam2_triton.serving_options import INSTANCE_OPTIONS, ServingOptions
 from sam2_triton.variants import VARIANTS
 
 MODELS = list(VARIANTS)

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no export in {source}: run `sam2-triton export` first", file=sys.stderr)
         return 2
     from sam2_triton.onnx_session import require_precision
-    from sam2_triton.plan import ServingOptions
+    from sam2_triton.serving_options import ServingOptions
 
     require_precision(args.cpu_precision)
     config = BenchConfig(

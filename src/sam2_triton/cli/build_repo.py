@@ -19,7 +19,8 @@ from sam2_triton.cli.arguments import (
     serving_options,
 )
 from sam2_triton.cli.paths import default_repository, export_dir
-from sam2_triton.plan import PRECISIONS, TARGETS, GpuOptions, ServingOptions
+from sam2_triton.plan import PRECISIONS, TARGETS, GpuOptions
+from sam2_triton.serving_options import ServingOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
 def _embedded_server(args: argparse.Namespace) -> Iterator[None]:
     from sam2_triton.cli.build_repo import build_repo
     from sam2_triton.cli.serve import Address, start_server
-    from sam2_triton.plan import ServingOptions
     from sam2_triton.repository import serving
     from sam2_triton.server import Ports
+    from sam2_triton.serving_options import ServingOptions
 
     options = ServingOptions(max_image_pixels=args.max_image_pixels)
     build_repo(args.model, args.repository, options)
