@@ -8,6 +8,11 @@ Ours: the export's ONNX files as ``sam2_video`` runs them on the embedded target
 1 and 3 objects per memory-attention call. Reference: sam2's ``forward_image`` and
 ``memory_attention`` (PyTorch fp32, ``inference_mode``) on the same shapes, loaded from the
 export's checkpoint. Medians of ``--repeats`` runs after one warm-up. Not a test.
+
+Beside the times, each step's GFLOP (PyTorch's FLOP counter, ``bench.compute.counted_flops``,
+on sam2's modules and on the torch module our memory-attention graph was exported from) and
+the rate it ran at, against this CPU's fp32 GEMM rate: both sides spend a frame in matrix
+products, so the FLOP ratio per frame is the speed-up to expect at equal rates.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_triton.bench import machine
+from sam2_triton.bench import compute, machine
 from sam2_triton.bench.timing import timed
 from sam2_triton.tracker_runtime import OnnxTrackerModels
 from sam2_triton.variants import get_variant
@@ -69,12 +74,8 @@ def ours(export_dir: Path, precision: str, repeats: int) -> dict[str, float]:
 
 def reference(export_dir: Path, repeats: int) -> dict[str, float]:
     import torch
-    from sam2.build_sam import build_sam2
 
-    meta = json.loads((export_dir / "export.json").read_text())
-    checkpoint = meta.get("saved_checkpoint") or meta.get("checkpoint")
-    config = get_variant(meta["variant"]).config
-    model = build_sam2(config, ckpt_path=str(checkpoint), device="cpu").eval()
+    model = _load_reference(export_dir)
     tokens = MEMORIES * 4096 + POINTERS * 4  # a pointer is 4 tokens of 64 channels
     with torch.inference_mode():
         image = torch.randn(1, 3, 1024, 1024)
@@ -93,30 +94,106 @@ def reference(export_dir: Path, repeats: int) -> dict[str, float]:
         }
 
 
+def _load_reference(export_dir: Path) -> object:
+    """sam2's model (SAM2Base) with the export's weights."""
+    from sam2.build_sam import build_sam2
+
+    meta = json.loads((export_dir / "export.json").read_text())
+    checkpoint = meta.get("saved_checkpoint") or meta.get("checkpoint")
+    config = get_variant(meta["variant"]).config
+    return build_sam2(config, ckpt_path=str(checkpoint), device="cpu").eval()
+
+
+def gflop(export_dir: Path) -> dict[str, dict[str, float]]:
+    """GFLOP of a frame's two big steps, sam2's modules against the graphs we export (the
+    encoder is sam2's own forward_image; memory attention is MemoryAttentionGraph, whose score
+    by value product runs on 64 channels instead of 256), 1 object, full memory."""
+    import torch
+
+    from sam2_triton.export.tracker_graph import MemoryAttentionGraph
+
+    model = _load_reference(export_dir)
+    tokens = MEMORIES * 4096 + POINTERS * 4
+
+    def total(run: Callable[[], object]) -> float:
+        return round(sum(compute.counted_flops(run).values()) / 1e9, 1)
+
+    encoder = total(lambda: model.forward_image(torch.zeros(1, 3, 1024, 1024)))
+    reference_attention = total(
+        lambda: model.memory_attention(
+            curr=[torch.zeros(4096, 1, 256)],
+            curr_pos=[torch.zeros(4096, 1, 256)],
+            memory=torch.zeros(tokens, 1, 64),
+            memory_pos=torch.zeros(tokens, 1, 64),
+            num_obj_ptr_tokens=POINTERS * 4,
+        )
+    )
+    graph = MemoryAttentionGraph(model).eval()
+    ours_attention = total(
+        lambda: graph(
+            torch.zeros(1, 4096, 256),
+            torch.zeros(1, MEMORIES, 4096, 64),
+            torch.arange(MEMORIES)[None],
+            torch.zeros(1, POINTERS, 256),
+            torch.zeros(1, POINTERS),
+        )
+    )
+    return {
+        "reference": {"encoder": encoder, "memory_attention_1_objects": reference_attention},
+        "served": {
+            "encoder": encoder,
+            "memory_attention_1_objects": ours_attention,
+            "memory_attention_3_objects": 3 * ours_attention,
+        },
+    }
+
+
+def print_rates(report: dict) -> None:
+    """GFLOP/s of every timed step with a FLOP count, and the FLOP ratio of whole frames."""
+    counts, gemm = report["gflop"], report["gemm_fp32_gflop_per_s"]
+    print(f"GFLOP/s (fp32 GEMM here: {gemm:.0f})")
+    for name, figures in report["seconds"].items():
+        side = "reference" if name.startswith("reference") else "served"
+        rates = {
+            step: counts[side][step] / seconds
+            for step, seconds in figures.items()
+            if step in counts[side]
+        }
+        print(f"  {name}: " + "  ".join(f"{step} {rate:.0f}" for step, rate in rates.items()))
+    for objects in (1, 3):
+        ref, ours = (
+            counts[side]["encoder"] + objects * counts[side]["memory_attention_1_objects"]
+            for side in ("reference", "served")
+        )
+        print(
+            f"  a frame of {objects} object(s): reference {ref:.0f} GFLOP, served {ours:.0f}: "
+            f"{ref / ours:.2f}x at equal rates"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     args = parser.parse_args()
+    timed = {"reference_fp32": reference(args.export_dir, args.repeats)}
+    for precision in machine.runnable_precisions(args.precisions):
+        timed[f"served_{precision}"] = ours(args.export_dir, precision, args.repeats)
     report = {
         "machine": machine.summary(),
-        "reference_fp32": reference(args.export_dir, args.repeats),
+        "seconds": timed,
+        "gflop": gflop(args.export_dir),
+        "gemm_fp32_gflop_per_s": compute.gemm_flops_per_s() / 1e9,
     }
-    for precision in machine.runnable_precisions(args.precisions):
-        report[f"served_{precision}"] = ours(args.export_dir, precision, args.repeats)
     host = report["machine"]
     print(f"{host['cpu']}, {host['cores']} cores; seconds, medians of {args.repeats}")
-    steps = sorted(
-        {step for figures in report.values() if "encoder" in figures for step in figures}
-    )
-    for step in steps:
+    for step in sorted({step for figures in timed.values() for step in figures}):
         row = "  ".join(
-            f"{name} {figures[step]:.3f}"
-            for name, figures in report.items()
-            if name != "machine" and step in figures
+            f"{name} {figures[step]:.3f}" for name, figures in timed.items() if step in figures
         )
         print(f"{step:>28s}: {row}")
+    print_rates(report)
     out = args.export_dir / "tracker_steps.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"figures written to {out}")
