@@ -72,26 +72,34 @@ def ours(export_dir: Path, precision: str, repeats: int) -> dict[str, float]:
     return figures
 
 
+def reference_steps(model: object) -> dict[str, Callable[[], object]]:
+    """sam2's encoder and memory attention (one object, full memory) on random inputs, as
+    calls: what is timed, and what the FLOPs are counted on."""
+    import torch
+
+    tokens = MEMORIES * 4096 + POINTERS * 4  # a pointer is 4 tokens of 64 channels
+    image = torch.randn(1, 3, 1024, 1024)
+    curr, pos = torch.randn(4096, 1, 256), torch.randn(4096, 1, 256)
+    memory, memory_pos = torch.randn(tokens, 1, 64), torch.randn(tokens, 1, 64)
+
+    def attend() -> object:
+        return model.memory_attention(
+            curr=[curr], curr_pos=[pos], memory=memory, memory_pos=memory_pos,
+            num_obj_ptr_tokens=POINTERS * 4,
+        )  # fmt: skip
+
+    return {
+        "encoder": lambda: model.forward_image(image),
+        "memory_attention_1_objects": attend,
+    }
+
+
 def reference(export_dir: Path, repeats: int) -> dict[str, float]:
     import torch
 
-    model = _load_reference(export_dir)
-    tokens = MEMORIES * 4096 + POINTERS * 4  # a pointer is 4 tokens of 64 channels
+    steps = reference_steps(_load_reference(export_dir))
     with torch.inference_mode():
-        image = torch.randn(1, 3, 1024, 1024)
-        curr, pos = torch.randn(4096, 1, 256), torch.randn(4096, 1, 256)
-        memory, memory_pos = torch.randn(tokens, 1, 64), torch.randn(tokens, 1, 64)
-
-        def attend() -> object:
-            return model.memory_attention(
-                curr=[curr], curr_pos=[pos], memory=memory, memory_pos=memory_pos,
-                num_obj_ptr_tokens=POINTERS * 4,
-            )  # fmt: skip
-
-        return {
-            "encoder": median_seconds(lambda: model.forward_image(image), repeats),
-            "memory_attention_1_objects": median_seconds(attend, repeats),
-        }
+        return {name: median_seconds(run, repeats) for name, run in steps.items()}
 
 
 def _load_reference(export_dir: Path) -> object:
@@ -113,21 +121,11 @@ def gflop(export_dir: Path) -> dict[str, dict[str, float]]:
     from sam2_triton.export.tracker_graph import MemoryAttentionGraph
 
     model = _load_reference(export_dir)
-    tokens = MEMORIES * 4096 + POINTERS * 4
 
     def total(run: Callable[[], object]) -> float:
         return round(sum(compute.counted_flops(run).values()) / 1e9, 1)
 
-    encoder = total(lambda: model.forward_image(torch.zeros(1, 3, 1024, 1024)))
-    reference_attention = total(
-        lambda: model.memory_attention(
-            curr=[torch.zeros(4096, 1, 256)],
-            curr_pos=[torch.zeros(4096, 1, 256)],
-            memory=torch.zeros(tokens, 1, 64),
-            memory_pos=torch.zeros(tokens, 1, 64),
-            num_obj_ptr_tokens=POINTERS * 4,
-        )
-    )
+    theirs = {name: total(run) for name, run in reference_steps(model).items()}
     graph = MemoryAttentionGraph(model).eval()
     ours_attention = total(
         lambda: graph(
@@ -139,9 +137,9 @@ def gflop(export_dir: Path) -> dict[str, dict[str, float]]:
         )
     )
     return {
-        "reference": {"encoder": encoder, "memory_attention_1_objects": reference_attention},
+        "reference": theirs,
         "served": {
-            "encoder": encoder,
+            "encoder": theirs["encoder"],
             "memory_attention_1_objects": ours_attention,
             "memory_attention_3_objects": 3 * ours_attention,
         },
