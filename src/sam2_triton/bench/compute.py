@@ -7,9 +7,8 @@ the CPU's fused attention kernel (``_scaled_dot_product_flash_attention_for_cpu`
 case), so ``counted_flops`` gives it the one the counter has for the GPU kernels: without it,
 SAM 2's attention was left out (85 of the tiny encoder's 292 GFLOP). The ceiling is a large
 float32 matrix product through numpy's BLAS on all cores, the best this CPU does on dense fp32
-math. A bf16 encoder (OpenVINO, AMX) is held
-against its own ceiling: the same product in bf16 through OpenVINO, since AMX's bf16 rate is
-several times its fp32 rate.
+math. A bf16 encoder (OpenVINO, AMX) is held against its own ceiling: the same product in bf16
+through OpenVINO, since AMX's bf16 rate is several times its fp32 rate.
 """
 
 from __future__ import annotations
