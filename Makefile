@@ -19,7 +19,7 @@ install: $(STAMP)
 
 # torch 2.14.1 + torchvision 0.29.1: the pair that imports together on these machines (see
 # docs/setup.md). sam2==1.1.0 is installed without its (CUDA-building) dependencies.
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml setup.py requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	@# the export code moved to export/: bytecode left in its old folder would shadow it
 	@if [ -d src/sam2_triton/export ] && [ -z "$$(find src/sam2_triton/export -name '*.py')" ]; then \

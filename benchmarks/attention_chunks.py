@@ -26,9 +26,9 @@ from sam2_triton import contract
 from sam2_triton.bench import machine
 from sam2_triton.bench.timing import timed
 from sam2_triton.export.tracker_export import _export, example_memory_attention_inputs
-from sam2_triton.onnx_session import create_session
-from sam2_triton.tracker_runtime import MEMORY_ATTENTION_OPENVINO
-from sam2_triton.variants import get_variant
+from sam2_triton.runtime.runners import create_session
+from sam2_triton.video.runtime import MEMORY_ATTENTION_OPENVINO
+from sam2_triton.weights.variants import get_variant
 
 
 def _feeds() -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from sam2_triton import contract as c
 from sam2_triton.bench import machine
 from sam2_triton.bench.machine import tree_memory_bytes
 from sam2_triton.bench.server import bench_server
-from sam2_triton.repository import ServingOptions
+from sam2_triton.repository.options import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -132,7 +132,7 @@ def _reference(export_dir: Path, points_per_side: int):
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam2.build_sam import build_sam2
 
-    from sam2_triton.variants import get_variant
+    from sam2_triton.weights.variants import get_variant
 
     meta = json.loads((export_dir / "export.json").read_text())
     checkpoint = meta.get("saved_checkpoint") or meta.get("checkpoint")

@@ -20,7 +20,7 @@ import numpy as np
 
 from sam2_triton.bench import machine
 from sam2_triton.bench.server import bench_server
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"

@@ -28,7 +28,7 @@ from PIL import Image
 
 from sam2_triton.bench import machine
 from sam2_triton.bench.server import bench_server
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -51,7 +51,7 @@ def big_photo() -> bytes:
 
 def post_processing_ms(rounds: int = 5) -> dict[str, float]:
     """Median ms of one mask's RLE at 4000 x 3000 from three kinds of low-res logits."""
-    from sam2_triton.mask_upsampling import AxisWeights, mask_rle
+    from sam2_triton.image.upsampling import AxisWeights, mask_rle
 
     grid = np.hypot(*np.mgrid[-128:128, -128:128]).astype(np.float32)
     coarse = np.random.default_rng(1).standard_normal((16, 16)).astype(np.float32)

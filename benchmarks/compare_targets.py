@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sam2_triton.compare import compare_servers, summarize
+from sam2_triton.bench.compare import compare_servers, summarize
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle_left")
 

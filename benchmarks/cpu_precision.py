@@ -16,10 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton import processing
 from sam2_triton.bench import machine
 from sam2_triton.bench.run import interleaved
-from sam2_triton.onnx_session import create_session
+from sam2_triton.image.masks import postprocess_masks
+from sam2_triton.image.transforms import (
+    decode_image,
+    prepare_mask_input,
+    prepare_prompts,
+    preprocess_image,
+)
+from sam2_triton.runtime.runners import create_session
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -33,8 +39,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    rgb = processing.decode_image(IMAGE.read_bytes())
-    image = {"image": processing.preprocess_image(rgb)}
+    rgb = decode_image(IMAGE.read_bytes())
+    image = {"image": preprocess_image(rgb)}
     encoders = {
         p: create_session(args.export_dir / c.ENCODER_FILE, precision=p) for p in PRECISIONS
     }
@@ -49,10 +55,10 @@ def main() -> None:
     }
 
     def prompts(points: list[list[float]], precision: str) -> dict[str, np.ndarray]:
-        prepared = processing.prepare_prompts(
+        prepared = prepare_prompts(
             np.array(points, np.float32), np.ones(len(points), np.int32), None, rgb.shape[:2]
         )
-        mask_input, has_mask_input = processing.prepare_mask_input(None)
+        mask_input, has_mask_input = prepare_mask_input(None)
         return {
             **features[precision],
             "point_coords": prepared.coords,
@@ -86,9 +92,7 @@ def main() -> None:
         results = {}
         for p in PRECISIONS:
             low_res, iou = decoders[p].run(decoder_names, prompts(points, p))
-            results[p] = processing.postprocess_masks(
-                low_res[0], iou[0], rgb.shape[:2], multimask_output=True
-            )
+            results[p] = postprocess_masks(low_res[0], iou[0], rgb.shape[:2], multimask_output=True)
         agreement += [
             float(np.mean(a == b))
             for a, b in zip(results["fp32"].masks, results["bf16"].masks, strict=True)

@@ -31,8 +31,8 @@ from sam2_triton import contract as c
 from sam2_triton.bench.compute import gemm_flops_per_s
 from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.export import build_sam2_model, export_onnx
-from sam2_triton.onnx_session import create_session
-from sam2_triton.prompt_batch import decoder_feeds, sam_layout
+from sam2_triton.image.decoder_feeds import decoder_feeds, sam_layout
+from sam2_triton.runtime.runners import create_session
 
 
 class Sam2Modules(nn.Module):
@@ -102,7 +102,7 @@ def main() -> None:
     counts = [int(v) for v in args.prompts.split(",")]
 
     from sam2_triton.bench.compute import decoder_flops
-    from sam2_triton.variants import get_variant
+    from sam2_triton.weights.variants import get_variant
 
     work = Path(tempfile.mkdtemp(prefix="decoder_graphs_"))
     sam = build_sam2_model("tiny", random_weights=True, seed=0, save_random_to=work / "w.pt")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # tests/fuzzing.py
 
 from sam2_triton.bench import machine  # noqa: E402
 from sam2_triton.bench.server import bench_server  # noqa: E402
-from sam2_triton.watchdog import server_ready, stubs_of  # noqa: E402
+from sam2_triton.server.watchdog import server_ready, stubs_of  # noqa: E402
 from tests import fuzzing  # noqa: E402
 
 CHUNK = 500  # requests per Hypothesis run

@@ -38,14 +38,14 @@ from PIL import Image
 from sam2_triton import contract as c
 from sam2_triton.bench.machine import cpu_model, usable_cores
 from sam2_triton.bench.server import free_port
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from sam2_triton.cluster.dashboard import dashboard_queries
 from sam2_triton.cluster.replicas import Cluster
-from sam2_triton.plan import model_names
-from sam2_triton.repository import build_repository
-from sam2_triton.server import Ports, TritonServer
-from sam2_triton.serving_options import ServingOptions
-from sam2_triton.watchdog import Watchdog, stubs_of
+from sam2_triton.repository.build import build_repository
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import model_names
+from sam2_triton.server.embedded import Ports, TritonServer
+from sam2_triton.server.watchdog import Watchdog, stubs_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "deploy" / "observability"

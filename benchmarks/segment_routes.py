@@ -25,9 +25,9 @@ from sam2_triton.bench import flows
 from sam2_triton.bench.load import run_load
 from sam2_triton.bench.machine import cpu_model, tree_memory_bytes, usable_cores
 from sam2_triton.bench.server import bench_server
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from sam2_triton.contract import CPU_PRECISIONS
-from sam2_triton.repository import ServingOptions
+from sam2_triton.repository.options import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_triton import processing
 from sam2_triton.bench import machine
 from sam2_triton.bench.machine import usable_cores
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
-from sam2_triton.client import SegmentClient
-from sam2_triton.onnx_session import create_session
-from sam2_triton.repository import DECODER_FILE, ENCODER_FILE
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.masks import postprocess_masks
+from sam2_triton.image.transforms import decode_image, prepare_prompts, preprocess_image
+from sam2_triton.repository.build import DECODER_FILE, ENCODER_FILE
+from sam2_triton.runtime.runners import create_session
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -39,9 +40,9 @@ def main() -> None:
     args = parser.parse_args()
 
     export = json.loads((args.export_dir / "export.json").read_text())
-    rgb = processing.decode_image(IMAGE.read_bytes())
-    image = processing.preprocess_image(rgb)
-    prompts = processing.prepare_prompts(*POINT, None, rgb.shape[:2])
+    rgb = decode_image(IMAGE.read_bytes())
+    image = preprocess_image(rgb)
+    prompts = prepare_prompts(*POINT, None, rgb.shape[:2])
     results: dict[str, object] = {
         "machine": machine.summary(),
         "export": {k: export.get(k) for k in ("variant", "exporter", "opset", "export_seconds")},
@@ -64,14 +65,14 @@ def main() -> None:
         "mask_input": np.zeros((1, 1, 256, 256), np.float32),
         "has_mask_input": np.zeros((1, 1), np.float32),
     }
-    results["preprocess_ms"] = timed(lambda: processing.preprocess_image(rgb), args.runs)
+    results["preprocess_ms"] = timed(lambda: preprocess_image(rgb), args.runs)
     results["onnx_encoder_ms"] = timed(lambda: encoder.run(None, {"image": image}), args.runs)
     results["onnx_decoder_ms"] = timed(
         lambda: decoder.run(None, decoder_inputs), args.decoder_runs, warmup=3
     )
     low, iou = decoder.run(None, decoder_inputs)
     results["postprocess_ms"] = timed(
-        lambda: processing.postprocess_masks(low[0], iou[0], rgb.shape[:2], True),
+        lambda: postprocess_masks(low[0], iou[0], rgb.shape[:2], True),
         args.decoder_runs,
     )
 
@@ -119,7 +120,7 @@ def _pytorch_reference(checkpoint: Path, export: dict, rgb: np.ndarray, args) ->
     from sam2.build_sam import build_sam2
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from sam2_triton.variants import get_variant
+    from sam2_triton.weights.variants import get_variant
 
     torch.set_num_threads(usable_cores())
     model = build_sam2(get_variant(export["variant"]).config, str(checkpoint), device="cpu")

@@ -26,8 +26,8 @@ import numpy as np
 
 from sam2_triton.bench import compute, machine
 from sam2_triton.bench.timing import timed
-from sam2_triton.tracker_runtime import OnnxTrackerModels
-from sam2_triton.variants import get_variant
+from sam2_triton.video.runtime import OnnxTrackerModels
+from sam2_triton.weights.variants import get_variant
 
 MEMORIES, POINTERS = 7, 16
 

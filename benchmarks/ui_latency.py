@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # tests/ui_browser.py
 
 from sam2_triton.bench import machine  # noqa: E402
 from sam2_triton.bench.server import bench_server  # noqa: E402
-from sam2_triton.client import SegmentClient  # noqa: E402
+from sam2_triton.clients.image import SegmentClient  # noqa: E402
 from tests.ui_browser import App, chromium, gateway  # noqa: E402
 
 SAMPLE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"

@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))  # tests/video_helpers.py
 from sam2_triton import SAM2RemoteVideoPredictor  # noqa: E402
 from sam2_triton.bench import machine  # noqa: E402
 from sam2_triton.bench.server import bench_server  # noqa: E402
-from sam2_triton.repository import ServingOptions  # noqa: E402
-from sam2_triton.variants import get_variant  # noqa: E402
+from sam2_triton.repository.options import ServingOptions  # noqa: E402
+from sam2_triton.weights.variants import get_variant  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 CLICKS = [(130.0, 200.0), (470.0, 120.0), (320.0, 400.0)]  # on the three shapes of frame 0

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sam2_triton.checkpoints import load_state_dict, sha256_file
-from sam2_triton.variants import get_variant
+from sam2_triton.weights.checkpoints import load_state_dict, sha256_file
+from sam2_triton.weights.variants import get_variant
 
 #: Attribute set on built models so that ``export_onnx`` can record where the weights came from.
 PROVENANCE_ATTR = "sam2_triton_provenance"

@@ -24,7 +24,7 @@ from torch import nn
 from sam2_triton import contract
 from sam2_triton.export.model_builder import PROVENANCE_ATTR
 from sam2_triton.export.wrappers import ImageEncoder, PromptMaskDecoder, attention_in_query_chunks
-from sam2_triton.onnx_session import create_session
+from sam2_triton.runtime.runners import create_session
 
 ENCODER_FILE = contract.ENCODER_FILE
 DECODER_FILE = contract.DECODER_FILE

@@ -30,7 +30,7 @@ from sam2_triton.export.tracker_graph import (
     MemoryEncoderGraph,
     TrackingDecoder,
 )
-from sam2_triton.onnx_session import create_session
+from sam2_triton.runtime.runners import create_session
 
 TRACKING_DECODER_OUTPUTS = [t.name for t in contract.TRACKING_DECODER_OUTPUTS]
 OPSET = 18

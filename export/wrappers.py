@@ -4,7 +4,7 @@ The split reproduces ``SAM2ImagePredictor`` exactly: the encoder is what ``set_i
 once per image (``_features``, in the decoder's row layout), the decoder is what ``_predict``
 runs for a batch of prompt sets on one image. Everything that depends on the caller's choices
 (single vs multimask, resizing back to the image) stays out of the graphs and is done in numpy
-by ``sam2_triton.processing``.
+by ``sam2_triton.image.transforms``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from locust.stats import CSV_STATS_INTERVAL_SEC  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 from workload import ClickState, next_click, photos  # noqa: E402
 
-from sam2_triton.client import SegmentClient, SegmentResponse  # noqa: E402
+from sam2_triton.clients.image import SegmentClient, SegmentResponse  # noqa: E402
 
 DEFAULT_GRPC_HOST = "127.0.0.1:8001"
 DEFAULT_REQUEST_TIMEOUT_S = 120.0

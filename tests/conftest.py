@@ -33,7 +33,7 @@ def _export_key() -> str:
     from sam2_triton import contract as c
 
     digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "export").glob("*.py"), SRC / "variants.py"]):
+    for path in sorted([*(ROOT / "export").glob("*.py"), SRC / "weights" / "variants.py"]):
         digest.update(path.read_bytes())
     onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
     digest.update(repr(onnx_contract).encode())
@@ -43,7 +43,7 @@ def _export_key() -> str:
 @pytest.fixture(scope="session")
 def tiny_export() -> TinyExport:
     """SAM 2.1 tiny with random weights (seed 0), its checkpoint and its ONNX files."""
-    from sam2_triton.variants import get_variant
+    from sam2_triton.weights.variants import get_variant
 
     variant = get_variant("tiny")
     cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{_export_key()}"
@@ -151,7 +151,7 @@ def model_runs(server, model: str) -> int:
 
 def running_server(export_dir: Path, tmp_path_factory: pytest.TempPathFactory, options) -> Iterator:
     """A real embedded tritonserver for ``export_dir`` with ServingOptions ``options``."""
-    from sam2_triton.repository import build_repository
+    from sam2_triton.repository.build import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")
     build_repository(export_dir, repo, options)
@@ -166,7 +166,7 @@ def serve_repository(
 ) -> Iterator:
     """A real tritonserver on free loopback ports serving ``repo`` (its log printed if it fails
     to start); ``python``: the StubPython its Python models run on (default: this one)."""
-    from sam2_triton.server import Ports, TritonServer
+    from sam2_triton.server.embedded import Ports, TritonServer
 
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
     server = TritonServer(
@@ -188,7 +188,7 @@ def serve_repository(
 @pytest.fixture(scope="session")
 def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A real embedded tritonserver serving the tiny export on free loopback ports."""
-    from sam2_triton.repository import ServingOptions
+    from sam2_triton.repository.options import ServingOptions
 
     options = ServingOptions(session_cache_bytes=TEST_CACHE_IMAGES * EMBEDDING_BYTES)
     yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
@@ -198,7 +198,7 @@ def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) ->
 def routed_triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A server routed as the GPU target is: sam2_segment is the ensemble of four models and
     sam2_session calls sam2_mask_decoder through BLS (the embedded default runs both in-process)."""
-    from sam2_triton.repository import ServingOptions
+    from sam2_triton.repository.options import ServingOptions
 
     options = ServingOptions(
         segment_in_process=False, decoder_in_process=False, session_instances=1

@@ -8,9 +8,9 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
-from sam2_triton.gpu_config import GpuOptions
-from sam2_triton.repository import build_repository
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.repository.build import build_repository
+from sam2_triton.repository.model_plan import GpuOptions
+from sam2_triton.repository.options import ServingOptions
 from tests.conftest import load_configs
 
 TRACKER_MODELS = (c.TRACKING_DECODER, c.MEMORY_ATTENTION, c.MEMORY_ENCODER)

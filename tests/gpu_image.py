@@ -22,7 +22,7 @@ GPU_REQUIREMENTS = ROOT / "docker" / "requirements-gpu.txt"
 #: The newest onnxruntime with Python 3.10 wheels; it runs the stand-ins only.
 STANDIN_ONNXRUNTIME = "onnxruntime==1.23.2"
 #: What Dockerfile.gpu copies before installing the package.
-PACKAGE_FILES = ("pyproject.toml", "README.md", "src", "export")
+PACKAGE_FILES = ("pyproject.toml", "setup.py", "README.md", "src", "export")
 INSTALL_HINT = (
     "the GPU-runtime tests need Python 3.10 with its shared library (the NGC image's Python): "
     "e.g. `PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install 3.10.13`, or Debian's "

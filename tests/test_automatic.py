@@ -9,8 +9,8 @@ import torch
 from sam2.utils import amg as ref
 from torchvision.ops import nms as torch_nms
 
-from sam2_triton import automatic as A
-from sam2_triton import boxes as B
+from sam2_triton.image import automatic as A
+from sam2_triton.image import boxes as B
 from tests.helpers import PARAMS, match_annotations
 
 
@@ -98,7 +98,7 @@ def test_out_of_range_parameters_name_themselves():
 @pytest.fixture(scope="module")
 def onnx_networks(tiny_export):
     from sam2_triton import contract as c
-    from sam2_triton.onnx_session import create_session
+    from sam2_triton.runtime.runners import create_session
 
     encoder = create_session(tiny_export.export_dir / c.ENCODER_FILE)
     decoder = create_session(tiny_export.export_dir / c.DECODER_FILE)
@@ -137,7 +137,7 @@ def test_generator_matches_sam2_automatic_mask_generator(reference_predictor, on
 
 
 def test_a_cancelled_request_stops_within_one_batch_of_points():
-    from sam2_triton.processing import RequestCancelled
+    from sam2_triton.errors import RequestCancelled
 
     decoded: list[int] = []
     checks = iter([False, True])

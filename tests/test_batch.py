@@ -18,7 +18,7 @@ from sam2_triton.batch.prompts import PromptsError, load_prompts, parse_prompts
 from sam2_triton.batch.report import MAX_SEGMENTS, render_overlay, top_segments
 from sam2_triton.batch.store import OutputLockedError, ResultStore, atomic_write
 from sam2_triton.cli import main
-from sam2_triton.mask_formats import mask_to_rle
+from sam2_triton.image.encodings import mask_to_rle
 from tests.conftest import ROOT, free_port
 
 

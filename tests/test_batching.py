@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sam2_triton.batching import run_grouped
+from sam2_triton.runtime.grouping import run_grouped
 
 
 def test_requests_with_equal_shapes_share_one_run_and_keep_their_order():

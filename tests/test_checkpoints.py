@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from sam2_triton.checkpoints import (
+from sam2_triton.weights.checkpoints import (
     URL_BASE_ENV,
     CheckpointChecksumError,
     CheckpointDownloadError,
     download_checkpoint,
     load_state_dict,
 )
-from sam2_triton.variants import get_variant
+from sam2_triton.weights.variants import get_variant
 
 PAYLOAD = random.Random(0).randbytes(3 * 1024 * 1024 + 123)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from sam2_triton import contract as c
-from sam2_triton.plan import Runtime, repository_plan
-from sam2_triton.repository import MARKER, render_files, stale_files
+from sam2_triton.repository.build import MARKER, render_files, stale_files
+from sam2_triton.repository.model_plan import Runtime
+from sam2_triton.repository.plan import repository_plan
 from tests.conftest import ROOT, load_configs
 
 COMMITTED = ROOT / "model_repository"
@@ -78,7 +79,7 @@ def test_rendering_needs_neither_torch_nor_an_export(tmp_path):
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
         "from pathlib import Path\n"
-        "from sam2_triton.repository import write_repository\n"
+        "from sam2_triton.repository.build import write_repository\n"
         "write_repository(Path(sys.argv[1]), 'gpu')\n"
     )
     out = tmp_path / "rendered"

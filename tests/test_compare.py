@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2_triton.compare import Prompt, compare_servers, default_prompts, drift, summarize
-from sam2_triton.processing import MaskResult
+from sam2_triton.bench.compare import Prompt, compare_servers, default_prompts, drift, summarize
+from sam2_triton.image.masks import MaskResult
 
 IMAGE = Path(__file__).resolve().parents[1] / "src" / "sam2_triton" / "assets" / "coffee.jpg"
 

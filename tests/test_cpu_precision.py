@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 
 from sam2_triton import contract as c
-from sam2_triton import processing
-from sam2_triton.client import SegmentClient
-from sam2_triton.onnx_session import (
-    PrecisionUnavailableError,
-    create_session,
-    require_precision,
-)
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.masks import MaskResult
+from sam2_triton.runtime.runners import PrecisionUnavailableError, create_session, require_precision
 from tests.conftest import running_server
 from tests.helpers import CASES, image_bytes
 
@@ -69,13 +65,13 @@ def test_bf16_decoder_tracks_onnxruntime_fp32(tiny_export):
 @pytest.fixture(scope="module")
 def bf16_triton(tiny_export, tmp_path_factory):
     _bf16_or_skip()
-    from sam2_triton.repository import ServingOptions
+    from sam2_triton.repository.options import ServingOptions
 
     options = ServingOptions(cpu_precision="bf16", session_instances=1)
     yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
 
 
-def _agree(got: processing.MaskResult, want_masks, want_scores) -> None:
+def _agree(got: MaskResult, want_masks, want_scores) -> None:
     assert got.masks.shape == want_masks.shape
     for k in range(len(want_masks)):
         agreement = float(np.mean(got.masks[k] == want_masks[k].astype(np.uint8)))

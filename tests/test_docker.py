@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sam2_triton.gpu_config import GpuOptions
-from sam2_triton.repository import ServingOptions
+from sam2_triton.repository.model_plan import GpuOptions
+from sam2_triton.repository.options import ServingOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, as the embedded binary

@@ -17,8 +17,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from sam2_triton.mask_formats import rle_to_mask
-from sam2_triton.polygons import polygons_to_mask
+from sam2_triton.image.encodings import rle_to_mask
+from sam2_triton.image.polygons import polygons_to_mask
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e

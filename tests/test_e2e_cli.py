@@ -17,7 +17,7 @@ from PIL import Image
 
 from sam2_triton import contract as c
 from sam2_triton.cli import paths
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from tests.conftest import free_port, load_configs
 from tests.helpers import workdir_with_export
 
@@ -165,7 +165,7 @@ def test_download_offline_names_the_alternatives(tmp_path):
 
 
 def test_missing_stub_is_a_clear_error(tmp_path):
-    from sam2_triton.server import ServerError, _stub_path
+    from sam2_triton.server.embedded import ServerError, _stub_path
 
     (tmp_path / "python_backend_stubs" / "3.8").mkdir(parents=True)
     with pytest.raises(ServerError, match="no Python backend stub for Python 3.11.*available: 3.8"):

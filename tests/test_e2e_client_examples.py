@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_triton.client import SegmentClient, SegmentResponse
-from sam2_triton.mask_formats import png_to_mask, rle_to_mask
+from sam2_triton.clients.image import SegmentClient, SegmentResponse
+from sam2_triton.image.encodings import png_to_mask, rle_to_mask
 from tests.helpers import require_tool
 
 pytestmark = pytest.mark.e2e

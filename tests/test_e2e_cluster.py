@@ -25,9 +25,9 @@ import tritonclient.grpc as grpcclient
 
 from sam2_triton import contract as c
 from sam2_triton import metrics as m
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from sam2_triton.cluster.replicas import replica_ports
-from sam2_triton.server import Ports
+from sam2_triton.server.embedded import Ports
 from tests.conftest import ROOT, free_port
 from tests.helpers import Scrape, require_tool, unique_png, wait_for_log, workdir_with_export
 from tests.locust_run import EXPECTED, run_locust

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from tests.bad_requests import (
     BAD,
     SESSION_ONLY,

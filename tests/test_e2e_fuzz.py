@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sam2_triton.watchdog import server_ready, stubs_of
+from sam2_triton.server.watchdog import server_ready, stubs_of
 from tests import fuzzing
 
 pytestmark = pytest.mark.e2e

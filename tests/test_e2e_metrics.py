@@ -10,9 +10,9 @@ from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
 from sam2_triton import metrics as m
-from sam2_triton.client import SegmentClient
-from sam2_triton.plan import model_names
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import model_names
 from tests.helpers import Scrape, unique_png
 
 POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}

@@ -12,9 +12,9 @@ import skimage.data
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
-from sam2_triton.mask_formats import rle_to_mask
-from sam2_triton.polygons import polygons_to_mask
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.encodings import rle_to_mask
+from sam2_triton.image.polygons import polygons_to_mask
 from tests.helpers import PARAMS, image_bytes
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from tests.conftest import model_runs
 from tests.helpers import assert_same_as_batched_predict, image_bytes
 

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from pycocotools import mask as mask_utils
 
-from sam2_triton.remote_automatic import SAM2RemoteAutomaticMaskGenerator
+from sam2_triton.clients.automatic_mask_generator import SAM2RemoteAutomaticMaskGenerator
 from tests.helpers import PARAMS, match_annotations
 
 pytestmark = pytest.mark.e2e

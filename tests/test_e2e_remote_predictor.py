@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.remote_predictor import SAM2RemotePredictor
+from sam2_triton.clients import image_predictor
+from sam2_triton.clients.image_predictor import SAM2RemotePredictor
 from tests.conftest import TEST_CACHE_IMAGES, model_runs
 from tests.helpers import image_bytes, unique_png
 
@@ -126,12 +127,11 @@ def test_batched_prompts_are_one_request_per_max_sets(triton):
 
 
 def test_raw_masks_are_split_into_requests_the_server_accepts(triton, monkeypatch):
-    from sam2_triton import remote_predictor
 
     rgb = _rgb("coffee.jpg")
     boxes = np.array([[100, 80, 400, 300], [50, 50, 200, 200], [300, 100, 580, 390]], np.float32)
     # a cap of two sets' masks per response, as 64 sets of a 12 MP photo would pass the real one
-    monkeypatch.setattr(remote_predictor, "MAX_RAW_MASK_BYTES", 2 * 3 * 400 * 600)
+    monkeypatch.setattr(image_predictor, "MAX_RAW_MASK_BYTES", 2 * 3 * 400 * 600)
     with _remote(triton, "grpc", output_format="raw") as remote:
         remote.set_image(rgb)
         before = model_runs(triton, c.SESSION)
@@ -257,4 +257,4 @@ def test_package_import_stays_light():
         "from sam2_triton import SAM2RemotePredictor; print(SAM2RemotePredictor.__module__)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == "sam2_triton.remote_predictor"
+    assert run.stdout.strip() == "sam2_triton.clients.image_predictor"

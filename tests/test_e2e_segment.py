@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from tests.conftest import model_runs
 from tests.helpers import CASES, image_bytes
 

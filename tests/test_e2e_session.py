@@ -15,7 +15,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
 from tests.conftest import EMBEDDING_BYTES, TEST_CACHE_IMAGES, model_runs
 from tests.helpers import CASES, image_bytes, unique_png
 

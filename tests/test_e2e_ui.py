@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam2_triton.client import SegmentClient
-from sam2_triton.mask_formats import rle_to_mask
-from sam2_triton.processing import decode_image
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.encodings import rle_to_mask
+from sam2_triton.image.transforms import decode_image
 from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port
 from tests.helpers import ASSETS, PARAMS, unique_png
 from tests.ui_browser import VIEWPORT, App, chromium, gateway

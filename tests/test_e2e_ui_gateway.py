@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from sam2_triton.client import SegmentClient
-from sam2_triton.mask_formats import rle_to_mask
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.encodings import rle_to_mask
 from tests.helpers import ASSETS, PARAMS
 from tests.ui_browser import gateway
 

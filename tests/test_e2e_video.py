@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sam2_triton import SAM2RemoteVideoPredictor
-from sam2_triton.video_client import VideoClient
+from sam2_triton.clients.video import VideoClient
 from tests.conftest import running_server
 from tests.helpers import Scrape
 from tests.video_helpers import agreement, reference_video_predictor, synthetic_video
@@ -86,7 +86,7 @@ def theirs(tiny_export, video) -> list:
 
 @pytest.fixture(scope="module")
 def server(tracker_export, tmp_path_factory):
-    from sam2_triton.repository import ServingOptions
+    from sam2_triton.repository.options import ServingOptions
 
     yield from running_server(tracker_export, tmp_path_factory, ServingOptions(video=True))
 
@@ -215,7 +215,7 @@ def test_track_writes_every_frames_masks_and_an_overlay_video(server, video, tmp
     import av
 
     from sam2_triton.cli import main
-    from sam2_triton.mask_formats import png_to_mask, rle_to_mask
+    from sam2_triton.image.encodings import png_to_mask, rle_to_mask
 
     path = _mp4(video, 6, tmp_path / "clip.mp4")
     out = tmp_path / "tracked"

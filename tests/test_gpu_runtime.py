@@ -25,12 +25,21 @@ from google.protobuf import json_format
 from PIL import Image
 
 from sam2_triton import contract as c
-from sam2_triton.client import SegmentClient, is_not_found
-from sam2_triton.plan import Runtime, repository_plan
-from sam2_triton.repository import model_config, render
-from sam2_triton.server import Ports, StubPython, TritonServer, prepare_runtime, server_environment
-from sam2_triton.serving_options import ServingOptions
-from sam2_triton.watchdog import server_ready, stubs_of
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.clients.tritonclient_io import is_not_found
+from sam2_triton.repository.build import model_config
+from sam2_triton.repository.model_plan import Runtime
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import repository_plan
+from sam2_triton.repository.python_configs import render
+from sam2_triton.server.embedded import (
+    Ports,
+    StubPython,
+    TritonServer,
+    prepare_runtime,
+    server_environment,
+)
+from sam2_triton.server.watchdog import server_ready, stubs_of
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
 from tests.conftest import (
     ROOT,
@@ -321,8 +330,8 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracke
 @pytest.fixture(scope="module")
 def tracked_in_process(tracker_export, tmp_path_factory) -> tuple[Path, list]:
     """A 4-frame video and the in-process session's propagation of two objects in it."""
-    from sam2_triton.tracker_runtime import OnnxTrackerModels
-    from sam2_triton.video_session import VideoSession
+    from sam2_triton.video.runtime import OnnxTrackerModels
+    from sam2_triton.video.session import VideoSession
     from tests.video_helpers import synthetic_video
 
     folder = tmp_path_factory.mktemp("gpu-video")
@@ -368,8 +377,8 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_expo
     from concurrent.futures import ThreadPoolExecutor
 
     from sam2_triton import SAM2RemoteVideoPredictor
-    from sam2_triton.tracker_runtime import OnnxTrackerModels
-    from sam2_triton.video_session import VideoSession
+    from sam2_triton.video.runtime import OnnxTrackerModels
+    from sam2_triton.video.session import VideoSession
     from tests.video_helpers import agreement, synthetic_video
 
     clicks = {"first": [[35.0, 55.0]], "second": [[100.0, 20.0]]}

@@ -12,15 +12,16 @@ from tritonclient.grpc import model_config_pb2 as mc
 from sam2_triton import cli
 from sam2_triton import contract as c
 from sam2_triton.cli import paths
-from sam2_triton.gpu_config import BOX_POINTS, GpuOptions, preferred_batch_sizes
-from sam2_triton.plan import model_names
-from sam2_triton.repository import (
+from sam2_triton.repository.build import (
     DECODER_FILE,
     ENCODER_FILE,
     RepositoryError,
-    ServingOptions,
     build_repository,
 )
+from sam2_triton.repository.gpu_configs import preferred_batch_sizes
+from sam2_triton.repository.model_plan import BOX_POINTS, GpuOptions
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import model_names
 from tests.conftest import load_configs
 from tests.gpu_configs import build, parse_profile, trt_parameters
 

@@ -9,8 +9,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 from sam2_triton import cli
 from sam2_triton import contract as c
 from sam2_triton.cli import paths
-from sam2_triton.gpu_config import GpuOptions
-from sam2_triton.repository import DECODER_FILE, ENCODER_FILE, RepositoryError, build_repository
+from sam2_triton.repository.build import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    RepositoryError,
+    build_repository,
+)
+from sam2_triton.repository.model_plan import GpuOptions
 from tests.conftest import load_configs
 from tests.gpu_configs import TRACKER_MODELS, build, parse_profile, trt_parameters
 

@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from sam2_triton import contract
-from sam2_triton.affinity import IMAGE_ID_HEADER, NGINX_HEADER_VARIABLE
-from sam2_triton.plan import GpuOptions
-from sam2_triton.server import Ports
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.clients.affinity import IMAGE_ID_HEADER, NGINX_HEADER_VARIABLE
+from sam2_triton.repository.model_plan import GpuOptions
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.server.embedded import Ports
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"

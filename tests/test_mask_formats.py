@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_triton.mask_formats import (
+from sam2_triton.image.encodings import (
     cutout_png,
     decode_masks,
     encode_masks,
     mask_to_rle,
     response_outputs,
 )
-from sam2_triton.processing import DecodedMasks, postprocess_masks
+from sam2_triton.image.masks import DecodedMasks, postprocess_masks
 
 
 def _masks(k: int = 3, height: int = 37, width: int = 53) -> np.ndarray:

@@ -7,13 +7,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from sam2_triton.mask_upsampling import (
-    AxisWeights,
-    dense_masks,
-    mask_array,
-    mask_rle,
-    rle_counts,
-)
+from sam2_triton.image.upsampling import AxisWeights, dense_masks, mask_array, mask_rle, rle_counts
 
 SIZES = [(400, 600), (3000, 4000), (100, 150), (256, 256), (1, 1), (7, 300), (1000, 37)]
 

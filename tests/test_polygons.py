@@ -10,16 +10,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.polygons import (
+from sam2_triton.image.polygons import (
     DEFAULT_TOLERANCE,
     as_polygon_annotations,
     mask_to_polygons,
-    parse_segmentation_format,
-    parse_tolerance,
     polygon_record,
     polygons_to_mask,
     rle_to_polygons,
 )
+from sam2_triton.image.request import parse_segmentation_format, parse_tolerance
 
 H, W = 120, 160
 

@@ -11,7 +11,22 @@ from PIL import Image
 from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.utils.transforms import SAM2Transforms
 
-from sam2_triton import processing as P
+from sam2_triton import errors
+from sam2_triton.image.masks import (
+    STABILITY_DELTA,
+    STABILITY_THRESHOLD,
+    postprocess_masks,
+    select_masks,
+    upsample_logits,
+)
+from sam2_triton.image.request import parse_output_format
+from sam2_triton.image.transforms import (
+    decode_image,
+    prepare_mask_input,
+    prepare_prompts,
+    preprocess_image,
+    transform_coords,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -31,7 +46,7 @@ def transforms() -> SAM2Transforms:
 def test_preprocess_image_matches_sam2_transforms(transforms, shape):
     rgb = RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)
     expected = transforms(rgb).numpy()
-    ours = P.preprocess_image(rgb)
+    ours = preprocess_image(rgb)
     assert ours.shape == (1, 3, 1024, 1024) and ours.dtype == np.float32
     np.testing.assert_allclose(ours[0], expected, atol=1e-5)
 
@@ -40,7 +55,7 @@ def test_preprocess_image_matches_sam2_transforms(transforms, shape):
 def test_upsample_logits_matches_postprocess_masks(transforms, orig_hw):
     low = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(1)) * 4
     expected = transforms.postprocess_masks(low[None], orig_hw)[0].numpy()
-    ours = P.upsample_logits(low.numpy(), orig_hw)
+    ours = upsample_logits(low.numpy(), orig_hw)
     assert ours.shape == (3, *orig_hw)
     np.testing.assert_allclose(ours, expected, atol=2e-4)
     assert np.mean((ours > 0) == (expected > 0)) > 0.9999
@@ -48,12 +63,12 @@ def test_upsample_logits_matches_postprocess_masks(transforms, orig_hw):
 
 def test_transform_coords_matches_sam2(transforms):
     coords = np.array([[10.5, 20.0], [450.0, 299.0]], dtype=np.float32)
-    expected = transforms.transform_coords(torch.tensor(coords), normalize=True, orig_hw=(300, 451))
-    np.testing.assert_array_equal(P.transform_coords(coords, (300, 451)), expected.numpy())
+    expected = transform_coords(torch.tensor(coords), normalize=True, orig_hw=(300, 451))
+    np.testing.assert_array_equal(transform_coords(coords, (300, 451)), expected.numpy())
 
 
 def test_box_becomes_two_points_before_clicks():
-    prompts = P.prepare_prompts(
+    prompts = prepare_prompts(
         np.array([[5, 6]], np.float32),
         np.array([0], np.int32),
         np.array([1, 2, 30, 40]),
@@ -89,8 +104,8 @@ def test_box_becomes_two_points_before_clicks():
     ],
 )
 def test_bad_prompts_name_field_and_problem(coords, labels, box, field, words):
-    with pytest.raises(P.InvalidInputError) as info:
-        P.prepare_prompts(coords, labels, box, (100, 200))
+    with pytest.raises(errors.InvalidInputError) as info:
+        prepare_prompts(coords, labels, box, (100, 200))
     assert info.value.field == field
     assert words in str(info.value)
 
@@ -100,8 +115,8 @@ def test_select_masks_matches_dynamic_multimask_via_stability():
         transformer_dim=32,
         transformer=torch.nn.Identity(),
         dynamic_multimask_via_stability=True,
-        dynamic_multimask_stability_delta=P.STABILITY_DELTA,
-        dynamic_multimask_stability_thresh=P.STABILITY_THRESHOLD,
+        dynamic_multimask_stability_delta=STABILITY_DELTA,
+        dynamic_multimask_stability_thresh=STABILITY_THRESHOLD,
     )
     gen = torch.Generator().manual_seed(3)
     for scale in (0.05, 0.5, 20.0):  # mostly unstable ... mostly stable token 0
@@ -109,10 +124,10 @@ def test_select_masks_matches_dynamic_multimask_via_stability():
         logits[:, 0] += 3.0 if scale == 20.0 else 0.0
         iou = torch.rand(1, 4, generator=gen)
         ref_masks, ref_iou = decoder._dynamic_multimask_via_stability(logits, iou)
-        masks, scores = P.select_masks(logits[0].numpy(), iou[0].numpy(), multimask_output=False)
+        masks, scores = select_masks(logits[0].numpy(), iou[0].numpy(), multimask_output=False)
         np.testing.assert_array_equal(masks, ref_masks[0].numpy())
         np.testing.assert_array_equal(scores, ref_iou[0].numpy())
-    masks, scores = P.select_masks(logits[0].numpy(), iou[0].numpy(), multimask_output=True)
+    masks, scores = select_masks(logits[0].numpy(), iou[0].numpy(), multimask_output=True)
     np.testing.assert_array_equal(masks, logits[0, 1:].numpy())
 
 
@@ -120,7 +135,7 @@ def test_postprocess_masks_thresholds_and_clamps():
     low = np.zeros((4, 256, 256), np.float32)
     low[1, :128] = 50.0
     low[1, 128:] = -50.0
-    result = P.postprocess_masks(low, np.array([0.1, 0.9, 0.2, 0.3], np.float32), (40, 60), True)
+    result = postprocess_masks(low, np.array([0.1, 0.9, 0.2, 0.3], np.float32), (40, 60), True)
     assert result.masks.shape == (3, 40, 60) and result.masks.dtype == np.uint8
     assert result.masks[0, :19].all() and not result.masks[0, 21:].any()
     assert result.low_res_logits.max() == 32.0 and result.low_res_logits.min() == -32.0
@@ -129,20 +144,20 @@ def test_postprocess_masks_thresholds_and_clamps():
 
 def test_decode_image_modes_become_rgb():
     rgb = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(P.decode_image(_encode(rgb)), rgb)
-    grey = P.decode_image(_encode(rgb[:, :, 0]))
+    np.testing.assert_array_equal(decode_image(_encode(rgb)), rgb)
+    grey = decode_image(_encode(rgb[:, :, 0]))
     assert grey.shape == (20, 30, 3) and (grey[:, :, 0] == rgb[:, :, 0]).all()
     rgba = np.dstack([rgb, np.zeros((20, 30), np.uint8)])
-    assert (P.decode_image(_encode(rgba)) == 255).all()  # transparent -> white background
+    assert (decode_image(_encode(rgba)) == 255).all()  # transparent -> white background
     sixteen = Image.fromarray(np.arange(600, dtype=np.uint16).reshape(20, 30) * 100)
     buffer = io.BytesIO()
     sixteen.save(buffer, format="PNG")
-    decoded = P.decode_image(buffer.getvalue())
+    decoded = decode_image(buffer.getvalue())
     assert decoded.dtype == np.uint8 and decoded.max() > 200  # scaled, not clipped at 255
     cmyk = Image.fromarray(rgb).convert("CMYK")
     buffer = io.BytesIO()
     cmyk.save(buffer, format="JPEG")
-    assert P.decode_image(buffer.getvalue()).shape == (20, 30, 3)
+    assert decode_image(buffer.getvalue()).shape == (20, 30, 3)
 
 
 def test_decode_image_applies_exif_rotation():
@@ -152,7 +167,7 @@ def test_decode_image_applies_exif_rotation():
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", exif=exif)
-    assert P.decode_image(buffer.getvalue()).shape == (30, 20, 3)
+    assert decode_image(buffer.getvalue()).shape == (30, 20, 3)
 
 
 @pytest.mark.parametrize(
@@ -164,25 +179,25 @@ def test_decode_image_applies_exif_rotation():
     ],
 )
 def test_decode_image_rejects_bad_bytes(data, words):
-    with pytest.raises(P.InvalidInputError, match=words) as info:
-        P.decode_image(data)
+    with pytest.raises(errors.InvalidInputError, match=words) as info:
+        decode_image(data)
     assert info.value.field == "image"
 
 
 def test_decode_image_refuses_pixel_bombs_before_decoding():
     data = _encode(np.zeros((100, 100, 3), np.uint8))
-    with pytest.raises(P.InvalidInputError, match="exceeds the limit of 9999 pixels"):
-        P.decode_image(data, max_pixels=9999)
+    with pytest.raises(errors.InvalidInputError, match="exceeds the limit of 9999 pixels"):
+        decode_image(data, max_pixels=9999)
 
 
 # --- request options: mask_input, multimask_output, output_format ------------------------------
 
 
 def test_mask_input_becomes_the_decoder_mask_with_its_flag_set():
-    mask, flag = P.prepare_mask_input(None)
+    mask, flag = prepare_mask_input(None)
     assert mask.shape == (1, 1, 256, 256) and not mask.any() and flag.tolist() == [[0.0]]
     given = np.random.default_rng(0).normal(size=(1, 256, 256)).astype(np.float32)
-    mask, flag = P.prepare_mask_input(given)
+    mask, flag = prepare_mask_input(given)
     np.testing.assert_array_equal(mask[0], given)
     assert flag.tolist() == [[1.0]]
 
@@ -196,13 +211,13 @@ def test_mask_input_becomes_the_decoder_mask_with_its_flag_set():
     ],
 )
 def test_bad_mask_input_names_the_problem(value, words):
-    with pytest.raises(P.InvalidInputError, match="mask_input") as info:
-        P.prepare_mask_input(value)
+    with pytest.raises(errors.InvalidInputError, match="mask_input") as info:
+        prepare_mask_input(value)
     assert words in str(info.value)
 
 
 def test_output_format_defaults_to_raw_and_refuses_unknown_names():
-    assert P.parse_output_format(None) == "raw"
-    assert P.parse_output_format(np.array([b"rle"], dtype=object)) == "rle"
-    with pytest.raises(P.InvalidInputError, match="output_format: unknown format 'jpeg'"):
-        P.parse_output_format(np.array([b"jpeg"], dtype=object))
+    assert parse_output_format(None) == "raw"
+    assert parse_output_format(np.array([b"rle"], dtype=object)) == "rle"
+    with pytest.raises(errors.InvalidInputError, match="output_format: unknown format 'jpeg'"):
+        parse_output_format(np.array([b"jpeg"], dtype=object))

@@ -8,8 +8,8 @@ import pytest
 
 from sam2_triton import contract as c
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.prompt_batch import check_decoder_inputs, decoder_feeds, sam_layout
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.image.decoder_feeds import check_decoder_inputs, decoder_feeds, sam_layout
+from sam2_triton.repository.options import ServingOptions
 
 
 def _features() -> dict[str, np.ndarray]:

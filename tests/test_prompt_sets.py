@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam2_triton import segment as segment_module
-from sam2_triton.embedding_cache import EmbeddingCache
-from sam2_triton.processing import InvalidInputError
-from sam2_triton.segment import Limits, segment
-from sam2_triton.session import SessionService
+from sam2_triton.errors import InvalidInputError
+from sam2_triton.image import request as request_module
+from sam2_triton.image.embedding_cache import EmbeddingCache
+from sam2_triton.image.request import Limits
+from sam2_triton.image.segment import segment
+from sam2_triton.image.session import SessionService
 from tests.helpers import FakeNetworks, png_bytes
 
 HEIGHT, WIDTH = 30, 40
@@ -158,7 +159,7 @@ def test_the_single_set_inputs_keep_refusing_the_padding_label():
 
 
 def test_a_response_of_raw_masks_too_big_asks_for_an_encoded_format(monkeypatch):
-    monkeypatch.setattr(segment_module, "MAX_RAW_MASK_BYTES", 3 * 3 * HEIGHT * WIDTH - 1)
+    monkeypatch.setattr(request_module, "MAX_RAW_MASK_BYTES", 3 * 3 * HEIGHT * WIDTH - 1)
     nets = RowNetworks()
     with pytest.raises(InvalidInputError, match="output_format: 'raw' would return") as error:
         segment(_inputs(box_batch=_boxes()), nets.encode, nets.decode)

@@ -10,12 +10,11 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
 from sam2_triton.cli import main as cli_main
-from sam2_triton.repository import (
+from sam2_triton.repository.build import (
     DECODER_FILE,
     ENCODER_FILE,
     MARKER,
     RepositoryError,
-    ServingOptions,
     build_repository,
     refresh_exports,
     render_files,
@@ -23,7 +22,7 @@ from sam2_triton.repository import (
     stale_files,
     write_repository,
 )
-from sam2_triton.serving_options import INSTANCE_OPTIONS
+from sam2_triton.repository.options import INSTANCE_OPTIONS, ServingOptions
 from tests.conftest import load_configs
 
 MODELS = (c.SEGMENT, c.IMAGE_ENCODER, c.MASK_DECODER, c.SESSION, c.AUTOMATIC)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from sam2_triton import contract as c
-from sam2_triton.processing import InvalidInputError, RequestCancelled
-from sam2_triton.segment import Limits, finish_request, prepare_request, segment
+from sam2_triton.errors import InvalidInputError, RequestCancelled
+from sam2_triton.image.request import Limits
+from sam2_triton.image.segment import finish_request, prepare_request, segment
 from tests.helpers import FakeNetworks as FakeModels
 from tests.helpers import png_bytes
 
@@ -123,7 +124,7 @@ def test_bad_mask_size_is_refused_naming_it(size, fmt, words):
 
 
 def test_logits_format_sends_the_unclamped_logits_the_masks_come_from():
-    from sam2_triton.processing import masks_from_logits
+    from sam2_triton.image.masks import masks_from_logits
 
     class Large(FakeModels):
         def decode(self, inputs):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_triton.embedding_cache import EmbeddingCache, content_id
-from sam2_triton.errors import ErrorKind
-from sam2_triton.processing import InvalidInputError
-from sam2_triton.session import Limits, SessionService, UnknownImageError
+from sam2_triton.contract import content_id
+from sam2_triton.errors import ErrorKind, InvalidInputError, UnknownImageError
+from sam2_triton.image.embedding_cache import EmbeddingCache
+from sam2_triton.image.request import Limits
+from sam2_triton.image.session import SessionService
 from tests.helpers import FakeNetworks, png_bytes
 
 
@@ -119,7 +120,7 @@ def test_cutout_of_a_click_by_id_uses_the_cached_image_file(service):
 
 
 def test_a_click_cancelled_before_decoding_runs_no_decoder(service, nets):
-    from sam2_triton.processing import RequestCancelled
+    from sam2_triton.errors import RequestCancelled
 
     image_id = _id(service.handle({"image": png_bytes()}))
     with pytest.raises(RequestCancelled):

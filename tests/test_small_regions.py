@@ -9,7 +9,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from sam2_triton.errors import RequestCancelled
-from sam2_triton.small_regions import postprocess_small_regions, remove_small_regions
+from sam2_triton.image.small_regions import postprocess_small_regions, remove_small_regions
 
 
 def _ragged_masks(count: int, seed: int = 0) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""The GPU image's supervisor (sam2_triton.supervise) without a server: the flags it gives
+"""The GPU image's supervisor (sam2_triton.server.supervise) without a server: the flags it gives
 tritonserver whatever the operator wrote, where it looks for readiness, its exit codes."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
-from sam2_triton.supervise import http_url, supervised_command
-from sam2_triton.watchdog import RESTRICTED_APIS
+from sam2_triton.server.supervise import http_url, supervised_command
+from sam2_triton.server.watchdog import RESTRICTED_APIS
 
 
 def test_model_control_and_restrictions_replace_the_given_ones_in_both_spellings():
@@ -40,7 +40,7 @@ def test_readiness_is_polled_where_tritonserver_listens():
 def _supervise(script: str) -> subprocess.CompletedProcess:
     """The supervisor over a fake tritonserver (a Python one-liner that never becomes ready)."""
     return subprocess.run(
-        [sys.executable, "-m", "sam2_triton.supervise", sys.executable, "-c", script],
+        [sys.executable, "-m", "sam2_triton.server.supervise", sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,9 +15,9 @@ from tests import fake_pb_utils as pb
 
 sys.modules.setdefault("triton_python_backend_utils", pb)
 
-from sam2_triton.plan import repository_plan  # noqa: E402
-from sam2_triton.repository import model_config  # noqa: E402
-from sam2_triton.serving_options import ServingOptions  # noqa: E402
+from sam2_triton.repository.build import model_config  # noqa: E402
+from sam2_triton.repository.options import ServingOptions  # noqa: E402
+from sam2_triton.repository.plan import repository_plan  # noqa: E402
 from sam2_triton.triton_models import postprocess, preprocess  # noqa: E402
 from sam2_triton.triton_models.metrics import ModelMetrics  # noqa: E402
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.tracker_runtime import OnnxTrackerModels
-from sam2_triton.video_requests import propagation_pages
-from sam2_triton.video_scheduler import FrameScheduler
-from sam2_triton.video_service import VideoService
+from sam2_triton.video.requests import propagation_pages
+from sam2_triton.video.runtime import OnnxTrackerModels
+from sam2_triton.video.scheduler import FrameScheduler
+from sam2_triton.video.service import VideoService
 from tests.test_video_service import _click, _frames, _op, _started
 from tests.video_helpers import RecordingModels, agreement, synthetic_video
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from sam2_triton.errors import ErrorKind, InvalidInputError
-from sam2_triton.tracker_runtime import OnnxTrackerModels
-from sam2_triton.video_frames import VideoFrames
-from sam2_triton.video_requests import propagation_pages
-from sam2_triton.video_service import VideoLimits, VideoService
-from sam2_triton.video_session import VideoSession
+from sam2_triton.video.frames import VideoFrames
+from sam2_triton.video.requests import propagation_pages
+from sam2_triton.video.runtime import OnnxTrackerModels
+from sam2_triton.video.service import VideoLimits, VideoService
+from sam2_triton.video.session import VideoSession
 from tests.video_helpers import HEIGHT, WIDTH, synthetic_video
 
 FRAMES = 6
@@ -111,8 +111,8 @@ def test_frames_sent_one_at_a_time_track_as_the_whole_video(models, video, direc
 
 
 def test_outputs_as_rle_and_raw_masks_are_the_logits_thresholded(models, video):
-    from sam2_triton.mask_formats import rle_to_mask
-    from sam2_triton.masks import upsample_logits
+    from sam2_triton.image.encodings import rle_to_mask
+    from sam2_triton.image.masks import upsample_logits
 
     service = VideoService(models)
     sid = _started(service, video[:3])

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam2_triton.tracker_runtime import OnnxTrackerModels
-from sam2_triton.video_session import VideoSession
+from sam2_triton.video.runtime import OnnxTrackerModels
+from sam2_triton.video.session import VideoSession
 from tests.video_helpers import (
     AGREEMENT,
     HEIGHT,

@@ -13,15 +13,15 @@ def __getattr__(name: str) -> Any:
     without importing tritonclient on ``import sam2_triton`` (the Triton model stubs import this
     package too)."""
     if name == "SAM2RemotePredictor":
-        from sam2_triton.remote_predictor import SAM2RemotePredictor
+        from sam2_triton.clients.image_predictor import SAM2RemotePredictor
 
         return SAM2RemotePredictor
     if name == "SAM2RemoteVideoPredictor":
-        from sam2_triton.remote_video import SAM2RemoteVideoPredictor
+        from sam2_triton.clients.video_predictor import SAM2RemoteVideoPredictor
 
         return SAM2RemoteVideoPredictor
     if name == "SAM2RemoteAutomaticMaskGenerator":
-        from sam2_triton.remote_automatic import SAM2RemoteAutomaticMaskGenerator
+        from sam2_triton.clients.automatic_mask_generator import SAM2RemoteAutomaticMaskGenerator
 
         return SAM2RemoteAutomaticMaskGenerator
     raise AttributeError(f"module 'sam2_triton' has no attribute {name!r}")

@@ -10,6 +10,7 @@ Shapes use -1 for a dynamic axis. For models with ``max_batch_size > 0`` the lea
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # SAM 2 geometry (fixed by the architecture, see sam2/configs/sam2.1/*.yaml).
@@ -71,6 +72,22 @@ NO_RAW_MASK_FORMATS = ("png", "rle", "polygons", "logits")  # masks travels as [
 #: cut-out's RGBA PNG beside it): beyond it the client is told to ask for png/rle or a
 #: mask_size instead of a response of gigabytes. The remote predictor splits its requests by it.
 MAX_RAW_MASK_BYTES = 1 << 30
+
+#: Request limits every target shares: a decompression-bomb cap (~8000 x 8000) and points per
+#: prompt set (the decoder's token attention grows with their square).
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+DEFAULT_MAX_POINTS = 64
+
+
+def content_id(data: bytes) -> str:
+    """The id of an image: sha256 of its encoded bytes (same file, same id, on any instance,
+    client and server alike: a balancer hashing on it keeps an image on one replica)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_valid_id(key: str) -> bool:
+    return len(key) == 64 and all(ch in "0123456789abcdef" for ch in key)
+
 
 # How the embedded target runs the ONNX files: fp32 on ONNX Runtime, bf16 on OpenVINO.
 CPU_PRECISIONS = ("fp32", "bf16")
@@ -200,7 +217,7 @@ SESSION_OUTPUTS = (*SEGMENT_OUTPUTS, Tensor("image_id", "STRING", (1,)))
 
 # --- sam2_automatic: segment everything (Python backend, BLS) ---------------------------------
 # Every parameter of SAM2AutomaticMaskGenerator this service supports is an optional [1] input
-# (defaults: sam2_triton.automatic.AutomaticParams); the result is one JSON document:
+# (defaults: sam2_triton.image.automatic.AutomaticParams); the result is one JSON document:
 # {"image": {"height", "width"}, "annotations": [SA-1B records]}.
 AUTOMATIC_PARAMETERS = (
     Tensor("points_per_side", "INT32", (1,), optional=True),
@@ -231,7 +248,7 @@ AUTOMATIC_INPUTS = (
 )
 AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 
-# --- sam2_video: track objects through a video (Python backend; sam2_triton.video_service) ----
+# --- sam2_video: track objects through a video (Python backend; sam2_triton.video.service) ----
 # One request per operation (video_requests.OPERATIONS) on a session the server keeps; masks of
 # F frames x N objects come as low_res_logits (output_format "logits", default: the client
 # upsamples them to the video's size as the server would), one RLE per frame and object, or raw.

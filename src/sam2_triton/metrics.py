@@ -22,8 +22,10 @@ CACHE_BYTES = "sam2_session_cache_bytes"
 CACHE_ENTRIES = "sam2_session_cache_entries"
 VIDEO_SESSIONS = "sam2_video_sessions"
 VIDEO_BYTES = "sam2_video_bytes"
-VIDEO_EVICTIONS = "sam2_video_evictions"  # label reason: idle, sessions, bytes
+VIDEO_EVICTIONS = "sam2_video_evictions"  # label reason: one of EVICTION_REASONS
 VIDEO_FRAMES = "sam2_video_frames_tracked"
+#: Why a video session was closed by the server: idle too long, too many sessions, too many bytes.
+EVICTION_REASONS = ("idle", "sessions", "bytes")
 
 SUCCESS = "success"
 OUTCOMES: tuple[str, ...] = (SUCCESS, *(kind.value for kind in ErrorKind))

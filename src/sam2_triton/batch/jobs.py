@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from sam2_triton.batch.prompts import ObjectPrompt
-from sam2_triton.client import SegmentClient, SegmentResponse
-from sam2_triton.polygons import DEFAULT_TOLERANCE, rle_to_polygons
+from sam2_triton.clients.image import SegmentClient, SegmentResponse
+from sam2_triton.image.polygons import DEFAULT_TOLERANCE, rle_to_polygons
 
 
 def _click_object(

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sam2_triton.batch.store import ResultStore, atomic_write
-from sam2_triton.mask_formats import rle_to_mask
-from sam2_triton.polygons import polygons_to_mask
-from sam2_triton.processing import decode_image
+from sam2_triton.image.encodings import rle_to_mask
+from sam2_triton.image.polygons import polygons_to_mask
+from sam2_triton.image.transforms import decode_image
 
 MAX_SEGMENTS = 10
 OVERLAY_MAX_SIDE = 768  # pixels: the report's images are previews, not results

@@ -29,9 +29,10 @@ from sam2_triton.batch.jobs import segment_automatic, segment_prompted
 from sam2_triton.batch.prompts import ObjectPrompt, load_prompts
 from sam2_triton.batch.shard import Shard
 from sam2_triton.batch.store import ResultStore, atomic_write_json
-from sam2_triton.client import DEFAULT_URLS, Protocol, SegmentClient
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.clients.tritonclient_io import DEFAULT_URLS, Protocol
 from sam2_triton.contract import AUTOMATIC, SESSION
-from sam2_triton.polygons import DEFAULT_TOLERANCE
+from sam2_triton.image.polygons import DEFAULT_TOLERANCE
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 EXIT_INTERRUPTED = 130

@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton import processing
-from sam2_triton.client import SegmentClient
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.masks import MaskResult, postprocess_masks
+from sam2_triton.image.transforms import (
+    decode_image,
+    prepare_mask_input,
+    prepare_prompts,
+    preprocess_image,
+)
 
 Send = Callable[[], object]
 
@@ -41,15 +47,15 @@ def client_side(grpc_url: str, image: bytes, point: tuple[np.ndarray, np.ndarray
         item.set_data_from_numpy(value)
         return item
 
-    def send() -> processing.MaskResult:
-        rgb = processing.decode_image(image)
+    def send() -> MaskResult:
+        rgb = decode_image(image)
         encoded = client.infer(
             c.IMAGE_ENCODER,
-            [tensor("image", processing.preprocess_image(rgb), "FP32")],
+            [tensor("image", preprocess_image(rgb), "FP32")],
             outputs=[grpcclient.InferRequestedOutput(t.name) for t in c.ENCODER_OUTPUTS],
         )
-        prompts = processing.prepare_prompts(*point, None, rgb.shape[:2])
-        mask_input, has_mask_input = processing.prepare_mask_input(None)
+        prompts = prepare_prompts(*point, None, rgb.shape[:2])
+        mask_input, has_mask_input = prepare_mask_input(None)
         decoder_inputs = [
             *(tensor(t.name, encoded.as_numpy(t.name), "FP32") for t in c.ENCODER_OUTPUTS),
             tensor("point_coords", prompts.coords, "FP32"),
@@ -58,7 +64,7 @@ def client_side(grpc_url: str, image: bytes, point: tuple[np.ndarray, np.ndarray
             tensor("has_mask_input", has_mask_input, "FP32"),
         ]
         decoded = client.infer(c.MASK_DECODER, decoder_inputs)
-        return processing.postprocess_masks(
+        return postprocess_masks(
             decoded.as_numpy("low_res_masks")[0],
             decoded.as_numpy("iou_predictions")[0],
             rgb.shape[:2],
@@ -80,10 +86,10 @@ def client_side_request_bytes(point: tuple[np.ndarray, np.ndarray]) -> int:
 def in_process(
     export_dir: Path, image: bytes, point, threads: int, precision: str = "fp32"
 ) -> Send:
-    """The same ONNX files, runner, precision and request steps (``sam2_triton.segment``) as
+    """The same ONNX files, runner, precision and request steps (``sam2_triton.image.segment``) as
     the server's, in this process."""
-    from sam2_triton.onnx_session import sam2_functions
-    from sam2_triton.segment import segment
+    from sam2_triton.image.segment import segment
+    from sam2_triton.runtime.runners import sam2_functions
 
     encode, decode = sam2_functions(
         export_dir / c.ENCODER_FILE, export_dir / c.DECODER_FILE, threads, precision
@@ -105,7 +111,7 @@ def pytorch(model_config: str, checkpoint: Path, image: bytes, point) -> Send:
 
     def send() -> object:
         with torch.inference_mode():
-            predictor.set_image(processing.decode_image(image))
+            predictor.set_image(decode_image(image))
             return predictor.predict(point_coords=point[0], point_labels=point[1])
 
     return send

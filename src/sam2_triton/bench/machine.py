@@ -30,7 +30,7 @@ def runnable_precisions(precisions: list[str]) -> list[str]:
     """The CPU precisions of ``precisions`` this machine runs, each other one named on stderr
     (bf16 needs AVX512-BF16 or AMX): a benchmark measures what it can rather than failing
     after minutes of work."""
-    from sam2_triton.onnx_session import PrecisionUnavailableError, require_precision
+    from sam2_triton.runtime.runners import PrecisionUnavailableError, require_precision
 
     runnable = []
     for precision in precisions:

@@ -24,9 +24,11 @@ from sam2_triton.bench import compute, flows, machine
 from sam2_triton.bench.load import LoadResult, run_load
 from sam2_triton.bench.server import bench_server
 from sam2_triton.bench.timing import timed
-from sam2_triton.client import SegmentClient
-from sam2_triton.plan import Runtime, repository_plan
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.image.transforms import decode_image, prepare_prompts, preprocess_image
+from sam2_triton.repository.model_plan import Runtime
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.repository.plan import repository_plan
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
 POINT = (np.array([[300.0, 200.0]], np.float32), np.array([1], np.int32))
@@ -265,12 +267,11 @@ def _met(value: float, op: str, goal: float) -> bool:
 
 
 def _encoder_ms(config: BenchConfig, threads: int) -> dict[str, float]:
-    from sam2_triton import processing
-    from sam2_triton.onnx_session import create_session
+    from sam2_triton.runtime.runners import create_session
 
     precision = config.options.cpu_precision
     session = create_session(config.export_dir / c.ENCODER_FILE, threads, precision=precision)
-    tensor = processing.preprocess_image(processing.decode_image(IMAGE.read_bytes()))
+    tensor = preprocess_image(decode_image(IMAGE.read_bytes()))
     return timed(lambda: session.run(None, {"image": tensor}), config.sequential_requests)
 
 
@@ -278,21 +279,20 @@ def _decoder_ms(config: BenchConfig, threads: int) -> dict[str, dict[str, float]
     """The decoder ONNX in this process, as the session model runs it: one click on the bench
     image's real features, and a segment-everything chunk of single-point prompt sets (median
     ms per prompt set)."""
-    from sam2_triton import processing
-    from sam2_triton.onnx_session import create_session
-    from sam2_triton.prompt_batch import decoder_feeds
+    from sam2_triton.image.decoder_feeds import decoder_feeds
+    from sam2_triton.runtime.runners import create_session
 
     precision = config.options.cpu_precision
     encoder = create_session(config.export_dir / c.ENCODER_FILE, threads, precision=precision)
     decoder = create_session(config.export_dir / c.DECODER_FILE, threads, precision=precision)
-    rgb = processing.decode_image(IMAGE.read_bytes())
+    rgb = decode_image(IMAGE.read_bytes())
     names = [t.name for t in c.ENCODER_OUTPUTS]
-    outputs = encoder.run(names, {"image": processing.preprocess_image(rgb)})
+    outputs = encoder.run(names, {"image": preprocess_image(rgb)})
     features = dict(zip(names, outputs, strict=True))
     chunk = config.options.automatic_decoder_chunk
     rows: dict[str, dict[str, float]] = {}
     for count in (1, chunk):
-        prompts = processing.prepare_prompts(*POINT, None, rgb.shape[:2])
+        prompts = prepare_prompts(*POINT, None, rgb.shape[:2])
         coords = np.repeat(prompts.coords, count, axis=0)
         feeds = decoder_feeds(features, coords, np.repeat(prompts.labels, count, axis=0))
         runs = 10 if config.quick else 30
@@ -312,6 +312,6 @@ def _checkpoint(export: dict[str, Any]) -> Path | None:
 
 
 def _variant_config(export: dict[str, Any]) -> str:
-    from sam2_triton.variants import get_variant
+    from sam2_triton.weights.variants import get_variant
 
     return get_variant(export["variant"]).config

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from sam2_triton.repository import ServingOptions, build_repository
-from sam2_triton.server import Ports, TritonServer
+from sam2_triton.repository.build import build_repository
+from sam2_triton.repository.options import ServingOptions
+from sam2_triton.server.embedded import Ports, TritonServer
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sam2_triton.batch.runner import ServerUnavailableError
     from sam2_triton.batch.store import OutputLockedError
-    from sam2_triton.checkpoints import CheckpointDownloadError
     from sam2_triton.cluster.nginx import NginxError
     from sam2_triton.cluster.prometheus import PrometheusError
-    from sam2_triton.onnx_session import PrecisionUnavailableError
-    from sam2_triton.repository import RepositoryError
-    from sam2_triton.server import ServerError
+    from sam2_triton.repository.build import RepositoryError
+    from sam2_triton.runtime.runners import PrecisionUnavailableError
+    from sam2_triton.server.embedded import ServerError
+    from sam2_triton.weights.checkpoints import CheckpointDownloadError
 
     try:
         return args.func(args)

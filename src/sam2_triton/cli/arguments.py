@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 
 from sam2_triton.contract import AUTOMATIC_PARAMETERS, CPU_PRECISIONS
-from sam2_triton.plan import cpu_instance_models
-from sam2_triton.serving_options import INSTANCE_OPTIONS, ServingOptions
-from sam2_triton.variants import VARIANTS
+from sam2_triton.repository.options import INSTANCE_OPTIONS, ServingOptions
+from sam2_triton.repository.plan import cpu_instance_models
+from sam2_triton.weights.variants import VARIANTS
 
 MODELS = list(VARIANTS)
 
@@ -38,7 +38,7 @@ def parse_gpus(text: str) -> tuple[int, ...]:
 
 
 def parse_instances(text: str) -> tuple[str, int]:
-    """MODEL=N: the CPU instances of one model (sam2_triton.plan.INSTANCE_OPTIONS)."""
+    """MODEL=N: the CPU instances of one model (sam2_triton.repository.options.INSTANCE_OPTIONS)."""
     name, sep, count = text.partition("=")
     if not sep or name not in INSTANCE_OPTIONS:
         raise argparse.ArgumentTypeError(

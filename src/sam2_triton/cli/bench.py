@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if not (source / "export.json").exists():
         print(f"error: no export in {source}: run `sam2-triton export` first", file=sys.stderr)
         return 2
-    from sam2_triton.onnx_session import require_precision
-    from sam2_triton.serving_options import ServingOptions
+    from sam2_triton.repository.options import ServingOptions
+    from sam2_triton.runtime.runners import require_precision
 
     require_precision(args.cpu_precision)
     config = BenchConfig(

@@ -19,8 +19,8 @@ from sam2_triton.cli.arguments import (
     serving_options,
 )
 from sam2_triton.cli.paths import default_repository, export_dir
-from sam2_triton.plan import PRECISIONS, TARGETS, GpuOptions
-from sam2_triton.serving_options import ServingOptions
+from sam2_triton.repository.model_plan import PRECISIONS, TARGETS, GpuOptions
+from sam2_triton.repository.options import ServingOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,8 +120,8 @@ def build_repo(
     force: bool = False,
 ) -> Path:
     """Write ``target``'s repository into ``out``; ``model`` None: configs only."""
-    from sam2_triton.gpu_config import export_notes
-    from sam2_triton.repository import write_repository
+    from sam2_triton.repository.build import write_repository
+    from sam2_triton.repository.gpu_configs import export_notes
 
     source = export_dir(model) if model else None
     if target == "gpu":

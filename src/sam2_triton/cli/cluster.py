@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sam2_triton.cluster.replicas import Cluster
-    from sam2_triton.onnx_session import require_precision
-    from sam2_triton.repository import serving
+    from sam2_triton.repository.build import serving
+    from sam2_triton.runtime.runners import require_precision
 
     options = serving_options(args)
     require_precision(options.cpu_precision)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _weights(model: str) -> tuple[Path | None, bool]:
     """The official checkpoint, or (offline) random weights: (checkpoint, random_weights)."""
-    from sam2_triton.checkpoints import CheckpointDownloadError, download_checkpoint
+    from sam2_triton.weights.checkpoints import CheckpointDownloadError, download_checkpoint
 
     try:
         return download_checkpoint(model, CHECKPOINT_DIR), False
@@ -59,7 +59,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam2_triton.repository import serving
+    from sam2_triton.repository.build import serving
 
     model = args.model
     checkpoint, random_weights = _weights(model)

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam2_triton.checkpoints import download_checkpoint
+    from sam2_triton.weights.checkpoints import download_checkpoint
 
     print(f"checkpoint: {download_checkpoint(args.model, args.dir)}")
     return 0

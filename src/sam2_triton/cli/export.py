@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sam2_triton.cli.arguments import add_model
 from sam2_triton.cli.paths import CHECKPOINT_DIR, REPOSITORY_DIR, export_dir
-from sam2_triton.variants import get_variant
+from sam2_triton.weights.variants import get_variant
 
 EXPORT_TOLERANCE = 1e-3  # ORT vs PyTorch, max abs; a correct export is ~1e-5
 
@@ -123,8 +123,8 @@ def export_model(
 
 def place_into_repository(model: str, repository: Path) -> None:
     """Hard-link the export where ``repository``'s configs expect it (if sam2-triton wrote it)."""
-    from sam2_triton.gpu_config import export_notes
-    from sam2_triton.repository import refresh_exports
+    from sam2_triton.repository.build import refresh_exports
+    from sam2_triton.repository.gpu_configs import export_notes
 
     changed = refresh_exports(repository, export_dir(model))
     if changed is None:
@@ -172,7 +172,7 @@ def missing_video_files(repo_dir: Path) -> list[str]:
     """Files the repository's video models expect that are not placed (empty: none missing,
     or no video models)."""
     from sam2_triton import contract as c
-    from sam2_triton.repository import export_placements, read_marker, recorded_options
+    from sam2_triton.repository.build import export_placements, read_marker, recorded_options
 
     marker = read_marker(repo_dir)
     if marker is None:

@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def segment_image(job: SegmentJob) -> Path:
-    from sam2_triton.client import SegmentClient
-    from sam2_triton.mask_files import save_result
+    from sam2_triton.cli.segment_files import save_result
+    from sam2_triton.clients.image import SegmentClient
 
     coords = labels = None
     if job.points:

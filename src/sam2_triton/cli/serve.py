@@ -19,11 +19,11 @@ from sam2_triton.cli.arguments import (
 )
 from sam2_triton.cli.build_repo import build_repo
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
-from sam2_triton.server import Ports
-from sam2_triton.watchdog import Watchdog
+from sam2_triton.server.embedded import Ports
+from sam2_triton.server.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from sam2_triton.server import TritonServer
+    from sam2_triton.server.embedded import TritonServer
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def start_server(
     log_file: Path | None = None,
     admin_key: str | None = None,
 ) -> TritonServer:
-    from sam2_triton.onnx_session import require_precision
-    from sam2_triton.server import TritonServer
+    from sam2_triton.runtime.runners import require_precision
+    from sam2_triton.server.embedded import TritonServer
 
     require_precision(precision)  # say so now, not as a model load failure
     server = TritonServer(
@@ -73,7 +73,7 @@ def start_server(
 
 
 def run(args: argparse.Namespace) -> int:
-    from sam2_triton.repository import serving
+    from sam2_triton.repository.build import serving
 
     options = serving_options(args)
     address = Address.from_args(args)

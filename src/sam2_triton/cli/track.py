@@ -61,8 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sam2_triton.video_client import VideoClient
-    from sam2_triton.video_outputs import (
+    from sam2_triton.cli.track_files import (
         MANIFEST,
         OVERLAY,
         claim_output,
@@ -71,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         write_frame,
         write_overlay,
     )
+    from sam2_triton.clients.video import VideoClient
 
     prompts = _grouped(args.prompt, args.box)
     if not prompts:

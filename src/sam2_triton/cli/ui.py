@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sam2_triton.cli.arguments import add_model, positive_int
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR
-from sam2_triton.client import DEFAULT_URLS
-from sam2_triton.processing import DEFAULT_MAX_IMAGE_PIXELS
+from sam2_triton.clients.tritonclient_io import DEFAULT_URLS
+from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
 def _embedded_server(args: argparse.Namespace) -> Iterator[None]:
     from sam2_triton.cli.build_repo import build_repo
     from sam2_triton.cli.serve import Address, start_server
-    from sam2_triton.repository import serving
-    from sam2_triton.server import Ports
-    from sam2_triton.serving_options import ServingOptions
+    from sam2_triton.repository.build import serving
+    from sam2_triton.repository.options import ServingOptions
+    from sam2_triton.server.embedded import Ports
 
     options = ServingOptions(max_image_pixels=args.max_image_pixels)
     build_repo(args.model, args.repository, options)

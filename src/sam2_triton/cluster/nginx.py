@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam2_triton.affinity import NGINX_HEADER_VARIABLE
+from sam2_triton.clients.affinity import NGINX_HEADER_VARIABLE
 from sam2_triton.contract import AUTOMATIC, SEGMENT, SESSION
-from sam2_triton.server import port_in_use, spawn, stop_process
+from sam2_triton.server.embedded import port_in_use, spawn, stop_process
 
 FAIL_TIMEOUT_S = 10
 MAX_BODY = "64m"  # an image request; the server caps pixels itself

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from sam2_triton.server import port_in_use, spawn, stop_process
+from sam2_triton.server.embedded import port_in_use, spawn, stop_process
 
 TARGETS_FILE = "targets.json"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sam2_triton.cluster.nginx import Nginx, Upstream
 from sam2_triton.cluster.prometheus import Prometheus
-from sam2_triton.server import Ports, ServerError, TritonServer
-from sam2_triton.watchdog import Watchdog
+from sam2_triton.server.embedded import Ports, ServerError, TritonServer
+from sam2_triton.server.watchdog import Watchdog
 
 Log = Callable[[str], None]
 LOOPBACK = "127.0.0.1"

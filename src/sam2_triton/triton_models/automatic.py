@@ -1,4 +1,4 @@
-"""sam2_automatic: segment everything in an image (logic in ``sam2_triton.automatic``).
+"""sam2_automatic: segment everything in an image (logic in ``sam2_triton.image.automatic``).
 
 The encoder runs once per crop through BLS (``sam2_image_encoder``'s batching and instances serve
 it); the point grid goes to the decoder in chunks (``ServingOptions.automatic_decoder_chunk``
@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton import automatic, polygons, processing
 from sam2_triton import contract as c
+from sam2_triton.image import automatic, polygons
+from sam2_triton.image.request import parse_segmentation_format, parse_tolerance
+from sam2_triton.image.transforms import decode_image
 from sam2_triton.triton_models.common import (
     chosen_decoder,
     encode_image,
@@ -42,9 +44,9 @@ class TritonPythonModel:
         inputs = read_inputs(request, c.AUTOMATIC_INPUTS)
         params = automatic.AutomaticParams.from_inputs(inputs)
         automatic.check_grid_points(params, self.max_grid_points)
-        segmentation = polygons.parse_segmentation_format(inputs.get("segmentation_format"))
-        tolerance = polygons.parse_tolerance(inputs.get("polygon_tolerance"), (segmentation,))
-        rgb = processing.decode_image(inputs["image"].tobytes(), self.max_pixels)
+        segmentation = parse_segmentation_format(inputs.get("segmentation_format"))
+        tolerance = parse_tolerance(inputs.get("polygon_tolerance"), (segmentation,))
+        rgb = decode_image(inputs["image"].tobytes(), self.max_pixels)
         annotations = automatic.generate(
             rgb,
             self.encode,

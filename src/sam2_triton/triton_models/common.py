@@ -166,7 +166,7 @@ def chosen_decoder(
     if choice == "bls":
         return decode_prompts
     # Imported here: the GPU image has no onnxruntime (its models call the GPU decoder).
-    from sam2_triton.onnx_session import onnx_function
+    from sam2_triton.runtime.runners import onnx_function
 
     version_dir = Path(args["model_repository"]) / args["model_version"]
     return onnx_function(

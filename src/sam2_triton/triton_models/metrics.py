@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import triton_python_backend_utils as pb_utils
 
 from sam2_triton import metrics as m
-from sam2_triton.embedding_cache import CacheStats, EmbeddingCache
-from sam2_triton.video_service import EVICTION_REASONS, VideoService
+from sam2_triton.image.embedding_cache import CacheStats, EmbeddingCache
+from sam2_triton.metrics import EVICTION_REASONS
+
+if TYPE_CHECKING:  # the image models' stubs load no video code
+    from sam2_triton.video.service import VideoService
 
 T = TypeVar("T")
 

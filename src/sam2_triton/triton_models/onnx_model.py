@@ -2,8 +2,8 @@
 
 Triton's onnxruntime backend is not in the nvidia-pytriton wheel, so on CPU the ONNX file next to
 this model is run here: by an ``onnxruntime.InferenceSession`` (fp32) or OpenVINO (bf16), see
-``sam2_triton.onnx_session``. The encoder's requests of one dynamic batch are concatenated and
-run together where their shapes allow (see ``sam2_triton.batching``); the decoder has no batch
+``sam2_triton.runtime.runners``. The encoder's requests of one dynamic batch are concatenated and
+run together where their shapes allow (``runtime.grouping``); the decoder has no batch
 axis (one image's features, N prompt sets per request) and each request is checked
 (``prompt_batch.check_decoder_inputs``) and run alone.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from sam2_triton.batching import run_grouped
-from sam2_triton.onnx_session import create_session
-from sam2_triton.prompt_batch import check_decoder_inputs
+from sam2_triton.image.decoder_feeds import check_decoder_inputs
+from sam2_triton.runtime.grouping import run_grouped
+from sam2_triton.runtime.runners import create_session
 from sam2_triton.triton_models.common import error_response, model_parameters, response
 from sam2_triton.triton_models.metrics import ModelMetrics
 

@@ -1,5 +1,5 @@
 """sam2_postprocess (ensemble, GPU target): all four mask tokens -> the chosen masks at the
-original image size, raw or encoded as the request asked (``sam2_triton.segment``)."""
+original image size, raw or encoded as the request asked (``sam2_triton.image.segment``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton import processing
 from sam2_triton.contract import POSTPROCESS_INPUTS
-from sam2_triton.segment import finish_request
+from sam2_triton.image.request import OutputOptions, parse_output_format
+from sam2_triton.image.segment import finish_request
 from sam2_triton.triton_models.common import read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
 
@@ -25,12 +25,10 @@ class TritonPythonModel:
         inputs = read_inputs(request, POSTPROCESS_INPUTS)
         height, width = (int(v) for v in inputs["orig_size"])
         mask_height, mask_width = (int(v) for v in inputs["mask_hw"])
-        return finish_request(
-            inputs,
-            (height, width),
+        options = OutputOptions(
+            output_format=parse_output_format(inputs["mask_format"]),
             multimask=bool(inputs["multimask"][0]),
-            output_format=processing.parse_output_format(inputs["mask_format"]),
-            cutout_rgb=inputs["cutout_rgb"],
             mask_size=(mask_height, mask_width),
             polygon_tolerance=float(inputs["polygon_epsilon"][0]),
         )
+        return finish_request(inputs, (height, width), options, inputs["cutout_rgb"])

@@ -1,5 +1,5 @@
 """sam2_preprocess (ensemble, GPU target): encoded image bytes + prompts in pixels ->
-model-frame tensors (logic in ``sam2_triton.segment.prepare_request``)."""
+model-frame tensors (logic in ``sam2_triton.image.segment.prepare_request``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton import processing
+from sam2_triton import contract
 from sam2_triton.contract import SEGMENT_INPUTS
-from sam2_triton.prompt_sets import DEFAULT_MAX_PROMPT_SETS
-from sam2_triton.segment import Limits, prepare_request
+from sam2_triton.image.prompts import DEFAULT_MAX_PROMPT_SETS
+from sam2_triton.image.request import Limits
+from sam2_triton.image.segment import prepare_request
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
 
@@ -20,8 +21,8 @@ class TritonPythonModel:
         params = model_parameters(args)
         self.metrics = ModelMetrics(args["model_name"])
         self.limits = Limits(
-            int(params.get("max_image_pixels", processing.DEFAULT_MAX_IMAGE_PIXELS)),
-            int(params.get("max_points", processing.DEFAULT_MAX_POINTS)),
+            int(params.get("max_image_pixels", contract.DEFAULT_MAX_IMAGE_PIXELS)),
+            int(params.get("max_points", contract.DEFAULT_MAX_POINTS)),
             int(params.get("max_prompt_sets", DEFAULT_MAX_PROMPT_SETS)),
         )
 
@@ -37,9 +38,9 @@ class TritonPythonModel:
             "mask_input_1024": prepared.sets.mask_input,
             "has_mask_input": prepared.sets.has_mask_input,
             "orig_size": np.array(prepared.orig_hw, dtype=np.int32),
-            "multimask": np.array([prepared.multimask]),
-            "mask_format": np.array([prepared.output_format.encode()], dtype=np.object_),
+            "multimask": np.array([prepared.options.multimask]),
+            "mask_format": np.array([prepared.options.output_format.encode()], dtype=np.object_),
             "cutout_rgb": prepared.cutout_rgb,
-            "mask_hw": np.array(prepared.mask_size or prepared.orig_hw, dtype=np.int32),
-            "polygon_epsilon": np.array([prepared.polygon_tolerance], np.float32),
+            "mask_hw": np.array(prepared.options.mask_size or prepared.orig_hw, dtype=np.int32),
+            "polygon_epsilon": np.array([prepared.options.polygon_tolerance], np.float32),
         }

@@ -1,7 +1,7 @@
-"""sam2_segment, embedded target: the whole request in one Python model (``sam2_triton.segment``).
+"""sam2_segment, embedded target: the whole request in one Python model (``image.segment``).
 
 The encoder and decoder ONNX files beside this model run here (ONNX Runtime fp32 or OpenVINO
-bf16, ``sam2_triton.onnx_session``). Compared with the ensemble the GPU target keeps, no image or
+bf16, ``sam2_triton.runtime.runners``). Compared with the ensemble the GPU target keeps, no image or
 features cross shared memory between stubs, and on a CPU dynamic batching bought no throughput
 (figures: docs/benchmarks.md). A request its client cancelled stops before
 the encoder or the decoder.
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.onnx_session import sam2_functions
-from sam2_triton.segment import Limits, segment
+from sam2_triton.image.request import Limits
+from sam2_triton.image.segment import segment
+from sam2_triton.runtime.runners import sam2_functions
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
 

@@ -1,4 +1,4 @@
-"""sam2_session: encode once, click many (logic in ``sam2_triton.session``).
+"""sam2_session: encode once, click many (logic in ``sam2_triton.image.session``).
 
 The encoder is reached through a BLS call to ``sam2_image_encoder`` (its batching and instances
 serve sessions too). The decoder is either ``sam2_mask_decoder`` through BLS (GPU target, config
@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.embedding_cache import EmbeddingCache, server_cache_dir
-from sam2_triton.session import Limits, SessionService
+from sam2_triton.image.embedding_cache import EmbeddingCache, server_cache_dir
+from sam2_triton.image.request import Limits
+from sam2_triton.image.session import SessionService
 from sam2_triton.triton_models.common import (
     chosen_decoder,
     encode_image,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from sam2_triton import contract as c
-from sam2_triton.tracker_runtime import TrackerConstants
 from sam2_triton.triton_models.common import encode_image, infer
+from sam2_triton.video.runtime import TrackerConstants
 
 
 class BlsTrackerModels(TrackerConstants):

@@ -1,4 +1,4 @@
-"""sam2_video: the video API (logic in ``sam2_triton.video_service``), stateless in front of
+"""sam2_video: the video API (logic in ``sam2_triton.video.service``), stateless in front of
 sam2_video_sessions, which holds the sessions. A propagate page is tracked a frame a call, so
 other sessions' requests interleave with it and propagations under way are batched."""
 
@@ -12,7 +12,7 @@ from sam2_triton import contract as c
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
 from sam2_triton.triton_models.video_calls import call_sessions
-from sam2_triton.video_requests import operation, propagate_page
+from sam2_triton.video.requests import operation, propagate_page
 
 
 class TritonPythonModel:

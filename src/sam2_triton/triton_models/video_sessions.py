@@ -1,8 +1,8 @@
-"""sam2_video_sessions: the video tracking sessions (logic in ``sam2_triton.video_service``),
+"""sam2_video_sessions: the video tracking sessions (logic in ``sam2_triton.video.service``),
 internal: sam2_video and sam2_video_stream call it through BLS, a propagation a frame a call.
 
 One instance owns every session. It is decoupled so that ``execute`` only hands requests to
-the frame scheduler (``sam2_triton.video_scheduler``) and Triton gives it the next at once: the
+the frame scheduler (``sam2_triton.video.scheduler``) and Triton gives it the next at once: the
 scheduler sees every waiting request and tracks the propagations of different videos together.
 The tracker's graphs are the export files beside this model, run here by ONNX Runtime or
 OpenVINO for bf16 (embedded target, parameter ``tracker: "onnx"``), or the GPU target's
@@ -23,13 +23,13 @@ import triton_python_backend_utils as pb_utils
 
 from sam2_triton import contract as c
 from sam2_triton.errors import ServiceError
-from sam2_triton.plan_video import TRACKER_PARAMETER
+from sam2_triton.repository.video_plan import TRACKER_PARAMETER
 from sam2_triton.triton_models.common import error_response, model_parameters, read_inputs, response
 from sam2_triton.triton_models.metrics import ModelMetrics, VideoMetrics
 from sam2_triton.triton_models.video_calls import tagged
-from sam2_triton.video_scheduler import FrameScheduler
-from sam2_triton.video_service import VideoLimits, VideoService
-from sam2_triton.video_state import TrackerModels
+from sam2_triton.video.scheduler import FrameScheduler
+from sam2_triton.video.service import VideoLimits, VideoService
+from sam2_triton.video.state import TrackerModels
 
 SWEEP_SECONDS = 30.0
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -99,6 +99,6 @@ def _tracker_models(version_dir: Path, params: dict[str, str]) -> TrackerModels:
         per_call, encoder_batch = int(params["objects_per_call"]), int(params["encoder_batch"])
         return BlsTrackerModels(version_dir / c.TRACKER_CONSTANTS_FILE, per_call, encoder_batch)
     # imported here: the GPU image has no onnxruntime
-    from sam2_triton.tracker_runtime import OnnxTrackerModels
+    from sam2_triton.video.runtime import OnnxTrackerModels
 
     return OnnxTrackerModels(version_dir, int(params["intra_op_num_threads"]), params["precision"])

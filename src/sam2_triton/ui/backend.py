@@ -1,7 +1,7 @@
 """What the gateway asks of the service, through ``SegmentClient``: open an image, click,
 segment everything.
 
-An opened image is decoded here with ``processing.decode_image``, the server's own decoder, so
+An opened image is decoded here with ``decode_image``, the server's own decoder, so
 the page learns the size the server segments (EXIF orientation applied) and a readable refusal
 of a non-image or an image over the pixel cap comes before any upload to Triton. Its bytes are
 kept (a bounded LRU) so that a click on an image the server evicted, or lost in a restart,
@@ -22,10 +22,12 @@ from typing import Any
 
 from PIL import Image
 
-from sam2_triton import processing
-from sam2_triton.automatic import AutomaticParams, generate_crop_boxes, grid_points
-from sam2_triton.client import Protocol, SegmentClient, is_not_found
+from sam2_triton import contract
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.clients.tritonclient_io import Protocol, is_not_found
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.automatic import AutomaticParams, generate_crop_boxes, grid_points
+from sam2_triton.image.transforms import decode_image
 from sam2_triton.ui.requests import Prompts
 
 #: what a lone click costs against an encode on these CPUs (sam2-triton bench's
@@ -92,7 +94,7 @@ class UiBackend:
         self,
         triton_url: str,
         protocol: Protocol = "grpc",
-        max_image_pixels: int = processing.DEFAULT_MAX_IMAGE_PIXELS,
+        max_image_pixels: int = contract.DEFAULT_MAX_IMAGE_PIXELS,
         max_images: int = 32,
         max_image_bytes: int = 1 << 30,
         max_jobs: int = 16,
@@ -112,7 +114,7 @@ class UiBackend:
     def open_image(self, data: bytes) -> OpenImage:
         """Decode (refusing what the server would), embed, remember."""
         try:
-            rgb = processing.decode_image(data, self.max_image_pixels)
+            rgb = decode_image(data, self.max_image_pixels)
         except InvalidInputError as exc:
             raise GatewayError(400, str(exc)) from None
         start = time.perf_counter()
@@ -139,7 +141,7 @@ class UiBackend:
 
     def view_png(self, image_id: str) -> bytes:
         """The image as the server decodes it, for a browser that cannot show the file."""
-        rgb = processing.decode_image(self.image(image_id).data, self.max_image_pixels)
+        rgb = decode_image(self.image(image_id).data, self.max_image_pixels)
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()

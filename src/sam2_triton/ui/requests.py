@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sam2_triton.contract import AUTOMATIC_PARAMETERS
-from sam2_triton.processing import DEFAULT_MAX_POINTS, LABEL_BACKGROUND, LABEL_FOREGROUND
+from sam2_triton.contract import AUTOMATIC_PARAMETERS, DEFAULT_MAX_POINTS
+from sam2_triton.image.transforms import LABEL_BACKGROUND, LABEL_FOREGROUND
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")  # sam2_session's ids: the sha256 of the file
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -1,0 +1,263 @@
+"""What runs where: the one place that decides a target's models, runtimes and files.
+
+Two targets serve the same models and tensors (``sam2_triton.contract``):
+
+- ``embedded``: the CPU-only ``tritonserver`` of the nvidia-pytriton wheel (``sam2-triton serve``).
+  It has no onnxruntime backend, so every model is a Python-backend model and the ONNX files run
+  inside them (ONNX Runtime fp32 or OpenVINO bf16). ``sam2_segment`` and ``sam2_session`` run
+  their ONNX files in-process by default: nothing crosses shared memory between stubs.
+- ``gpu``: the NGC tritonserver image (``model_repository/``, docker-compose.yml). The encoder
+  and decoder run on Triton's onnxruntime backend on GPUs (TensorRT for the encoder);
+  ``sam2_segment`` is an ensemble so that the GPU encoder's dynamic batching serves every request,
+  and every Python model reaches the ONNX models through BLS (the image has no onnxruntime).
+
+``repository_plan`` turns a target and its options into a list of ``ModelPlan``; the repository
+builder renders exactly that, and nothing else decides.
+"""
+
+from __future__ import annotations
+
+from sam2_triton import contract as c
+from sam2_triton.repository.model_plan import (
+    BLS,
+    BOX_POINTS,
+    DECODER_PARAMETER,
+    TARGETS,
+    GpuOptions,
+    GpuPlacement,
+    ModelPlan,
+    Runtime,
+    runner,
+)
+from sam2_triton.repository.options import INSTANCE_OPTIONS, ServingOptions
+from sam2_triton.repository.video_plan import video_models
+
+
+def repository_plan(
+    target: str, options: ServingOptions | None = None, gpu: GpuOptions | None = None
+) -> list[ModelPlan]:
+    """Every model ``target`` serves, with options applied (defaults when None)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
+    options = options or ServingOptions()
+    gpu = gpu or GpuOptions()
+    on_gpu = target == "gpu"
+    segment = (
+        _ensemble(options) if on_gpu or not options.segment_in_process else [_segment(options)]
+    )
+    onnx = _gpu_onnx(options, gpu) if on_gpu else _cpu_onnx(options)
+    return [
+        *segment,
+        *onnx,
+        _session(options, in_process=not on_gpu and options.decoder_in_process),
+        _automatic(
+            options,
+            in_process=not on_gpu and options.decoder_in_process,
+            chunk=gpu.automatic_decoder_chunk if on_gpu else options.automatic_decoder_chunk,
+            max_grid_points=(
+                gpu.automatic_max_grid_points if on_gpu else options.automatic_max_grid_points
+            ),
+        ),
+        *(video_models(options, gpu if on_gpu else None) if _video(target, options, gpu) else []),
+    ]
+
+
+def _video(target: str, options: ServingOptions, gpu: GpuOptions) -> bool:
+    """Embedded: when the export has the tracker (build-repo turns ``video`` on); GPU: unless
+    ``GpuOptions.video`` is off (the committed repository serves it)."""
+    return gpu.video if target == "gpu" else options.video
+
+
+def model_names(target: str, options: ServingOptions | None = None) -> list[str]:
+    return [p.name for p in repository_plan(target, options)]
+
+
+def cpu_instance_models(target: str, options: ServingOptions | None = None) -> list[str]:
+    """The models whose instance count ``--instances MODEL=N`` sets on ``target``: its Python
+    models (the GPU target's ONNX models take GpuOptions.instances per GPU)."""
+    plans = repository_plan(target, options)
+    return [p.name for p in plans if p.runtime is Runtime.PYTHON and p.name in INSTANCE_OPTIONS]
+
+
+def _limits(options: ServingOptions) -> dict[str, str]:
+    return {
+        "max_image_pixels": str(options.max_image_pixels),
+        "max_points": str(options.max_points),
+        # prompt sets per request: one decoder call
+        "max_prompt_sets": str(options.decoder_max_prompts),
+    }
+
+
+def _ensemble(options: ServingOptions) -> list[ModelPlan]:
+    return [
+        ModelPlan(
+            c.SEGMENT,
+            "image bytes + prompts -> masks: an ensemble of the four models below",
+            Runtime.ENSEMBLE,
+            c.SEGMENT_INPUTS,
+            c.SEGMENT_OUTPUTS,
+        ),
+        ModelPlan(
+            c.PREPROCESS,
+            "decode and check the image and prompts, resize and normalise to 1024x1024",
+            Runtime.PYTHON,
+            c.SEGMENT_INPUTS,
+            c.PREPROCESS_OUTPUTS,
+            python_module="preprocess",
+            instances=options.preprocess_instances,
+            parameters=_limits(options),
+        ),
+        ModelPlan(
+            c.POSTPROCESS,
+            "choose the masks, upsample them to the image's size, encode (PNG, RLE, cut-out)",
+            Runtime.PYTHON,
+            c.POSTPROCESS_INPUTS,
+            c.SEGMENT_OUTPUTS,
+            python_module="postprocess",
+            instances=options.postprocess_instances,
+        ),
+    ]
+
+
+def _segment(options: ServingOptions) -> ModelPlan:
+    return ModelPlan(
+        c.SEGMENT,
+        "image bytes + prompts -> masks, the four steps in one process",
+        Runtime.PYTHON,
+        c.SEGMENT_INPUTS,
+        c.SEGMENT_OUTPUTS,
+        python_module="segment",
+        local_files=(c.ENCODER_FILE, c.DECODER_FILE),
+        instances=options.segment_instances,
+        parameters={
+            **_limits(options),
+            **runner(options),
+            "encoder": c.ENCODER_FILE,
+            "decoder": c.DECODER_FILE,
+        },
+    )
+
+
+_ENCODER_SUMMARY = "the image encoder: [B,3,1024,1024] -> image embedding + high-res features"
+_DECODER_SUMMARY = "prompt + mask decoder: one image's features, N prompt sets -> 4 masks each"
+
+
+def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
+    return [
+        ModelPlan(
+            c.IMAGE_ENCODER,
+            _ENCODER_SUMMARY,
+            inputs=c.ENCODER_INPUTS,
+            outputs=c.ENCODER_OUTPUTS,
+            model_file=c.ENCODER_FILE,
+            max_batch_size=options.encoder_max_batch,
+            instances=options.encoder_instances,
+            runtime=Runtime.PYTHON,
+            python_module="onnx_model",
+            dynamic_batching=True,
+            parameters=runner(options),
+        ),
+        ModelPlan(
+            c.MASK_DECODER,
+            _DECODER_SUMMARY,
+            inputs=c.DECODER_INPUTS,
+            outputs=c.DECODER_OUTPUTS,
+            model_file=c.DECODER_FILE,
+            instances=options.decoder_instances,
+            parameters={
+                **runner(options),
+                "max_prompts": str(options.decoder_max_prompts),
+                # prompt points, box corners and SAM's padding point
+                "max_points": str(options.max_points + BOX_POINTS),
+            },
+            runtime=Runtime.PYTHON,
+            python_module="onnx_model",
+        ),
+    ]
+
+
+def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
+    max_points = options.max_points + BOX_POINTS
+    decoder_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
+    return [
+        ModelPlan(
+            c.IMAGE_ENCODER,
+            f"{_ENCODER_SUMMARY} (TensorRT)",
+            inputs=c.ENCODER_INPUTS,
+            outputs=c.ENCODER_OUTPUTS,
+            model_file=c.ENCODER_FILE,
+            max_batch_size=options.encoder_max_batch,
+            gpu=GpuPlacement(
+                queue_delay_us=gpu.encoder_queue_delay_us,
+                smallest_preferred_batch=2,
+                tensorrt=True,
+                opt_batch=gpu.encoder_opt_batch,
+                opt_points=1,
+                max_points=max_points,
+            ),
+            runtime=Runtime.ONNXRUNTIME,
+            instances=gpu.instances,
+            dynamic_batching=True,
+        ),
+        ModelPlan(
+            c.MASK_DECODER,
+            f"{_DECODER_SUMMARY} ({decoder_on})",
+            inputs=c.DECODER_INPUTS,
+            outputs=c.DECODER_OUTPUTS,
+            model_file=c.DECODER_FILE,
+            runtime=Runtime.ONNXRUNTIME,
+            instances=gpu.instances,
+            gpu=GpuPlacement(
+                queue_delay_us=0,
+                smallest_preferred_batch=1,
+                tensorrt=gpu.decoder_tensorrt,
+                opt_batch=gpu.decoder_opt_prompts,
+                opt_points=gpu.decoder_opt_points,
+                max_points=max_points,
+                max_prompts=options.decoder_max_prompts,
+            ),
+        ),
+    ]
+
+
+def _decoder_runner(options: ServingOptions, in_process: bool) -> dict[str, str]:
+    """How a Python model reaches the decoder: the ONNX file beside it, or BLS."""
+    if in_process:
+        return {DECODER_PARAMETER: c.DECODER_FILE, **runner(options)}
+    return {DECODER_PARAMETER: BLS}
+
+
+def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
+    decoder = _decoder_runner(options, in_process)
+    return ModelPlan(
+        c.SESSION,
+        "encode once, click many: cached embeddings, one decoder run per click",
+        Runtime.PYTHON,
+        c.SESSION_INPUTS,
+        c.SESSION_OUTPUTS,
+        python_module="session",
+        local_files=(c.DECODER_FILE,) if in_process else (),
+        instances=options.session_instances,
+        parameters={**_limits(options), "cache_bytes": str(options.session_cache_bytes), **decoder},
+    )
+
+
+def _automatic(
+    options: ServingOptions, in_process: bool, chunk: int, max_grid_points: int
+) -> ModelPlan:
+    return ModelPlan(
+        c.AUTOMATIC,
+        "segment everything: a point grid through the decoder, filtered and deduplicated",
+        Runtime.PYTHON,
+        c.AUTOMATIC_INPUTS,
+        c.AUTOMATIC_OUTPUTS,
+        python_module="automatic",
+        local_files=(c.DECODER_FILE,) if in_process else (),
+        instances=options.automatic_instances,
+        parameters={
+            "max_image_pixels": str(options.max_image_pixels),
+            "decoder_chunk": str(min(chunk, options.decoder_max_prompts)),
+            "max_grid_points": str(max_grid_points),
+            **_decoder_runner(options, in_process),
+        },
+    )
