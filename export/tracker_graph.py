@@ -214,7 +214,7 @@ class TrackingDecoder(OneImageDecoder):
     """The image decoder (same inputs, same masks and IoU predictions) plus what tracking reads:
     every mask token's object pointer ``obj_ptrs`` [N, 4, 256] (SAM2Base.obj_ptr_proj) and the
     ``object_score_logits`` [N, 1] (is the object in the frame at all). Which token's pointer
-    counts, and the no-object gating, are the tracker's choice (``sam2_triton.video.tracking``)."""
+    counts, and the no-object gating, are the tracker's choice (``sam2_triton.video.heads``)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)

@@ -112,7 +112,7 @@ def test_tracking_decoder_and_heads_match_sam2s_forward_sam_heads(
 ):
     from sam2_triton.export.decoder_graph import decoder_layout
     from sam2_triton.image.decoder_feeds import decoder_feeds
-    from sam2_triton.video.tracking import decoder_heads, use_multimask
+    from sam2_triton.video.heads import decoder_heads, use_multimask
 
     pix, high_res = _frame(seed=len(labels or []))
     multimask = use_multimask(len(labels or []))
@@ -153,7 +153,7 @@ def test_tracking_decoder_and_heads_match_sam2s_forward_sam_heads(
 
 
 def test_an_absent_object_gets_no_object_logits_and_pointer():
-    from sam2_triton.video.tracking import NO_OBJ_SCORE, decoder_heads
+    from sam2_triton.video.heads import NO_OBJ_SCORE, decoder_heads
 
     rng = np.random.default_rng(0)
     masks = rng.normal(size=(2, 4, 256, 256)).astype(np.float32)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sam2_triton.video.tracking import MemoryConfig, plan_memories, select_closest_cond_frames
+from sam2_triton.video.memory import MemoryConfig, plan_memories, select_closest_cond_frames
 
 
 class _Recorder(nn.Module):
@@ -120,7 +120,7 @@ def test_at_most_the_closest_prompted_frames_are_attended_when_capped(sam2_model
 def test_antialiased_resize_is_torchs(size, out):
     import torch.nn.functional as F
 
-    from sam2_triton.video.tracking import resize_antialiased
+    from sam2_triton.video.mask_prompts import resize_antialiased
 
     x = (np.random.default_rng(0).uniform(size=size) > 0.5).astype(np.float32) * 20 - 10
     want = F.interpolate(
@@ -131,7 +131,7 @@ def test_antialiased_resize_is_torchs(size, out):
 
 
 def test_mask_downsample_is_sam2s_convolution(sam2_model):
-    from sam2_triton.video.tracking import mask_downsample
+    from sam2_triton.video.mask_prompts import mask_downsample
 
     mask = (np.random.default_rng(1).uniform(size=(1024, 1024)) > 0.5).astype(np.float32)
     conv = sam2_model.mask_downsample
@@ -142,7 +142,7 @@ def test_mask_downsample_is_sam2s_convolution(sam2_model):
 
 
 def test_memories_keep_exactly_the_references_bfloat16_values():
-    from sam2_triton.video.tracking import from_bfloat16_bits, to_bfloat16_bits
+    from sam2_triton.video.memory import from_bfloat16_bits, to_bfloat16_bits
 
     x = np.random.default_rng(0).normal(0, 30, 10_000).astype(np.float32)
     x[:4] = [0.0, -0.0, 1e-40, 3.0e38]  # signed zero, a subnormal, near the largest
@@ -159,7 +159,7 @@ def test_holes_are_filled_as_sam2_fills_them():
     become 0.1; larger ones and the foreground stay."""
     import sam2.utils.misc as misc
 
-    from sam2_triton.video.tracking import fill_holes
+    from sam2_triton.video.heads import fill_holes
     from tests.video_helpers import connected_components
 
     rng = np.random.default_rng(0)

@@ -85,16 +85,13 @@ def run(args: argparse.Namespace) -> int:
             for (frame, obj), (points, labels, box) in sorted(prompts.items()):
                 client.add_points(sid, frame, obj, points, labels, box)
             first = min(frame for frame, _ in prompts)
-            # back from the prompted frame itself (as Meta's notebook does): it comes again
-            passes = [(first, False)] + ([(first, True)] if first > 0 else [])
             records: dict[int, dict] = {}
             with tqdm(total=num_frames + (first > 0), unit="frame", desc="tracking") as bar:
-                for start, reverse in passes:
-                    for one in client.propagate(sid, start, reverse=reverse, output_format="rle"):
-                        record = frame_record(one.frame_indices[0], one.obj_ids, one.encoded_masks)
-                        write_frame(args.out, record, args.png)
-                        records[record["frame"]] = record
-                        bar.update(1)
+                for one in client.track_video(sid, first, output_format="rle"):
+                    record = frame_record(one.frame_indices[0], one.obj_ids, one.encoded_masks)
+                    write_frame(args.out, record, args.png)
+                    records[record["frame"]] = record
+                    bar.update(1)
         finally:
             client.close_session(sid)
     seconds = time.perf_counter() - started

@@ -171,6 +171,17 @@ class VideoClient:
         for outputs in propagation_pages(values, self._infer, HTTP_PAGE_FRAMES):
             yield from _answer(outputs).frames()
 
+    def track_video(
+        self, session_id: str, first_prompted_frame: int, output_format: str | None = None
+    ) -> Iterator[VideoAnswer]:
+        """Every frame of the video tracked, as Meta's notebook does it: forward from the first
+        prompted frame, then, unless that is frame 0, backward from that frame itself (which
+        comes again: ``1 + num_frames`` answers then, the last one for each frame is final)."""
+        for start, reverse in propagation_passes(first_prompted_frame):
+            yield from self.propagate(
+                session_id, start, reverse=reverse, output_format=output_format
+            )
+
     def remove_object(self, session_id: str, obj_id: int) -> VideoAnswer:
         return self.call("remove_object", session_id=session_id, obj_id=obj_id)
 
@@ -250,6 +261,12 @@ class VideoClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def propagation_passes(first_prompted_frame: int) -> list[tuple[int, bool]]:
+    """(start frame, reverse) of the passes that track a whole video from its first prompt."""
+    first = first_prompted_frame
+    return [(first, False)] + ([(first, True)] if first > 0 else [])
 
 
 def jpeg_frames(folder: Path) -> list[Path]:

@@ -1,7 +1,7 @@
 """The frames of one video, kept as compact as tracking allows.
 
 The tracker reads a frame as SAM2VideoPredictor loads it: Pillow's bicubic resize of the RGB
-frame to 1024 x 1024 (``tracking.resize_frame``). A frame sent as an image file (JPEG,
+frame to 1024 x 1024 (``resize_frame``). A frame sent as an image file (JPEG,
 PNG) is kept as those bytes and decoded when read, as the reference decodes a folder of JPEG
 frames (no EXIF rotation); a frame decoded from a video file, or given as an array, is kept
 resized (3 MiB), which loses nothing the tracker reads. Frames may be appended one at a time
@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS
+from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SIZE
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.transforms import decode_image
-from sam2_triton.video.tracking import normalize_frame, resize_frame
 
 
 class VideoFrames:
@@ -141,3 +140,21 @@ def decode_video(data: bytes, video: VideoFrames) -> VideoFrames:
     if not len(video):
         raise InvalidInputError("video", "the file holds no decodable frame")
     return video
+
+
+def resize_frame(rgb: np.ndarray, image_size: int = IMAGE_SIZE) -> np.ndarray:
+    """A video frame (HWC uint8 RGB) -> [1024, 1024, 3] uint8, as SAM2VideoPredictor loads
+    frames (sam2/utils/misc.py): Pillow's default (bicubic) resize to the square. Not the image
+    predictor's transform: its resize differs, and the masks with it."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
+
+
+def normalize_frame(resized: np.ndarray) -> np.ndarray:
+    """A resized frame -> the encoder's input [1, 3, 1024, 1024]: /255, then ImageNet mean and
+    std in float32, as the reference does."""
+    from sam2_triton.image.transforms import PIXEL_MEAN, PIXEL_STD
+
+    scaled = (resized / 255.0).astype(np.float32).transpose(2, 0, 1)
+    return ((scaled - PIXEL_MEAN[:, None, None]) / PIXEL_STD[:, None, None])[None]

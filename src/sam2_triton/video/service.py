@@ -91,6 +91,19 @@ class VideoService:
         self.evictions: Counter[str] = Counter()
         self.frames_tracked = 0
         self.lock = threading.Lock()
+        # Every operation on an open session (``start`` opens one), checked against the contract.
+        self.operations: dict[str, Callable[[VideoSession, vr.Inputs], dict]] = {
+            "add_frames": self._add_frames,
+            "add_points": self._add_points,
+            "add_mask": self._add_mask,
+            "propagate": self._propagate,
+            "remove_object": self._remove_object,
+            "clear_prompts": self._clear_prompts,
+            "reset": self._reset,
+            "close": self._close,
+        }
+        if {"start", *self.operations} != set(vr.OPERATIONS):
+            raise AssertionError(f"operations {sorted(self.operations)} != {vr.OPERATIONS}")
 
     @property
     def nbytes(self) -> int:
@@ -106,7 +119,7 @@ class VideoService:
             else:
                 session_id = vr.text(inputs, "session_id")
                 session = self._session(session_id)
-                outputs = getattr(self, f"_{op}")(session, inputs)
+                outputs = self.operations[op](session, inputs)
                 if op == "close":
                     del self.sessions[session_id]
             self._make_room(keep=session_id)

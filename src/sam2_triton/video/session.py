@@ -1,5 +1,5 @@
 """One video being tracked: SAM2VideoPredictor's inference state and calls, on the exported
-graphs (``TrackerModels``) and the numpy choices of ``tracking``.
+graphs (``TrackerModels``) and the numpy choices of ``heads``, ``memory`` and ``mask_prompts``.
 
 The calls mirror Meta's: ``add_new_points_or_box`` answers the prompted frame's masks for
 every object, ``propagate_in_video`` yields (frame, object ids, mask logits at the video's
@@ -22,19 +22,16 @@ import numpy as np
 
 from sam2_triton.image.masks import upsample_logits
 from sam2_triton.video.frames import VideoFrames
+from sam2_triton.video.heads import MEMORY_IMAGE_SIZE, NO_OBJ_SCORE
+from sam2_triton.video.mask_prompts import mask_prompt_1024
+from sam2_triton.video.memory import MemoryConfig
 from sam2_triton.video.state import DEFAULT_MEMORY_FRAMES, FrameOutput, TrackedObject, TrackerModels
 from sam2_triton.video.steps import FrameSteps, Track, track_together
-from sam2_triton.video.tracking import (
-    MEMORY_IMAGE_SIZE,
-    NO_OBJ_SCORE,
-    MemoryConfig,
-    mask_prompt_1024,
-)
 
 LOGIT_CLAMP = 32.0  # previous mask logits fed back with new clicks are clamped (sam2)
 
 
-class VideoSession(FrameSteps):
+class VideoSession:
     """SAM2VideoPredictor's state for one video: ``frames`` (VideoFrames, or RGB arrays HWC
     uint8), which may grow while it is tracked (frames sent one at a time).
 
@@ -53,11 +50,15 @@ class VideoSession(FrameSteps):
     ) -> None:
         if not isinstance(frames, VideoFrames):
             frames = VideoFrames.of_arrays(frames)
-        self.frames, self.models, self.config = frames, models, config or MemoryConfig()
-        self.memory_frames, self.expected_frames = memory_frames, expected_frames
+        self.frames, self.models = frames, models
+        self.steps = FrameSteps(frames, models, config or MemoryConfig(), expected_frames)
+        self.memory_frames = memory_frames
         self.low_res_output = low_res_output  # masks as [N, 1, 256, 256] logits (the server's)
         self.objects: dict[int, TrackedObject] = {}
-        self._features: tuple[int, dict[str, np.ndarray]] | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
 
     @property
     def height(self) -> int:
@@ -70,8 +71,8 @@ class VideoSession(FrameSteps):
     @property
     def nbytes(self) -> int:
         """Bytes held: frames, every object's outputs and the last frame's features."""
-        features = sum(a.nbytes for a in self._features[1].values()) if self._features else 0
-        return self.frames.nbytes + features + sum(o.nbytes for o in self.objects.values())
+        objects = sum(o.nbytes for o in self.objects.values())
+        return self.frames.nbytes + self.steps.features_nbytes + objects
 
     @property
     def obj_ids(self) -> list[int]:
@@ -118,7 +119,9 @@ class VideoSession(FrameSteps):
         prev_logits = None
         if previous is not None:
             prev_logits = np.clip(previous.pred_masks, -LOGIT_CLAMP, LOGIT_CLAMP)
-        out = self._run_frame(obj, frame_idx, is_init, (coords, codes), reverse, False, prev_logits)
+        out = self.steps.run_frame(
+            obj, frame_idx, is_init, (coords, codes), reverse, False, prev_logits
+        )
         obj.temp[is_cond][frame_idx] = out
         return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
 
@@ -131,7 +134,7 @@ class VideoSession(FrameSteps):
         obj = self.objects.setdefault(obj_id, TrackedObject(obj_id))
         obj.points.pop(frame_idx, None)
         is_cond = frame_idx not in obj.tracked
-        out = self._mask_as_output(frame_idx, mask_1024)
+        out = self.steps.mask_as_output(frame_idx, mask_1024)
         obj.temp[is_cond][frame_idx] = out
         obj.masked.add(frame_idx)
         return frame_idx, self.obj_ids, self._frame_masks(frame_idx, is_cond)
@@ -184,7 +187,7 @@ class VideoSession(FrameSteps):
         """The objects a propagation tracks on a frame (those not prompted there): what
         ``track_together`` runs, for this video alone or with other videos' frames."""
         return [
-            Track(self, obj, frame_idx, reverse)
+            Track(self.steps, obj, frame_idx, reverse)
             for obj in self.objects.values()
             if frame_idx not in obj.cond
         ]
@@ -244,7 +247,7 @@ class VideoSession(FrameSteps):
 
     def reset_state(self) -> None:
         self.objects.clear()
-        self._features = None
+        self.steps.forget_features()
 
     def _known(self, obj_id: int) -> TrackedObject:
         if obj_id not in self.objects:
@@ -261,7 +264,7 @@ class VideoSession(FrameSteps):
             for is_cond in (False, True):
                 for frame_idx, out in obj.temp[is_cond].items():
                     if out.maskmem is None:
-                        out.maskmem = self._encode_memory(frame_idx, [out], True)[0][None]
+                        out.maskmem = self.steps.encode_memory(frame_idx, [out], True)[0][None]
                     if is_cond:
                         obj.cond[frame_idx] = out
                     else:

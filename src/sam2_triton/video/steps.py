@@ -2,8 +2,10 @@
 encoder for an object, or for several objects together, of one video or of several
 (``track_together``), as SAM2Base._track_step runs them.
 
-``FrameSteps`` is ``VideoSession``'s lower half: it needs the session's ``models``, ``frames``,
-``config`` and ``expected_frames``, and keeps the last frame's encoder outputs.
+``FrameSteps`` runs them for one video: it holds that video's ``frames``, the ``models``, the
+memory ``config`` and the video's ``expected_frames``, and keeps the last frame's encoder
+outputs. ``VideoSession`` owns one and keeps the objects' state; ``track_together`` runs the
+steps of several videos' ``Track`` s in shared calls.
 """
 
 from __future__ import annotations
@@ -15,22 +17,21 @@ import numpy as np
 
 from sam2_triton.image.masks import upsample_logits
 from sam2_triton.video.frames import VideoFrames
-from sam2_triton.video.state import FrameOutput, TrackedObject, TrackerModels
-from sam2_triton.video.tracking import (
+from sam2_triton.video.heads import MEMORY_IMAGE_SIZE, decoder_heads, fill_holes, use_multimask
+from sam2_triton.video.mask_prompts import (
     MASK_OUT_BIAS,
     MASK_OUT_SCALE,
-    MEMORY_IMAGE_SIZE,
+    mask_downsample,
+    resize_antialiased,
+)
+from sam2_triton.video.memory import (
     MemoryConfig,
     MemoryPlan,
-    decoder_heads,
-    fill_holes,
     from_bfloat16_bits,
-    mask_downsample,
     plan_memories,
-    resize_antialiased,
     to_bfloat16_bits,
-    use_multimask,
 )
+from sam2_triton.video.state import FrameOutput, TrackedObject, TrackerModels
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,10 @@ class Track:
     reverse: bool
 
     def plan(self) -> MemoryPlan:
-        return self.steps._memory_plan(self.obj, self.frame_idx, self.reverse)
+        return self.steps.memory_plan(self.obj, self.frame_idx, self.reverse)
 
     def features(self) -> dict[str, np.ndarray]:
-        return self.steps._frame_features(self.frame_idx)
+        return self.steps.frame_features(self.frame_idx)
 
 
 def track_together(tracks: Sequence[Track], models: TrackerModels) -> list[FrameOutput]:
@@ -59,7 +60,7 @@ def track_together(tracks: Sequence[Track], models: TrackerModels) -> list[Frame
     by batching: each object runs alone."""
     per_call = getattr(models, "batch_objects", 1)
     if per_call < 2 or len(tracks) < 2:
-        return [t.steps._run_frame(t.obj, t.frame_idx, False, None, t.reverse, True, None)
+        return [t.steps.run_frame(t.obj, t.frame_idx, False, None, t.reverse, True, None)
                 for t in tracks]  # fmt: skip
     _encode_frames(tracks, models)
     plans = [t.plan() for t in tracks]
@@ -72,14 +73,14 @@ def track_together(tracks: Sequence[Track], models: TrackerModels) -> list[Frame
             chunk = members[start : start + per_call]
             embeds = attend(models, [tracks[i] for i in chunk], [plans[i] for i in chunk])
             outs = [
-                tracks[i].steps._decode(tracks[i].features(), embed[None], None, None)
+                tracks[i].steps.decode(tracks[i].features(), embed[None], None, None)
                 for i, embed in zip(chunk, embeds, strict=True)
             ]
             frames = [(tracks[i].steps, tracks[i].frame_idx) for i in chunk]
             memories = encode_memories(models, frames, outs, from_points=False)
             for i, out, memory in zip(chunk, outs, memories, strict=True):
                 out.maskmem = memory[None].copy()  # not a view keeping the others' alive
-                outputs[i] = tracks[i].steps._fill_holes(out)
+                outputs[i] = tracks[i].steps.with_holes_filled(out)
     return [outputs[i] for i in range(len(tracks))]
 
 
@@ -87,7 +88,7 @@ def _encode_frames(tracks: Sequence[Track], models: TrackerModels) -> None:
     """Encode the frames the tracks need and their sessions lack in one call, where the models
     take several images at once (``encode_many``, the GPU's)."""
     encode_many = getattr(models, "encode_many", None)
-    needed = {id(t.steps): t for t in tracks if not t.steps._has_features(t.frame_idx)}
+    needed = {id(t.steps): t for t in tracks if not t.steps.has_features(t.frame_idx)}
     if encode_many is None or len(needed) < 2:
         return
     todo = list(needed.values())
@@ -111,7 +112,7 @@ def attend(
         for t, plan in zip(tracks, plans, strict=True)
     ]
     feeds = {
-        "vision_feat": np.concatenate([t.steps._vision_feat(t.features()) for t in tracks]),
+        "vision_feat": np.concatenate([t.steps.vision_feat(t.features()) for t in tracks]),
         "memory": from_bfloat16_bits(np.stack(memory)),
         "memory_tpos": np.array([[row for _, row in p.memories] for p in plans], np.int64),
         "obj_ptrs": np.array(pointers, np.float32).reshape(n, -1, 256),
@@ -130,7 +131,7 @@ def encode_memories(
     size = (MEMORY_IMAGE_SIZE, MEMORY_IMAGE_SIZE)
     feeds = {
         "vision_feat": np.concatenate(
-            [steps._vision_feat(steps._frame_features(f)) for steps, f in frames]
+            [steps.vision_feat(steps.frame_features(f)) for steps, f in frames]
         ),
         "mask_logits": np.stack([upsample_logits(o.pred_masks[0], size) for o in outs]),
         "object_score_logits": np.concatenate([o.object_score_logits for o in outs]),
@@ -140,17 +141,33 @@ def encode_memories(
 
 
 class FrameSteps:
-    models: TrackerModels
-    frames: VideoFrames
-    config: MemoryConfig
-    expected_frames: int
-    _features: tuple[int, dict[str, np.ndarray]] | None
+    """The tracker's steps on one video's frames, keeping the last frame's encoder outputs."""
+
+    def __init__(
+        self,
+        frames: VideoFrames,
+        models: TrackerModels,
+        config: MemoryConfig,
+        expected_frames: int = 0,
+    ) -> None:
+        self.frames, self.models, self.config = frames, models, config
+        # the video's length when frames still arrive: the pointers' temporal scale needs it
+        self.expected_frames = expected_frames
+        self._features: tuple[int, dict[str, np.ndarray]] | None = None
 
     @property
     def num_frames(self) -> int:
         return len(self.frames)
 
-    def _run_frame(
+    @property
+    def features_nbytes(self) -> int:
+        """Bytes of the kept frame's encoder outputs (16.8 MB for a frame; 0 when none)."""
+        return sum(a.nbytes for a in self._features[1].values()) if self._features else 0
+
+    def forget_features(self) -> None:
+        self._features = None
+
+    def run_frame(
         self,
         obj: TrackedObject,
         frame_idx: int,
@@ -160,25 +177,25 @@ class FrameSteps:
         run_mem_encoder: bool,
         prev_logits: np.ndarray | None,
     ) -> FrameOutput:
-        features = self._frame_features(frame_idx)
+        features = self.frame_features(frame_idx)
         if is_init:  # SAM 2.1 adds the no-memory embedding instead of attending
             image_embed = features["image_embed"]
         else:
             track = Track(self, obj, frame_idx, reverse)
             image_embed = attend(self.models, [track], [track.plan()])
-        out = self._decode(features, image_embed, point_inputs, prev_logits)
+        out = self.decode(features, image_embed, point_inputs, prev_logits)
         if run_mem_encoder:
             from_points = point_inputs is not None
-            out.maskmem = self._encode_memory(frame_idx, [out], from_points)[0][None]
-        return self._fill_holes(out)
+            out.maskmem = self.encode_memory(frame_idx, [out], from_points)[0][None]
+        return self.with_holes_filled(out)
 
-    def _fill_holes(self, out: FrameOutput) -> FrameOutput:
+    def with_holes_filled(self, out: FrameOutput) -> FrameOutput:
         """The answer's small background holes filled, as SAM2VideoPredictor stores answers
         (after the memory of a tracked frame is encoded: its memory reads the unfilled mask)."""
         out.pred_masks = fill_holes(out.pred_masks, self.config.fill_hole_area)
         return out
 
-    def _decode(
+    def decode(
         self,
         features: dict[str, np.ndarray],
         image_embed: np.ndarray,
@@ -206,11 +223,11 @@ class FrameSteps:
         heads = decoder_heads(*self.models.decode(feeds), multimask, self.models.no_obj_ptr)
         return FrameOutput(heads.low_res_masks, heads.obj_ptr, heads.object_score_logits)
 
-    def _mask_as_output(self, frame_idx: int, mask_1024: np.ndarray) -> FrameOutput:
+    def mask_as_output(self, frame_idx: int, mask_1024: np.ndarray) -> FrameOutput:
         """SAM2Base._use_mask_as_output: logits +-10 from the mask, downsampled antialiased;
         the pointer from a decoder run on the frame's own features with the mask as the dense
         prompt, gated by whether the mask has any pixel."""
-        features = self._frame_features(frame_idx)
+        features = self.frame_features(frame_idx)
         high = mask_1024 * np.float32(MASK_OUT_SCALE) + np.float32(MASK_OUT_BIAS)
         side = MEMORY_IMAGE_SIZE // 4
         low = resize_antialiased(high, (side, side))[None, None]
@@ -219,7 +236,7 @@ class FrameSteps:
             mask_1024, models.mask_downsample_weight, models.mask_downsample_bias
         )
         feeds = {
-            "image_embed": self._vision_feat(features),  # no memory, no no-memory embedding
+            "image_embed": self.vision_feat(features),  # no memory, no no-memory embedding
             "high_res_feats_0": features["high_res_feats_0"],
             "high_res_feats_1": features["high_res_feats_1"],
             "point_coords": np.zeros((1, 1, 2), np.float32),
@@ -231,34 +248,34 @@ class FrameSteps:
         appearing = np.float32(mask_1024.any())
         obj_ptr = appearing * heads.obj_ptr + (1 - appearing) * models.no_obj_ptr
         score = np.full((1, 1), MASK_OUT_SCALE * appearing + MASK_OUT_BIAS, np.float32)
-        return self._fill_holes(
+        return self.with_holes_filled(
             FrameOutput(low.astype(np.float32), obj_ptr.astype(np.float32), score)
         )
 
-    def _memory_plan(self, obj: TrackedObject, frame_idx: int, reverse: bool) -> MemoryPlan:
+    def memory_plan(self, obj: TrackedObject, frame_idx: int, reverse: bool) -> MemoryPlan:
         num_frames = max(self.num_frames, self.expected_frames)
         return plan_memories(
             frame_idx, list(obj.cond), set(obj.non_cond), num_frames, reverse, self.config
         )
 
-    def _encode_memory(
+    def encode_memory(
         self, frame_idx: int, outs: list[FrameOutput], from_points: bool
     ) -> np.ndarray:
         """The memories of answers on one frame, [N, 4096, 64] as bfloat16 bits."""
         return encode_memories(self.models, [(self, frame_idx)] * len(outs), outs, from_points)
 
-    def _has_features(self, frame_idx: int) -> bool:
+    def has_features(self, frame_idx: int) -> bool:
         return self._features is not None and self._features[0] == frame_idx
 
-    def _frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
+    def frame_features(self, frame_idx: int) -> dict[str, np.ndarray]:
         """The encoder's outputs for a frame (the last frame's are kept, as sam2 keeps them)."""
         if not 0 <= frame_idx < self.num_frames:
             raise IndexError(f"frame_idx: {frame_idx} is outside 0..{self.num_frames - 1}")
-        if not self._has_features(frame_idx):
+        if not self.has_features(frame_idx):
             self._features = None  # the old frame's 16.8 MB go before the new frame's come
             self._features = (frame_idx, self.models.encode(self.frames.model_input(frame_idx)))
         return self._features[1]
 
-    def _vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
+    def vision_feat(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """The encoder's lowest level without the no-memory embedding the image path adds."""
         return (features["image_embed"] - self.models.no_mem_embed).astype(np.float32)
