@@ -9,10 +9,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from sam2_triton.bench import flows
+from sam2_triton.bench import compute, flows, machine
 from sam2_triton.bench.load import run_load
 from sam2_triton.bench.report import format_table, plot
-from sam2_triton.bench.run import GOALS, _delta, _met, interleaved
+from sam2_triton.bench.run import GOALS, _delta, _met, goals, interleaved, measurement_errors
 
 
 def test_load_driver_sends_each_request_once_over_its_workers():
@@ -111,3 +111,82 @@ def test_flop_count_includes_attention_on_a_cpu():
     flops = counted_flops(lambda: proj(torch.nn.functional.scaled_dot_product_attention(q, k, v)))
     scores, mixing, linear = 2 * 2 * 8 * 16 * 4, 2 * 2 * 8 * 16 * 4, 2 * 2 * 8 * 4 * 3
     assert sum(flops.values()) == scores + mixing + linear
+
+
+def test_the_gemm_ceiling_is_the_best_library_at_the_given_threads():
+    seen: list[tuple[str, int, int]] = []
+
+    def fake(name: str, rate: float):
+        def measure(n: int, threads: int, repeats: int) -> float:
+            seen.append((name, n, threads))
+            return rate
+
+        return measure
+
+    def absent(n: int, threads: int, repeats: int) -> float:
+        raise ImportError("No module named 'torch'")
+
+    measures = {"onnxruntime": fake("onnxruntime", 2.6e11), "pytorch": absent}
+    measures["numpy"] = fake("numpy", 2.5e11)
+    gemms = compute.best_gemm(3, n=64, measures=measures)
+    assert gemms["best_library"] == "onnxruntime" and gemms["best_flops_per_s"] == 2.6e11
+    assert gemms["flops_per_s"] == {"onnxruntime": 2.6e11, "numpy": 2.5e11}
+    assert list(gemms["unavailable"]) == ["pytorch"]
+    assert seen == [("onnxruntime", 64, 3), ("numpy", 64, 3)]
+
+
+def test_every_installed_library_measures_a_small_gemm():
+    gemms = compute.best_gemm(1, n=64, repeats=1)
+    assert gemms["flops_per_s"] and all(rate > 0 for rate in gemms["flops_per_s"].values())
+    assert gemms["best_flops_per_s"] == max(gemms["flops_per_s"].values())
+    assert "onnxruntime" in gemms["flops_per_s"]  # a dependency: its MatMul model must build
+
+
+def test_theoretical_peak_from_flags_and_clock():
+    avx512 = machine.theoretical_fp32_peak(2, 2600.0, {"fma", "avx2", "avx512f"})
+    assert avx512["fp32_lanes_per_fma"] == 16
+    assert avx512["flops_per_s"] == 2 * 2600e6 * 16 * 2 * 2  # 332.8 GFLOP/s
+    assert machine.theoretical_fp32_peak(4, 3000.0, {"fma", "avx2"})["flops_per_s"] == (
+        4 * 3000e6 * 8 * 2 * 2
+    )
+    assert machine.fp32_lanes({"avx2"}) == 4  # AVX2 without FMA: no 8-lane FMA
+    assert machine.theoretical_fp32_peak(2, None, {"avx512f"})["flops_per_s"] is None
+
+
+def test_a_utilisation_above_one_is_a_measurement_error_not_a_met_goal():
+    ratios = {"encoder_flops_utilization": 1.058, "decoder_flops_utilization": 0.6}
+    report = _report() | {
+        "ratios": ratios,
+        "decoder_flops_utilization_by_prompts": {"1 prompt": 0.6, "8 prompts": 1.2},
+    }
+    errors = measurement_errors(report)
+    assert errors == {
+        "encoder_flops_utilization": 1.058,
+        "decoder_flops_utilization_by_prompts[8 prompts]": 1.2,
+    }
+    report["goals"] = goals(ratios, errors)
+    assert not report["goals"]["encoder_flops_utilization"]["met"]  # 1.058 >= 0.5, yet not met
+    assert report["goals"]["encoder_flops_utilization"]["measurement_error"]
+    assert report["goals"]["decoder_flops_utilization"]["met"]
+    report["measurement_errors"] = errors
+    table = format_table(report)
+    line = next(row for row in table.splitlines() if row.startswith("encoder_flops_utilization"))
+    assert "MEASUREMENT ERROR: above the best measured GEMM" in line
+    assert "decoder_flops_utilization_by_prompts[8 prompts] = 1.200, not a result" in table
+
+
+def test_table_shows_each_gemm_the_best_and_the_peak():
+    report = _report() | {
+        "gemm_fp32": compute.best_gemm(
+            2, n=8, measures={"onnxruntime": lambda *_: 2.0e11, "numpy": lambda *_: 1.5e11}
+        ),
+        "fp32_theoretical_peak": machine.theoretical_fp32_peak(2, 2600.0, {"avx512f"})
+        | {"clock_source": "test"},
+        "gemm_fp32_vs_peak": 2.0e11 / 332.8e9,
+        "encoder_flops_per_s": 1.4e11,
+        "encoder_flops_vs_fp32_peak": 1.4e11 / 332.8e9,
+    }
+    table = format_table(report)
+    assert "onnxruntime 200.0, numpy 150.0 GFLOP/s; best onnxruntime 200.0" in table
+    assert "fp32 theoretical peak 332.8 GFLOP/s = 2 cores x 2600 MHz" in table
+    assert "encoder 140.0 GFLOP/s" in table and "0.42 of the theoretical peak" in table

@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def cpu_model() -> str:
@@ -46,6 +47,105 @@ def runnable_precisions(precisions: list[str]) -> list[str]:
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask, not the host's total)."""
     return len(os.sched_getaffinity(0))
+
+
+def physical_cores() -> int:
+    """Physical cores under this process's affinity mask (SMT siblings counted once), from
+    sysfs' topology; ``usable_cores()`` where that is missing."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0):
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return usable_cores()
+        cores.add((package, core))
+    return len(cores) or usable_cores()
+
+
+def _lscpu() -> dict[str, str]:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in out.splitlines())
+    }
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_clock_mhz() -> tuple[float | None, str]:
+    """The clock the peak is computed at, and where it was read: lscpu's "CPU max MHz" when
+    present, else the highest "cpu MHz" of /proc/cpuinfo (under a hypervisor often the nominal
+    clock, below what the cores boost to)."""
+    maximum = _lscpu().get("CPU max MHz")
+    if maximum:
+        return float(maximum), 'lscpu "CPU max MHz"'
+    current = [
+        float(line.split(":", 1)[1])
+        for line in _cpuinfo().splitlines()
+        if line.startswith("cpu MHz")
+    ]
+    if current:
+        return max(current), '/proc/cpuinfo "cpu MHz"'
+    return None, "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo's "flags", else lscpu's "Flags")."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set(_lscpu().get("Flags", "").split())
+
+
+def fp32_lanes(flags: set[str]) -> int:
+    """float32 lanes of one FMA instruction: 16 with AVX-512, 8 with AVX2 and FMA, else 4."""
+    if "avx512f" in flags:
+        return 16
+    if {"avx2", "fma"} <= flags:
+        return 8
+    return 4
+
+
+def theoretical_fp32_peak(
+    cores: int, clock_mhz: float | None, flags: set[str], fma_units: int = 2
+) -> dict[str, Any]:
+    """cores x clock x FMA lanes x 2 (multiply and add) x FMA units per core, with its inputs.
+
+    An estimate from the ISA, not a measurement: it assumes every core issues ``fma_units``
+    full-width FMAs per cycle at ``clock_mhz``. It overstates where a core has fewer or
+    narrower FMA units than the flags suggest (Zen 4 runs AVX-512 on 256-bit halves: half
+    this; Intel parts with one 512-bit FMA unit: half) or lowers its clock under wide vector
+    load, and understates where the clock read is below the boost clock (a hypervisor's
+    nominal "cpu MHz")."""
+    lanes = fp32_lanes(flags)
+    peak = cores * clock_mhz * 1e6 * lanes * 2 * fma_units if clock_mhz else None
+    return {
+        "cores": cores,
+        "clock_mhz": clock_mhz,
+        "fp32_lanes_per_fma": lanes,
+        "fma_units_per_core": fma_units,
+        "flops_per_s": peak,
+        "formula": "cores x clock x FMA lanes x 2 x FMA units",
+    }
+
+
+def fp32_peak(threads: int) -> dict[str, Any]:
+    """``theoretical_fp32_peak`` of this machine for ``threads`` threads (at most one per
+    physical core counts), with where the clock was read."""
+    clock, source = cpu_clock_mhz()
+    peak = theoretical_fp32_peak(min(threads, physical_cores()), clock, cpu_flags())
+    peak["clock_source"] = source
+    return peak
 
 
 def tree_memory_bytes(pid: int) -> tuple[int, int]:

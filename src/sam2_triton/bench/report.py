@@ -28,25 +28,80 @@ def format_table(report: dict[str, Any]) -> str:
         )
     lines += ["", f"{'ratio':28} {'value':>10} {'goal':>10}  met"]
     for name, goal in report["goals"].items():
-        lines.append(
-            f"{name:28} {goal['value']:10.4f} {goal['goal']:>10}  {'yes' if goal['met'] else 'NO'}"
-        )
+        met = "yes" if goal["met"] else "NO"
+        if goal.get("measurement_error"):
+            met = f"NO: {MEASUREMENT_ERROR}"
+        lines.append(f"{name:28} {goal['value']:10.4f} {goal['goal']:>10}  {met}")
     if "decoder_in_process_ms" in report:
         per_prompt = ", ".join(
             f"{name}: {row['median_ms']:.1f} ms/prompt set "
-            f"({report['decoder_flops_utilization_by_prompts'][name]:.2f} of the GEMM rate)"
+            f"({_utilisation(report['decoder_flops_utilization_by_prompts'][name])})"
             for name, row in report["decoder_in_process_ms"].items()
         )
         lines.append(
             f"decoder ({report['decoder_flops_per_prompt'] / 1e9:.2f} GFLOP per prompt set), "
             f"{per_prompt}"
         )
+    lines += _ceilings(report)
     bytes_ = report["request_bytes"]
     lines.append(
         f"request bytes per image: ours {bytes_['ours']:,}, client-side flow "
         f"{bytes_['client_side_flow']:,}"
     )
     return "\n".join(lines)
+
+
+MEASUREMENT_ERROR = "MEASUREMENT ERROR: above the best measured GEMM"
+
+
+def _utilisation(value: float) -> str:
+    if value > 1.0:
+        return f"{value:.2f} of the GEMM rate, {MEASUREMENT_ERROR}"
+    return f"{value:.2f} of the GEMM rate"
+
+
+def _ceilings(report: dict[str, Any]) -> list[str]:
+    """What the utilisations divide by: each library's fp32 GEMM and the best, the ISA's peak
+    and how it was computed, and the encoder's rate against both."""
+    lines = []
+    gemms = report.get("gemm_fp32")
+    if gemms:
+        rates = ", ".join(
+            f"{library} {rate / 1e9:.1f}" for library, rate in gemms["flops_per_s"].items()
+        )
+        missing = (
+            f" (not installed: {', '.join(gemms['unavailable'])})" if gemms["unavailable"] else ""
+        )
+        lines.append(
+            f"fp32 GEMM {gemms['n']}x{gemms['n']} at {gemms['threads']} threads: {rates} GFLOP/s; "
+            f"best {gemms['best_library']} {gemms['best_flops_per_s'] / 1e9:.1f}{missing}"
+        )
+    if "gemm_bf16_flops_per_s" in report:
+        lines.append(f"bf16 GEMM (OpenVINO): {report['gemm_bf16_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    peak = report.get("fp32_theoretical_peak")
+    if peak and peak["flops_per_s"]:
+        against = (
+            f", best GEMM {report['gemm_fp32_vs_peak']:.2f} of it"
+            if "gemm_fp32_vs_peak" in report
+            else ""
+        )
+        lines.append(
+            f"fp32 theoretical peak {peak['flops_per_s'] / 1e9:.1f} GFLOP/s = {peak['cores']} "
+            f"cores x {peak['clock_mhz']:.0f} MHz ({peak.get('clock_source', '?')}) x "
+            f"{peak['fp32_lanes_per_fma']} lanes x 2 x {peak['fma_units_per_core']} FMA units "
+            f"(an estimate from the ISA){against}"
+        )
+    if "encoder_flops_per_s" in report:
+        rate = report["encoder_flops_per_s"]
+        parts = [f"encoder {rate / 1e9:.1f} GFLOP/s"]
+        if "encoder_flops_utilization" in report.get("ratios", {}):
+            parts.append(_utilisation(report["ratios"]["encoder_flops_utilization"]))
+        if "encoder_flops_vs_fp32_peak" in report:
+            parts.append(f"{report['encoder_flops_vs_fp32_peak']:.2f} of the theoretical peak")
+        lines.append(", ".join(parts))
+    for name, value in report.get("measurement_errors", {}).items():
+        lines.append(f"{MEASUREMENT_ERROR}: {name} = {value:.3f}, not a result")
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> Path:
