@@ -61,7 +61,7 @@ MEMORY_ENCODER = "sam2_memory_encoder"
 # polygon lists simplified to ``polygon_tolerance`` pixels); cutout/cutout_cropped add one RGBA
 # PNG per mask (the image with alpha = mask, cropped to the mask's box for cutout_cropped) to the
 # raw masks; "logits" sends no masks, only low_res_logits, unclamped: what the server
-# thresholds, so that a client upsampling them with ``processing.masks_from_logits`` gets the
+# thresholds, so that a client upsampling them with ``image.masks.masks_from_logits`` gets the
 # server's masks exactly.
 OUTPUT_FORMATS = ("raw", "png", "rle", "polygons", "cutout", "cutout_cropped", "logits")
 ENCODED_ONLY_FORMATS = ("png", "rle", "polygons")
@@ -105,8 +105,8 @@ class Tensor:
 
 # --- ONNX image encoder: image [B,3,1024,1024] -> three feature maps -------------------------
 # The maps are SAM's (``SAM2ImagePredictor._features``) laid out as the rows the decoder's matrix
-# products read (``sam2_triton.export.decoder_graph.decoder_layout``; ``prompt_batch.sam_layout``
-# turns them back into NCHW):
+# products read (``sam2_triton.export.decoder_graph.decoder_layout``;
+# ``image.decoder_feeds.sam_layout`` turns them back into NCHW):
 # - image_embed: [4096, 256], row y*64 + x of the 64x64 map (the transformer's image tokens);
 # - high_res_feats_1: the 128x128x64 map as [4096, 256], row (i, j), column (a, b, c) for pixel
 #   (2i + a, 2j + b);
@@ -249,7 +249,7 @@ AUTOMATIC_INPUTS = (
 AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 
 # --- sam2_video: track objects through a video (Python backend; sam2_triton.video.service) ----
-# One request per operation (video_requests.OPERATIONS) on a session the server keeps; masks of
+# One request per operation (video.requests.OPERATIONS) on a session the server keeps; masks of
 # F frames x N objects come as low_res_logits (output_format "logits", default: the client
 # upsamples them to the video's size as the server would), one RLE per frame and object, or raw.
 # sam2_video_stream (decoupled, gRPC) takes the same inputs for "propagate" and streams one

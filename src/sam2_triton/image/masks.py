@@ -2,9 +2,9 @@
 the masks at the image's size (``SAM2ImagePredictor._predict`` + ``SAM2Transforms``).
 
 The masks of sam2_segment and sam2_session are computed from the low-res logits by
-``mask_upsampling`` (only near their edge), on request and in the size asked for; segment-
-everything's candidates keep ``bilinear_matrices`` for their stability scores. ``processing``
-re-exports these names.
+``upsampling`` (only near their edge), on request and in the size asked for; segment-
+everything's candidates keep ``bilinear_matrices`` for their stability scores. The image and
+prompt half is ``image.transforms``.
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def bilinear_matrices(
     orig_hw: tuple[int, int], low_res: int = LOW_RES_MASK_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows [H, 256], cols [W, 256]): upsampled = rows @ logits @ cols.T, for reuse per size
-    (segment-everything's stability scores; masks themselves come from ``mask_upsampling``)."""
+    (segment-everything's stability scores; masks themselves come from ``upsampling``)."""
     return _bilinear_matrix(orig_hw[0], low_res), _bilinear_matrix(orig_hw[1], low_res)
 
 
 def upsample_logits(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
     """[K, 256, 256] logits -> [K, H, W] at the original size (SAM2Transforms.postprocess_masks),
-    by the same formula the served masks are thresholded from (``mask_upsampling``)."""
+    by the same formula the served masks are thresholded from (``upsampling``)."""
     rows, cols = mask_axes(orig_hw, None, low_res.shape[-1])
     return dense_logits(np.asarray(low_res, np.float32), rows, cols)
 
@@ -96,7 +96,7 @@ class MaskResult:
 class DecodedMasks:
     """One prompt set's answer on the server, as a MaskResult whose masks are computed from the
     unclamped ``logits`` only when asked for: ``masks`` uint8 [K, H, W], or ``rles()``, which
-    never builds a full-size mask (``mask_upsampling``). ``low_res_logits`` are clamped as the
+    never builds a full-size mask (``upsampling``). ``low_res_logits`` are clamped as the
     predictor returns them."""
 
     logits: np.ndarray  # the chosen tokens' logits [K, 256, 256], unclamped

@@ -1,7 +1,7 @@
 """A request's prompt sets: one (``point_coords``, ``point_labels``, ``box``, ``mask_input``) or
 B of them (the same names with ``_batch``: Meta's batched prompts, e.g. several boxes at once).
 
-Every set of a request shares the image's features in one decoder call (``prompt_batch``), so B
+Every set of a request shares the image's features in one decoder call (``decoder_feeds``), so B
 boxes cost one request and one decoder run with B rows instead of B round trips. The checks are
 the single set's (``prepare_prompts``), applied to each set and naming it.
 """

@@ -60,7 +60,7 @@ class ServingOptions:
     # sam2_video_sessions holds the sessions in one process. Propagations reach it a frame a
     # request; those waiting together are tracked together (on a GPU, their objects in one
     # memory-attention call), and a step waits this long for the next frame of a propagation
-    # under way (video_scheduler), so propagations of different videos fall into step.
+    # under way (video.scheduler), so propagations of different videos fall into step.
     video_step_wait_us: int = 20000
     video_max_sessions: int = 8
     video_max_bytes: int = 4 << 30  # all sessions' frames and state

@@ -1,7 +1,7 @@
 """``ModelPlan`` -> Triton ``ModelConfig`` for Python-backend models and the ensemble.
 
 Configs are built as Triton's own protobuf (``tritonclient.grpc.model_config_pb2``), so a
-config that does not parse cannot be written; the onnxruntime models' are in ``gpu_config``.
+config that does not parse cannot be written; the onnxruntime models' are in ``gpu_configs``.
 """
 
 from __future__ import annotations

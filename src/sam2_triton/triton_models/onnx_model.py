@@ -5,7 +5,7 @@ this model is run here: by an ``onnxruntime.InferenceSession`` (fp32) or OpenVIN
 ``sam2_triton.runtime.runners``. The encoder's requests of one dynamic batch are concatenated and
 run together where their shapes allow (``runtime.grouping``); the decoder has no batch
 axis (one image's features, N prompt sets per request) and each request is checked
-(``prompt_batch.check_decoder_inputs``) and run alone.
+(``image.decoder_feeds.check_decoder_inputs``) and run alone.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The video tracker's graphs through BLS (GPU target): sam2_video's ``TrackerModels`` when the
-graphs are onnxruntime-backend models of their own (``plan_video``).
+graphs are onnxruntime-backend models of their own (``repository.video_plan``).
 
 Frames are encoded by sam2_image_encoder (its dynamic batching serves the image models and
 video at once; the frames of videos tracked together go in one call); objects reading as many
