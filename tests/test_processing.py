@@ -1,4 +1,5 @@
-"""processing.py against the sam2 reference transforms (torch) it mirrors."""
+"""image/transforms.py and image/masks.py against the sam2 reference transforms (torch) they
+mirror."""
 
 from __future__ import annotations
 
@@ -63,7 +64,9 @@ def test_upsample_logits_matches_postprocess_masks(transforms, orig_hw):
 
 def test_transform_coords_matches_sam2(transforms):
     coords = np.array([[10.5, 20.0], [450.0, 299.0]], dtype=np.float32)
-    expected = transform_coords(torch.tensor(coords), normalize=True, orig_hw=(300, 451))
+    expected = transforms.transform_coords(
+        torch.tensor(coords), normalize=True, orig_hw=(300, 451)
+    )
     np.testing.assert_array_equal(transform_coords(coords, (300, 451)), expected.numpy())
 
 

@@ -44,10 +44,8 @@ def test_the_two_halves_are_what_segment_chains():
     inputs = _inputs(output_format=np.array([b"png"], dtype=object))
     whole = segment(inputs, models.encode, models.decode)
     prepared = prepare_request(inputs)
-    decoded = models.decode(prepared.decoder_inputs(models.encode(prepared.image_1024)))
-    halves = finish_request(
-        decoded, prepared.orig_hw, prepared.multimask, prepared.output_format, prepared.cutout_rgb
-    )
+    decoded = models.decode(prepared.sets.decoder_inputs(models.encode(prepared.image_1024)))
+    halves = finish_request(decoded, prepared.orig_hw, prepared.options, prepared.cutout_rgb)
     assert set(whole) == set(halves) == {t.name for t in c.SEGMENT_OUTPUTS}
     for name, value in whole.items():
         np.testing.assert_array_equal(value, halves[name], err_msg=name)
