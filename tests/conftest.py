@@ -21,6 +21,17 @@ SRC = ROOT / "src" / "sam2_triton"
 SEED = 0
 
 
+#: Fixtures that start a real tritonserver: a test using one is end-to-end, marked or not, so
+#: that ``-m "not e2e"`` starts no server (modules with servers of their own mark themselves).
+SERVER_FIXTURES = {"triton", "routed_triton"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @dataclass(frozen=True)
 class TinyExport:
     export_dir: Path
@@ -185,13 +196,17 @@ def serve_repository(
     server.stop()
 
 
+#: The options of ``triton``, the server most end-to-end tests share.
+TRITON_OPTIONS_KW = {"session_cache_bytes": TEST_CACHE_IMAGES * EMBEDDING_BYTES, "video": True}
+
+
 @pytest.fixture(scope="session")
-def triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A real embedded tritonserver serving the tiny export on free loopback ports."""
+def triton(tracker_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real embedded tritonserver serving the tiny export, the video tracker included, on free
+    loopback ports: one server for every end-to-end module that needs no options of its own."""
     from sam2_triton.repository.options import ServingOptions
 
-    options = ServingOptions(session_cache_bytes=TEST_CACHE_IMAGES * EMBEDDING_BYTES)
-    yield from running_server(tiny_export.export_dir, tmp_path_factory, options)
+    yield from running_server(tracker_export, tmp_path_factory, ServingOptions(**TRITON_OPTIONS_KW))
 
 
 @pytest.fixture(scope="session")
@@ -242,3 +257,72 @@ class Reference:
 @pytest.fixture(scope="session")
 def reference(reference_predictor) -> Reference:
     return Reference(reference_predictor)
+
+
+class AutomaticReference:
+    """Meta's SAM2AutomaticMaskGenerator on the test weights, its masks (``_generate_masks``,
+    the point grid through the model) computed once per image and parameters: output modes only
+    encode the same masks differently, in Meta's own ``generate``."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.masks: dict[tuple, object] = {}
+
+    def generator(self, rgb, **params):
+        import copy
+
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+        generator = SAM2AutomaticMaskGenerator(self.model, **params)
+        options = tuple(sorted((k, v) for k, v in params.items() if k != "output_mode"))
+        key = (hashlib.sha256(rgb.tobytes()).hexdigest(), rgb.shape, options)
+        compute = generator._generate_masks
+
+        def cached(image):
+            if key not in self.masks:
+                self.masks[key] = compute(image)
+            return copy.deepcopy(self.masks[key])  # generate() adds to what it is given
+
+        generator._generate_masks = cached
+        return generator
+
+
+@pytest.fixture(scope="session")
+def automatic_reference(reference_predictor) -> AutomaticReference:
+    return AutomaticReference(reference_predictor.model)
+
+
+@pytest.fixture(scope="session")
+def tracker_models(tracker_export: Path):
+    """The tracker's graphs in-process (ONNX Runtime), loaded once for every in-process test."""
+    from sam2_triton.video.runtime import OnnxTrackerModels
+
+    return OnnxTrackerModels(tracker_export)
+
+
+@pytest.fixture(scope="session")
+def video_predictor(tiny_export: TinyExport):
+    """Meta's SAM2VideoPredictor on exactly the weights the server runs (as on a GPU: see
+    ``video_helpers.reference_video_predictor``)."""
+    from tests.video_helpers import reference_video_predictor
+
+    return reference_video_predictor(tiny_export)
+
+
+@pytest.fixture(scope="session")
+def script_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """The script's synthetic video: its folder of JPEG frames and the decoded frames."""
+    from tests.video_helpers import SCRIPT_FRAMES, synthetic_video
+
+    folder = tmp_path_factory.mktemp("script_video")
+    return folder, synthetic_video(folder, SCRIPT_FRAMES)
+
+
+@pytest.fixture(scope="session")
+def video_reference(video_predictor, script_video) -> list:
+    """Meta's answers to ``video_helpers.SCRIPT``, computed once for every test that replays
+    the script (in-process and through the server)."""
+    from tests.video_helpers import run_script
+
+    state = video_predictor.init_state(video_path=str(script_video[0]))
+    return run_script(video_predictor, state)

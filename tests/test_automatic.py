@@ -114,14 +114,11 @@ def onnx_networks(tiny_export):
     return encode, decode
 
 
-def test_generator_matches_sam2_automatic_mask_generator(reference_predictor, onnx_networks):
+def test_generator_matches_sam2_automatic_mask_generator(automatic_reference, onnx_networks):
     import skimage.data
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     rgb = np.ascontiguousarray(skimage.data.coffee()[::2, ::2])  # 200 x 300
-    reference = SAM2AutomaticMaskGenerator(
-        reference_predictor.model, output_mode="coco_rle", **PARAMS
-    )
+    reference = automatic_reference.generator(rgb, output_mode="coco_rle", **PARAMS)
     want = reference.generate(rgb)
     got = A.generate(rgb, *onnx_networks, A.AutomaticParams(**PARAMS))
     assert len(want) > 3  # the thresholds leave something to compare

@@ -62,16 +62,12 @@ def automatic(triton, protocol: str, image: bytes, **params) -> dict:
     ],
 )
 def test_automatic_masks_match_sam2_automatic_mask_generator(
-    triton, reference_predictor, protocol, extra
+    triton, automatic_reference, protocol, extra
 ):
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
     params = {**PARAMS, **extra}
     document = automatic(triton, protocol, coffee_png(), **params)
     rgb = np.asarray(Image.open(io.BytesIO(coffee_png())).convert("RGB"))
-    reference = SAM2AutomaticMaskGenerator(
-        reference_predictor.model, output_mode="coco_rle", **params
-    )
+    reference = automatic_reference.generator(rgb, output_mode="coco_rle", **params)
     want = reference.generate(rgb)
     got = document["annotations"]
     assert document["image"] == {"height": 200, "width": 300}

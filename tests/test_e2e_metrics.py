@@ -13,7 +13,10 @@ from sam2_triton import metrics as m
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import model_names
+from tests.conftest import TRITON_OPTIONS_KW
 from tests.helpers import Scrape, unique_png
+
+pytestmark = pytest.mark.e2e
 
 POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}
 
@@ -25,7 +28,7 @@ def _delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
 def test_every_model_reports_every_outcome_from_the_start(triton):
     scrape = Scrape.of(triton)
     series = {(s["model"], s["outcome"]) for s in scrape.labels(m.REQUESTS)}
-    served = model_names("embedded", ServingOptions())
+    served = model_names("embedded", ServingOptions(**TRITON_OPTIONS_KW))
     assert series == {(model, outcome) for model in served for outcome in m.OUTCOMES}
 
 

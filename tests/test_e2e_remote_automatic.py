@@ -71,13 +71,9 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
     [("grpc", "binary_mask"), ("http", "uncompressed_rle"), ("grpc", "coco_rle")],
 )
 def test_generate_gives_what_sam2_automatic_mask_generator_gives(
-    triton, reference_predictor, protocol, output_mode
+    triton, automatic_reference, protocol, output_mode
 ):
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    reference = SAM2AutomaticMaskGenerator(
-        reference_predictor.model, output_mode=output_mode, **PARAMS
-    )
+    reference = automatic_reference.generator(_rgb(), output_mode=output_mode, **PARAMS)
     with _remote(triton, protocol, output_mode=output_mode, **PARAMS) as remote:
         got = remote.generate(_rgb())
     _assert_same(got, reference.generate(_rgb()))
@@ -99,19 +95,17 @@ def test_crop_layers_cut_the_crops_the_reference_cuts(triton, reference_predicto
 
 
 def test_min_mask_region_area_cleans_masks_as_sam2s_postprocess_small_regions(
-    triton, reference_predictor
+    triton, automatic_reference
 ):
     """sam2 1.1.0's generator documents min_mask_region_area but never calls its own
     postprocess_small_regions (it only hands the area to its CUDA-only low-res filling, skipped
     on a CPU): the reference here is its generator with that step called, as documented."""
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
     params = {**PARAMS, "output_mode": "coco_rle"}
     with _remote(triton, "grpc", **params, min_mask_region_area=400) as remote:
         got = remote.generate(_rgb())
     with _remote(triton, "grpc", **params) as remote:
         raw = remote.generate(_rgb())
-    reference = SAM2AutomaticMaskGenerator(reference_predictor.model, **params)
+    reference = automatic_reference.generator(_rgb(), **params)
     generate_masks = reference._generate_masks
     reference._generate_masks = lambda image: reference.postprocess_small_regions(
         generate_masks(image), 400, max(PARAMS["box_nms_thresh"], 0.7)

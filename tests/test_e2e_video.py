@@ -1,9 +1,10 @@
 """SAM2RemoteVideoPredictor through a real tritonserver (sam2_video; sam2_video_stream over
 gRPC, pages over HTTP) against Meta's SAM2VideoPredictor on the same weights and the same
-16 JPEG frames: clicks and a box on frame 0, a refining click, propagation, an object added
-mid-video and tracked on, reverse propagation, remove_object and reset_state (over HTTP: the
-prompts and ten frames, two pages). Frames sent one at a time, each tracked as it comes, give
-the whole video's masks; mistakes are 400/404."""
+10 JPEG frames: the shared script (video_helpers.SCRIPT: clicks and a box on frame 0, a
+refining click, propagation, a correction, an object added mid-video and tracked on, reverse
+propagation, remove_object, clear_all_prompts_in_frame, reset_state; over HTTP: the prompts and
+the propagation, two pages). Frames sent one at a time, each tracked as it comes, give the
+whole video's masks; `track` writes every frame; mistakes are 400/404."""
 
 from __future__ import annotations
 
@@ -14,81 +15,29 @@ import pytest
 
 from sam2_triton import SAM2RemoteVideoPredictor
 from sam2_triton.clients.video import VideoClient
-from tests.conftest import running_server
 from tests.helpers import Scrape
-from tests.video_helpers import agreement, reference_video_predictor, synthetic_video
+from tests.video_helpers import (
+    SCRIPT,
+    SCRIPT_FRAMES,
+    SCRIPT_FRAMES_ANSWERED,
+    run_script,
+    script_agreement,
+)
 
-FRAMES = 16
+pytestmark = pytest.mark.e2e
+
 AGREEMENT = 0.99  # of mask pixels, per frame and object (the issue's bar; see the note)
 
-# (call, kwargs) in order; each answer is compared with the reference's
-SCRIPT = [
-    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 1, "points": [[35.0, 55.0]],
-                               "labels": [1]}),
-    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 2, "box": [92, 3, 128, 38]}),
-    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 1, "points": [[45.0, 50.0]],
-                               "labels": [1], "clear_old_points": False}),
-    ("propagate_in_video", {}),
-    ("add_new_points_or_box", {"frame_idx": 10, "obj_id": 3, "points": [[110.0, 90.0]],
-                               "labels": [1]}),
-    ("propagate_in_video", {"start_frame_idx": 10}),
-    ("propagate_in_video", {"start_frame_idx": 10, "max_frame_num_to_track": 3,
-                            "reverse": True}),
-    ("remove_object", {"obj_id": 2}),
-    ("reset_state", {}),
-    ("add_new_points_or_box", {"frame_idx": 3, "obj_id": 5, "points": [[50.0, 55.0]],
-                               "labels": [1]}),
-]  # fmt: skip
-
-
 # Over HTTP (the same sessions, pages instead of a stream): the clicks, the box and the
-# refinement, then a propagation over two pages (HTTP_PAGE_FRAMES = 8) stopped at frame 9.
-# Tracking is causal, so those frames are the first ten of the whole propagation; paging in
-# both directions is tested in test_video_service. The whole script runs over gRPC.
-HTTP_TRACKED = 10
-HTTP_SCRIPT = [*SCRIPT[:3], ("propagate_in_video", {"max_frame_num_to_track": HTTP_TRACKED - 1})]
-
-
-def _run(predictor, state, script=SCRIPT) -> list:
-    """The script's answers: [(frame, obj_ids, logits)] per step (a call's one frame, or
-    every frame propagated, or remove_object's updated frames)."""
-    import torch
-
-    answers = []
-    with torch.inference_mode():
-        for call, kwargs in script:
-            result = getattr(predictor, call)(state, **kwargs)
-            # ids are copied: the reference returns its state's list, which later calls change
-            if call == "propagate_in_video":
-                answers.append([(f, list(ids), m) for f, ids, m in result])
-            elif call == "remove_object":
-                ids, updated = result
-                answers.append([(f, list(ids), m) for f, m in updated])
-            elif call == "reset_state":
-                answers.append([])
-            else:
-                answers.append([(result[0], list(result[1]), result[2])])
-    return answers
+# refinement, then the whole propagation over two pages (HTTP_PAGE_FRAMES = 8). Tracking is
+# causal, so those frames are the gRPC run's; paging in both directions is tested in
+# test_video_service. The whole script runs over gRPC.
+HTTP_SCRIPT = SCRIPT[:4]
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("video")
-    synthetic_video(folder, FRAMES)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def theirs(tiny_export, video) -> list:
-    predictor = reference_video_predictor(tiny_export)
-    return _run(predictor, predictor.init_state(video_path=str(video)))
-
-
-@pytest.fixture(scope="module")
-def server(tracker_export, tmp_path_factory):
-    from sam2_triton.repository.options import ServingOptions
-
-    yield from running_server(tracker_export, tmp_path_factory, ServingOptions(video=True))
+def video(script_video) -> Path:
+    return script_video[0]
 
 
 @pytest.fixture(scope="module")
@@ -99,41 +48,37 @@ def answers() -> dict:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_remote_video_predictor_matches_sam2_video_predictor(
-    server, video, theirs, answers, protocol
+    triton, script_video, video_reference, answers, protocol
 ):
-    url = server.grpc_url if protocol == "grpc" else server.http_url
+    url = triton.grpc_url if protocol == "grpc" else triton.http_url
+    script = SCRIPT if protocol == "grpc" else HTTP_SCRIPT
     with SAM2RemoteVideoPredictor(url, protocol=protocol) as predictor:
-        state = predictor.init_state(video_path=str(video))
-        assert (state["num_frames"], state["video_height"], state["video_width"]) == (16, 120, 160)
-        ours = _run(predictor, state, SCRIPT if protocol == "grpc" else HTTP_SCRIPT)
+        state = predictor.init_state(video_path=str(script_video[0]))
+        assert (state["num_frames"], state["video_height"], state["video_width"]) == (
+            SCRIPT_FRAMES, 120, 160
+        )  # fmt: skip
+        ours = run_script(predictor, state, script)
         predictor.close_state(state)
     answers[protocol] = ours
-    if protocol == "http":
-        theirs = [*theirs[:3], theirs[3][:HTTP_TRACKED]]
-    worst = 1.0
-    for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
-        assert [(f, ids) for f, ids, _ in mine] == [(f, ids) for f, ids, _ in reference], step
+    assert [[f for f, _, _ in step] for step in ours] == SCRIPT_FRAMES_ANSWERED[: len(script)]
+    theirs = video_reference[: len(script)]
+    for mine, reference in zip(ours, theirs, strict=True):
         for (_, _, m), (_, _, r) in zip(mine, reference, strict=True):
-            assert m.shape == r.shape and m.dtype == r.dtype
-            worst = min(worst, *agreement(m, r))
-    assert worst >= AGREEMENT, worst
-    forward = ours[3]
-    if protocol == "http":
-        assert [f for f, _, _ in forward] == list(range(HTTP_TRACKED))
-        return
-    assert [f for f, _, _ in forward] == list(range(FRAMES))
-    assert [f for f, _, _ in ours[6]] == [10, 9, 8, 7]
+            assert m.dtype == r.dtype
+    assert script_agreement(ours, theirs) >= AGREEMENT
 
 
 def test_frames_sent_one_at_a_time_and_tracked_as_they_come_give_the_whole_videos(
-    server, video, answers
+    triton, video, answers
 ):
     if "grpc" not in answers:
         pytest.skip("needs the whole video's answers of the gRPC test")
     whole = {f: m[0].numpy() for f, _, m in answers["grpc"][3]}  # object 1 on each frame
-    with VideoClient(server.grpc_url, "grpc") as client:
+    with VideoClient(triton.grpc_url, "grpc") as client:
         # the length declared up front: the pointers' temporal scale depends on it
-        sid = client.start(frames=[(video / "0.jpg").read_bytes()], num_frames=FRAMES).session_id
+        sid = client.start(
+            frames=[(video / "0.jpg").read_bytes()], num_frames=SCRIPT_FRAMES
+        ).session_id
         client.add_points(sid, 0, 1, [[35.0, 55.0]], [1])
         first = client.add_points(sid, 0, 1, [[45.0, 50.0]], [1], clear_old_points=False)
         np.testing.assert_array_equal(first.video_res_logits()[0], whole[0])
@@ -146,13 +91,13 @@ def test_frames_sent_one_at_a_time_and_tracked_as_they_come_give_the_whole_video
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_mistakes_are_named_and_the_server_keeps_serving(server, video, protocol):
+def test_mistakes_are_named_and_the_server_keeps_serving(triton, video, protocol):
     from tritonclient.utils import InferenceServerException
 
-    url = server.grpc_url if protocol == "grpc" else server.http_url
+    url = triton.grpc_url if protocol == "grpc" else triton.http_url
     status = {"grpc": ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND"),
               "http": ("400", "404")}[protocol]  # fmt: skip
-    before = Scrape.of(server)
+    before = Scrape.of(triton)
     with VideoClient(url, protocol) as client:
         sid = client.start(frames=[(video / "0.jpg").read_bytes()]).session_id
         # Triton's stream protocol carries an error's message but no status code
@@ -180,7 +125,7 @@ def test_mistakes_are_named_and_the_server_keeps_serving(server, video, protocol
         assert answer.obj_ids == [1] and answer.frame_indices == [0]
         assert [a.frame_indices for a in client.propagate(sid)] == [[0]]
         client.close_session(sid)
-    after = Scrape.of(server)
+    after = Scrape.of(triton)
 
     def grew(name: str, models=("sam2_video",), **labels: str) -> float:
         return sum(
@@ -209,7 +154,7 @@ def _mp4(frames_dir: Path, count: int, path: Path) -> Path:
     return path
 
 
-def test_track_writes_every_frames_masks_and_an_overlay_video(server, video, tmp_path, capsys):
+def test_track_writes_every_frames_masks_and_an_overlay_video(triton, video, tmp_path, capsys):
     import json
 
     import av
@@ -220,7 +165,7 @@ def test_track_writes_every_frames_masks_and_an_overlay_video(server, video, tmp
     path = _mp4(video, 6, tmp_path / "clip.mp4")
     out = tmp_path / "tracked"
     prompts = ["--prompt", "2:1:35,55", "--prompt", "2:1:45,50,1", "--box", "2:2:92,3,128,38"]
-    common = ["track", str(path), *prompts, "--url", server.grpc_url]
+    common = ["track", str(path), *prompts, "--url", triton.grpc_url]
     assert main([*common, "--out", str(out), "--png"]) == 0
     assert "tracked 6 frames" in capsys.readouterr().out
     records = [json.loads(p.read_text()) for p in sorted((out / "masks").glob("*.json"))]
@@ -228,7 +173,7 @@ def test_track_writes_every_frames_masks_and_an_overlay_video(server, video, tmp
     assert all([o["obj_id"] for o in r["objects"]] == [1, 2] for r in records)
 
     # the prompted frame's masks are the session's answer to the same prompts
-    with VideoClient(server.grpc_url, "grpc") as client:
+    with VideoClient(triton.grpc_url, "grpc") as client:
         sid = client.start(video=path.read_bytes()).session_id
         client.add_points(sid, 2, 1, [[35.0, 55.0], [45.0, 50.0]], [1, 1])
         answer = client.add_points(sid, 2, 2, box=[92, 3, 128, 38])

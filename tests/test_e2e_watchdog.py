@@ -34,6 +34,8 @@ from tests.helpers import (
     workdir_with_export,
 )
 
+pytestmark = pytest.mark.e2e
+
 CLI = [sys.executable, "-m", "sam2_triton.cli"]
 POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": np.array([1])}
 # Two sam2_session instances: killing one stub of a model with several must reload it once.

@@ -328,14 +328,13 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracke
 
 
 @pytest.fixture(scope="module")
-def tracked_in_process(tracker_export, tmp_path_factory) -> tuple[Path, list]:
+def tracked_in_process(tracker_models, tmp_path_factory) -> tuple[Path, list]:
     """A 4-frame video and the in-process session's propagation of two objects in it."""
-    from sam2_triton.video.runtime import OnnxTrackerModels
     from sam2_triton.video.session import VideoSession
     from tests.video_helpers import synthetic_video
 
     folder = tmp_path_factory.mktemp("gpu-video")
-    local = VideoSession(synthetic_video(folder, 4), OnnxTrackerModels(tracker_export))
+    local = VideoSession(synthetic_video(folder, 4), tracker_models)
     local.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
     local.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
     return folder, list(local.propagate_in_video())
@@ -367,7 +366,7 @@ def test_video_tracks_through_the_gpu_models_as_in_process(
     assert model_runs(gpu_triton, c.MEMORY_ATTENTION) - runs[c.MEMORY_ATTENTION] == 3
 
 
-def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_export, tmp_path):
+def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_models, tmp_path):
     """Two gRPC streams propagating two videos, the second started while the first is under
     way: sam2_video_sessions' frame scheduler brings them into step, their frames encoded in the
     same sam2_image_encoder calls from then on, and each video gets the masks it gets alone
@@ -377,7 +376,6 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_expo
     from concurrent.futures import ThreadPoolExecutor
 
     from sam2_triton import SAM2RemoteVideoPredictor
-    from sam2_triton.video.runtime import OnnxTrackerModels
     from sam2_triton.video.session import VideoSession
     from tests.video_helpers import agreement, synthetic_video
 
@@ -386,7 +384,7 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_expo
     want = {}
     for name, folder in folders.items():
         folder.mkdir()
-        local = VideoSession(synthetic_video(folder, 5), OnnxTrackerModels(tracker_export))
+        local = VideoSession(synthetic_video(folder, 5), tracker_models)
         local.add_new_points_or_box(0, 1, points=clicks[name], labels=[1])
         want[name] = [masks for _, _, masks in local.propagate_in_video()]
     first_frame_out = threading.Event()

@@ -14,7 +14,6 @@ import pytest
 
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.video.requests import propagation_pages
-from sam2_triton.video.runtime import OnnxTrackerModels
 from sam2_triton.video.scheduler import FrameScheduler
 from sam2_triton.video.service import VideoService
 from tests.test_video_service import _click, _frames, _op, _started
@@ -22,8 +21,8 @@ from tests.video_helpers import RecordingModels, agreement, synthetic_video
 
 
 @pytest.fixture(scope="module")
-def models(tracker_export):
-    return OnnxTrackerModels(tracker_export)
+def models(tracker_models):
+    return tracker_models
 
 
 @pytest.fixture(scope="module")

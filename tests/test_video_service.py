@@ -12,7 +12,6 @@ import pytest
 from sam2_triton.errors import ErrorKind, InvalidInputError
 from sam2_triton.video.frames import VideoFrames
 from sam2_triton.video.requests import propagation_pages
-from sam2_triton.video.runtime import OnnxTrackerModels
 from sam2_triton.video.service import VideoLimits, VideoService
 from sam2_triton.video.session import VideoSession
 from tests.video_helpers import HEIGHT, WIDTH, synthetic_video
@@ -21,8 +20,8 @@ FRAMES = 6
 
 
 @pytest.fixture(scope="module")
-def models(tracker_export):
-    return OnnxTrackerModels(tracker_export)
+def models(tracker_models):
+    return tracker_models
 
 
 @pytest.fixture(scope="module")

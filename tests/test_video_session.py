@@ -1,7 +1,7 @@
-"""VideoSession (the exported graphs + tracking's numpy choices) against Meta's
+"""VideoSession (the exported graphs + the tracker's numpy choices) against Meta's
 SAM2VideoPredictor on the same random weights and the same JPEG frames of a synthetic video of
-moving shapes: the prompted frame's masks, forward propagation, a second object with a box, a
-correction click on a tracked frame, and reverse propagation.
+moving shapes: the shared script (clicks, a box, propagation both ways, a correction on a
+tracked frame, objects added and removed), a mask prompt, and objects tracked together.
 """
 
 from __future__ import annotations
@@ -9,35 +9,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam2_triton.video.runtime import OnnxTrackerModels
 from sam2_triton.video.session import VideoSession
 from tests.video_helpers import (
     AGREEMENT,
     HEIGHT,
+    SCRIPT,
+    SCRIPT_FRAMES_ANSWERED,
     WIDTH,
     RecordingModels,
     agreement,
-    reference_video_predictor,
-    synthetic_video,
+    run_script,
+    script_agreement,
 )
 
-FRAMES = 8
-
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("video")
-    return folder, synthetic_video(folder, FRAMES)
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_export):
-    return reference_video_predictor(tiny_export)
-
-
-@pytest.fixture(scope="module")
-def models(tracker_export):
-    return OnnxTrackerModels(tracker_export)
+def models(tracker_models):
+    return tracker_models
 
 
 def _propagate(session, predictor, state, **kwargs) -> dict[int, list[float]]:
@@ -54,68 +42,32 @@ def _propagate(session, predictor, state, **kwargs) -> dict[int, list[float]]:
     return agreements
 
 
-def test_clicks_box_correction_and_both_directions_match_sam2_video_predictor(
-    video, reference, models
+def test_the_script_matches_sam2_video_predictor(script_video, video_reference, models):
+    """Clicks and a box, a refining click, forward propagation, a correction on a tracked
+    frame, an object added mid-video, reverse propagation through the corrected frame,
+    remove_object, clear_all_prompts_in_frame, reset_state (video_helpers.SCRIPT), each answer
+    against Meta's on the same frames."""
+    _, frames = script_video
+    session = VideoSession(frames, models)
+
+    def after(step: int) -> None:
+        if SCRIPT[step][0] == "clear_all_prompts_in_frame":  # object 2 has no prompt left
+            with pytest.raises(ValueError, match="object 2 has no prompt"):
+                next(session.propagate_in_video())
+
+    ours = run_script(session, None, after=after)
+    assert [[f for f, _, _ in step] for step in ours] == SCRIPT_FRAMES_ANSWERED
+    assert ours[8][0][1] == [2, 3]  # remove_object: the ids left
+    assert script_agreement(ours, video_reference) >= AGREEMENT
+
+
+def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(
+    script_video, video_predictor, models
 ):
     import torch
 
-    folder, frames = video
-    session = VideoSession(frames, models)
-    with torch.inference_mode():
-        state = reference.init_state(video_path=str(folder))
-        theirs = reference.add_new_points_or_box(
-            state, frame_idx=0, obj_id=1, points=[[35.0, 55.0]], labels=[1]
-        )
-    ours = session.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
-    assert ours[:2] == (theirs[0], theirs[1]) == (0, [1])
-    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
-
-    with torch.inference_mode():
-        theirs = reference.add_new_points_or_box(state, 0, 2, box=[92, 3, 128, 38])
-    ours = session.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
-    assert ours[1] == theirs[1] == [1, 2]
-    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
-
-    forward = _propagate(session, reference, state)
-    assert len(forward) == FRAMES
-    assert min(min(v) for v in forward.values()) >= AGREEMENT, forward
-
-    # a correction on a tracked frame: a background click fed with the frame's mask logits
-    with torch.inference_mode():
-        theirs = reference.add_new_points_or_box(
-            state, 5, 1, points=[[60.0, 80.0]], labels=[0], clear_old_points=False
-        )
-    ours = session.add_new_points_or_box(5, 1, [[60.0, 80.0]], [0], clear_old_points=False)
-    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
-
-    backward = _propagate(
-        session, reference, state, start_frame_idx=6, max_frame_num_to_track=3, reverse=True
-    )
-    assert list(backward) == [6, 5, 4, 3]
-    assert min(min(v) for v in backward.values()) >= AGREEMENT, backward
-
-    # removing an object leaves the other's masks; clearing its only prompt leaves nothing to track
-    with torch.inference_mode():
-        their_ids, their_updated = reference.remove_object(state, 1)
-    ids, updated = session.remove_object(1)
-    assert ids == their_ids == [2]
-    assert [f for f, _ in updated] == [f for f, _ in their_updated] == [0, 5]
-    for (_, ours_masks), (_, their_masks) in zip(updated, their_updated, strict=True):
-        assert min(agreement(ours_masks, their_masks)) >= AGREEMENT
-    again = _propagate(session, reference, state, start_frame_idx=0, max_frame_num_to_track=2)
-    assert list(again) == [0, 1, 2] and min(min(v) for v in again.values()) >= AGREEMENT
-    with torch.inference_mode():
-        theirs = reference.clear_all_prompts_in_frame(state, 0, 2)
-    ours = session.clear_all_prompts_in_frame(0, 2)
-    assert min(agreement(ours[2], theirs[2])) >= AGREEMENT
-    with pytest.raises(ValueError, match="object 2 has no prompt"):
-        next(session.propagate_in_video())
-
-
-def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, reference, models):
-    import torch
-
-    folder, frames = video
+    folder, frames = script_video
+    reference = video_predictor
     mask = np.zeros((HEIGHT, WIDTH), bool)
     mask[40:70, 32:62] = True  # the square on frame 2
     session = VideoSession(frames, models)
@@ -129,11 +81,11 @@ def test_a_mask_prompt_then_tracking_matches_sam2_video_predictor(video, referen
     assert list(tracked) == [2, 3, 4, 5] and min(min(v) for v in tracked.values()) >= AGREEMENT
 
 
-def test_objects_tracked_together_get_the_masks_they_get_one_by_one(video, models):
+def test_objects_tracked_together_get_the_masks_they_get_one_by_one(script_video, models):
     """Objects reading as many memories and pointers share a memory-attention and
     memory-encoder call, each with its own temporal positions (an object prompted on another
     frame too, where its counts match); where they differ, it goes alone."""
-    _, frames = video
+    _, frames = script_video
     frames = frames[:5]
     batching = RecordingModels(models, batch_objects=2)
     results = []

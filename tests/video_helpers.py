@@ -1,5 +1,7 @@
-"""A synthetic video of moving shapes, and Meta's SAM2VideoPredictor on the test weights, for
-the video tests (VideoSession, sam2_video, SAM2RemoteVideoPredictor)."""
+"""A synthetic video of moving shapes, Meta's SAM2VideoPredictor on the test weights, and the
+one script of calls that VideoSession (in-process) and SAM2RemoteVideoPredictor (through a real
+server) both replay against the reference's answers, which are computed once per test run
+(conftest's ``video_reference``): the reference's memory attention costs seconds a frame."""
 
 from __future__ import annotations
 
@@ -10,6 +12,78 @@ from PIL import Image
 
 HEIGHT, WIDTH = 120, 160
 AGREEMENT = 0.999  # of mask pixels, per frame and object, against the reference
+
+#: The script's video: 10 frames, so that a propagation over HTTP spans two pages of 8.
+SCRIPT_FRAMES = 10
+# (call, kwargs) in order, each answer compared with the reference's: clicks and a box on
+# frame 0, a refining click, propagation, a correction (a background click) on a tracked frame,
+# an object added mid-video and tracked on, reverse propagation through the corrected frame,
+# remove_object (the frames it had prompts on are answered again), tracking on without it,
+# clear_all_prompts_in_frame, reset_state and a new object.
+SCRIPT = [
+    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 1, "points": [[35.0, 55.0]],
+                               "labels": [1]}),
+    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 2, "box": [92, 3, 128, 38]}),
+    ("add_new_points_or_box", {"frame_idx": 0, "obj_id": 1, "points": [[45.0, 50.0]],
+                               "labels": [1], "clear_old_points": False}),
+    ("propagate_in_video", {}),
+    ("add_new_points_or_box", {"frame_idx": 5, "obj_id": 1, "points": [[60.0, 80.0]],
+                               "labels": [0], "clear_old_points": False}),
+    ("add_new_points_or_box", {"frame_idx": 8, "obj_id": 3, "points": [[110.0, 90.0]],
+                               "labels": [1]}),
+    ("propagate_in_video", {"start_frame_idx": 8}),
+    ("propagate_in_video", {"start_frame_idx": 8, "max_frame_num_to_track": 3,
+                            "reverse": True}),
+    ("remove_object", {"obj_id": 1}),
+    ("propagate_in_video", {"start_frame_idx": 0, "max_frame_num_to_track": 2}),
+    ("clear_all_prompts_in_frame", {"frame_idx": 0, "obj_id": 2}),
+    ("reset_state", {}),
+    ("add_new_points_or_box", {"frame_idx": 3, "obj_id": 5, "points": [[50.0, 55.0]],
+                               "labels": [1]}),
+]  # fmt: skip
+#: The frames each step answers (the tests check them besides the masks).
+SCRIPT_FRAMES_ANSWERED = [
+    [0], [0], [0], list(range(SCRIPT_FRAMES)), [5], [8], [8, 9], [8, 7, 6, 5], [0, 5],
+    [0, 1, 2], [0], [], [3],
+]  # fmt: skip
+
+
+def run_script(predictor, state, script=SCRIPT, after=None) -> list:
+    """The answers of ``script`` on ``predictor`` (Meta's, ours in-process with ``state`` None,
+    or the remote one): [(frame, obj_ids, logits)] per step: a call's one frame, every frame
+    propagated, or remove_object's updated frames. ``after(step)`` runs after each step."""
+    import torch
+
+    answers = []
+    with torch.inference_mode():
+        for step, (call, kwargs) in enumerate(script):
+            args = () if state is None else (state,)
+            result = getattr(predictor, call)(*args, **kwargs)
+            # ids are copied: the reference returns its state's list, which later calls change
+            if call == "propagate_in_video":
+                answers.append([(f, list(ids), m) for f, ids, m in result])
+            elif call == "remove_object":
+                ids, updated = result
+                answers.append([(f, list(ids), m) for f, m in updated])
+            elif call == "reset_state":
+                answers.append([])
+            else:
+                answers.append([(result[0], list(result[1]), result[2])])
+            if after is not None:
+                after(step)
+    return answers
+
+
+def script_agreement(ours: list, theirs: list) -> float:
+    """The worst agreement of two runs of (a prefix of) the script, whose frames and object ids
+    must be the same at every step."""
+    worst = 1.0
+    for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
+        assert [(f, ids) for f, ids, _ in mine] == [(f, ids) for f, ids, _ in reference], step
+        for (_, _, m), (_, _, r) in zip(mine, reference, strict=True):
+            assert tuple(m.shape) == tuple(r.shape), step
+            worst = min(worst, *agreement(m, r))
+    return worst
 
 
 def synthetic_video(folder: Path, frames: int = 8) -> list[np.ndarray]:
