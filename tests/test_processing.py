@@ -64,9 +64,7 @@ def test_upsample_logits_matches_postprocess_masks(transforms, orig_hw):
 
 def test_transform_coords_matches_sam2(transforms):
     coords = np.array([[10.5, 20.0], [450.0, 299.0]], dtype=np.float32)
-    expected = transforms.transform_coords(
-        torch.tensor(coords), normalize=True, orig_hw=(300, 451)
-    )
+    expected = transforms.transform_coords(torch.tensor(coords), normalize=True, orig_hw=(300, 451))
     np.testing.assert_array_equal(transform_coords(coords, (300, 451)), expected.numpy())
 
 
