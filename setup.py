@@ -3,4 +3,4 @@ sam2_triton.export, mapped in pyproject.toml). Everything else is in pyproject.t
 
 from setuptools import find_packages, setup
 
-setup(packages=[*find_packages("src"), "sam2_triton.export"])
+setup(packages=[*find_packages("src", exclude=["sam2_triton.export*"]), "sam2_triton.export"])

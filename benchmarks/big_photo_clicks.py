@@ -10,7 +10,7 @@ as a JPEG (a phone photo's size). Formats: raw, png, rle, rle at a display size 
 alternate, so drift hits them alike; ``big_to_small_rle`` = p50 of the 12 MP RLE click / p50 of
 the 0.24 MP RLE click (goal <= 1.5). Random weights give masks as ragged as noise; so that the
 cost of a real object's mask shows too, the post-processing alone (one mask's RLE at 12 MP,
-``mask_upsampling.mask_rle``) is also timed in this process on three kinds of logits: a disk
+``image.upsampling.mask_rle``) is also timed in this process on three kinds of logits: a disk
 (an object), smooth blobs, and noise. Writes ``big_photo_clicks.json`` next to the export. Not a
 test: nothing here asserts a speed.
 """

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/decoder_graphs.py [--prompts 1,8] [--rounds 25]
 
 Both graphs come from the same random-weight tiny model (seed 0) and run with the server's
-session settings (``onnx_session.create_session``):
+session settings (``runtime.runners.create_session``):
 - **sam2 modules**: ``PromptEncoder`` + ``MaskDecoder.predict_masks`` exported as written (NCHW
   features, heads split by transposes, ConvTranspose, LayerNorm2d as reductions), the image's
   features repeated per prompt set as ``SAM2ImagePredictor`` does for batched prompts, and

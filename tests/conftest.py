@@ -26,6 +26,7 @@ SEED = 0
 SERVER_FIXTURES = {"triton", "routed_triton"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -268,17 +269,17 @@ class AutomaticReference:
         self.model = model
         self.masks: dict[tuple, object] = {}
 
-    def generator(self, rgb, **params):
+    def generator(self, **params):
         import copy
 
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
         generator = SAM2AutomaticMaskGenerator(self.model, **params)
         options = tuple(sorted((k, v) for k, v in params.items() if k != "output_mode"))
-        key = (hashlib.sha256(rgb.tobytes()).hexdigest(), rgb.shape, options)
         compute = generator._generate_masks
 
         def cached(image):
+            key = (hashlib.sha256(image.tobytes()).hexdigest(), image.shape, options)
             if key not in self.masks:
                 self.masks[key] = compute(image)
             return copy.deepcopy(self.masks[key])  # generate() adds to what it is given

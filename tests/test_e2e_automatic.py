@@ -67,7 +67,7 @@ def test_automatic_masks_match_sam2_automatic_mask_generator(
     params = {**PARAMS, **extra}
     document = automatic(triton, protocol, coffee_png(), **params)
     rgb = np.asarray(Image.open(io.BytesIO(coffee_png())).convert("RGB"))
-    reference = automatic_reference.generator(rgb, output_mode="coco_rle", **params)
+    reference = automatic_reference.generator(output_mode="coco_rle", **params)
     want = reference.generate(rgb)
     got = document["annotations"]
     assert document["image"] == {"height": 200, "width": 300}

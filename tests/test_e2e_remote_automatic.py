@@ -73,7 +73,7 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
 def test_generate_gives_what_sam2_automatic_mask_generator_gives(
     triton, automatic_reference, protocol, output_mode
 ):
-    reference = automatic_reference.generator(_rgb(), output_mode=output_mode, **PARAMS)
+    reference = automatic_reference.generator(output_mode=output_mode, **PARAMS)
     with _remote(triton, protocol, output_mode=output_mode, **PARAMS) as remote:
         got = remote.generate(_rgb())
     _assert_same(got, reference.generate(_rgb()))
@@ -105,7 +105,7 @@ def test_min_mask_region_area_cleans_masks_as_sam2s_postprocess_small_regions(
         got = remote.generate(_rgb())
     with _remote(triton, "grpc", **params) as remote:
         raw = remote.generate(_rgb())
-    reference = automatic_reference.generator(_rgb(), **params)
+    reference = automatic_reference.generator(**params)
     generate_masks = reference._generate_masks
     reference._generate_masks = lambda image: reference.postprocess_small_regions(
         generate_masks(image), 400, max(PARAMS["box_nms_thresh"], 0.7)

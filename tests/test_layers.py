@@ -28,7 +28,7 @@ ALLOWED = {
     "runtime": {"contract", "errors"},
     "weights": set(),
     "repository": {"contract"},
-    "image": BOTTOM | {"runtime"},
+    "image": BOTTOM,
     "video": BOTTOM | {"runtime", "image"},
     "clients": BOTTOM | {"image", "video"},
     "server": set(),
@@ -49,9 +49,10 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST, modules: set[str]) -> set[str]:
+def _imports(tree: ast.AST, modules: set[str], package: str) -> set[str]:
     """Modules of ours imported anywhere in ``tree`` (functions included), except under
-    ``if TYPE_CHECKING:``; ``from package import module`` counts as the module."""
+    ``if TYPE_CHECKING:``; ``from package import module`` counts as the module, and a relative
+    import is resolved against ``package`` (the importing module's)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -59,11 +60,15 @@ def _imports(tree: ast.AST, modules: set[str]) -> set[str]:
             for child in node.orelse:
                 visit(child)
             return
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] == "sam2_triton":
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            if base.split(".")[0] == "sam2_triton":
                 for alias in node.names:
-                    full = f"{node.module}.{alias.name}"
-                    found.add(full if full in modules else node.module)
+                    full = f"{base}.{alias.name}"
+                    found.add(full if full in modules else base)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "sam2_triton")
         for child in ast.iter_child_nodes(node):
@@ -78,10 +83,12 @@ def import_graph() -> dict[str, set[str]]:
     # export/ installs as sam2_triton.export
     paths.update({f"sam2_triton.export.{p.stem}": p for p in (ROOT / "export").glob("*.py")})
     modules = set(paths)
-    return {
-        name: {m for m in _imports(ast.parse(path.read_text()), modules) if m != name}
-        for name, path in paths.items()
-    }
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = _imports(ast.parse(path.read_text()), modules, package)
+        graph[name] = {m for m in found if m != name}
+    return graph
 
 
 def _feature(module: str) -> str:
@@ -144,6 +151,25 @@ STUBS = {
 }
 
 
+def test_every_python_model_of_both_targets_is_checked():
+    from sam2_triton.repository.model_plan import TARGETS
+    from sam2_triton.repository.options import ServingOptions
+    from sam2_triton.repository.plan import repository_plan
+
+    served = {
+        plan.python_module
+        for target in TARGETS
+        for plan in repository_plan(target, ServingOptions(video=True))
+        if plan.python_module
+    }
+    assert served == set(STUBS)
+
+
+def test_relative_imports_count():
+    graph = import_graph()
+    assert "sam2_triton.weights.variants" in graph["sam2_triton.weights.checkpoints"]
+
+
 def test_a_models_stub_loads_no_other_features_code():
     """Import every stub's module as the Python backend does (with Triton's utilities faked)
     and list what it loaded: image models load nothing of video, no model loads a client."""
@@ -155,7 +181,6 @@ def test_a_models_stub_loads_no_other_features_code():
         "import importlib\n"
         "loaded = {}\n"
         f"for name in {sorted(STUBS)!r}:\n"
-        "    before = set(sys.modules)\n"
         "    importlib.import_module('sam2_triton.triton_models.' + name)\n"
         "    loaded[name] = sorted(m for m in sys.modules if m.startswith('sam2_triton.'))\n"
         "    for m in [m for m in sys.modules if m.startswith('sam2_triton.')]:\n"

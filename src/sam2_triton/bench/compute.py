@@ -101,14 +101,11 @@ def _matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gemm_numpy(n: int = 2048, threads: int | None = None, repeats: int = 5) -> float:
-    """numpy's ``matmul`` (its BLAS). ``threads`` is applied through ``threadpoolctl`` when that
-    is installed; without it the BLAS runs at its own thread count (all usable cores unless
-    ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` say otherwise)."""
+    """numpy's ``matmul`` (its BLAS) at ``threads`` (``threadpoolctl`` sets the BLAS's threads:
+    a GEMM on more threads than the encoder ran on would lift the ceiling)."""
+    from threadpoolctl import threadpool_limits
+
     a, b = _matrices(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return _best_rate(lambda: a @ b, n, repeats)
     with threadpool_limits(limits=threads, user_api="blas"):
         return _best_rate(lambda: a @ b, n, repeats)
 

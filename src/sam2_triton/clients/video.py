@@ -2,7 +2,7 @@
 
 ``propagate`` yields one ``VideoAnswer`` per frame: over gRPC from sam2_video_stream's
 stream (each frame as soon as it is tracked; closing the generator cancels the rest), over
-HTTP from pages of sam2_video (``video_requests.propagation_pages``, the loop the stream model
+HTTP from pages of sam2_video (``video.requests.propagation_pages``, the loop the stream model
 runs on the server).
 """
 

@@ -17,7 +17,6 @@ import numpy as np
 from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
 from sam2_triton.image.upsampling import AxisWeights, dense_logits, mask_array, mask_rle
 
-MASK_THRESHOLD = 0.0
 LOW_RES_LOGIT_CLAMP = 32.0  # SAM2ImagePredictor clamps returned low-res logits to [-32, 32]
 # From sam_mask_decoder_extra_args in sam2/configs/sam2.1/*.yaml (the same for all four sizes).
 STABILITY_DELTA = 0.05

@@ -22,7 +22,9 @@ SET_INPUTS = ("point_coords", "point_labels", "box", "mask_input")
 BATCH_SUFFIX = "_batch"
 #: Rank of each input for one set; the batched input has one more axis (B first).
 SET_RANK = {"point_coords": 2, "point_labels": 1, "box": 1, "mask_input": 3}
-DEFAULT_MAX_PROMPT_SETS = 64  # one decoder call (plan.ServingOptions.decoder_max_prompts)
+DEFAULT_MAX_PROMPT_SETS = (
+    64  # one decoder call (repository.options.ServingOptions.decoder_max_prompts)
+)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SIZE
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.image.transforms import decode_image
+from sam2_triton.image.transforms import PIXEL_MEAN, PIXEL_STD, decode_image
 
 
 class VideoFrames:
@@ -146,15 +147,11 @@ def resize_frame(rgb: np.ndarray, image_size: int = IMAGE_SIZE) -> np.ndarray:
     """A video frame (HWC uint8 RGB) -> [1024, 1024, 3] uint8, as SAM2VideoPredictor loads
     frames (sam2/utils/misc.py): Pillow's default (bicubic) resize to the square. Not the image
     predictor's transform: its resize differs, and the masks with it."""
-    from PIL import Image
-
     return np.asarray(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
 
 
 def normalize_frame(resized: np.ndarray) -> np.ndarray:
     """A resized frame -> the encoder's input [1, 3, 1024, 1024]: /255, then ImageNet mean and
     std in float32, as the reference does."""
-    from sam2_triton.image.transforms import PIXEL_MEAN, PIXEL_STD
-
     scaled = (resized / 255.0).astype(np.float32).transpose(2, 0, 1)
     return ((scaled - PIXEL_MEAN[:, None, None]) / PIXEL_STD[:, None, None])[None]

@@ -58,7 +58,7 @@ class VideoSession:
 
     @property
     def num_frames(self) -> int:
-        return len(self.frames)
+        return self.steps.num_frames
 
     @property
     def height(self) -> int:

@@ -94,7 +94,7 @@ def _encode_frames(tracks: Sequence[Track], models: TrackerModels) -> None:
     todo = list(needed.values())
     encoded = encode_many([t.steps.frames.model_input(t.frame_idx) for t in todo])
     for track, features in zip(todo, encoded, strict=True):
-        track.steps._features = (track.frame_idx, features)
+        track.steps.keep_features(track.frame_idx, features)
 
 
 def attend(
@@ -163,6 +163,10 @@ class FrameSteps:
     def features_nbytes(self) -> int:
         """Bytes of the kept frame's encoder outputs (16.8 MB for a frame; 0 when none)."""
         return sum(a.nbytes for a in self._features[1].values()) if self._features else 0
+
+    def keep_features(self, frame_idx: int, features: dict[str, np.ndarray]) -> None:
+        """A frame's encoder outputs computed elsewhere (several videos' frames in one call)."""
+        self._features = (frame_idx, features)
 
     def forget_features(self) -> None:
         self._features = None
