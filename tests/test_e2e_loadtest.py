@@ -33,3 +33,20 @@ def test_without_a_server_it_stops_at_once_and_says_what_to_do(tmp_path):
     assert run.returncode == 2
     assert "no sam2-triton server at" in run.stderr and "make serve" in run.stderr
     assert "--run-time limit reached" not in run.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_closed_client_closes_its_connection_once(protocol, monkeypatch):
+    """tritonclient's __del__ closes the client again; a gRPC channel closed twice can hang
+    Locust's exit under gevent, so SegmentClient.close leaves nothing for __del__ to close."""
+    from sam2_triton.clients.image import SegmentClient
+    from tests.conftest import free_port
+
+    client = SegmentClient(f"127.0.0.1:{free_port()}", protocol)  # connects lazily
+    inner = client.client
+    closes = []
+    original = type(inner).close
+    monkeypatch.setattr(type(inner), "close", lambda self: closes.append(1) or original(self))
+    client.close()
+    inner.__del__()
+    assert closes == [1]

@@ -19,6 +19,7 @@ from sam2_triton.clients.affinity import affinity_headers
 from sam2_triton.clients.tritonclient_io import (
     DEFAULT_URLS,
     Protocol,
+    close_once,
     is_not_found,
     make_input,
     timeout_kwargs,
@@ -334,7 +335,7 @@ class SegmentClient:
         return make_input(self._tc, self.protocol, name, value)
 
     def close(self) -> None:
-        self.client.close()
+        close_once(self.client)
 
     def __enter__(self) -> SegmentClient:
         return self

@@ -61,3 +61,11 @@ _DTYPES = {
     ("b", 1): "BOOL",
     ("O", 8): "BYTES",
 }
+
+
+def close_once(client: Any) -> None:
+    """Close a tritonclient client, once: its gRPC client closes the channel again from
+    ``__del__``, and a channel closed a second time at interpreter exit under gevent (Locust)
+    can wait on a lock forever (seen: ``Channel._close`` in a futex, the run never ending)."""
+    client.close()
+    client.close = lambda: None  # what __del__ calls

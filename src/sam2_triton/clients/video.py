@@ -20,6 +20,7 @@ from sam2_triton import contract as c
 from sam2_triton.clients.tritonclient_io import (
     DEFAULT_URLS,
     Protocol,
+    close_once,
     make_input,
     timeout_kwargs,
     tritonclient_module,
@@ -254,7 +255,7 @@ class VideoClient:
             self.client.stop_stream(cancel_requests=not done)
 
     def close(self) -> None:
-        self.client.close()
+        close_once(self.client)
 
     def __enter__(self) -> VideoClient:
         return self
