@@ -5,6 +5,7 @@ server) both replay against the reference's answers, which are computed once per
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,11 @@ def reference_video_predictor(tiny_export):
       numbers are unchanged;
     - it fills small holes in its masks (fill_hole_area 8) with its CUDA extension, which a CPU
       lacks (it then skips the step): the extension's connected components are computed here
-      by scikit-image instead."""
+      by scikit-image instead.
+
+    It keeps every frame's image features, where the reference keeps only the last frame's
+    (``_get_image_feature``): the same numbers, computed once per frame and not once per call
+    (the tests' runs revisit frames, and the encoder costs seconds a frame here)."""
     import sam2.utils.misc
     import torch
     from sam2.build_sam import build_sam2_video_predictor
@@ -131,6 +136,15 @@ def reference_video_predictor(tiny_export):
         )  # fmt: skip
 
     predictor.memory_attention.forward = float32_memories
+    encode, encoded = predictor.forward_image, {}
+
+    def encode_once(image):
+        key = (tuple(image.shape), hashlib.sha256(image.numpy().tobytes()).hexdigest())
+        if key not in encoded:
+            encoded[key] = encode(image)
+        return encoded[key]
+
+    predictor.forward_image = encode_once
     return predictor
 
 

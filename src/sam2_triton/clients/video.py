@@ -77,9 +77,18 @@ class VideoClient:
     """A connection to sam2_video (and sam2_video_stream over gRPC)."""
 
     def __init__(
-        self, url: str | None = None, protocol: Protocol = "grpc", timeout_s: float | None = None
+        self,
+        url: str | None = None,
+        protocol: Protocol = "grpc",
+        timeout_s: float | None = None,
+        page_frames: int = HTTP_PAGE_FRAMES,
     ) -> None:
+        """``page_frames``: frames an HTTP propagate request asks for (smaller pages show the
+        first frames sooner; the server answers at most its ``video_page_frames``)."""
+        if page_frames < 1:
+            raise ValueError(f"page_frames must be at least 1, got {page_frames}")
         self.protocol, self.url = protocol, url or DEFAULT_URLS[protocol]
+        self.page_frames = page_frames
         self._tc = tritonclient_module(protocol)
         self.timeout_s = timeout_s
         if protocol == "http":
@@ -169,7 +178,7 @@ class VideoClient:
         if self.protocol == "grpc":
             yield from self._streamed(values)
             return
-        for outputs in propagation_pages(values, self._infer, HTTP_PAGE_FRAMES):
+        for outputs in propagation_pages(values, self._infer, self.page_frames):
             yield from _answer(outputs).frames()
 
     def track_video(

@@ -18,16 +18,20 @@ from typing import Any
 import numpy as np
 
 from sam2_triton.clients.tritonclient_io import Protocol, is_not_found
-from sam2_triton.clients.video import VideoAnswer, VideoClient
+from sam2_triton.clients.video import HTTP_PAGE_FRAMES, VideoAnswer, VideoClient
 
 
 class SAM2RemoteVideoPredictor:
     """``SAM2VideoPredictor`` over gRPC (propagation streamed) or HTTP (paged)."""
 
     def __init__(
-        self, url: str | None = None, protocol: Protocol = "grpc", timeout_s: float | None = None
+        self,
+        url: str | None = None,
+        protocol: Protocol = "grpc",
+        timeout_s: float | None = None,
+        page_frames: int = HTTP_PAGE_FRAMES,
     ) -> None:
-        self.client = VideoClient(url, protocol, timeout_s)
+        self.client = VideoClient(url, protocol, timeout_s, page_frames)
 
     # --- SAM2VideoPredictor's API -----------------------------------------------------------
 
