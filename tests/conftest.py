@@ -295,10 +295,12 @@ def automatic_reference(reference_predictor) -> AutomaticReference:
 
 @pytest.fixture(scope="session")
 def tracker_models(tracker_export: Path):
-    """The tracker's graphs in-process (ONNX Runtime), loaded once for every in-process test."""
+    """The tracker's graphs in-process (ONNX Runtime), loaded once for every in-process test,
+    each frame encoded once (``video_helpers.EncodeOnce``)."""
     from sam2_triton.video.runtime import OnnxTrackerModels
+    from tests.video_helpers import EncodeOnce
 
-    return OnnxTrackerModels(tracker_export)
+    return EncodeOnce(OnnxTrackerModels(tracker_export))
 
 
 @pytest.fixture(scope="session")

@@ -194,3 +194,26 @@ class RecordingModels:
     def encode_many(self, images):
         self.encoded.append(len(images))
         return [self._models.encode(image) for image in images]
+
+
+class EncodeOnce:
+    """The tracker's graphs, each frame's image features computed once for the whole run: the
+    in-process tests track the same synthetic frames many times, and the image encoder is most
+    of a frame's cost here (about 1 s of 1.7). The features are the graph's own, read-only, so
+    a session that wrote into them would fail."""
+
+    def __init__(self, models) -> None:
+        self._models = models
+        self._encoded: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._models, name)
+
+    def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        key = (image.shape, image.dtype.str, hashlib.sha256(image.tobytes()).hexdigest())
+        if key not in self._encoded:
+            features = self._models.encode(image)
+            for value in features.values():
+                value.setflags(write=False)
+            self._encoded[key] = features
+        return dict(self._encoded[key])
