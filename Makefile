@@ -13,7 +13,8 @@ LOADTEST_HOST ?= http://127.0.0.1:8000
 LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
 LOADTEST_OUT ?= outputs/loadtest
 
-.PHONY: help install demo test lint serve ui cluster export repository loadtest lock clean
+.PHONY: help install demo test lint serve ui cluster export repository loadtest lock clean \
+	perf-analyzer
 
 install: $(STAMP)
 
@@ -33,7 +34,15 @@ $(STAMP): pyproject.toml setup.py requirements/constraints.txt
 demo: install
 	$(VENV)/bin/sam2-triton demo --model $(MODEL)
 
-test: install
+# Triton's perf_analyzer (tritonclient 2.41.0's binary: newer ones need glibc 2.38), with the
+# libraries it links from nvidia-pytriton (docs/benchmarks.md#perf_analyzer).
+PERF_ANALYZER := build/perf_analyzer/perf_analyzer
+$(PERF_ANALYZER): $(STAMP)
+	$(PY) -m sam2_triton.bench.perf_analyzer install build/perf_analyzer
+
+perf-analyzer: $(PERF_ANALYZER)
+
+test: install $(PERF_ANALYZER)
 	$(VENV)/bin/ruff check src export tests client_examples loadtest benchmarks
 	$(PY) -m pytest
 
@@ -85,6 +94,7 @@ help:
 	@echo "               LOADTEST_HOST=$(LOADTEST_HOST) LOADTEST_GRPC_HOST=$(LOADTEST_GRPC_HOST);"
 	@echo "               CSV and HTML reports in $(LOADTEST_OUT)/ (see docs/loadtest.md)"
 	@echo "make repository  regenerate the committed model_repository/ (GPU target configs)"
+	@echo "make perf-analyzer  Triton's perf_analyzer in build/perf_analyzer/ (docs/benchmarks.md)"
 	@echo "make lint | export | lock | clean"
 
 # Re-pin requirements/constraints.txt from the current .venv.

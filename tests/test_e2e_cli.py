@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
-from sam2_triton import contract as c
-from sam2_triton.cli import paths
 from sam2_triton.clients.image import SegmentClient
-from tests.conftest import free_port, load_configs
+from tests.conftest import free_port
 from tests.helpers import workdir_with_export
 
 pytestmark = pytest.mark.e2e
@@ -75,54 +71,6 @@ def _get(url: str) -> tuple[int, str]:
     """GET without keep-alive: an open idle connection would delay the server's shutdown."""
     with requests.get(url, timeout=5, headers={"Connection": "close"}) as reply:
         return reply.status_code, reply.text
-
-
-def test_serve_starts_answers_and_stops_cleanly_on_sigterm(tiny_export, tmp_path):
-    workdir = workdir_with_export(tmp_path, tiny_export.export_dir)
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    log = tmp_path / "serve.log"  # a file, not a pipe: a full pipe would block tritonserver's log
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                *CLI,
-                "serve",
-                "--model",
-                "tiny",
-                "--instances",
-                "sam2_mask_decoder=1",
-                "--instances",
-                "sam2_automatic=1",
-                "--http-port",
-                str(http),
-                "--grpc-port",
-                str(grpc),
-                "--metrics-port",
-                str(metrics),
-            ],
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if "serving SAM 2.1 tiny" in log.read_text():
-                break
-            time.sleep(0.5)
-        assert "serving SAM 2.1 tiny" in log.read_text(), log.read_text()[-3000:]
-        repository = workdir / paths.EMBEDDED_REPOSITORY_DIR
-        assert load_configs(repository)[c.MASK_DECODER].instance_group[0].count == 1
-        assert _get(f"http://127.0.0.1:{http}/v2/health/ready")[0] == 200
-        assert "nv_inference_request_success" in _get(f"http://127.0.0.1:{metrics}/metrics")[1]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    rest = log.read_text()
-    assert proc.returncode == 0, rest[-3000:]
-    assert "tritonserver stopped (exit code 0)" in rest
 
 
 def test_serve_refuses_a_port_in_use(triton, tiny_export, tmp_path):

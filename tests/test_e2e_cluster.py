@@ -152,6 +152,8 @@ def test_only_the_inference_api_passes_the_balancer(cluster):
     base = f"http://{cluster.http}"
     assert requests.get(f"{base}/v2/health/ready", timeout=5).status_code == 200
     assert requests.get(f"{base}/v2/models/{c.SESSION}/ready", timeout=5).status_code == 200
+    config = requests.get(f"{base}/v2/models/{c.SEGMENT}/config", timeout=5)  # read only
+    assert config.status_code == 200 and config.json()["name"] == c.SEGMENT
     refused = (
         "/v2/repository/index",
         "/metrics",
@@ -167,6 +169,7 @@ def test_only_the_inference_api_passes_the_balancer(cluster):
         assert requests.get(base + path, timeout=5).status_code == 404, path
     client = grpcclient.InferenceServerClient(cluster.grpc)
     assert client.is_server_ready()
+    assert client.get_model_config(c.SESSION).config.name == c.SESSION
     with pytest.raises(Exception, match="(?i)unimplemented|404"):
         client.get_model_repository_index()
     client.close()

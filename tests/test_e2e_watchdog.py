@@ -23,7 +23,7 @@ from sam2_triton.clients.image import SegmentClient
 from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import model_names
 from sam2_triton.server.embedded import Ports, TritonServer
-from sam2_triton.server.watchdog import ADMIN_HEADER, ModelControl, Watchdog, stubs_of
+from sam2_triton.server.watchdog import ADMIN_HEADER, ModelControl, Watchdog, alive, stubs_of
 from tests.conftest import ROOT, free_port
 from tests.helpers import (
     PARAMS,
@@ -129,6 +129,57 @@ def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
         _works(model)(client)
     time.sleep(1.0)  # five polls: the old instances' stubs leaving is not a second death
     assert len(watchdog.healings) == healed_before + 1, watchdog.healings[healed_before:]
+
+
+def test_a_stopped_stub_is_replaced_while_clients_click(watched):
+    """A stub that is alive but answers nothing (SIGSTOP) is killed and its model reloaded
+    within 30 s, while four clients click: no request waits 60 s, every request sent after the
+    reload is answered, and the log says it as for a dead stub."""
+    import threading
+
+    server, watchdog = watched
+    assert server.process is not None
+    healed_before = len(watchdog.healings)
+    image = unique_png(950)
+    stop = threading.Event()
+    outcomes: list[tuple[float, float, bool]] = []  # (start, seconds, answered)
+
+    def clicker() -> None:
+        with SegmentClient(server.grpc_url, "grpc", network_timeout_s=120) as client:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    client.segment(image, **POINT)
+                    answered = True
+                except Exception:  # noqa: BLE001 - failures while it is hung are allowed
+                    answered = False
+                outcomes.append((start, time.monotonic() - start, answered))
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(clicker)
+        try:
+            while not any(ok for _, _, ok in outcomes):
+                time.sleep(0.05)
+            (victim, *_) = [s for s in stubs_of(server.process.pid) if s.model == c.SEGMENT]
+            os.kill(victim.pid, signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            while len(watchdog.healings) == healed_before:
+                assert time.monotonic() - stopped_at < 30, "the stopped stub was not replaced"
+                time.sleep(0.05)
+            healed_at = time.monotonic()
+            while sum(1 for t, _, _ in outcomes if t > healed_at) < 8:
+                assert time.monotonic() - healed_at < 120, "no requests after the reload"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+    healing = watchdog.healings[-1]
+    assert (healing.model, healing.cause, healing.error) == (c.SEGMENT, "hung", None)
+    assert victim.name in healing.stubs and not alive(victim.pid)
+    assert max(seconds for _, seconds, _ in outcomes) < 60
+    after = [ok for start, _, ok in outcomes if start > healed_at]
+    assert after and all(after), after
+    assert len(watchdog.healings) == healed_before + 1
 
 
 def test_a_model_unloaded_on_purpose_stays_unloaded(watched):

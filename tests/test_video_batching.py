@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.video.requests import propagation_pages
+from sam2_triton.video.answers import propagation_pages
 from sam2_triton.video.scheduler import FrameScheduler
 from sam2_triton.video.service import VideoService
 from tests.test_video_service import _click, _frames, _op, _started
@@ -115,12 +115,14 @@ def test_a_batch_with_more_than_propagations_is_answered_request_by_request(mode
         ),  # fmt: skip
         _op("propagate", session_id="no-such-session", max_frames=1),
         _op("add_frames", session_id=b, frames=_frames(videos[0][:1])),
+        _op("propagate", session_id=b, max_frames=0),  # fails to parse
     ]
     results = service.handle_many(batch)
     assert results[0]["frame_indices"].tolist() == [0, 1]
     assert results[1]["frame_indices"].tolist() == [1]  # after the propagation reached it
     assert isinstance(results[2], InvalidInputError) and "no open video session" in str(results[2])
     assert int(results[3]["num_frames"][0]) == len(videos[1]) + 1
+    assert isinstance(results[4], InvalidInputError) and results[4].field == "max_frames"
     assert graphs.encoded == []  # nothing tracked together
 
 

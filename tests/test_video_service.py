@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sam2_triton.errors import ErrorKind, InvalidInputError
+from sam2_triton.video.answers import propagation_pages
 from sam2_triton.video.frames import VideoFrames
-from sam2_triton.video.requests import propagation_pages
 from sam2_triton.video.service import VideoLimits, VideoService
 from sam2_triton.video.session import VideoSession
 from tests.video_helpers import HEIGHT, WIDTH, synthetic_video

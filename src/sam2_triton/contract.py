@@ -249,7 +249,7 @@ AUTOMATIC_INPUTS = (
 AUTOMATIC_OUTPUTS = (Tensor("annotations", "STRING", (1,)),)
 
 # --- sam2_video: track objects through a video (Python backend; sam2_triton.video.service) ----
-# One request per operation (video.requests.OPERATIONS) on a session the server keeps; masks of
+# One request per operation (video.request.OPERATIONS) on a session the server keeps; masks of
 # F frames x N objects come as low_res_logits (output_format "logits", default: the client
 # upsamples them to the video's size as the server would), one RLE per frame and object, or raw.
 # sam2_video_stream (decoupled, gRPC) takes the same inputs for "propagate" and streams one

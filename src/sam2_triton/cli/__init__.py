@@ -1,5 +1,5 @@
 """``sam2-triton``: download, export, build-repo, serve, cluster, segment, track, batch, bench,
-demo, ui.
+perf-input, demo, ui.
 
 One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
 under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
@@ -18,13 +18,17 @@ from sam2_triton.cli import (
     demo,
     download,
     export,
+    perf_input,
     segment,
     serve,
     track,
     ui,
 )
 
-COMMANDS = (download, export, build_repo, serve, cluster, segment, track, batch, bench, demo, ui)
+COMMANDS = (
+    download, export, build_repo, serve, cluster, segment, track, batch, bench, perf_input, demo,
+    ui,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

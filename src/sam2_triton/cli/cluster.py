@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from sam2_triton.cluster.replicas import Cluster
     from sam2_triton.repository.build import serving
     from sam2_triton.runtime.runners import require_precision
+    from sam2_triton.server.watchdog import admin_key, admin_key_notice
 
     options = serving_options(args)
     require_precision(options.cpu_precision)
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             f"{prometheus}; logs in {args.workdir} (Ctrl-C to stop)",
             flush=True,
         )
+        print(f"each replica's {admin_key_notice(admin_key()[1])}", flush=True)
         try:
             cluster.run()
         finally:

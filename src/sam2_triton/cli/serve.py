@@ -4,7 +4,6 @@ Ctrl-C / SIGTERM, stop it cleanly."""
 from __future__ import annotations
 
 import argparse
-import secrets
 import signal
 import threading
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from sam2_triton.cli.arguments import (
 from sam2_triton.cli.build_repo import build_repo
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR, RUNTIME_DIR
 from sam2_triton.server.embedded import Ports
-from sam2_triton.server.watchdog import Watchdog
+from sam2_triton.server.watchdog import Watchdog, admin_key, admin_key_notice
 
 if TYPE_CHECKING:
     from sam2_triton.server.embedded import TritonServer
@@ -79,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     address = Address.from_args(args)
     build_repo(args.model, args.repository, options)
     with serving(args.repository):
-        key = secrets.token_urlsafe(24)
+        key, from_environment = admin_key()
         server = start_server(args.repository, address, options.cpu_precision, admin_key=key)
         watchdog = Watchdog.of_server(server, log=lambda line: print(line, flush=True)).start()
+        print(admin_key_notice(from_environment), flush=True)
         print(
             f"serving SAM 2.1 {args.model}: HTTP {address.url(address.ports.http)}, "
             f"gRPC {address.url(address.ports.grpc)}, metrics "

@@ -2,7 +2,7 @@
 
 ``propagate`` yields one ``VideoAnswer`` per frame: over gRPC from sam2_video_stream's
 stream (each frame as soon as it is tracked; closing the generator cancels the rest), over
-HTTP from pages of sam2_video (``video.requests.propagation_pages``, the loop the stream model
+HTTP from pages of sam2_video (``video.answers.propagation_pages``, the loop the stream model
 runs on the server).
 """
 
@@ -26,7 +26,7 @@ from sam2_triton.clients.tritonclient_io import (
     tritonclient_module,
 )
 from sam2_triton.image.masks import upsample_logits
-from sam2_triton.video.requests import propagation_pages
+from sam2_triton.video.answers import propagation_pages
 
 OUTPUT_NAMES = [t.name for t in c.VIDEO_OUTPUTS]
 #: Encoded frames per request when a video is sent frame by frame (about 3 MB of JPEG at 720p).

@@ -15,9 +15,10 @@ ours, hashing on the image-id header for HTTP and for gRPC (h2c).
   ``non_idempotent``; a slow answer is waited for (an hour), never sent elsewhere again. The
   new replica may not hold the image: it answers NOT_FOUND and the client re-sends the image
   (``SegmentClient.click_resending``).
-- Only the inference API goes through: infer, model ready/metadata and server health over HTTP,
-  the same RPCs over gRPC; the repository, shared-memory, statistics, trace and logging APIs
-  and the metrics port are not forwarded.
+- Only the inference API goes through: infer, model ready/metadata/config (Triton's own
+  clients and perf_analyzer read the config first) and server health over HTTP, the same RPCs
+  over gRPC; the repository, shared-memory, statistics, trace and logging APIs and the metrics
+  port are not forwarded (a replica's statistics are not the cluster's).
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from sam2_triton.server.embedded import port_in_use, spawn, stop_process
 FAIL_TIMEOUT_S = 10
 MAX_BODY = "64m"  # an image request; the server caps pixels itself
 GRPC_SERVICE = "inference.GRPCInferenceService"
-GRPC_METHODS = ("ModelInfer", "ModelStreamInfer", "ModelReady", "ModelMetadata", "ServerReady",
-                "ServerLive", "ServerMetadata")  # fmt: skip
+GRPC_METHODS = ("ModelInfer", "ModelStreamInfer", "ModelReady", "ModelMetadata", "ModelConfig",
+                "ServerReady", "ServerLive", "ServerMetadata")  # fmt: skip
 PUBLIC_MODELS = (SEGMENT, SESSION, AUTOMATIC)  # the encoder and decoder are ours to call
 HTTP_ALLOWED = (
-    rf"^/v2/models/({'|'.join(PUBLIC_MODELS)})(/versions/[0-9]+)?(/infer|/ready)?$",
+    rf"^/v2/models/({'|'.join(PUBLIC_MODELS)})(/versions/[0-9]+)?(/infer|/ready|/config)?$",
     r"^/v2/health/(ready|live)$",
     r"^/v2$",
 )

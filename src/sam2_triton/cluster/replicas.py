@@ -9,7 +9,6 @@ row, or a balancer that dies, ends the cluster with an error (``failed``).
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 from sam2_triton.cluster.nginx import Nginx, Upstream
 from sam2_triton.cluster.prometheus import Prometheus
 from sam2_triton.server.embedded import Ports, ServerError, TritonServer
-from sam2_triton.server.watchdog import Watchdog
+from sam2_triton.server.watchdog import Watchdog, admin_key
 
 Log = Callable[[str], None]
 LOOPBACK = "127.0.0.1"
@@ -50,7 +49,7 @@ class Replica:
     watchdog: Watchdog | None = None
 
     def start(self) -> Replica:
-        key = secrets.token_urlsafe(24)
+        key, _ = admin_key()  # the operator's TRITON_ADMIN_KEY opens every replica's
         self.server = TritonServer(
             repository=self.repository,
             runtime_dir=self.runtime_dir,

@@ -12,15 +12,20 @@ Standard library only: the NGC image's Python has none of our other dependencies
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-from sam2_triton.server.watchdog import ModelControl, Watchdog, control_arguments, server_ready
+from sam2_triton.server.watchdog import (
+    ModelControl,
+    Watchdog,
+    admin_key,
+    admin_key_notice,
+    control_arguments,
+    server_ready,
+)
 
 REPLACED = ("--model-control-mode", "--load-model", "--http-restricted-api",
             "--grpc-restricted-protocol")  # fmt: skip
@@ -79,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    key = os.environ.get("TRITON_ADMIN_KEY") or ""
-    if not key:
-        key = secrets.token_hex(24)
-        print("sam2-tritonserver: TRITON_ADMIN_KEY is not set; admin APIs are locked", flush=True)
+    key, from_environment = admin_key()
+    print(f"sam2-tritonserver: {admin_key_notice(from_environment)}", flush=True)
     full, dropped = supervised_command(command, key)
     if dropped:
         print(f"sam2-tritonserver: replacing {', '.join(dropped)} by its own", flush=True)

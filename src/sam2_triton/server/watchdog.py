@@ -10,7 +10,9 @@ Readiness does not show the reload: the unload returns at once, the old instance
 the new ones are loaded, and Triton 2.51 answers 200 on ``/v2/health/ready`` throughout (measured:
 "not ready", and 404 for a request, only for a few milliseconds). Requests that reach the dead
 stub fail with Triton's error from its death to the end of the reload (a poll, under a second);
-the model's other instances keep answering. A model that fails to
+the model's other instances keep answering. A stub stopped for ``hung_after_s`` (SIGSTOP, a
+tracer) is hung: Triton fails its requests and never recovers it, so it is killed and healed
+as a dead one. A model that fails to
 load again ``max_attempts`` times in a row is given up on: the caller stops the server and exits
 non-zero, for a supervisor (systemd, Kubernetes) to restart.
 
@@ -20,6 +22,9 @@ Standard library only: it also runs in the GPU image's Python (``sam2_triton.ser
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import signal
 import threading
 import time
 import urllib.error
@@ -31,12 +36,31 @@ from typing import Any
 
 # HTTP header (gRPC: metadata ``triton-grpc-protocol-admin-key``) that opens the admin APIs.
 ADMIN_HEADER = "admin-key"
+#: The operator's key for the admin APIs; unset, a random one that only the watchdog holds.
+ADMIN_KEY_ENV = "TRITON_ADMIN_KEY"
 STUB_BINARY = "triton_python_backend_stub"
-# Admin APIs: only the holder of the key (serve's watchdog, an operator's TRITON_ADMIN_KEY) may
-# use them; the inference API, health, metadata and statistics stay open. The load API takes
-# model files in the request (code, for a Python model), hence the key.
-# Shared memory too: a client registering regions would make the server map them.
-RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
+# Admin APIs: what changes the server. Only the holder of the key (the watchdog, an operator's
+# TRITON_ADMIN_KEY) may use them. The load API takes model files in the request (code, for a
+# Python model); a client registering shared memory would make the server map it; logging and
+# trace settings change what the server writes. What only reads stays open, as Triton leaves
+# it by default: inference, health, metadata, model config and statistics (Triton's own clients
+# and perf_analyzer read a model's config before they send anything).
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+
+
+def admin_key() -> tuple[str, bool]:
+    """(the admin APIs' key, whether it is the operator's ``TRITON_ADMIN_KEY``): unset, a
+    random key nobody is told, so the admin APIs are locked to all but the watchdog."""
+    key = os.environ.get(ADMIN_KEY_ENV, "")
+    return (key, True) if key else (secrets.token_urlsafe(24), False)
+
+
+def admin_key_notice(from_environment: bool) -> str:
+    """What ``serve``, ``cluster`` and the GPU image say about the admin APIs at start."""
+    apis = ", ".join(RESTRICTED_APIS)
+    if from_environment:
+        return f"admin APIs ({apis}): open with the key in {ADMIN_KEY_ENV}"
+    return f"admin APIs ({apis}): locked ({ADMIN_KEY_ENV} is not set)"
 
 
 def control_arguments(admin_key: str) -> tuple[str, ...]:
@@ -143,6 +167,13 @@ class Healing:
     stubs: list[str]
     seconds: float
     error: str | None = None
+    cause: str = "dead"  # or "hung": alive but stopped, replaced
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP, a tracer): alive, answering nothing, using no CPU."""
+    status = _status(pid)
+    return status is not None and status[1] in ("T", "t")
 
 
 @dataclass
@@ -153,6 +184,8 @@ class Watchdog:
     control: ModelControl
     interval_s: float = 0.5
     max_attempts: int = 3
+    #: A stub stopped this long is hung: killed, then reloaded as a dead one is.
+    hung_after_s: float = 5.0
     log: Callable[[str], None] = print
     healings: list[Healing] = field(default_factory=list)
     gave_up: threading.Event = field(default_factory=threading.Event)
@@ -188,18 +221,46 @@ class Watchdog:
         return models
 
     def _run(self) -> None:
+        stopped_since: dict[int, float] = {}  # pid -> when it was first seen stopped
         while not self._stop.wait(self.interval_s):
             if not alive(self.server_pid):
                 return
+            now = time.monotonic()
             for model, stubs in list(self._expected.items()):
+                hung = []
+                for stub in stubs:
+                    if not stopped(stub.pid):
+                        stopped_since.pop(stub.pid, None)
+                    elif now - stopped_since.setdefault(stub.pid, now) >= self.hung_after_s:
+                        hung.append(stub)
                 dead = [s.name for s in stubs if not alive(s.pid)]
-                if not dead or self._stop.is_set():
+                if not (dead or hung) or self._stop.is_set():
                     continue
                 if not self._still_wanted(model):
                     continue
-                if not self._heal(model, dead):
+                cause = "dead" if dead else "hung"
+                if hung and not dead:
+                    self._kill(model, hung)
+                    dead = [s.name for s in hung]
+                if not self._heal(model, dead, cause):
                     self.gave_up.set()
                     return
+
+    def _kill(self, model: str, hung: list[Stub]) -> None:
+        """Requests caught in a hung stub fail once it is gone (Triton answers them), instead
+        of waiting on it: the reload then replaces it."""
+        names = ", ".join(s.name for s in hung)
+        self.log(
+            f"watchdog: {model}'s stub {names} hung (stopped {self.hung_after_s:g} s); killing it"
+        )
+        for stub in hung:
+            try:
+                os.kill(stub.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while any(alive(s.pid) for s in hung) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _still_wanted(self, model: str) -> bool:
         """False (and the model no longer watched) if it was unloaded on purpose, or if the
@@ -213,15 +274,17 @@ class Watchdog:
             del self._expected[model]
         return loaded
 
-    def _heal(self, model: str, dead: list[str]) -> bool:
-        self.log(f"watchdog: {model}'s stub {', '.join(dead)} died; reloading {model}")
+    def _heal(self, model: str, dead: list[str], cause: str = "dead") -> bool:
+        verb = "died" if cause == "dead" else "hung and was killed"
+        self.log(f"watchdog: {model}'s stub {', '.join(dead)} {verb}; reloading {model}")
         before = {s.pid for s in stubs_of(self.server_pid)}
         for attempt in range(1, self.max_attempts + 1):
             start = time.monotonic()
             try:
                 self.control.reload(model)
             except RuntimeError as exc:
-                self.healings.append(Healing(model, dead, time.monotonic() - start, str(exc)))
+                spent = time.monotonic() - start
+                self.healings.append(Healing(model, dead, spent, str(exc), cause))
                 self.log(f"watchdog: reloading {model} failed (attempt {attempt}): {exc}")
                 last = attempt == self.max_attempts
                 if not last and self._stop.wait(min(2.0**attempt, 30.0)):
@@ -231,7 +294,7 @@ class Watchdog:
             # The new instances' stubs; the old ones may still be on their way out.
             fresh = [s for s in stubs_of(self.server_pid) if s.pid not in before]
             self._expected[model] = [s for s in fresh if s.model == model]
-            self.healings.append(Healing(model, dead, seconds))
+            self.healings.append(Healing(model, dead, seconds, cause=cause))
             self.log(f"watchdog: {model} reloaded in {seconds:.1f} s")
             return True
         self.log(f"watchdog: giving up on {model} after {self.max_attempts} failed reloads")

@@ -12,7 +12,8 @@ from sam2_triton import contract as c
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import ModelMetrics
 from sam2_triton.triton_models.video_calls import call_sessions
-from sam2_triton.video.requests import operation, propagate_page
+from sam2_triton.video.answers import propagate_page
+from sam2_triton.video.request import operation
 
 
 class TritonPythonModel:

@@ -14,7 +14,8 @@ from sam2_triton.errors import InvalidInputError
 from sam2_triton.triton_models.common import error_response, read_inputs, response
 from sam2_triton.triton_models.metrics import ModelMetrics
 from sam2_triton.triton_models.video_calls import call_sessions
-from sam2_triton.video.requests import operation, propagation_pages
+from sam2_triton.video.answers import propagation_pages
+from sam2_triton.video.request import operation
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 

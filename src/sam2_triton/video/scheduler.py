@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sam2_triton.errors import InvalidInputError, RequestCancelled
-from sam2_triton.video import requests as vr
+from sam2_triton.errors import RequestCancelled
+from sam2_triton.video.request import Inputs, VideoRequest
 from sam2_triton.video.service import VideoService
 
 Result = dict[str, np.ndarray] | Exception
@@ -31,16 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Job:
-    inputs: vr.Inputs
+    request: VideoRequest | Exception  # parsed once, on submit (or why it could not be)
     reply: Callable[[Result], None]
     cancelled: Callable[[], bool]
 
     @property
     def session_id(self) -> str | None:
-        try:
-            return vr.text(self.inputs, "session_id")
-        except InvalidInputError:
-            return None
+        return self.request.session_id if isinstance(self.request, VideoRequest) else None
 
 
 class FrameScheduler:
@@ -61,11 +58,15 @@ class FrameScheduler:
 
     def submit(
         self,
-        inputs: vr.Inputs,
+        inputs: Inputs,
         reply: Callable[[Result], None],
         cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._queue.put(_Job(inputs, reply, cancelled))
+        try:
+            request: VideoRequest | Exception = self.service.parse(inputs)
+        except Exception as exc:  # noqa: BLE001 - answered in turn, from the scheduler's thread
+            request = exc
+        self._queue.put(_Job(request, reply, cancelled))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -105,7 +106,7 @@ class FrameScheduler:
             else:
                 live.append(job)
         try:
-            results = self.service.handle_many([job.inputs for job in live])
+            results = self.service.run_many([job.request for job in live])
         except Exception as exc:  # noqa: BLE001 - every request gets an answer
             results = [exc] * len(live)
         self.batches = [*self.batches[-999:], len(live)]
@@ -117,13 +118,9 @@ class FrameScheduler:
 
 def _under_way(job: _Job, result: Result) -> bool:
     """A propagate answered with frames left: its next frame is coming."""
-    if isinstance(result, Exception) or job.session_id is None:
+    if isinstance(result, Exception) or not isinstance(job.request, VideoRequest):
         return False
-    try:
-        operation = vr.operation(job.inputs)
-    except InvalidInputError:
-        return False
-    return operation == "propagate" and int(result["frames_left"][0]) > 0
+    return job.request.operation == "propagate" and int(result["frames_left"][0]) > 0
 
 
 def _reply(job: _Job, result: Result) -> None:

@@ -17,15 +17,16 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 from sam2_triton.errors import InvalidInputError, UnknownImageError
-from sam2_triton.video import requests as vr
+from sam2_triton.video.answers import frames_outputs
 from sam2_triton.video.frames import VideoFrames, decode_video
+from sam2_triton.video.request import OPERATIONS, Inputs, VideoRequest, inside_video, parse_request
 from sam2_triton.video.session import VideoSession
 from sam2_triton.video.state import DEFAULT_MEMORY_FRAMES, TrackerModels
 from sam2_triton.video.steps import track_together
@@ -68,9 +69,8 @@ class _Stepping:
     """A propagate request advancing in lockstep with other sessions' (``handle_many``)."""
 
     index: int  # in the batch
-    session_id: str
+    request: VideoRequest
     session: VideoSession
-    fmt: str
     order: range
     page: range
     reverse: bool
@@ -78,7 +78,8 @@ class _Stepping:
 
 
 class VideoService:
-    """``handle(inputs)`` -> outputs for each sam2_video request (``contract.VIDEO_*``)."""
+    """``handle(inputs)`` -> outputs for each sam2_video request (``contract.VIDEO_*``): the
+    inputs parsed into one ``VideoRequest`` (``run``, for a request parsed already)."""
 
     def __init__(
         self,
@@ -92,7 +93,7 @@ class VideoService:
         self.frames_tracked = 0
         self.lock = threading.Lock()
         # Every operation on an open session (``start`` opens one), checked against the contract.
-        self.operations: dict[str, Callable[[VideoSession, vr.Inputs], dict]] = {
+        self.operations: dict[str, Callable[[VideoSession, VideoRequest], dict]] = {
             "add_frames": self._add_frames,
             "add_points": self._add_points,
             "add_mask": self._add_mask,
@@ -102,62 +103,80 @@ class VideoService:
             "reset": self._reset,
             "close": self._close,
         }
-        if {"start", *self.operations} != set(vr.OPERATIONS):
-            raise AssertionError(f"operations {sorted(self.operations)} != {vr.OPERATIONS}")
+        if {"start", *self.operations} != set(OPERATIONS):
+            raise AssertionError(f"operations {sorted(self.operations)} != {OPERATIONS}")
 
     @property
     def nbytes(self) -> int:
         return sum(entry.session.nbytes for entry in self.sessions.values())
 
-    def handle(self, inputs: vr.Inputs) -> dict[str, np.ndarray]:
-        op, fmt = vr.operation(inputs), vr.output_format(inputs)
+    def parse(self, inputs: Inputs) -> VideoRequest:
+        """The request ``inputs`` make, checked against this server's limits."""
+        return parse_request(inputs, self.limits.max_points, self.limits.max_image_pixels)
+
+    def handle(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        return self.run(self.parse(inputs))
+
+    def run(self, request: VideoRequest) -> dict[str, np.ndarray]:
         with self.lock:
             self._evict_idle()
-            if op == "start":
-                session_id, session = self._start(inputs)
+            if request.operation == "start":
+                session_id, session = self._start(request)
                 outputs = {}
             else:
-                session_id = vr.text(inputs, "session_id")
+                session_id = request.session_id
                 session = self._session(session_id)
-                outputs = self.operations[op](session, inputs)
-                if op == "close":
+                outputs = self.operations[request.operation](session, request)
+                if request.operation == "close":
                     del self.sessions[session_id]
             self._make_room(keep=session_id)
-            return self._outputs(session_id, session, outputs, fmt)
+            return self._outputs(session_id, session, outputs, request.output_format)
 
-    def handle_many(self, batch: Sequence[vr.Inputs]) -> list[dict[str, np.ndarray] | Exception]:
-        """Requests that arrived together (the model's dynamic batch), each answered or failed.
-        Propagations of different sessions advance in lockstep, frame by frame, their objects
-        tracked in the same calls (``track_together``: on a GPU one memory-attention call for
-        all of them); any other request, or one of two for a session, runs on its own."""
-        results: dict[int, dict[str, np.ndarray] | Exception] = {}
-        joint = _joint_propagations(batch)
+    def handle_many(self, batch: Sequence[Inputs]) -> list[dict[str, np.ndarray] | Exception]:
+        """``run_many`` on requests' inputs, each parsed (a bad one fails alone)."""
+        parsed: list[VideoRequest | Exception] = []
+        for inputs in batch:
+            try:
+                parsed.append(self.parse(inputs))
+            except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
+                parsed.append(exc)
+        return self.run_many(parsed)
+
+    def run_many(
+        self, batch: Sequence[VideoRequest | Exception]
+    ) -> list[dict[str, np.ndarray] | Exception]:
+        """Requests that arrived together (the model's dynamic batch), each answered or failed
+        (one that failed to parse is its own answer). Propagations of different sessions
+        advance in lockstep, frame by frame, their objects tracked in the same calls
+        (``track_together``: on a GPU one memory-attention call for all of them); any other
+        request, or one of two for a session, runs on its own."""
+        results: dict[int, dict[str, np.ndarray] | Exception] = {
+            i: r for i, r in enumerate(batch) if isinstance(r, Exception)
+        }
+        requests = {i: r for i, r in enumerate(batch) if isinstance(r, VideoRequest)}
+        joint = _joint_propagations(requests)
         if len(joint) > 1:
             with self.lock:
                 self._evict_idle()
-                results.update(self._propagate_together(batch, joint))
-        for i, inputs in enumerate(batch):
+                results.update(self._propagate_together(requests, joint))
+        for i, request in requests.items():
             if i not in results:
                 try:
-                    results[i] = self.handle(inputs)
+                    results[i] = self.run(request)
                 except Exception as exc:  # noqa: BLE001 - the caller answers each request
                     results[i] = exc
         return [results[i] for i in range(len(batch))]
 
     def _propagate_together(
-        self, batch: Sequence[vr.Inputs], joint: list[int]
+        self, requests: Mapping[int, VideoRequest], joint: list[int]
     ) -> dict[int, dict[str, np.ndarray] | Exception]:
         results: dict[int, dict[str, np.ndarray] | Exception] = {}
         stepping: list[_Stepping] = []
         for i in joint:
             try:
-                session_id = vr.text(batch[i], "session_id")
-                session = self._session(session_id)
-                fmt = vr.output_format(batch[i])
-                order, page, reverse = self._propagation(session, batch[i])
-                stepping.append(
-                    _Stepping(i, session_id, session, fmt, order, order[:page], reverse)
-                )
+                session = self._session(requests[i].session_id)
+                order, page, reverse = self._propagation(session, requests[i])
+                stepping.append(_Stepping(i, requests[i], session, order, order[:page], reverse))
             except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
                 results[i] = exc
         try:
@@ -174,8 +193,10 @@ class VideoService:
         for s in stepping:
             try:
                 page = self._page(s.order, s.frames)
-                self._make_room(keep=s.session_id)
-                results[s.index] = self._outputs(s.session_id, s.session, page, s.fmt)
+                self._make_room(keep=s.request.session_id)
+                results[s.index] = self._outputs(
+                    s.request.session_id, s.session, page, s.request.output_format
+                )
             except Exception as exc:  # noqa: BLE001
                 results[s.index] = exc
         return results
@@ -187,35 +208,29 @@ class VideoService:
 
     # --- operations -------------------------------------------------------------------------
 
-    def _start(self, inputs: vr.Inputs) -> tuple[str, VideoSession]:
+    def _start(self, request: VideoRequest) -> tuple[str, VideoSession]:
         limits = self.limits
         frames = VideoFrames(limits.max_frames, limits.max_image_pixels, limits.max_bytes)
-        video, encoded = inputs.get("video"), vr.encoded_frames(inputs)
-        if video is not None and encoded:
-            raise InvalidInputError("video", "send a video file or frames, not both")
-        if video is not None:
-            decode_video(np.asarray(video, np.uint8).tobytes(), frames)
-        for data in encoded:
+        if request.video is not None:
+            decode_video(request.video, frames)
+        for data in request.frames:
             frames.append_image(data)
         session = VideoSession(
             frames,
             self.models,
             memory_frames=limits.memory_frames or None,
-            expected_frames=vr.integer(inputs, "num_frames", 0),
+            expected_frames=request.num_frames,
             low_res_output=True,
         )
-        self._check_fits(session, "video" if video is not None else "frames")
+        self._check_fits(session, "video" if request.video is not None else "frames")
         session_id = secrets.token_hex(16)
         self.sessions[session_id] = _Open(session, self.clock())
         return session_id, session
 
-    def _add_frames(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        encoded = vr.encoded_frames(inputs)
-        if not encoded:
-            raise InvalidInputError("frames", "required: one or more encoded frames")
+    def _add_frames(self, session: VideoSession, request: VideoRequest) -> dict:
         count = len(session.frames)
         try:  # all of them or none
-            for data in encoded:
+            for data in request.frames:
                 session.frames.append_image(data)
             self._check_fits(session, "frames")
         except InvalidInputError:
@@ -223,44 +238,40 @@ class VideoService:
             raise
         return {}
 
-    def _add_points(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        frame = vr.frame_index(inputs, "frame_idx", session.num_frames)
-        obj_id = self._obj_id(session, inputs, new=True)
-        prompts = vr.prompts(inputs, (session.height, session.width), self.limits.max_points)
-        _, _, masks = session.add_new_points_or_box(frame, obj_id, **prompts)
+    def _add_points(self, session: VideoSession, request: VideoRequest) -> dict:
+        frame = inside_video(request.frame_idx, session.num_frames)
+        obj_id = self._obj_id(session, request.obj_id, new=True)
+        prompt = request.prompt.in_frame((session.height, session.width))
+        _, _, masks = session.add_new_points_or_box(frame, obj_id, **prompt)
         return {"frames": [(frame, masks)]}
 
-    def _add_mask(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        frame = vr.frame_index(inputs, "frame_idx", session.num_frames)
-        obj_id = self._obj_id(session, inputs, new=True)
-        mask = vr.mask_prompt(inputs, self.limits.max_image_pixels)
-        _, _, masks = session.add_new_mask(frame, obj_id, mask)
+    def _add_mask(self, session: VideoSession, request: VideoRequest) -> dict:
+        frame = inside_video(request.frame_idx, session.num_frames)
+        obj_id = self._obj_id(session, request.obj_id, new=True)
+        _, _, masks = session.add_new_mask(frame, obj_id, request.mask)
         return {"frames": [(frame, masks)]}
 
-    def _propagate(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        order, page, reverse = self._propagation(session, inputs)
+    def _propagate(self, session: VideoSession, request: VideoRequest) -> dict:
+        order, page, reverse = self._propagation(session, request)
         frames = [(f, m) for f, _, m in session.track(order[:page], reverse)]
         return self._page(order, frames)
 
-    def _propagation(self, session: VideoSession, inputs: vr.Inputs) -> tuple[range, int, bool]:
+    def _propagation(self, session: VideoSession, request: VideoRequest) -> tuple[range, int, bool]:
         """A propagate request's frames in order, how many it answers, and its direction."""
         if not session.objects:
             raise InvalidInputError("session_id", "no object has a prompt yet: add points first")
-        start = None
-        if inputs.get("start_frame_idx") is not None:
-            start = vr.frame_index(inputs, "start_frame_idx", session.num_frames)
-        count = inputs.get("max_frame_num_to_track")
-        track = None if count is None else vr.integer(inputs, "max_frame_num_to_track")
-        reverse = vr.flag(inputs, "reverse", False)
-        page = min(vr.integer(inputs, "max_frames", self.limits.page_frames, low=1),
-                   self.limits.page_frames)  # fmt: skip
+        asked = request.propagation
+        start = asked.start_frame_idx
+        if start is not None:
+            inside_video(start, session.num_frames, "start_frame_idx")
+        page = min(asked.max_frames or self.limits.page_frames, self.limits.page_frames)
         try:
             order = session.propagation_order(
-                start, track, reverse, vr.flag(inputs, "resume", False)
+                start, asked.max_frame_num_to_track, asked.reverse, asked.resume
             )
         except ValueError as exc:  # an object whose prompts were all cleared
             raise InvalidInputError("session_id", str(exc)) from None
-        return order, page, reverse
+        return order, page, asked.reverse
 
     def _page(self, order: range, frames: list[tuple[int, np.ndarray]]) -> dict:
         """A propagate answer: its frames, and where the propagation goes on."""
@@ -268,22 +279,22 @@ class VideoService:
         left = order[len(frames) :]
         return {"frames": frames, "next": left[0] if left else -1, "left": len(left)}
 
-    def _remove_object(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        obj_id = self._obj_id(session, inputs, new=False)
+    def _remove_object(self, session: VideoSession, request: VideoRequest) -> dict:
+        obj_id = self._obj_id(session, request.obj_id, new=False)
         _, updated = session.remove_object(obj_id)
         return {"frames": updated}
 
-    def _clear_prompts(self, session: VideoSession, inputs: vr.Inputs) -> dict:
-        frame = vr.frame_index(inputs, "frame_idx", session.num_frames)
-        obj_id = self._obj_id(session, inputs, new=False)
+    def _clear_prompts(self, session: VideoSession, request: VideoRequest) -> dict:
+        frame = inside_video(request.frame_idx, session.num_frames)
+        obj_id = self._obj_id(session, request.obj_id, new=False)
         _, _, masks = session.clear_all_prompts_in_frame(frame, obj_id)
         return {"frames": [(frame, masks)]}
 
-    def _reset(self, session: VideoSession, inputs: vr.Inputs) -> dict:
+    def _reset(self, session: VideoSession, request: VideoRequest) -> dict:
         session.reset_state()
         return {}
 
-    def _close(self, session: VideoSession, inputs: vr.Inputs) -> dict:
+    def _close(self, session: VideoSession, request: VideoRequest) -> dict:
         return {}
 
     # --- sessions ---------------------------------------------------------------------------
@@ -296,8 +307,7 @@ class VideoService:
         self.sessions.move_to_end(session_id)
         return entry.session
 
-    def _obj_id(self, session: VideoSession, inputs: vr.Inputs, new: bool) -> int:
-        obj_id = vr.integer(inputs, "obj_id", low=-(2**31))
+    def _obj_id(self, session: VideoSession, obj_id: int, new: bool) -> int:
         if obj_id in session.objects:
             return obj_id
         if not new:
@@ -349,27 +359,15 @@ class VideoService:
             "session_id": np.array([session_id.encode()], dtype=np.object_),
             "num_frames": np.array([session.num_frames], np.int32),
             "video_size": np.array(hw, np.int32),
-            **vr.frames_outputs(result.get("frames", []), session.obj_ids, hw, fmt),
+            **frames_outputs(result.get("frames", []), session.obj_ids, hw, fmt),
             "next_frame_idx": np.array([result.get("next", -1)], np.int32),
             "frames_left": np.array([result.get("left", 0)], np.int32),
         }
 
 
-def _joint_propagations(batch: Sequence[vr.Inputs]) -> list[int]:
-    """The batch's propagate requests whose session has no other request in the batch."""
-    ids: list[str | None] = []
-    for inputs in batch:
-        try:
-            ids.append(vr.text(inputs, "session_id"))
-        except InvalidInputError:
-            ids.append(None)
-    counts = Counter(ids)
-    joint = []
-    for i, inputs in enumerate(batch):
-        try:
-            op = vr.operation(inputs)
-        except InvalidInputError:
-            continue
-        if op == "propagate" and ids[i] is not None and counts[ids[i]] == 1:
-            joint.append(i)
-    return joint
+def _joint_propagations(requests: Mapping[int, VideoRequest]) -> list[int]:
+    """The propagate requests whose session has no other request in the batch."""
+    counts = Counter(r.session_id for r in requests.values())
+    return [
+        i for i, r in requests.items() if r.operation == "propagate" and counts[r.session_id] == 1
+    ]
