@@ -1,6 +1,6 @@
 """SAM2RemoteVideoPredictor through a real tritonserver (sam2_video; sam2_video_stream over
 gRPC, pages over HTTP) against Meta's SAM2VideoPredictor on the same weights and the same
-10 JPEG frames: the shared script (video_helpers.SCRIPT: clicks and a box on frame 0, a
+8 JPEG frames: the shared script (video_helpers.SCRIPT: clicks and a box on frame 0, a
 refining click, propagation, a correction, an object added mid-video and tracked on, reverse
 propagation, remove_object, clear_all_prompts_in_frame, reset_state; over HTTP: the prompts and
 the first frames of the propagation, two pages). The server runs VideoSession on the same

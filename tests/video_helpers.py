@@ -14,8 +14,9 @@ from PIL import Image
 HEIGHT, WIDTH = 120, 160
 AGREEMENT = 0.999  # of mask pixels, per frame and object, against the reference
 
-#: The script's video: 10 frames, so that a propagation over HTTP spans two pages of 8.
-SCRIPT_FRAMES = 10
+#: The script's video: 8 frames, the fewest in which a frame (7) attends to a full memory bank
+#: (its prompted frame and the 6 frames before it).
+SCRIPT_FRAMES = 8
 # (call, kwargs) in order, each answer compared with the reference's: clicks and a box on
 # frame 0, a refining click, propagation, a correction (a background click) on a tracked frame,
 # an object added mid-video and tracked on, reverse propagation through the corrected frame,
@@ -30,10 +31,10 @@ SCRIPT = [
     ("propagate_in_video", {}),
     ("add_new_points_or_box", {"frame_idx": 5, "obj_id": 1, "points": [[60.0, 80.0]],
                                "labels": [0], "clear_old_points": False}),
-    ("add_new_points_or_box", {"frame_idx": 8, "obj_id": 3, "points": [[110.0, 90.0]],
+    ("add_new_points_or_box", {"frame_idx": 6, "obj_id": 3, "points": [[110.0, 90.0]],
                                "labels": [1]}),
-    ("propagate_in_video", {"start_frame_idx": 8}),
-    ("propagate_in_video", {"start_frame_idx": 8, "max_frame_num_to_track": 3,
+    ("propagate_in_video", {"start_frame_idx": 6}),
+    ("propagate_in_video", {"start_frame_idx": 6, "max_frame_num_to_track": 3,
                             "reverse": True}),
     ("remove_object", {"obj_id": 1}),
     ("propagate_in_video", {"start_frame_idx": 0, "max_frame_num_to_track": 2}),
@@ -44,7 +45,7 @@ SCRIPT = [
 ]  # fmt: skip
 #: The frames each step answers (the tests check them besides the masks).
 SCRIPT_FRAMES_ANSWERED = [
-    [0], [0], [0], list(range(SCRIPT_FRAMES)), [5], [8], [8, 9], [8, 7, 6, 5], [0, 5],
+    [0], [0], [0], list(range(SCRIPT_FRAMES)), [5], [6], [6, 7], [6, 5, 4, 3], [0, 5],
     [0, 1, 2], [0], [], [3],
 ]  # fmt: skip
 
