@@ -25,7 +25,8 @@ VIDEO_BYTES = "sam2_video_bytes"
 VIDEO_EVICTIONS = "sam2_video_evictions"  # label reason: one of EVICTION_REASONS
 VIDEO_FRAMES = "sam2_video_frames_tracked"
 #: Why a video session was closed by the server: idle too long, too many sessions, too many bytes.
-EVICTION_REASONS = ("idle", "sessions", "bytes")
+EVICTED_IDLE, EVICTED_FOR_SESSIONS, EVICTED_FOR_BYTES = "idle", "sessions", "bytes"
+EVICTION_REASONS = (EVICTED_IDLE, EVICTED_FOR_SESSIONS, EVICTED_FOR_BYTES)
 
 SUCCESS = "success"
 OUTCOMES: tuple[str, ...] = (SUCCESS, *(kind.value for kind in ErrorKind))

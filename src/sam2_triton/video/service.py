@@ -24,6 +24,7 @@ import numpy as np
 
 from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
 from sam2_triton.errors import InvalidInputError, UnknownImageError
+from sam2_triton.metrics import EVICTED_FOR_BYTES, EVICTED_FOR_SESSIONS, EVICTED_IDLE
 from sam2_triton.video.answers import frames_outputs
 from sam2_triton.video.frames import VideoFrames, decode_video
 from sam2_triton.video.request import OPERATIONS, Inputs, VideoRequest, inside_video, parse_request
@@ -332,7 +333,7 @@ class VideoService:
         now = self.clock()
         idle = [k for k, e in self.sessions.items() if now - e.last_used > self.limits.idle_seconds]
         for key in idle:
-            self._evict(key, "idle")
+            self._evict(key, EVICTED_IDLE)
         return len(idle)
 
     def _make_room(self, keep: str) -> None:
@@ -341,9 +342,9 @@ class VideoService:
             if key == keep:
                 continue
             if len(self.sessions) > self.limits.max_sessions:
-                self._evict(key, "sessions")
+                self._evict(key, EVICTED_FOR_SESSIONS)
             elif self.nbytes > self.limits.max_bytes:
-                self._evict(key, "bytes")
+                self._evict(key, EVICTED_FOR_BYTES)
 
     def _evict(self, key: str, reason: str) -> None:
         del self.sessions[key]
