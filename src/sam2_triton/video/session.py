@@ -50,11 +50,15 @@ class VideoSession:
     ) -> None:
         if not isinstance(frames, VideoFrames):
             frames = VideoFrames.of_arrays(frames)
-        self.frames, self.models = frames, models
         self.steps = FrameSteps(frames, models, config or MemoryConfig(), expected_frames)
         self.memory_frames = memory_frames
         self.low_res_output = low_res_output  # masks as [N, 1, 256, 256] logits (the server's)
         self.objects: dict[int, TrackedObject] = {}
+
+    @property
+    def frames(self) -> VideoFrames:
+        """The video's frames (its steps run on them; more may be appended)."""
+        return self.steps.frames
 
     @property
     def num_frames(self) -> int:
@@ -181,7 +185,9 @@ class VideoSession:
         """Each frame of ``order`` (part of a ``propagation_order``) tracked in turn."""
         for frame_idx in order:
             tracks = self.frame_tracks(frame_idx, reverse)
-            yield self.finish_frame(tracks, track_together(tracks, self.models), frame_idx, reverse)
+            yield self.finish_frame(
+                tracks, track_together(tracks, self.steps.models), frame_idx, reverse
+            )
 
     def frame_tracks(self, frame_idx: int, reverse: bool) -> list[Track]:
         """The objects a propagation tracks on a frame (those not prompted there): what
