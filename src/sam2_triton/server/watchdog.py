@@ -245,6 +245,9 @@ class Watchdog:
                 if not self._heal(model, dead, cause):
                     self.gave_up.set()
                     return
+            watched = {s.pid for stubs in self._expected.values() for s in stubs}
+            for pid in stopped_since.keys() - watched:  # replaced since
+                del stopped_since[pid]
 
     def _kill(self, model: str, hung: list[Stub]) -> None:
         """Requests caught in a hung stub fail once it is gone (Triton answers them), instead
