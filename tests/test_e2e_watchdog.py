@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from sam2_triton import contract as c
+from sam2_triton import metrics as m
 from sam2_triton.cli import paths
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.repository.options import ServingOptions
@@ -129,6 +130,9 @@ def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
         _works(model)(client)
     time.sleep(1.0)  # five polls: the old instances' stubs leaving is not a second death
     assert len(watchdog.healings) == healed_before + 1, watchdog.healings[healed_before:]
+    scrape = Scrape.of(server)  # what the reloaded model reports, by cause
+    assert scrape.value(m.STUB_RESTARTS, model=model, cause="dead") == 1
+    assert scrape.value(m.STUB_RESTARTS, model=model, cause="hung") == 0
 
 
 def test_a_stopped_stub_is_replaced_while_clients_click(watched):
@@ -180,6 +184,9 @@ def test_a_stopped_stub_is_replaced_while_clients_click(watched):
     after = [ok for start, _, ok in outcomes if start > healed_at]
     assert after and all(after), after
     assert len(watchdog.healings) == healed_before + 1
+    scrape = Scrape.of(server)
+    assert scrape.value(m.STUB_RESTARTS, model=c.SEGMENT, cause="hung") == 1
+    assert scrape.value(m.STUB_RESTARTS, model=c.SEGMENT, cause="dead") == 1  # the test above
 
 
 def test_a_model_unloaded_on_purpose_stays_unloaded(watched):

@@ -31,7 +31,7 @@ ALLOWED = {
     "image": BOTTOM,
     "video": BOTTOM | {"runtime", "image"},
     "clients": BOTTOM | {"image", "video"},
-    "server": set(),
+    "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
     "triton_models": BOTTOM | {"runtime", "image", "video", "repository"},
 }
 TOOLS = {"cli", "batch", "bench", "ui", "cluster", "export", "__init__", "__main__"}

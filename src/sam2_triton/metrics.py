@@ -10,6 +10,8 @@ through BLS), labelled with the model that waited.
 
 from __future__ import annotations
 
+import json
+
 from sam2_triton.errors import ErrorKind, ServiceError
 
 REQUESTS = "sam2_requests_total"
@@ -27,6 +29,13 @@ VIDEO_FRAMES = "sam2_video_frames_tracked"
 #: Why a video session was closed by the server: idle too long, too many sessions, too many bytes.
 EVICTED_IDLE, EVICTED_FOR_SESSIONS, EVICTED_FOR_BYTES = "idle", "sessions", "bytes"
 EVICTION_REASONS = (EVICTED_IDLE, EVICTED_FOR_SESSIONS, EVICTED_FOR_BYTES)
+
+STUB_RESTARTS = "sam2_stub_restarts"  # label cause: one of RESTART_CAUSES
+#: Why the watchdog replaced a model's stub: it died, or it hung (alive but answering nothing).
+RESTART_CAUSES = ("dead", "hung")
+#: The file (JSON {model: {cause: count}}) in which the watchdog counts its restarts, named to
+#: tritonserver and its stubs by this environment variable: a model reloaded reads its counts.
+RESTARTS_FILE_ENV = "SAM2_TRITON_RESTARTS_FILE"
 
 SUCCESS = "success"
 OUTCOMES: tuple[str, ...] = (SUCCESS, *(kind.value for kind in ErrorKind))
@@ -50,7 +59,20 @@ SERIES: tuple[str, ...] = (
     CACHE_EVICTIONS,
     CACHE_BYTES,
     CACHE_ENTRIES,
+    STUB_RESTARTS,
 )
+
+
+def read_restarts(path: str | None) -> dict[str, dict[str, int]]:
+    """The watchdog's restart counts ({model: {cause: count}}); none if it has not written any."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as file:
+            counts = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return counts if isinstance(counts, dict) else {}
 
 
 def outcome(error: BaseException | None) -> str:

@@ -18,12 +18,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from sam2_triton.metrics import RESTARTS_FILE_ENV
 from sam2_triton.server.watchdog import control_arguments
 
 EXIT_TIMEOUT_S = 15
@@ -193,7 +195,11 @@ class TritonServer:
     # Set: models loaded explicitly and the model-repository API open only to requests carrying
     # this key (server.watchdog reloads a model whose stub died); None: Triton's defaults.
     admin_key: str | None = None
+    # Where the watchdog counts stub restarts for the models' metrics (with an admin key: a
+    # temporary file of this server's, removed at stop).
+    restarts_file: Path | None = None
     process: subprocess.Popen | None = None
+    _temporary: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -241,7 +247,13 @@ class TritonServer:
                 )
         python = self.python or StubPython.current()
         prepare_runtime(self.runtime_dir, python.version)
-        self.process = spawn(self.command(), self.log_file, server_environment(python))
+        environment = server_environment(python)
+        if self.admin_key and self.restarts_file is None:
+            self._temporary = Path(tempfile.mkdtemp(prefix="sam2-triton-"))
+            self.restarts_file = self._temporary / "restarts.json"
+        if self.restarts_file is not None:
+            environment[RESTARTS_FILE_ENV] = str(self.restarts_file)
+        self.process = spawn(self.command(), self.log_file, environment)
         self._wait_ready(timeout)
         return self
 
@@ -265,7 +277,11 @@ class TritonServer:
 
     def stop(self, timeout: float = 3 * EXIT_TIMEOUT_S) -> int | None:
         """SIGTERM, wait for a clean exit (models finalised), SIGKILL as a last resort."""
-        return stop_process(self.process, signal.SIGTERM, timeout)
+        code = stop_process(self.process, signal.SIGTERM, timeout)
+        if self._temporary is not None:  # the folder start() made, and only that
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = self.restarts_file = None
+        return code
 
     def __enter__(self) -> TritonServer:
         return self.start() if self.process is None else self

@@ -12,12 +12,16 @@ Standard library only: the NGC image's Python has none of our other dependencies
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
+from sam2_triton.metrics import RESTARTS_FILE_ENV
 from sam2_triton.server.watchdog import (
     ModelControl,
     Watchdog,
@@ -102,13 +106,18 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    server = subprocess.Popen(full)
+    # restarts counted for the models' metrics, in a file of this container's
+    restarts = Path(tempfile.mkdtemp(prefix="sam2-triton-")) / "restarts.json"
+    server = subprocess.Popen(full, env={**os.environ, RESTARTS_FILE_ENV: str(restarts)})
     url = http_url(command)
     while server.poll() is None and not stopping.is_set() and not server_ready(url):
         time.sleep(0.5)  # engine builds may take many minutes: no deadline but the process's
     if server.poll() is None and not stopping.is_set():
         watchdog = Watchdog(
-            server.pid, ModelControl(url, key), log=lambda line: print(line, flush=True)
+            server.pid,
+            ModelControl(url, key),
+            log=lambda line: print(line, flush=True),
+            restarts_file=restarts,
         ).start()
         while server.poll() is None and not watchdog.gave_up.is_set():
             time.sleep(0.5)

@@ -16,7 +16,11 @@ as a dead one. A model that fails to
 load again ``max_attempts`` times in a row is given up on: the caller stops the server and exits
 non-zero, for a supervisor (systemd, Kubernetes) to restart.
 
-Standard library only: it also runs in the GPU image's Python (``sam2_triton.server.supervise``).
+Each replacement is counted by model and cause (dead, hung) in ``restarts_file``, which the
+reloaded model reads into the ``sam2_stub_restarts`` gauge on the metrics port.
+
+Standard library only (and ``sam2_triton.metrics``, which is too): it also runs in the GPU
+image's Python (``sam2_triton.server.supervise``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sam2_triton.metrics import RESTART_CAUSES
 
 # HTTP header (gRPC: metadata ``triton-grpc-protocol-admin-key``) that opens the admin APIs.
 ADMIN_HEADER = "admin-key"
@@ -186,17 +192,22 @@ class Watchdog:
     max_attempts: int = 3
     #: A stub stopped this long is hung: killed, then reloaded as a dead one is.
     hung_after_s: float = 5.0
+    #: Where restarts are counted for the reloaded models' metrics (None: not counted).
+    restarts_file: Path | None = None
     log: Callable[[str], None] = print
     healings: list[Healing] = field(default_factory=list)
     gave_up: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _restarts: dict[str, dict[str, int]] = field(default_factory=dict)
     _thread: threading.Thread | None = None
 
     @classmethod
     def of_server(cls, server: Any, **options: Any) -> Watchdog:
         """For a started ``server.embedded.TritonServer`` with an ``admin_key`` (duck-typed:
         this module stays importable without the rest of the package)."""
-        return cls(server.process.pid, ModelControl(server.http_url, server.admin_key), **options)
+        control = ModelControl(server.http_url, server.admin_key)
+        options.setdefault("restarts_file", server.restarts_file)
+        return cls(server.process.pid, control, **options)
 
     def start(self) -> Watchdog:
         stubs = stubs_of(self.server_pid)
@@ -280,6 +291,7 @@ class Watchdog:
     def _heal(self, model: str, dead: list[str], cause: str = "dead") -> bool:
         verb = "died" if cause == "dead" else "hung and was killed"
         self.log(f"watchdog: {model}'s stub {', '.join(dead)} {verb}; reloading {model}")
+        self._count(model, cause)
         before = {s.pid for s in stubs_of(self.server_pid)}
         for attempt in range(1, self.max_attempts + 1):
             start = time.monotonic()
@@ -302,3 +314,16 @@ class Watchdog:
             return True
         self.log(f"watchdog: giving up on {model} after {self.max_attempts} failed reloads")
         return False
+
+    def _count(self, model: str, cause: str) -> None:
+        """One more restart of ``model`` for ``cause``, written before the reload reads it."""
+        if self.restarts_file is None:
+            return
+        by_cause = self._restarts.setdefault(model, dict.fromkeys(RESTART_CAUSES, 0))
+        by_cause[cause] += 1
+        partial = self.restarts_file.with_name(self.restarts_file.name + ".partial")
+        try:
+            partial.write_text(json.dumps(self._restarts))
+            os.replace(partial, self.restarts_file)
+        except OSError as exc:
+            self.log(f"watchdog: cannot write {self.restarts_file} ({exc}); restarts not counted")

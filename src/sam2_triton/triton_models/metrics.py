@@ -6,6 +6,7 @@ outcome's series is created at start (at 0), so rates and ratios exist before th
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,19 @@ class ModelMetrics(_Families):
         self.decode = self.histogram(
             m.DECODE_SECONDS, "Seconds a request waited for a mask-decoder pass", m.DECODE_BUCKETS
         )
+        # the watchdog's count, as of this (re)load: a gauge each instance sets alike
+        counts = m.read_restarts(os.environ.get(m.RESTARTS_FILE_ENV)).get(model_name, {})
+        self.restarts = {
+            cause: self.metric(
+                m.STUB_RESTARTS,
+                "Times the watchdog replaced a stub of this model, by cause (dead, hung)",
+                pb_utils.MetricFamily.GAUGE,
+                cause=cause,
+            )
+            for cause in m.RESTART_CAUSES
+        }
+        for cause, gauge in self.restarts.items():
+            gauge.set(int(counts.get(cause, 0)))
 
     def answered(self, error: BaseException | None) -> None:
         self.requests[m.outcome(error)].increment(1)
