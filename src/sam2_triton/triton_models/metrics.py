@@ -34,6 +34,12 @@ class _Families:
         self.families.append(family)
         return family.Metric(labels={"model": self.model_name, **labels})
 
+    def by_label(
+        self, name: str, description: str, kind: Any, label: str, values: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """One series of ``name`` per value of ``label``, each created now (at 0)."""
+        return {value: self.metric(name, description, kind, **{label: value}) for value in values}
+
     def histogram(self, name: str, description: str, buckets: tuple[float, ...]) -> Any:
         family = pb_utils.MetricFamily(
             name=name, description=description, kind=pb_utils.MetricFamily.HISTOGRAM
@@ -47,15 +53,13 @@ class ModelMetrics(_Families):
 
     def __init__(self, model_name: str) -> None:
         super().__init__(model_name)
-        self.requests = {
-            outcome: self.metric(
-                m.REQUESTS,
-                "Requests answered, by outcome (success or error kind)",
-                pb_utils.MetricFamily.COUNTER,
-                outcome=outcome,
-            )
-            for outcome in m.OUTCOMES
-        }
+        self.requests = self.by_label(
+            m.REQUESTS,
+            "Requests answered, by outcome (success or error kind)",
+            pb_utils.MetricFamily.COUNTER,
+            "outcome",
+            m.OUTCOMES,
+        )
         self.encode = self.histogram(
             m.ENCODE_SECONDS, "Seconds a request waited for an image-encoder pass", m.ENCODE_BUCKETS
         )
@@ -64,15 +68,13 @@ class ModelMetrics(_Families):
         )
         # the watchdog's count, as of this (re)load: a gauge each instance sets alike
         counts = m.read_restarts(os.environ.get(m.RESTARTS_FILE_ENV)).get(model_name, {})
-        self.restarts = {
-            cause: self.metric(
-                m.STUB_RESTARTS,
-                "Times the watchdog replaced a stub of this model, by cause (dead, hung)",
-                pb_utils.MetricFamily.GAUGE,
-                cause=cause,
-            )
-            for cause in m.RESTART_CAUSES
-        }
+        self.restarts = self.by_label(
+            m.STUB_RESTARTS,
+            "Times the watchdog replaced a stub of this model, by cause (dead, hung)",
+            pb_utils.MetricFamily.GAUGE,
+            "cause",
+            m.RESTART_CAUSES,
+        )
         for cause, gauge in self.restarts.items():
             gauge.set(int(counts.get(cause, 0)))
 
@@ -133,12 +135,10 @@ class VideoMetrics(_Families):
         self.sessions = self.metric(m.VIDEO_SESSIONS, "Open video sessions", gauge)
         self.bytes = self.metric(m.VIDEO_BYTES, "Bytes held by the video sessions", gauge)
         self.frames = self.metric(m.VIDEO_FRAMES, "Frames tracked (all objects)", counter)
-        self.evictions = {
-            reason: self.metric(
-                m.VIDEO_EVICTIONS, "Video sessions closed by the server", counter, reason=reason
-            )
-            for reason in EVICTION_REASONS
-        }
+        self.evictions = self.by_label(
+            m.VIDEO_EVICTIONS, "Video sessions closed by the server", counter, "reason",
+            EVICTION_REASONS,
+        )  # fmt: skip
         self.reported: Counter[str] = Counter()
 
     def update(self, service: VideoService) -> None:
