@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,25 @@ SEED = 0
 #: Fixtures that start a real tritonserver: a test using one is end-to-end, marked or not, so
 #: that ``-m "not e2e"`` starts no server (modules with servers of their own mark themselves).
 SERVER_FIXTURES = {"triton", "routed_triton"}
+
+
+#: Servers' graceful stops still running (``stop_in_background``), joined at the session's end.
+_STOPPING: list[threading.Thread] = []
+
+
+def stop_in_background(stop: Callable[[], object]) -> None:
+    """Run a server's graceful stop (``stop``) beside the next tests. Triton unloads a Python
+    model's instances one after another, each after its backend's one-second health check, so a
+    stop takes 3-5 s of waiting (15 s once a stub was killed mid-request: the old version stays
+    referenced until the exit timeout) in which the next test need not wait."""
+    thread = threading.Thread(target=stop, name="server-stop", daemon=True)
+    thread.start()
+    _STOPPING.append(thread)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for thread in _STOPPING:
+        thread.join(timeout=120)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -194,7 +214,7 @@ def serve_repository(
         print(log.read_text()[-5000:] if log.exists() else "no log")
         raise
     yield server
-    server.stop()
+    stop_in_background(server.stop)
 
 
 #: The options of ``triton``, the server most end-to-end tests share.

@@ -53,31 +53,27 @@ def automatic(triton, protocol: str, image: bytes, **params) -> dict:
     return json.loads(result.as_numpy("annotations")[0])
 
 
-@pytest.mark.parametrize(
-    ("protocol", "extra"),
-    [
-        ("grpc", {}),
-        # one crop layer: 4 more encoder runs, the edge filter and the cross-crop NMS
-        ("http", {"crop_n_layers": 1, "crop_n_points_downscale_factor": 2}),
-    ],
-)
-def test_automatic_masks_match_sam2_automatic_mask_generator(
-    triton, automatic_reference, protocol, extra
-):
-    params = {**PARAMS, **extra}
-    document = automatic(triton, protocol, coffee_png(), **params)
-    rgb = np.asarray(Image.open(io.BytesIO(coffee_png())).convert("RGB"))
-    reference = automatic_reference.generator(output_mode="coco_rle", **params)
-    want = reference.generate(rgb)
+def assert_matches_reference(document: dict, want: list[dict], height: int, width: int) -> None:
+    """A sam2_automatic answer against the reference's coco_rle records: every mask matched
+    with IoU >= 0.99, the same crops, the reference's keys and the image's size."""
     got = document["annotations"]
-    assert document["image"] == {"height": 200, "width": 300}
+    assert document["image"] == {"height": height, "width": width}
     assert len(want) > 3
     assert min(match_annotations(got, want)) >= 0.99
     assert {tuple(a["crop_box"]) for a in got} == {tuple(a["crop_box"]) for a in want}
     for annotation in got:
         assert set(annotation) == {"segmentation", "area", "bbox", "predicted_iou",
                                    "point_coords", "stability_score", "crop_box"}  # fmt: skip
-        assert annotation["segmentation"]["size"] == [200, 300]
+        assert annotation["segmentation"]["size"] == [height, width]
+
+
+def test_automatic_masks_match_sam2_automatic_mask_generator(triton, automatic_reference):
+    """No crop layers, over gRPC (with a crop layer, over HTTP: test_e2e_remote_automatic's
+    crop test, which shares its reference run with the drop-in client's)."""
+    document = automatic(triton, "grpc", coffee_png(), **PARAMS)
+    rgb = np.asarray(Image.open(io.BytesIO(coffee_png())).convert("RGB"))
+    want = automatic_reference.generator(output_mode="coco_rle", **PARAMS).generate(rgb)
+    assert_matches_reference(document, want, 200, 300)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -79,17 +79,26 @@ def test_generate_gives_what_sam2_automatic_mask_generator_gives(
     _assert_same(got, reference.generate(_rgb()))
 
 
-def test_crop_layers_cut_the_crops_the_reference_cuts(triton, reference_predictor):
-    """crop_overlap_ratio travels as FP64: at a 375-pixel side, float32(512 / 1500) would cut
-    its crops a pixel short of the reference's (int(ratio * side) = 127, not 128)."""
+def test_crop_layers_cut_the_crops_the_reference_cuts(triton, automatic_reference):
+    """One crop layer (4 more encoder runs, the edge filter, the cross-crop NMS), asked of
+    sam2_automatic over HTTP directly and through the drop-in, both against one reference run.
+    crop_overlap_ratio travels as FP64: at a 375-pixel side, float32(512 / 1500) would cut its
+    crops a pixel short of the reference's (int(ratio * side) = 127, not 128)."""
+    import io
+
     from PIL import Image
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    from tests.test_e2e_automatic import assert_matches_reference, automatic
 
     rgb = np.asarray(Image.fromarray(skimage.data.coffee()).resize((500, 375)))
-    params = {**PARAMS, "points_per_side": 4, "crop_n_layers": 1, "output_mode": "coco_rle"}
-    with _remote(triton, "http", **params) as remote:
+    params = {**PARAMS, "points_per_side": 4, "crop_n_layers": 1,
+              "crop_n_points_downscale_factor": 2}  # fmt: skip
+    want = automatic_reference.generator(output_mode="coco_rle", **params).generate(rgb)
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, "PNG")
+    assert_matches_reference(automatic(triton, "http", png.getvalue(), **params), want, 375, 500)
+    with _remote(triton, "http", output_mode="coco_rle", **params) as remote:
         got = remote.generate(rgb)
-    want = SAM2AutomaticMaskGenerator(reference_predictor.model, **params).generate(rgb)
     assert {tuple(r["crop_box"]) for r in got} == {tuple(r["crop_box"]) for r in want}
     _assert_same(got, want)
 

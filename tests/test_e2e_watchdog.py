@@ -25,7 +25,7 @@ from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import model_names
 from sam2_triton.server.embedded import Ports, TritonServer
 from sam2_triton.server.watchdog import ADMIN_HEADER, ModelControl, Watchdog, alive, stubs_of
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, stop_in_background
 from tests.helpers import (
     PARAMS,
     Scrape,
@@ -42,6 +42,8 @@ POINT = {"point_coords": np.array([[20.0, 20.0]], np.float32), "point_labels": n
 # Two sam2_session instances: killing one stub of a model with several must reload it once.
 OPTIONS = ServingOptions(session_instances=2, decoder_instances=1, automatic_instances=1)
 SMALL_GRID = {**PARAMS, "points_per_side": 4}
+#: Segment-everything that runs longer than Watchdog.hung_after_s (5 s) here, beside clicks.
+LONG_GRID = {**PARAMS, "points_per_side": 16}
 
 
 def _ready(url: str) -> int:
@@ -80,7 +82,7 @@ def watched(tiny_export, tmp_path_factory) -> Iterator[tuple[TritonServer, Watch
     watchdog = Watchdog.of_server(server, interval_s=0.2).start()
     yield server, watchdog
     watchdog.stop()
-    server.stop()
+    stop_in_background(server.stop)
 
 
 def _works(model: str) -> Callable[[SegmentClient], object]:
@@ -138,7 +140,9 @@ def test_a_killed_stub_is_noticed_and_its_model_reloaded(watched, model):
 def test_a_stopped_stub_is_replaced_while_clients_click(watched):
     """A stub that is alive but answers nothing (SIGSTOP) is killed and its model reloaded
     within 30 s, while four clients click: no request waits 60 s, every request sent after the
-    reload is answered, and the log says it as for a dead stub."""
+    reload is answered, and the log says it as for a dead stub. Beside them, a segment-everything
+    request that runs longer than a stopped stub is given is work, not a hang: it is answered,
+    and no stub of its model is replaced."""
     import threading
 
     server, watchdog = watched
@@ -159,9 +163,16 @@ def test_a_stopped_stub_is_replaced_while_clients_click(watched):
                     answered = False
                 outcomes.append((start, time.monotonic() - start, answered))
 
-    with ThreadPoolExecutor(4) as pool:
+    def everything() -> tuple[float, dict]:
+        start = time.monotonic()
+        with SegmentClient(server.grpc_url, "grpc", network_timeout_s=300) as client:
+            answer = client.automatic(unique_png(951, (192, 128)), LONG_GRID)
+        return time.monotonic() - start, answer
+
+    with ThreadPoolExecutor(5) as pool:
         for _ in range(4):
             pool.submit(clicker)
+        long_request = pool.submit(everything)
         try:
             while not any(ok for _, _, ok in outcomes):
                 time.sleep(0.05)
@@ -177,6 +188,8 @@ def test_a_stopped_stub_is_replaced_while_clients_click(watched):
                 time.sleep(0.05)
         finally:
             stop.set()
+        seconds, answer = long_request.result(timeout=300)
+    assert seconds > watchdog.hung_after_s and answer["annotations"], seconds
     healing = watchdog.healings[-1]
     assert (healing.model, healing.cause, healing.error) == (c.SEGMENT, "hung", None)
     assert victim.name in healing.stubs and not alive(victim.pid)
@@ -187,6 +200,7 @@ def test_a_stopped_stub_is_replaced_while_clients_click(watched):
     scrape = Scrape.of(server)
     assert scrape.value(m.STUB_RESTARTS, model=c.SEGMENT, cause="hung") == 1
     assert scrape.value(m.STUB_RESTARTS, model=c.SEGMENT, cause="dead") == 1  # the test above
+    assert scrape.value(m.STUB_RESTARTS, model=c.AUTOMATIC, cause="hung") == 0
 
 
 def test_a_model_unloaded_on_purpose_stays_unloaded(watched):
