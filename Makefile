@@ -14,7 +14,7 @@ LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
 LOADTEST_OUT ?= outputs/loadtest
 
 .PHONY: help install demo test lint serve ui cluster export repository loadtest lock clean \
-	perf-analyzer
+	perf-analyzer x-anylabeling
 
 install: $(STAMP)
 
@@ -42,7 +42,17 @@ $(PERF_ANALYZER): $(STAMP)
 
 perf-analyzer: $(PERF_ANALYZER)
 
-test: install $(PERF_ANALYZER)
+# X-AnyLabeling's own client in a venv of its own (PyQt6, its OpenCV): the gateway's tests
+# drive it headless (tests/anylabeling_client.py, docs/integrations.md).
+X_ANYLABELING := build/x-anylabeling/.installed
+$(X_ANYLABELING):
+	$(PYTHON) -m venv build/x-anylabeling
+	build/x-anylabeling/bin/python -m pip install --quiet x-anylabeling-cvhub==4.2.1
+	touch $(X_ANYLABELING)
+
+x-anylabeling: $(X_ANYLABELING)
+
+test: install $(PERF_ANALYZER) $(X_ANYLABELING)
 	$(VENV)/bin/ruff check src export tests client_examples loadtest benchmarks
 	$(PY) -m pytest
 

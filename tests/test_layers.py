@@ -3,7 +3,7 @@ model's stub loading another feature's code (an image model's stub loads no vide
 
 Layers, bottom up: the contract, errors and metric names; the runtime (how ONNX files run);
 image; video (builds on image); the clients. The repository plan depends only on the contract;
-the tools (cli, batch, bench, ui, cluster, export) sit on top and may use anything.
+the tools (cli, batch, bench, ui, connect, cluster, export) sit on top and may use anything.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ALLOWED = {
     "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
     "triton_models": BOTTOM | {"runtime", "image", "video", "repository"},
 }
-TOOLS = {"cli", "batch", "bench", "ui", "cluster", "export", "__init__", "__main__"}
+TOOLS = {"cli", "batch", "bench", "ui", "connect", "cluster", "export", "__init__", "__main__"}
 
 
 def _module_name(path: Path) -> str:

@@ -1,5 +1,5 @@
 """``sam2-triton``: download, export, build-repo, serve, cluster, segment, track, batch, bench,
-perf-input, demo, ui.
+perf-input, demo, ui, connect.
 
 One module per command (``register`` adds its parser, ``run`` runs it). Paths default to folders
 under the current directory (the repository root when run by make): ``sam2_triton.cli.paths``.
@@ -15,6 +15,7 @@ from sam2_triton.cli import (
     bench,
     build_repo,
     cluster,
+    connect,
     demo,
     download,
     export,
@@ -27,7 +28,7 @@ from sam2_triton.cli import (
 
 COMMANDS = (
     download, export, build_repo, serve, cluster, segment, track, batch, bench, perf_input, demo,
-    ui,
+    ui, connect,
 )  # fmt: skip
 
 

@@ -1,0 +1,114 @@
+"""The gateway's routes (aiohttp): each tool's protocol on one port, bound to loopback unless
+told otherwise.
+
+Calls into the service block (tritonclient), so they run in a thread pool; the event loop only
+moves bytes. Every refusal carries its problem three ways, since the tools show different
+parts of it: the status, the reason phrase (Label Studio, CVAT and X-AnyLabeling show only
+``str(HTTPError)``, which quotes it) and a JSON body in the tool's usual error shape. A POST
+must say its body is JSON (no browser form can, without a CORS preflight this gateway never
+answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from sam2_triton.connect import anylabeling, cvat
+from sam2_triton.connect.config import ConnectConfig
+from sam2_triton.connect.label_studio import LabelStudioBackend
+from sam2_triton.connect.service import SegmentService, ToolError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_POOL = web.AppKey("pool", ThreadPoolExecutor)
+
+
+def make_app(config: ConnectConfig, service: SegmentService | None = None) -> web.Application:
+    service = service or SegmentService(config)
+    studio = LabelStudioBackend(service, config.label_studio)
+    app = web.Application(client_max_size=(config.gateway.max_body_mb << 20) * 4 // 3 + (1 << 20))
+    app[_POOL] = ThreadPoolExecutor(8, thread_name_prefix="connect")
+
+    async def blocking(call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(app[_POOL], call)
+
+    def route(shape: Callable[[ToolError], Any], call: Callable[[Any, web.Request], Any]):
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                body = await _json(request) if request.method == "POST" else None
+                answer = await blocking(lambda: call(body, request))
+                return web.json_response(answer)
+            except ToolError as error:
+                return _refusal(error, shape(error))
+
+        return handle
+
+    def studio_error(error: ToolError) -> Any:
+        return {"status": error.status, "detail": str(error)}
+
+    def nuclio_error(error: ToolError) -> Any:
+        return {"error": str(error)}
+
+    def anylabeling_error(error: ToolError) -> Any:
+        return {"success": False, "detail": str(error)}
+
+    def anylabeling_auth(call: Callable[[Any, web.Request], Any]):
+        def checked(body: Any, request: web.Request) -> Any:
+            key = config.anylabeling.api_key
+            if key and request.headers.get("Token") != key:
+                raise ToolError(401, "Token: missing or wrong API key (remote_server_settings)")
+            return call(body, request)
+
+        return checked
+
+    app.add_routes(
+        [
+            # Label Studio's ML backend
+            web.get("/health", route(studio_error, lambda b, r: {"status": "UP",
+                                                                  "model_class": "sam2-triton"})),
+            web.post("/setup", route(studio_error, lambda b, r: studio.setup(b))),
+            web.post("/predict", route(studio_error, lambda b, r: studio.predict(b))),
+            web.post("/webhook", route(studio_error, lambda b, r: {"status": "ok"})),
+            # CVAT, through its Nuclio dashboard client
+            web.get("/api/functions", route(
+                nuclio_error, lambda b, r: cvat.functions(config.cvat))),
+            web.get("/api/functions/{name}", route(
+                nuclio_error, lambda b, r: cvat.function(config.cvat, r.match_info["name"]))),
+            web.post("/api/function_invocations", route(nuclio_error, lambda b, r: cvat.invoke(
+                service, config.cvat, r.headers.get("x-nuclio-function-name"), b))),
+            # X-AnyLabeling's remote server
+            web.get("/v1/models", route(anylabeling_error, anylabeling_auth(
+                lambda b, r: anylabeling.models(config.anylabeling)))),
+            web.post("/v1/predict", route(anylabeling_error, anylabeling_auth(
+                lambda b, r: anylabeling.predict(service, config.anylabeling, b)))),
+        ]
+    )  # fmt: skip
+
+    async def shutdown(app: web.Application) -> None:
+        app[_POOL].shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(shutdown)
+    return app
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ToolError(415, f"Content-Type: expected application/json, got {request.content_type}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ToolError(413, "the request body is over the gateway's limit (max_body_mb)") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ToolError(400, f"the request body is not valid JSON ({exc})") from None
+
+
+def _refusal(error: ToolError, body: Any) -> web.Response:
+    reason = " ".join(str(error).split())[:300].encode("ascii", "replace").decode()
+    return web.json_response(body, status=error.status, reason=reason)

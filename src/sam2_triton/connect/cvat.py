@@ -1,0 +1,160 @@
+"""CVAT's serverless functions, as CVAT's lambda manager calls them through a Nuclio dashboard
+(``cvat/apps/lambda_manager/views.py``); the gateway stands in for the dashboard, so CVAT runs
+with ``CVAT_NUCLIO_HOST``/``CVAT_NUCLIO_PORT`` pointing here and no Nuclio at all.
+
+    GET  /api/functions               {name: {metadata: {name, annotations}, spec, status}}
+    GET  /api/functions/{name}        one of them
+    POST /api/function_invocations    header x-nuclio-function-name; the function's body
+
+Interactor (``tools-control.tsx``): ``{image (base64), pos_points, neg_points, obj_bbox}`` ->
+``{mask, bounds}``: the mask cropped to its inclusive bounds [x1, y1, x2, y2], 0/1 rows.
+Detector: ``{image, threshold?}`` -> ``[{label, confidence, type: "mask", mask}]``, each mask
+the crop's flat row-major 0/1 values followed by its inclusive bounds (what CVAT's own
+segmentation functions send; CVAT run-length encodes it itself).
+
+CVAT passes a failed call on as ``str(HTTPError)``: the status line, not the body; the problem
+is in the reason phrase too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from sam2_triton.connect.config import CvatConfig
+from sam2_triton.connect.service import (
+    OpenImage,
+    Prompt,
+    SegmentService,
+    ToolError,
+    check_box,
+    check_point,
+)
+
+
+def functions(config: CvatConfig) -> dict[str, Any]:
+    """``GET /api/functions``: the interactor (clicks, optional box) and the detector."""
+    interactor = {
+        "type": "interactor",
+        "name": "Segment Anything 2.1 (sam2-triton)",
+        "version": "2",  # CVAT's UI refuses interactors below 2
+        "spec": "[]",
+        "min_pos_points": "0",  # a box alone is a prompt
+        "min_neg_points": "0",
+        "startswith_box_optional": "true",  # CVAT reads any non-empty string as true
+        "help_message": "Click the object (left: foreground, right: background) or draw a box",
+    }
+    detector = {
+        "type": "detector",
+        "name": "Segment everything (sam2-triton)",
+        "version": "1",
+        "spec": json.dumps([{"name": label, "type": "mask"} for label in config.labels]),
+    }
+    return {
+        config.interactor: _function(config.interactor, interactor, "SAM 2.1 clicks and boxes"),
+        config.detector: _function(config.detector, detector, "SAM 2.1 segment-everything"),
+    }
+
+
+def _function(name: str, annotations: dict[str, str], description: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"description": description},
+        "status": {"state": "ready"},
+    }
+
+
+def function(config: CvatConfig, name: str) -> dict[str, Any]:
+    listed = functions(config)
+    if name not in listed:
+        raise ToolError(404, f"function {name!r}: unknown (this gateway has {sorted(listed)})")
+    return listed[name]
+
+
+def invoke(service: SegmentService, config: CvatConfig, name: str | None, body: Any) -> Any:
+    """``POST /api/function_invocations`` for the function named in x-nuclio-function-name."""
+    if not name:
+        raise ToolError(400, "x-nuclio-function-name: missing (which function to invoke)")
+    function(config, name)
+    if not isinstance(body, dict):
+        raise ToolError(400, "the request body must be a JSON object")
+    image = service.open(_image(body.get("image"), service.config.gateway.max_body_mb << 20))
+    if name == config.interactor:
+        mask = service.click(image, _prompt(body, image)).mask
+        cropped, bounds = crop(mask)
+        return {"mask": cropped.astype(np.uint8).tolist(), "bounds": bounds}
+    return detect(service, config, image, body.get("threshold"))
+
+
+def detect(
+    service: SegmentService, config: CvatConfig, image: OpenImage, threshold: Any
+) -> list[dict[str, Any]]:
+    """Every object sam2_automatic finds, with SAM's predicted IoU at least ``threshold``."""
+    try:
+        floor = 0.0 if threshold is None else float(threshold)
+    except (TypeError, ValueError):
+        raise ToolError(400, f"threshold: expected a number, got {threshold!r}") from None
+    shapes = []
+    for record in service.everything(image):
+        if record["predicted_iou"] < floor:
+            continue
+        rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
+        cropped, bounds = crop(mask_utils.decode(rle).astype(bool))
+        shapes.append(
+            {
+                "label": config.labels[0],
+                "confidence": str(round(record["predicted_iou"], 4)),
+                "type": "mask",
+                "points": [],
+                "mask": cropped.astype(np.uint8).reshape(-1).tolist() + bounds,
+            }
+        )
+    return shapes
+
+
+def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The mask's bounding crop and its inclusive bounds [x1, y1, x2, y2] (an empty mask: its
+    top-left pixel, empty)."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return mask[:1, :1], [0, 0, 0, 0]
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    return mask[y1 : y2 + 1, x1 : x2 + 1], [x1, y1, x2, y2]
+
+
+def _image(value: Any, max_bytes: int) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ToolError(400, "image: expected the frame's file as base64")
+    if len(value) * 3 // 4 > max_bytes:
+        raise ToolError(413, f"image: over the gateway's limit of {max_bytes >> 20} MB")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ToolError(400, "image: not valid base64") from None
+
+
+def _prompt(body: dict[str, Any], image: OpenImage) -> Prompt:
+    points: list[tuple[float, float]] = []
+    labels: list[int] = []
+    for field, label in (("pos_points", 1), ("neg_points", 0)):
+        given = body.get(field) or []
+        if not isinstance(given, list):
+            raise ToolError(400, f"{field}: expected a list of [x, y]")
+        for k, point in enumerate(given):
+            if not isinstance(point, list) or len(point) != 2:
+                raise ToolError(400, f"{field}[{k}]: expected [x, y], got {point!r}")
+            points.append(check_point(point[0], point[1], image, f"{field}[{k}]"))
+            labels.append(label)
+    box = None
+    bbox = body.get("obj_bbox")
+    if bbox:  # [[x1, y1], [x2, y2]]; [] or null when no box was drawn
+        pairs = isinstance(bbox, list) and len(bbox) == 2
+        if not (pairs and all(isinstance(p, list) for p in bbox)):
+            raise ToolError(400, f"obj_bbox: expected [[x1, y1], [x2, y2]], got {bbox!r}")
+        box = check_box([*bbox[0], *bbox[1]], image, "obj_bbox")
+    return Prompt(tuple(points), tuple(labels), box)  # type: ignore[arg-type]

@@ -1,0 +1,249 @@
+"""Label Studio's ML backend protocol (``label_studio_ml/api.py`` of
+HumanSignal/label-studio-ml-backend, as Label Studio 1.23 calls it).
+
+    GET  /health    {"status": "UP"}           POST /setup    {"model_version"}
+    POST /webhook   any event: 200              POST /predict  {"results": [prediction, ...]}
+
+A click with a smart tool: ``params.context.result`` holds keypoints (``value.x``/``y`` in
+percent of the image, ``is_positive``) and rectangles (``x``, ``y``, ``width``, ``height`` in
+percent); the answer is one ``brushlabels`` result whose ``value.rle`` is Label Studio's brush
+RLE (``connect.brush``), labelled with the prompt's label. Without a context (pre-annotation,
+"Retrieve predictions"): every object sam2_automatic finds in each task, one prediction per
+task in order. The task's image is fetched from Label Studio with the configured token, once
+per task and URL.
+
+Label Studio keeps only the status line of a failed call (``str(HTTPError)``): the problem is
+in the reason phrase too.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from sam2_triton.connect.brush import mask_to_rle
+from sam2_triton.connect.config import LabelStudioConfig
+from sam2_triton.connect.service import (
+    OpenImage,
+    Prompt,
+    SegmentService,
+    ToolError,
+    check_box,
+    check_point,
+)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a labelling config asks of the backend: the brush control and its image."""
+
+    from_name: str  # the BrushLabels control
+    to_name: str  # the Image object it labels
+    data_key: str  # the task data field holding the image URL ($image -> "image")
+    labels: tuple[str, ...]  # the BrushLabels' labels
+
+
+def controls(label_config: Any) -> Controls:
+    """The first BrushLabels and the Image it labels, from the project's labelling config."""
+    if not isinstance(label_config, str) or not label_config.strip():
+        raise ToolError(400, "label_config: missing (the project's labelling config)")
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError as exc:
+        raise ToolError(400, f"label_config: not valid XML ({exc})") from None
+    images = {e.get("name"): e.get("value", "") for e in root.iter("Image")}
+    for brush in root.iter("BrushLabels"):
+        target = brush.get("toName")
+        if brush.get("name") and target in images and images[target].startswith("$"):
+            labels = tuple(label.get("value", "") for label in brush.iter("Label"))
+            return Controls(brush.get("name"), target, images[target][1:], labels)  # type: ignore[arg-type]
+    raise ToolError(400, 'label_config: no <BrushLabels> labelling an <Image value="$…">')
+
+
+class ImageFetcher:
+    """Tasks' images from Label Studio, with its token: a legacy API token (``Token``) or a
+    personal access token (a JWT, exchanged for an access token: ``Bearer``)."""
+
+    def __init__(self, config: LabelStudioConfig, max_bytes: int) -> None:
+        self.config, self.max_bytes = config, max_bytes
+        self._access: str | None = None
+        self._lock = threading.Lock()
+
+    def headers(self, url: str) -> dict[str, str]:
+        """Credentials only for Label Studio's own host (never sent elsewhere)."""
+        if not self.config.token or urlsplit(url).netloc != urlsplit(self.config.url).netloc:
+            return {}
+        if self.config.token.count(".") != 2:
+            return {"Authorization": f"Token {self.config.token}"}
+        with self._lock:
+            if self._access is None:
+                reply = requests.post(
+                    urljoin(self.config.url, "/api/token/refresh/"),
+                    json={"refresh": self.config.token},
+                    timeout=10,
+                )
+                if reply.status_code != 200:
+                    raise ToolError(502, f"Label Studio refused the token ({reply.status_code})")
+                self._access = reply.json()["access"]
+            return {"Authorization": f"Bearer {self._access}"}
+
+    def url(self, value: str, task_id: Any) -> str:
+        if value.startswith(("http://", "https://")):
+            return value
+        if value.startswith("upload/"):
+            value = "/data/" + value
+        if value.startswith(("s3://", "gs://", "azure-blob://")):
+            uri = base64.urlsafe_b64encode(value.encode()).decode()
+            return urljoin(self.config.url, f"/tasks/{task_id}/presign/?fileuri={uri}")
+        return urljoin(self.config.url, value)
+
+    def fetch(self, value: Any, task_id: Any) -> bytes:
+        if not isinstance(value, str) or not value:
+            raise ToolError(400, f"task {task_id}: its image field is empty or not a URL")
+        url = self.url(value, task_id)
+        try:
+            with requests.get(url, headers=self.headers(url), timeout=60, stream=True) as reply:
+                if reply.status_code != 200:
+                    raise ToolError(
+                        502, f"task {task_id}: Label Studio answered {reply.status_code} for {url}"
+                    )
+                data = reply.raw.read(self.max_bytes + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise ToolError(502, f"task {task_id}: could not fetch {url}: {exc}") from None
+        if len(data) > self.max_bytes:
+            raise ToolError(413, f"task {task_id}: its image is over {self.max_bytes >> 20} MB")
+        return data
+
+
+class LabelStudioBackend:
+    def __init__(self, service: SegmentService, config: LabelStudioConfig) -> None:
+        self.service, self.config = service, config
+        self.fetcher = ImageFetcher(config, service.config.gateway.max_body_mb << 20)
+        self._opened: OrderedDict[tuple[str, str], OpenImage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def setup(self, body: Any) -> dict[str, Any]:
+        return {"model_version": self.config.model_version}
+
+    def predict(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+            raise ToolError(400, "tasks: expected a list of tasks")
+        if not body["tasks"]:
+            raise ToolError(400, "tasks: empty")
+        wanted = controls(body.get("label_config"))
+        context = (body.get("params") or {}).get("context") or {}
+        if context.get("result"):
+            task = body["tasks"][0]
+            prediction = self._click(task, wanted, context["result"])
+            return {"results": [prediction]}
+        return {"results": [self._everything(task, wanted) for task in body["tasks"]]}
+
+    def _image(self, task: Any, wanted: Controls) -> OpenImage:
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise ToolError(400, "tasks[]: expected tasks with data")
+        value = task["data"].get(wanted.data_key)
+        key = (str(task.get("id")), str(value))
+        with self._lock:
+            known = self._opened.get(key)
+        if known is not None:
+            return self.service.open(known.data, key="label-studio:" + repr(key))
+        data = self.fetcher.fetch(value, task.get("id"))
+        image = self.service.open(data, key="label-studio:" + repr(key), name=wanted.data_key)
+        with self._lock:
+            self._opened[key] = image
+            while len(self._opened) > self.service.config.gateway.images:
+                self._opened.popitem(last=False)
+        return image
+
+    def _click(self, task: Any, wanted: Controls, result: Any) -> dict[str, Any]:
+        image = self._image(task, wanted)
+        prompt, label = _prompt(result, image)
+        mask = self.service.click(image, prompt)
+        labels = [label] if label else list(wanted.labels[:1])
+        region = _brush(wanted, image, mask.mask, labels, mask.score)
+        return {"result": [region], "model_version": self.config.model_version,
+                "score": round(mask.score, 4)}  # fmt: skip
+
+    def _everything(self, task: Any, wanted: Controls) -> dict[str, Any]:
+        from pycocotools import mask as mask_utils
+
+        image = self._image(task, wanted)
+        regions = []
+        for record in self.service.everything(image):
+            rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
+            regions.append(
+                _brush(
+                    wanted,
+                    image,
+                    mask_utils.decode(rle),
+                    list(wanted.labels[:1]),
+                    record["predicted_iou"],
+                )  # fmt: skip
+            )
+        scores = [r["score"] for r in regions]
+        return {"result": regions, "model_version": self.config.model_version,
+                "score": round(sum(scores) / len(scores), 4) if scores else 0.0}  # fmt: skip
+
+
+def _brush(wanted: Controls, image: OpenImage, mask: Any, labels: list[str], score: float):
+    return {
+        "id": secrets.token_hex(5),
+        "from_name": wanted.from_name,
+        "to_name": wanted.to_name,
+        "original_width": image.width,
+        "original_height": image.height,
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": labels},
+        "score": round(float(score), 4),
+        "type": "brushlabels",
+        "readonly": False,
+    }
+
+
+def _prompt(result: Any, image: OpenImage) -> tuple[Prompt, str | None]:
+    """Keypoints and the last rectangle of a smart tool's context, in the image's pixels, and
+    the label they carry."""
+    if not isinstance(result, list):
+        raise ToolError(400, "params.context.result: expected a list of regions")
+    points: list[tuple[float, float]] = []
+    labels: list[int] = []
+    box, label = None, None
+    for k, region in enumerate(result):
+        name = f"params.context.result[{k}]"
+        value = region.get("value") if isinstance(region, dict) else None
+        if not isinstance(value, dict):
+            raise ToolError(400, f"{name}: expected a region with a value")
+        kind = region.get("type")
+        names = value.get(kind) if isinstance(kind, str) else None
+        if isinstance(names, list) and names:
+            label = str(names[0])
+        if kind == "keypointlabels":
+            x, y = _pixels(value, ("x", "y"), image, name)
+            points.append(check_point(x, y, image, name))
+            labels.append(1 if region.get("is_positive", value.get("positive", True)) else 0)
+        elif kind == "rectanglelabels":
+            x, y, w, h = _pixels(value, ("x", "y", "width", "height"), image, name)
+            box = check_box([x, y, x + w, y + h], image, name)
+        else:
+            raise ToolError(400, f"{name}.type: expected keypointlabels or rectanglelabels, "
+                                 f"got {kind!r}")  # fmt: skip
+    return Prompt(tuple(points), tuple(labels), box), label  # type: ignore[arg-type]
+
+
+def _pixels(value: dict[str, Any], keys: tuple[str, ...], image: OpenImage, name: str):
+    scale = {"x": image.width, "width": image.width, "y": image.height, "height": image.height}
+    out = []
+    for key in keys:
+        given = value.get(key)
+        if isinstance(given, bool) or not isinstance(given, (int, float)):
+            raise ToolError(400, f"{name}.value.{key}: expected a percentage, got {given!r}")
+        out.append(given * scale[key] / 100.0)
+    return out

@@ -1,0 +1,200 @@
+"""The tools' common ground: images opened once (by content hash, or a tool's own key such as
+Label Studio's task and URL) and remembered with the server's id, so that a tool re-sending an
+image costs a click and no encoder run; one click answered with the best of SAM's candidates;
+segment-everything with the gateway's parameters.
+
+Each tool's module turns its request into these calls and their answers into its encodings;
+``ToolError`` is what it renders in its own error shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import numpy as np
+
+from sam2_triton.clients.image import SegmentClient
+from sam2_triton.connect.config import ConnectConfig
+from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.automatic import AutomaticParams
+from sam2_triton.image.transforms import decode_image
+
+T = TypeVar("T")
+
+
+class ToolError(Exception):
+    """A request the gateway cannot answer: an HTTP status and a message naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class OpenImage:
+    key: str
+    data: bytes
+    image_id: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One object's mask: [H, W] bool, SAM's predicted IoU, and (asked for) its polygons."""
+
+    mask: np.ndarray
+    score: float
+    polygons: list[list[float]] | None = None  # outer rings, flat [x0, y0, x1, y1, ...]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Clicks and a box in the image's pixels, checked against its size."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()  # 1 foreground, 0 background
+    box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
+
+
+def check_point(x: Any, y: Any, image: OpenImage, name: str) -> tuple[float, float]:
+    """A point of a tool's request as floats inside the image, or a ToolError naming it."""
+    try:
+        fx, fy = float(x), float(y)
+    except (TypeError, ValueError):
+        raise ToolError(400, f"{name}: ({x!r}, {y!r}) is not a pair of numbers") from None
+    if not (math.isfinite(fx) and math.isfinite(fy)):
+        raise ToolError(400, f"{name}: ({x}, {y}) is not finite")
+    if not (0 <= fx <= image.width and 0 <= fy <= image.height):
+        raise ToolError(
+            400,
+            f"{name}: ({fx:g}, {fy:g}) lies outside the {image.width} x {image.height} image",
+        )
+    return fx, fy
+
+
+def check_box(values: Sequence[Any], image: OpenImage, name: str) -> tuple[float, ...]:
+    """[x1, y1, x2, y2] inside the image with x1 < x2 and y1 < y2 (corners in either order)."""
+    if not isinstance(values, (list, tuple)) or len(values) != 4:
+        raise ToolError(400, f"{name}: expected [x1, y1, x2, y2], got {values!r}")
+    x1, y1 = check_point(values[0], values[1], image, name)
+    x2, y2 = check_point(values[2], values[3], image, name)
+    box = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+    if box[0] == box[2] or box[1] == box[3]:
+        raise ToolError(400, f"{name}: {list(box)} has no area")
+    return box
+
+
+class SegmentService:
+    """The gateway's one view of the server. Thread-safe: each thread has its own client."""
+
+    def __init__(self, config: ConnectConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._images: OrderedDict[str, OpenImage] = OrderedDict()
+        known = {f.name for f in fields(AutomaticParams)}
+        unknown = set(config.automatic) - known
+        if unknown:
+            raise ToolError(500, f"[automatic]: unknown parameter(s) {sorted(unknown)}")
+        try:
+            self.automatic = AutomaticParams(**config.automatic).validate()
+        except InvalidInputError as exc:
+            raise ToolError(500, f"[automatic]: {exc}") from None
+
+    def client(self) -> SegmentClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            server = self.config.server
+            client = SegmentClient(server.url, server.protocol, network_timeout_s=900)  # type: ignore[arg-type]
+            self._local.client = client
+        return client
+
+    # --- images -------------------------------------------------------------------------------
+
+    def open(self, data: bytes, key: str | None = None, name: str = "image") -> OpenImage:
+        """The image under ``key`` (default: its content hash), encoded on the server once."""
+        key = key or "sha256:" + hashlib.sha256(data).hexdigest()
+        with self._lock:
+            known = self._images.get(key)
+            if known is not None and known.data == data:
+                self._images.move_to_end(key)
+                return known
+        try:
+            rgb = decode_image(data, self.config.gateway.max_image_pixels)
+        except InvalidInputError as exc:
+            raise ToolError(400, f"{name}: {exc.problem}") from None
+        image_id = self._call(lambda client: client.embed(data))
+        image = OpenImage(key, data, image_id, rgb.shape[1], rgb.shape[0])
+        with self._lock:
+            self._images[key] = image
+            self._images.move_to_end(key)
+            while len(self._images) > self.config.gateway.images:
+                self._images.popitem(last=False)
+        return image
+
+    # --- clicks -------------------------------------------------------------------------------
+
+    def click(self, image: OpenImage, prompt: Prompt, polygons: bool = False) -> Mask:
+        """SAM's best candidate for ``prompt``: three candidates for a lone click (ambiguous:
+        Meta's advice), one otherwise; a re-sent image evicted on the server is sent again."""
+        if not prompt.points and prompt.box is None:
+            raise ToolError(400, "no prompt: give at least one point or a box")
+        lone_click = len(prompt.points) == 1 and prompt.box is None
+        kwargs: dict[str, Any] = {
+            "multimask_output": lone_click,
+            "output_format": "polygons" if polygons else "rle",
+        }
+        if prompt.points:
+            kwargs["point_coords"] = np.asarray(prompt.points, np.float32)
+            kwargs["point_labels"] = np.asarray(prompt.labels, np.int32)
+        if prompt.box is not None:
+            kwargs["box"] = np.asarray(prompt.box, np.float32)
+        image_id, response = self._call(
+            lambda client: client.click_resending(image.data, image.image_id, **kwargs)
+        )
+        if image_id != image.image_id:
+            self._remember(OpenImage(image.key, image.data, image_id, image.width, image.height))
+        best = int(np.argmax(response.iou_scores.reshape(-1)))
+        rings = None
+        if polygons:
+            rings = json.loads(response.encoded_masks[best])["segmentation"]
+        score = float(response.iou_scores.reshape(-1)[best])
+        return Mask(response.masks[best].astype(bool), score, rings)
+
+    def everything(self, image: OpenImage, polygons: bool = False) -> list[dict[str, Any]]:
+        """sam2_automatic's SA-1B records for the image with the configured parameters."""
+        params = {f.name: getattr(self.automatic, f.name) for f in fields(AutomaticParams)}
+        answer = self._call(
+            lambda client: client.automatic(
+                image.data, params, segmentation_format="polygons" if polygons else None
+            )
+        )
+        return answer["annotations"]
+
+    def _remember(self, image: OpenImage) -> None:
+        with self._lock:
+            self._images[image.key] = image
+
+    def _call(self, call: Callable[[SegmentClient], T]) -> T:
+        """A server call; the server's refusals of bad input become a 400 naming it, anything
+        else a 502 (the server is down or failing)."""
+        try:
+            return call(self.client())
+        except ToolError:
+            raise
+        except Exception as exc:  # tritonclient raises its own InferenceServerException
+            text = getattr(exc, "message", None)
+            message = text() if callable(text) else str(exc)
+            code = getattr(exc, "status", None)
+            status = str(code()) if callable(code) else ""
+            if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+                raise ToolError(400, f"the server refused the request: {message}") from None
+            raise ToolError(502, f"the SAM 2 server failed: {message}") from None

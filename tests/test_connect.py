@@ -1,0 +1,114 @@
+"""The gateway's parts without a server: its config file, Label Studio's brush RLE, and how each
+tool's request is read (tests/test_e2e_connect.py drives the whole through a real server)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from sam2_triton.connect import anylabeling, cvat, label_studio
+from sam2_triton.connect.brush import mask_to_rle
+from sam2_triton.connect.config import ConfigError, ConnectConfig
+from sam2_triton.connect.service import OpenImage, ToolError
+from tests.test_e2e_connect import LABEL_CONFIG, decode_brush_rle
+
+IMAGE = OpenImage("k", b"", "id", width=300, height=200)
+
+
+def test_the_config_file_overrides_defaults_and_names_its_mistakes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "from-env")
+    assert ConnectConfig.load().label_studio.token == "from-env"
+    good = tmp_path / "connect.toml"
+    good.write_text('[cvat]\nlabels = ["cup", "plate"]\n[label_studio]\ntoken = "abc"\n')
+    config = ConnectConfig.load(good)
+    assert config.cvat.labels == ("cup", "plate") and config.label_studio.token == "abc"
+    assert config.server.url == "127.0.0.1:8001"  # a default kept
+    for text, problem in [
+        ("[cvat]\nlabel = 'cup'\n", "unknown key 'label'"),
+        ("[cvta]\n", "unknown section(s) ['cvta']"),
+        ("[gateway]\nimages = 'many'\n", "images must be a int"),
+        ("[cvat\n", "connect.toml"),
+    ]:
+        good.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            ConnectConfig.load(good)
+
+
+@pytest.mark.parametrize("shape", [(200, 300), (1, 1), (300, 300)])
+def test_brush_rle_decodes_to_the_mask_with_label_studios_reading(shape):
+    rng = np.random.default_rng(0)
+    mask = np.zeros(shape, bool)
+    mask[shape[0] // 4 : shape[0] // 2 + 1, : shape[1] // 3 + 1] = True  # a long run
+    mask[rng.random(shape) < 0.01] = True  # single pixels
+    if shape == (300, 300):
+        mask[:] = True  # one run of 360,000 values: pieces of 65,536
+    rle = mask_to_rle(mask)
+    assert int.from_bytes(bytes(rle[:4]), "big") == mask.size * 4
+    rgba = decode_brush_rle(rle).reshape(*shape, 4)
+    assert np.array_equal(rgba[..., 3] == 255, mask) and np.all(rgba == rgba[..., :1])
+
+
+def test_brush_rle_is_byte_for_byte_the_sdks():
+    # label_studio_sdk 2.1.2's mask2rle(np.zeros((480, 640), np.uint8)) is 71 bytes: header,
+    # 18 pieces of 65,536 zeros and the rest, then a whole byte of padding
+    assert len(mask_to_rle(np.zeros((480, 640), np.uint8))) == 71
+    with pytest.raises(ValueError, match="non-empty"):
+        mask_to_rle(np.zeros((0, 3)))
+
+
+def test_label_studio_prompts_are_read_in_percent_of_the_image():
+    result = [
+        {"type": "keypointlabels", "is_positive": False,
+         "value": {"x": 10.0, "y": 50.0, "keypointlabels": ["cup"]}},
+        {"type": "rectanglelabels",
+         "value": {"x": 10.0, "y": 10.0, "width": 50.0, "height": 25.0,
+                   "rectanglelabels": ["plate"]}},
+    ]  # fmt: skip
+    prompt, label = label_studio._prompt(result, IMAGE)
+    assert prompt.points == ((30.0, 100.0),) and prompt.labels == (0,)
+    assert prompt.box == (30.0, 20.0, 180.0, 70.0) and label == "plate"
+    wanted = label_studio.controls(LABEL_CONFIG)
+    assert (wanted.from_name, wanted.to_name, wanted.data_key) == ("tag", "image", "image")
+    with pytest.raises(ToolError, match="no <BrushLabels>"):
+        label_studio.controls('<View><Image name="i" value="$x"/></View>')
+    with pytest.raises(ToolError, match=r"value.x: expected a percentage"):
+        label_studio._prompt([{"type": "keypointlabels", "value": {"x": "left", "y": 1}}], IMAGE)
+    with pytest.raises(ToolError, match="outside the 300 x 200 image"):
+        label_studio._prompt([{"type": "keypointlabels", "value": {"x": 101, "y": 1}}], IMAGE)
+
+
+def test_cvat_masks_are_cropped_to_inclusive_bounds():
+    mask = np.zeros((200, 300), bool)
+    mask[10:20, 30:35] = True
+    cropped, bounds = cvat.crop(mask)
+    assert bounds == [30, 10, 34, 19] and cropped.shape == (10, 5) and cropped.all()
+    assert cvat.crop(np.zeros((4, 4), bool))[1] == [0, 0, 0, 0]
+    prompt = cvat._prompt(
+        {"pos_points": [[1, 2]], "neg_points": [[3, 4]], "obj_bbox": [[50, 60], [10, 20]]}, IMAGE
+    )
+    assert prompt.points == ((1.0, 2.0), (3.0, 4.0)) and prompt.labels == (1, 0)
+    assert prompt.box == (10.0, 20.0, 50.0, 60.0)
+    with pytest.raises(ToolError, match=r"obj_bbox: \[10.0, 20.0, 10.0, 60.0\] has no area"):
+        cvat._prompt({"obj_bbox": [[10, 20], [10, 60]]}, IMAGE)
+
+
+def test_x_anylabeling_marks_are_read_and_wrong_ones_named():
+    marks = [{"type": "point", "data": [5, 6], "label": 0},
+             {"type": "rectangle", "data": [1, 2, 30, 40], "label": 1}]  # fmt: skip
+    prompt = anylabeling._prompt(marks, IMAGE)
+    assert prompt.points == ((5.0, 6.0),) and prompt.labels == (0,)
+    assert prompt.box == (1.0, 2.0, 30.0, 40.0)
+    for bad, problem in [
+        ([], "params.marks: expected a list"),
+        ([{"type": "polygon", "data": []}], r"marks\[0\].type: expected point or rectangle"),
+        ([{"type": "point", "data": [1]}], r"marks\[0\].data: expected \[x, y\]"),
+        ([{"type": "point", "data": [1, 2], "label": 3}], "label: expected 1 or 0"),
+        (marks + [marks[1]], "one rectangle per object"),
+    ]:
+        with pytest.raises(ToolError, match=problem):
+            anylabeling._prompt(bad, IMAGE)
+    assert anylabeling.decode_data_uri("data:image/png;base64,aGk=", 10) == b"hi"
+    with pytest.raises(ToolError, match="not valid base64"):
+        anylabeling.decode_data_uri("data:image/png;base64,@@", 10)
