@@ -19,7 +19,9 @@ IMAGE = OpenImage("k", b"", "id", width=300, height=200)
 
 def test_the_config_file_overrides_defaults_and_names_its_mistakes(tmp_path, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "from-env")
-    assert ConnectConfig.load().label_studio.token == "from-env"
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://studio:8080")
+    studio = ConnectConfig.load().label_studio
+    assert (studio.token, studio.url) == ("from-env", "http://studio:8080")
     good = tmp_path / "connect.toml"
     good.write_text('[cvat]\nlabels = ["cup", "plate"]\n[label_studio]\ntoken = "abc"\n')
     config = ConnectConfig.load(good)

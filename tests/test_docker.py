@@ -57,7 +57,8 @@ def compose_config() -> dict:
     env.pop("TRITON_ADMIN_KEY", None)
     env.pop("SAM2_MODEL", None)
     run = subprocess.run(
-        [*command, "--profile", "gpu", "--profile", "cpu", "config", "--format", "json"],
+        [*command, "--profile", "gpu", "--profile", "cpu", "--profile", "connect", "config",
+         "--format", "json"],  # fmt: skip
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -124,6 +125,21 @@ def test_cpu_profile_serves_the_embedded_target(compose_config):
     assert (exports["target"], exports["read_only"]) == ("/srv/exports", True)
     assert not service.get("deploy")  # no GPU needed
     assert _shm_fits_the_session_cache(service)
+
+
+def test_the_labelling_tools_gateway_reaches_the_cpu_server_and_stays_on_loopback(
+    compose_config,
+):
+    from sam2_triton.cli import build_parser
+
+    service = compose_config["services"]["connect"]
+    assert service["image"] == compose_config["services"]["triton-cpu"]["image"]
+    args = build_parser().parse_args(service["command"][1:])
+    assert args.func.__module__ == "sam2_triton.cli.connect"
+    assert args.triton == "triton-cpu:8001" and args.host == "0.0.0.0"  # inside its container
+    [port] = service["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "9090", args.port)
+    assert set(service["environment"]) == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"}
 
 
 def test_dockerfiles_use_the_pinned_bases_and_install_what_the_models_import():
@@ -201,10 +217,17 @@ def test_entrypoint_without_a_key_locks_admin_apis_with_a_random_one(tmp_path):
 PY311_ONLY_MODULES = {"tomllib", "wsgiref.types"}
 
 
+#: Tools that never run in the GPU image: the labelling-tool gateway runs beside it, in the CPU
+#: image or a venv (docs/integrations.md), and reads its TOML config with tomllib.
+NOT_IN_THE_GPU_IMAGE = ("connect",)
+
+
 def test_serving_modules_are_python_3_10_compatible():
     package = ROOT / "src" / "sam2_triton"
     checked = 0
     for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in NOT_IN_THE_GPU_IMAGE:
+            continue
         tree = ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

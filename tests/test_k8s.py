@@ -27,7 +27,12 @@ from sam2_triton.server.embedded import Ports
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
-TARGETS = {"cpu": K8S / "overlays/cpu", "gpu": K8S / "overlays/gpu", "batch": K8S / "jobs/batch"}
+TARGETS = {
+    "cpu": K8S / "overlays/cpu",
+    "gpu": K8S / "overlays/gpu",
+    "batch": K8S / "jobs/batch",
+    "connect": K8S / "connect",
+}
 SERVERS = ("cpu", "gpu")
 NAMESPACE = "sam2-triton"
 # The oldest version the Job's backoffLimitPerIndex is on by default (beta), and the newest the
@@ -336,3 +341,26 @@ def test_batch_job_runs_one_shard_per_index_against_the_service(rendered):
         assert args.url == f"{service['metadata']['name']}:{Ports().grpc}"
         shards.append(args.shard)
     assert shards == [Shard(i, count) for i in range(count)]
+
+
+def test_the_labelling_tools_gateway_runs_beside_the_server_on_its_service(rendered):
+    from sam2_triton.cli import build_parser
+
+    objects = rendered["connect"]
+    assert {o["kind"] for o in objects} == {"Deployment", "Service"}
+    gateway = container(objects)
+    assert gateway["image"] == container(rendered["cpu"])["image"]
+    args = build_parser().parse_args(gateway["command"][1:])  # what the pod runs, as parsed
+    assert args.func.__module__ == "sam2_triton.cli.connect"
+    service = find(rendered["cpu"], "Service", "sam2-triton")
+    assert args.triton == f"{service['metadata']['name']}:{Ports().grpc}"
+    assert args.host == "0.0.0.0"  # reachable through its Service, inside the cluster
+    [port] = gateway["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", args.port)
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert gateway[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    [exposed] = find(objects, "Service")["spec"]["ports"]
+    assert (exposed["port"], exposed["targetPort"]) == (args.port, "http")
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in gateway["env"]}
+    assert set(secrets) == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"}
+    assert all(ref["optional"] for ref in secrets.values())

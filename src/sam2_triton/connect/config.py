@@ -2,7 +2,8 @@
 
     [server]          url = "127.0.0.1:8001", protocol = "grpc"
     [gateway]         max_body_mb = 64, max_image_pixels = <the server's default>, images = 64
-    [label_studio]    url = "http://127.0.0.1:8080", token = "" (or LABEL_STUDIO_API_KEY),
+    [label_studio]    url = "http://127.0.0.1:8080" (or LABEL_STUDIO_URL), token = "" (or
+                      LABEL_STUDIO_API_KEY),
                       model_version = "sam2.1"
     [cvat]            interactor = "sam2-triton", detector = "sam2-triton-everything",
                       labels = ["object"], enabled = true
@@ -41,7 +42,7 @@ class GatewayConfig:
 
 @dataclass(frozen=True)
 class LabelStudioConfig:
-    url: str = "http://127.0.0.1:8080"  # where the backend fetches tasks' images
+    url: str = "http://127.0.0.1:8080"  # where tasks' images are fetched; env LABEL_STUDIO_URL
     token: str = ""  # a legacy API token or a personal access token; env LABEL_STUDIO_API_KEY
     model_version: str = "sam2.1"
 
@@ -74,12 +75,15 @@ class ConnectConfig:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ConnectConfig:
-        """The file's settings over the defaults (``None``: the defaults), then the token from
-        ``LABEL_STUDIO_API_KEY`` when the file gives none."""
+        """The file's settings over the defaults (``None``: the defaults); Label Studio's URL
+        and token from ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` where the file gives
+        none."""
         data: dict[str, Any] = {}
         if path is not None:
-            import tomllib  # Python 3.11+: the gateway runs in the CPU image, not the GPU one
-
+            try:  # Python 3.11+: the gateway runs in the CPU image or a venv, not the GPU image
+                import tomllib
+            except ModuleNotFoundError:
+                raise ConfigError(f"{path}: reading it needs Python 3.11 or later") from None
             try:
                 data = tomllib.loads(Path(path).read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -94,13 +98,13 @@ class ConnectConfig:
             if not isinstance(given, dict):
                 raise ConfigError(f"{path}: [{name}] must be a table")
             values[name] = dict(given) if name == "automatic" else _section(factory, given, path)
-        config = cls(**values)
-        if not config.label_studio.token and os.environ.get("LABEL_STUDIO_API_KEY"):
-            studio = LabelStudioConfig(
-                **{**config.label_studio.__dict__, "token": os.environ["LABEL_STUDIO_API_KEY"]}
-            )
-            config = cls(**{**config.__dict__, "label_studio": studio})
-        return config
+        # Label Studio's own backend variables, where the file says nothing (a container's way)
+        studio = dict(data.get("label_studio", {}))
+        for key, variable in (("url", "LABEL_STUDIO_URL"), ("token", "LABEL_STUDIO_API_KEY")):
+            if key not in studio and os.environ.get(variable):
+                studio[key] = os.environ[variable]
+        values["label_studio"] = _section(LabelStudioConfig, studio, path)
+        return cls(**values)
 
 
 def _section(factory: Any, given: dict[str, Any], path: Path | None) -> Any:
