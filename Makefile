@@ -14,7 +14,7 @@ LOADTEST_GRPC_HOST ?= 127.0.0.1:8001
 LOADTEST_OUT ?= outputs/loadtest
 
 .PHONY: help install demo test lint serve ui cluster export repository loadtest lock clean \
-	perf-analyzer x-anylabeling
+	perf-analyzer x-anylabeling label-studio
 
 install: $(STAMP)
 
@@ -52,7 +52,17 @@ $(X_ANYLABELING):
 
 x-anylabeling: $(X_ANYLABELING)
 
-test: install $(PERF_ANALYZER) $(X_ANYLABELING)
+# Label Studio itself (and its SDK: label-studio-sdk needs numpy 2, so never in .venv), in a
+# venv of its own: tests/test_e2e_label_studio.py starts it with SQLite on loopback.
+LABEL_STUDIO := build/label-studio/.installed
+$(LABEL_STUDIO):
+	$(PYTHON) -m venv build/label-studio
+	build/label-studio/bin/python -m pip install --quiet label-studio==1.23.2
+	touch $(LABEL_STUDIO)
+
+label-studio: $(LABEL_STUDIO)
+
+test: install $(PERF_ANALYZER) $(X_ANYLABELING) $(LABEL_STUDIO)
 	$(VENV)/bin/ruff check src export tests client_examples loadtest benchmarks
 	$(PY) -m pytest
 

@@ -3,6 +3,7 @@ tool's request is read (tests/test_e2e_connect.py drives the whole through a rea
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -31,6 +32,8 @@ def test_the_config_file_overrides_defaults_and_names_its_mistakes(tmp_path, mon
         ("[cvat]\nlabel = 'cup'\n", "unknown key 'label'"),
         ("[cvta]\n", "unknown section(s) ['cvta']"),
         ("[gateway]\nimages = 'many'\n", "images must be a int"),
+        ("[gateway]\nimages = 0\n", "[gateway] images must be at least 1"),
+        ("[cvat]\nlabels = []\n", "[cvat] labels must name at least one label"),
         ("[cvat\n", "connect.toml"),
     ]:
         good.write_text(text)
@@ -53,9 +56,24 @@ def test_brush_rle_decodes_to_the_mask_with_label_studios_reading(shape):
 
 
 def test_brush_rle_is_byte_for_byte_the_sdks():
-    # label_studio_sdk 2.1.2's mask2rle(np.zeros((480, 640), np.uint8)) is 71 bytes: header,
-    # 18 pieces of 65,536 zeros and the rest, then a whole byte of padding
-    assert len(mask_to_rle(np.zeros((480, 640), np.uint8))) == 71
+    """Bytes label_studio_sdk 2.1.2's ``mask2rle(mask * 255)`` wrote for these masks (computed
+    with the SDK's own brush.py: it cannot be installed here, it needs numpy 2)."""
+    mask = np.zeros((5, 40), np.uint8).reshape(-1)
+    position = 0
+    for run, value in [(1, 1), (1, 0), (2, 1), (5, 0), (16, 1), (17, 0), (64, 1), (65, 0), (1, 1)]:
+        mask[position : position + run] = value  # runs of every field size, and single pixels
+        position += run
+    want = "00000320391bfc7ff1804fff84c031fffe4300dffffc040c023ffcde00"
+    assert bytes(mask_to_rle(mask.reshape(5, 40))).hex() == want
+    big = np.zeros((300, 300), bool)
+    big[100:250] = True  # 180,000 values in one run: pieces of 65,536
+    big[5, 7] = True
+    rle = bytes(mask_to_rle(big))
+    assert (len(rle), hashlib.sha256(rle).hexdigest()) == (
+        33,
+        "990caf80336ff147ec250e6bf6698e11370ee5783429f79080109e04007dab11",
+    )
+    assert len(mask_to_rle(np.zeros((480, 640), np.uint8))) == 71  # the SDK's too
     with pytest.raises(ValueError, match="non-empty"):
         mask_to_rle(np.zeros((0, 3)))
 

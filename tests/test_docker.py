@@ -57,8 +57,18 @@ def compose_config() -> dict:
     env.pop("TRITON_ADMIN_KEY", None)
     env.pop("SAM2_MODEL", None)
     run = subprocess.run(
-        [*command, "--profile", "gpu", "--profile", "cpu", "--profile", "connect", "config",
-         "--format", "json"],  # fmt: skip
+        [
+            *command,
+            "--profile",
+            "gpu",
+            "--profile",
+            "cpu",
+            "--profile",
+            "connect",
+            "config",
+            "--format",
+            "json",
+        ],  # fmt: skip
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -10,9 +10,10 @@
   segmentation detectors' ``to_cvat_mask`` (``serverless/pytorch/ultralytics/…/main.py``: the
   crop's flat values then [xtl, ytl, xbr, ybr]).
 - Label Studio: ``/predict`` as Label Studio 1.23.2 calls it (keypoints in percent,
-  ``is_positive``), its image fetched with the token; the brush RLE decoded as
-  ``label_studio_sdk.converter.brush.decode_rle`` reads it. (Label Studio itself drives the
-  gateway in a later test: the issue stays open for it.)
+  ``is_positive``), its image fetched with the token (a legacy token, and a personal access
+  token exchanged and renewed); the brush RLE decoded as
+  ``label_studio_sdk.converter.brush.decode_rle`` reads it (this project's venv cannot hold the
+  SDK: it needs numpy 2; tests/test_connect.py holds the SDK's own bytes for two masks).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from sam2_triton.connect.config import (
     LabelStudioConfig,
     ServerConfig,
 )
+from sam2_triton.connect.service import ToolError
 from sam2_triton.image.polygons import polygons_to_mask
 from tests.conftest import ROOT, free_port, model_runs
 from tests.helpers import PARAMS, image_bytes
@@ -91,22 +93,46 @@ def _serving(apps: dict[int, web.Application]) -> Iterator[None]:
         thread.join(30)
 
 
+#: a personal access token is a JWT (three dot-separated parts), exchanged for access tokens
+PERSONAL_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
+
+
 def _label_studio_stub() -> web.Application:
-    """Label Studio's upload URL for the tests' image, answering only with the token."""
+    """Label Studio's upload URL for the tests' image, answering only with the legacy token or
+    the current access token of the personal one (``/api/token/refresh/``: each exchange
+    issues a new access token and expires the one before)."""
+    issued: list[str] = []
+
+    async def refresh(request: web.Request) -> web.Response:
+        if (await request.json()).get("refresh") != PERSONAL_TOKEN:
+            return web.json_response({"detail": "invalid"}, status=401)
+        issued.append(f"access-{len(issued)}")
+        return web.json_response({"access": issued[-1]})
 
     async def upload(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Token {TOKEN}":
+        given = request.headers.get("Authorization")
+        if given != f"Token {TOKEN}" and not (issued and given == f"Bearer {issued[-1]}"):
             return web.Response(status=401)
         return web.Response(body=COFFEE, content_type="image/png")
 
+    async def expire(request: web.Request) -> web.Response:
+        issued.append("expired")  # no one holds it: the next Bearer request gets a 401
+        return web.json_response({})
+
     app = web.Application()
     app.router.add_get("/data/upload/1/coffee.png", upload)
+    app.router.add_post("/api/token/refresh/", refresh)
+    app.router.add_post("/test/expire", expire)
     return app
+
+
+STUDIO: dict[str, str] = {}  # the stand-in's URL, for the tests that call it themselves
 
 
 @pytest.fixture(scope="module")
 def gateway(triton) -> Iterator[str]:
     studio_port, port = free_port(), free_port()
+    STUDIO["url"] = f"http://127.0.0.1:{studio_port}"
     config = ConnectConfig(
         server=ServerConfig(triton.grpc_url, "grpc"),
         gateway=GatewayConfig(max_body_mb=1),
@@ -163,13 +189,16 @@ def test_x_anylabeling_clicks_come_back_as_sam2_sessions_polygons(gateway, trito
     # X-AnyLabeling's polygons hold no holes: the rasterised outer rings cover the mask
     assert np.all(got[want]) and (got & ~want).sum() <= 0.02 * want.sum()
 
-    # the image re-sent (as X-AnyLabeling does with every click) is not encoded again
-    before = model_runs(triton, c.IMAGE_ENCODER)
+    # the image re-sent (as X-AnyLabeling does with every click) costs one sam2_session request,
+    # the click: the gateway sends no image (the server would find it cached, but only after
+    # receiving and hashing it), and no encoder runs
+    before = model_runs(triton, c.SESSION), model_runs(triton, c.IMAGE_ENCODER)
     body = {"model": "sam2", "image": "data:image/png;base64," + base64.b64encode(COFFEE).decode(),
             "params": {"marks": marks[:1]}}  # fmt: skip
     reply = requests.post(f"{gateway}/v1/predict", json=body, timeout=60)
     assert reply.status_code == 200 and reply.json()["data"]["shapes"]
-    assert model_runs(triton, c.IMAGE_ENCODER) == before
+    after = model_runs(triton, c.SESSION), model_runs(triton, c.IMAGE_ENCODER)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
 
 
 # --- CVAT ------------------------------------------------------------------------------------
@@ -208,8 +237,10 @@ def test_cvat_lists_its_functions_and_the_interactor_answers_sam2_sessions_mask(
 def test_cvat_detector_answers_sam2_automatics_masks(gateway, triton):
     with SegmentClient(triton.grpc_url, "grpc", network_timeout_s=300) as client:
         records = client.automatic(COFFEE, PARAMS)["annotations"]
+    sessions = model_runs(triton, c.SESSION)
     shapes = _invoke(gateway, "sam2-triton-everything",
                      {"image": base64.b64encode(COFFEE).decode()}).json()  # fmt: skip
+    assert model_runs(triton, c.SESSION) == sessions  # nothing embedded for it
     assert len(shapes) == len(records) > 0
     for shape, record in zip(shapes, records, strict=True):
         assert (shape["label"], shape["type"]) == ("object", "mask")
@@ -285,6 +316,26 @@ def test_label_studio_click_answers_sam2_sessions_mask_as_a_brush(gateway, trito
     with SegmentClient(triton.grpc_url, "grpc", network_timeout_s=300) as client:
         records = client.automatic(COFFEE, PARAMS)["annotations"]
     assert len(prediction["result"]) == len(records) > 0
+    for region, record in zip(prediction["result"], records, strict=True):
+        assert region["value"]["brushlabels"] == ["cup"]
+        assert region["score"] == pytest.approx(record["predicted_iou"], abs=1e-4)
+        rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
+        alpha = decode_brush_rle(region["value"]["rle"]).reshape(200, 300, 4)[..., 3]
+        assert np.array_equal(alpha == 255, mask_utils.decode(rle) > 0)
+
+
+def test_label_studio_personal_access_tokens_are_exchanged_and_renewed(gateway):
+    from sam2_triton.connect.label_studio import ImageFetcher
+
+    fetcher = ImageFetcher(LabelStudioConfig(url=STUDIO["url"], token=PERSONAL_TOKEN), 1 << 20)
+    assert fetcher.fetch("/data/upload/1/coffee.png", 1) == COFFEE  # exchanged: Bearer
+    requests.post(f"{STUDIO['url']}/test/expire", timeout=10)
+    assert fetcher.fetch("/data/upload/1/coffee.png", 1) == COFFEE  # 401, renewed, again
+    assert fetcher.headers("http://elsewhere.example/data/upload/1/coffee.png") == {}
+    assert fetcher.headers(STUDIO["url"] + "/api/projects/") == {}  # only its file paths
+    wrong = ImageFetcher(LabelStudioConfig(url=STUDIO["url"], token=PERSONAL_TOKEN[:-2]), 1 << 20)
+    with pytest.raises(ToolError, match="refused the personal access token"):
+        wrong.fetch("/data/upload/1/coffee.png", 1)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -311,7 +362,7 @@ BAD = [
 
 def test_bad_requests_are_refused_in_each_tools_shape_naming_the_problem(gateway):
     for path, headers, body, problem in BAD:
-        data = body if isinstance(body, bytes) else json.dumps(body).replace("NaN", "NaN")
+        data = body if isinstance(body, bytes) else json.dumps(body)  # NaN as Python writes it
         reply = requests.post(f"{gateway}{path}", data=data, timeout=60,
                               headers={"Content-Type": "application/json", **headers})  # fmt: skip
         assert 400 <= reply.status_code < 600, (path, body)

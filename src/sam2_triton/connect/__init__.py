@@ -2,8 +2,8 @@
 ML backend, CVAT's serverless functions, X-AnyLabeling's remote server), one gateway speaking
 each tool's own protocol and mapping it onto the served models (docs/integrations.md).
 
-Layers: ``config`` (what the gateway offers), ``images`` and ``service`` (encode once, click,
-segment everything: the tools' common ground), one module per tool (``label_studio``, ``cvat``,
-``anylabeling``: parse its requests, answer in its encodings and error shapes), ``app`` (the
-aiohttp routes).
+Layers: ``config`` (what the gateway offers); ``service`` (images checked and encoded once, a
+click, segment-everything: the tools' common ground); one module per tool (``label_studio``,
+``cvat``, ``anylabeling``: read its requests, answer in its encodings and error shapes, with
+``brush`` for Label Studio's masks); ``app`` (the aiohttp routes).
 """

@@ -1,8 +1,9 @@
 """The gateway's routes (aiohttp): each tool's protocol on one port, bound to loopback unless
 told otherwise.
 
-Calls into the service block (tritonclient), so they run in a thread pool; the event loop only
-moves bytes. Every refusal carries its problem three ways, since the tools show different
+Calls into the service block (tritonclient), so they run in thread pools, one for clicks and
+one for segment-everything (minutes on a CPU), so that clicks never wait behind those; the event
+loop only moves bytes. Every refusal carries its problem three ways, since the tools show different
 parts of it: the status, the reason phrase (Label Studio, CVAT and X-AnyLabeling show only
 ``str(HTTPError)``, which quotes it) and a JSON body in the tool's usual error shape. A POST
 must say its body is JSON (no browser form can, without a CORS preflight this gateway never
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,28 +27,51 @@ from sam2_triton.connect.label_studio import LabelStudioBackend
 from sam2_triton.connect.service import SegmentService, ToolError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_POOL = web.AppKey("pool", ThreadPoolExecutor)
+Call = Callable[[Any, web.Request], Any]
+_POOLS = web.AppKey("pools", dict)
+log = logging.getLogger(__name__)
 
 
 def make_app(config: ConnectConfig, service: SegmentService | None = None) -> web.Application:
     service = service or SegmentService(config)
     studio = LabelStudioBackend(service, config.label_studio)
     app = web.Application(client_max_size=(config.gateway.max_body_mb << 20) * 4 // 3 + (1 << 20))
-    app[_POOL] = ThreadPoolExecutor(8, thread_name_prefix="connect")
+    pools = {
+        "clicks": ThreadPoolExecutor(16, thread_name_prefix="connect-clicks"),
+        "everything": ThreadPoolExecutor(2, thread_name_prefix="connect-everything"),
+    }
+    app[_POOLS] = pools
 
-    async def blocking(call: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(app[_POOL], call)
+    def route(shape: Callable[[ToolError], Any], call: Call, slow: Call = lambda b, r: False):
+        """A handler: ``call(body, request)`` in the pool ``slow`` picks, its refusals in the
+        tool's ``shape``; anything unforeseen is a 500 naming the exception, and logged."""
 
-    def route(shape: Callable[[ToolError], Any], call: Callable[[Any, web.Request], Any]):
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 body = await _json(request) if request.method == "POST" else None
-                answer = await blocking(lambda: call(body, request))
-                return web.json_response(answer)
+                pool = pools["everything" if slow(body, request) else "clicks"]
+                loop = asyncio.get_running_loop()
+                return web.json_response(await loop.run_in_executor(pool, call, body, request))
             except ToolError as error:
+                return _refusal(error, shape(error))
+            except Exception as exc:  # a bug of ours: say what, keep serving
+                log.exception("connect: %s %s failed", request.method, request.path)
+                error = ToolError(500, f"the gateway failed: {type(exc).__name__}: {exc}")
                 return _refusal(error, shape(error))
 
         return handle
+
+    def studio_everything(body: Any, request: web.Request) -> bool:
+        params = body.get("params") if isinstance(body, dict) else None
+        context = params.get("context") if isinstance(params, dict) else None
+        return not (isinstance(context, dict) and context.get("result"))
+
+    def cvat_everything(body: Any, request: web.Request) -> bool:
+        return request.headers.get("x-nuclio-function-name") == config.cvat.detector
+
+    def anylabeling_everything(body: Any, request: web.Request) -> bool:
+        model = body.get("model") if isinstance(body, dict) else None
+        return model == anylabeling.everything_model(config.anylabeling)
 
     def studio_error(error: ToolError) -> Any:
         return {"status": error.status, "detail": str(error)}
@@ -72,25 +97,39 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
             web.get("/health", route(studio_error, lambda b, r: {"status": "UP",
                                                                   "model_class": "sam2-triton"})),
             web.post("/setup", route(studio_error, lambda b, r: studio.setup(b))),
-            web.post("/predict", route(studio_error, lambda b, r: studio.predict(b))),
+            web.post("/predict", route(studio_error, lambda b, r: studio.predict(b),
+                                       studio_everything)),
             web.post("/webhook", route(studio_error, lambda b, r: {"status": "ok"})),
+        ]
+    )  # fmt: skip
+    if config.cvat.enabled:
+        app.add_routes(
+            [
             # CVAT, through its Nuclio dashboard client
             web.get("/api/functions", route(
                 nuclio_error, lambda b, r: cvat.functions(config.cvat))),
             web.get("/api/functions/{name}", route(
                 nuclio_error, lambda b, r: cvat.function(config.cvat, r.match_info["name"]))),
             web.post("/api/function_invocations", route(nuclio_error, lambda b, r: cvat.invoke(
-                service, config.cvat, r.headers.get("x-nuclio-function-name"), b))),
+                service, config.cvat, r.headers.get("x-nuclio-function-name"), b),
+                cvat_everything)),
+            ]
+        )  # fmt: skip
+    if config.anylabeling.enabled:
+        app.add_routes(
+            [
             # X-AnyLabeling's remote server
             web.get("/v1/models", route(anylabeling_error, anylabeling_auth(
                 lambda b, r: anylabeling.models(config.anylabeling)))),
             web.post("/v1/predict", route(anylabeling_error, anylabeling_auth(
-                lambda b, r: anylabeling.predict(service, config.anylabeling, b)))),
-        ]
-    )  # fmt: skip
+                lambda b, r: anylabeling.predict(service, config.anylabeling, b)),
+                anylabeling_everything)),
+            ]
+        )  # fmt: skip
 
     async def shutdown(app: web.Application) -> None:
-        app[_POOL].shutdown(wait=False, cancel_futures=True)
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(shutdown)
     return app

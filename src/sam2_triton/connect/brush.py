@@ -24,6 +24,8 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     """An [H, W] mask (nonzero: inside) as Label Studio's brush RLE bytes (alpha 255)."""
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"a brush mask is a non-empty [H, W] array, not {mask.shape}")
+    if mask.size * 4 >= 1 << 32:
+        raise ValueError(f"{mask.shape[1]} x {mask.shape[0]} is over 2^30 pixels")
     flat = np.asarray(mask).reshape(-1) != 0
     ends = np.append(np.flatnonzero(flat[1:] != flat[:-1]), flat.size - 1)
     lengths = np.diff(np.append(-1, ends)) * 4  # each pixel is 4 equal channel values

@@ -1,7 +1,8 @@
 """What the gateway offers and where it finds things: one TOML file, every key optional.
 
     [server]          url = "127.0.0.1:8001", protocol = "grpc"
-    [gateway]         max_body_mb = 64, max_image_pixels = <the server's default>, images = 64
+    [gateway]         max_body_mb = 64, max_image_pixels = <the server's default>, images = 64,
+                      image_mb = 1024
     [label_studio]    url = "http://127.0.0.1:8080" (or LABEL_STUDIO_URL), token = "" (or
                       LABEL_STUDIO_API_KEY),
                       model_version = "sam2.1"
@@ -38,6 +39,7 @@ class GatewayConfig:
     max_body_mb: int = 64  # a tool's request: the image travels in it, base64 (4/3 larger)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     images: int = 64  # images remembered (bytes and the server's id) so a re-sent one is a click
+    image_mb: int = 1024  # and at most this many megabytes of them
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,14 @@ class ConnectConfig:
             if key not in studio and os.environ.get(variable):
                 studio[key] = os.environ[variable]
         values["label_studio"] = _section(LabelStudioConfig, studio, path)
-        return cls(**values)
+        config = cls(**values)
+        gateway = config.gateway
+        for key in ("max_body_mb", "max_image_pixels", "images", "image_mb"):
+            if getattr(gateway, key) < 1:
+                raise ConfigError(f"{path}: [gateway] {key} must be at least 1")
+        if not config.cvat.labels:
+            raise ConfigError(f"{path}: [cvat] labels must name at least one label")
+        return config
 
 
 def _section(factory: Any, given: dict[str, Any], path: Path | None) -> Any:

@@ -22,7 +22,6 @@ import base64
 import secrets
 import threading
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -70,30 +69,46 @@ def controls(label_config: Any) -> Controls:
 
 class ImageFetcher:
     """Tasks' images from Label Studio, with its token: a legacy API token (``Token``) or a
-    personal access token (a JWT, exchanged for an access token: ``Bearer``)."""
+    personal access token (a JWT, exchanged for a short-lived access token: ``Bearer``)."""
+
+    #: Label Studio's paths that serve a task's file: the token goes to these only
+    TOKEN_PATHS = ("/data/", "/tasks/", "/storage-data/")
 
     def __init__(self, config: LabelStudioConfig, max_bytes: int) -> None:
         self.config, self.max_bytes = config, max_bytes
         self._access: str | None = None
         self._lock = threading.Lock()
 
-    def headers(self, url: str) -> dict[str, str]:
-        """Credentials only for Label Studio's own host (never sent elsewhere)."""
-        if not self.config.token or urlsplit(url).netloc != urlsplit(self.config.url).netloc:
+    def headers(self, url: str, renew: bool = False) -> dict[str, str]:
+        """Credentials only for Label Studio itself (same scheme and host) and its file paths,
+        never for a URL elsewhere a task may name."""
+        mine, theirs = urlsplit(self.config.url), urlsplit(url)
+        if (
+            not self.config.token
+            or (theirs.scheme, theirs.netloc) != (mine.scheme, mine.netloc)
+            or not theirs.path.startswith(self.TOKEN_PATHS)
+        ):
             return {}
         if self.config.token.count(".") != 2:
             return {"Authorization": f"Token {self.config.token}"}
         with self._lock:
-            if self._access is None:
-                reply = requests.post(
-                    urljoin(self.config.url, "/api/token/refresh/"),
-                    json={"refresh": self.config.token},
-                    timeout=10,
-                )
-                if reply.status_code != 200:
-                    raise ToolError(502, f"Label Studio refused the token ({reply.status_code})")
-                self._access = reply.json()["access"]
+            if self._access is None or renew:
+                self._access = self._refresh()
             return {"Authorization": f"Bearer {self._access}"}
+
+    def _refresh(self) -> str:
+        try:
+            reply = requests.post(
+                urljoin(self.config.url, "/api/token/refresh/"),
+                json={"refresh": self.config.token},
+                timeout=10,
+            )
+            access = reply.json().get("access") if reply.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            access = None
+        if not isinstance(access, str):
+            raise ToolError(502, "Label Studio refused the personal access token ([label_studio])")
+        return access
 
     def url(self, value: str, task_id: Any) -> str:
         if value.startswith(("http://", "https://")):
@@ -103,21 +118,30 @@ class ImageFetcher:
         if value.startswith(("s3://", "gs://", "azure-blob://")):
             uri = base64.urlsafe_b64encode(value.encode()).decode()
             return urljoin(self.config.url, f"/tasks/{task_id}/presign/?fileuri={uri}")
+        if not value.startswith("/"):
+            raise ToolError(400, f"task {task_id}: {value[:80]!r} is not a URL or path")
         return urljoin(self.config.url, value)
 
     def fetch(self, value: Any, task_id: Any) -> bytes:
         if not isinstance(value, str) or not value:
             raise ToolError(400, f"task {task_id}: its image field is empty or not a URL")
         url = self.url(value, task_id)
-        try:
-            with requests.get(url, headers=self.headers(url), timeout=60, stream=True) as reply:
-                if reply.status_code != 200:
-                    raise ToolError(
-                        502, f"task {task_id}: Label Studio answered {reply.status_code} for {url}"
-                    )
-                data = reply.raw.read(self.max_bytes + 1, decode_content=True)
-        except requests.RequestException as exc:
-            raise ToolError(502, f"task {task_id}: could not fetch {url}: {exc}") from None
+        shown = urlsplit(url)._replace(query="").geturl()  # a presigned URL's signature stays out
+        for attempt in range(2):
+            try:
+                headers = self.headers(url, renew=attempt > 0)
+                with requests.get(url, headers=headers, timeout=(10, 60), stream=True) as reply:
+                    if reply.status_code == 401 and attempt == 0 and headers:
+                        continue  # an access token expired: renew it once
+                    if reply.status_code != 200:
+                        raise ToolError(
+                            502, f"task {task_id}: Label Studio answered {reply.status_code} "
+                            f"for {shown}"
+                        )  # fmt: skip
+                    data = reply.raw.read(self.max_bytes + 1, decode_content=True)
+                break
+            except requests.RequestException as exc:
+                raise ToolError(502, f"task {task_id}: could not fetch {shown}: {exc}") from None
         if len(data) > self.max_bytes:
             raise ToolError(413, f"task {task_id}: its image is over {self.max_bytes >> 20} MB")
         return data
@@ -127,8 +151,6 @@ class LabelStudioBackend:
     def __init__(self, service: SegmentService, config: LabelStudioConfig) -> None:
         self.service, self.config = service, config
         self.fetcher = ImageFetcher(config, service.config.gateway.max_body_mb << 20)
-        self._opened: OrderedDict[tuple[str, str], OpenImage] = OrderedDict()
-        self._lock = threading.Lock()
 
     def setup(self, body: Any) -> dict[str, Any]:
         return {"model_version": self.config.model_version}
@@ -139,35 +161,34 @@ class LabelStudioBackend:
         if not body["tasks"]:
             raise ToolError(400, "tasks: empty")
         wanted = controls(body.get("label_config"))
-        context = (body.get("params") or {}).get("context") or {}
-        if context.get("result"):
+        params = body.get("params") or {}
+        context = params.get("context") if isinstance(params, dict) else None
+        if context is not None and not isinstance(context, dict):
+            raise ToolError(400, "params.context: expected an object")
+        if context and context.get("result"):
             task = body["tasks"][0]
             prediction = self._click(task, wanted, context["result"])
             return {"results": [prediction]}
         return {"results": [self._everything(task, wanted) for task in body["tasks"]]}
 
     def _image(self, task: Any, wanted: Controls) -> OpenImage:
+        """The task's image: fetched from Label Studio once per task and URL."""
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise ToolError(400, "tasks[]: expected tasks with data")
         value = task["data"].get(wanted.data_key)
-        key = (str(task.get("id")), str(value))
-        with self._lock:
-            known = self._opened.get(key)
+        key = f"label-studio:{task.get('id')!r}:{value!r}"
+        known = self.service.known(key)
         if known is not None:
-            return self.service.open(known.data, key="label-studio:" + repr(key))
+            return known
         data = self.fetcher.fetch(value, task.get("id"))
-        image = self.service.open(data, key="label-studio:" + repr(key), name=wanted.data_key)
-        with self._lock:
-            self._opened[key] = image
-            while len(self._opened) > self.service.config.gateway.images:
-                self._opened.popitem(last=False)
-        return image
+        return self.service.open(data, key=key, name=f"task {task.get('id')}: its image")
 
     def _click(self, task: Any, wanted: Controls, result: Any) -> dict[str, Any]:
         image = self._image(task, wanted)
         prompt, label = _prompt(result, image)
         mask = self.service.click(image, prompt)
-        labels = [label] if label else list(wanted.labels[:1])
+        # the prompt's label when the brush control has it (the same names: docs), else its first
+        labels = [label if label in wanted.labels else wanted.labels[0]] if wanted.labels else []
         region = _brush(wanted, image, mask.mask, labels, mask.score)
         return {"result": [region], "model_version": self.config.model_version,
                 "score": round(mask.score, 4)}  # fmt: skip
@@ -201,11 +222,18 @@ def _brush(wanted: Controls, image: OpenImage, mask: Any, labels: list[str], sco
         "original_width": image.width,
         "original_height": image.height,
         "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": labels},
+        "value": {"format": "rle", "rle": _rle(mask), "brushlabels": labels},
         "score": round(float(score), 4),
         "type": "brushlabels",
         "readonly": False,
     }
+
+
+def _rle(mask: Any) -> list[int]:
+    try:
+        return mask_to_rle(mask)
+    except ValueError as exc:  # over the format's 2^32 values
+        raise ToolError(413, f"the mask cannot be a brush: {exc}") from None
 
 
 def _prompt(result: Any, image: OpenImage) -> tuple[Prompt, str | None]:

@@ -9,6 +9,7 @@ Each tool's module turns its request into these calls and their answers into its
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -39,9 +40,12 @@ class ToolError(Exception):
 
 @dataclass(frozen=True)
 class OpenImage:
+    """An image a tool sent, checked; ``image_id`` is the server's, once a click embedded it
+    (segment-everything sends the bytes and needs none)."""
+
     key: str
     data: bytes
-    image_id: str
+    image_id: str | None
     width: int
     height: int
 
@@ -92,6 +96,11 @@ def check_box(values: Sequence[Any], image: OpenImage, name: str) -> tuple[float
     return box
 
 
+#: How long a click may take (an image's first click includes its encoding): the tools wait
+#: about this long too; segment-everything gets the client's 900 s.
+CLICK_TIMEOUT_S = 120.0
+
+
 class SegmentService:
     """The gateway's one view of the server. Thread-safe: each thread has its own client."""
 
@@ -104,6 +113,14 @@ class SegmentService:
         unknown = set(config.automatic) - known
         if unknown:
             raise ToolError(500, f"[automatic]: unknown parameter(s) {sorted(unknown)}")
+        defaults = AutomaticParams()
+        for name, value in config.automatic.items():
+            expected = type(getattr(defaults, name))
+            wrong = isinstance(value, bool) != (expected is bool) or not isinstance(
+                value, (int, float) if expected is float else expected
+            )
+            if wrong:
+                raise ToolError(500, f"[automatic] {name}: expected a {expected.__name__}")
         try:
             self.automatic = AutomaticParams(**config.automatic).validate()
         except InvalidInputError as exc:
@@ -119,24 +136,38 @@ class SegmentService:
 
     # --- images -------------------------------------------------------------------------------
 
-    def open(self, data: bytes, key: str | None = None, name: str = "image") -> OpenImage:
-        """The image under ``key`` (default: its content hash), encoded on the server once."""
-        key = key or "sha256:" + hashlib.sha256(data).hexdigest()
+    def known(self, key: str) -> OpenImage | None:
+        """The image remembered under ``key`` (a tool's own key), if any."""
         with self._lock:
-            known = self._images.get(key)
-            if known is not None and known.data == data:
+            image = self._images.get(key)
+            if image is not None:
                 self._images.move_to_end(key)
-                return known
+            return image
+
+    def open(self, data: bytes, key: str | None = None, name: str = "image") -> OpenImage:
+        """The image under ``key`` (default: its content hash), checked once and remembered
+        with the server's id once a click has embedded it."""
+        key = key or "sha256:" + hashlib.sha256(data).hexdigest()
+        known = self.known(key)
+        if known is not None and known.data == data:
+            return known
         try:
             rgb = decode_image(data, self.config.gateway.max_image_pixels)
         except InvalidInputError as exc:
             raise ToolError(400, f"{name}: {exc.problem}") from None
-        image_id = self._call(lambda client: client.embed(data))
-        image = OpenImage(key, data, image_id, rgb.shape[1], rgb.shape[0])
+        return self._remember(OpenImage(key, data, None, rgb.shape[1], rgb.shape[0]))
+
+    def _remember(self, image: OpenImage) -> OpenImage:
+        """Keep ``image`` (the most recent), forgetting the least recently used beyond the
+        gateway's count and bytes."""
+        gateway = self.config.gateway
         with self._lock:
-            self._images[key] = image
-            self._images.move_to_end(key)
-            while len(self._images) > self.config.gateway.images:
+            self._images[image.key] = image
+            self._images.move_to_end(image.key)
+            while len(self._images) > 1 and (
+                len(self._images) > gateway.images
+                or sum(len(i.data) for i in self._images.values()) > gateway.image_mb << 20
+            ):
                 self._images.popitem(last=False)
         return image
 
@@ -144,24 +175,30 @@ class SegmentService:
 
     def click(self, image: OpenImage, prompt: Prompt, polygons: bool = False) -> Mask:
         """SAM's best candidate for ``prompt``: three candidates for a lone click (ambiguous:
-        Meta's advice), one otherwise; a re-sent image evicted on the server is sent again."""
+        Meta's advice), one otherwise. The image is embedded at its first click; one the server
+        evicted since is sent again."""
         if not prompt.points and prompt.box is None:
             raise ToolError(400, "no prompt: give at least one point or a box")
         lone_click = len(prompt.points) == 1 and prompt.box is None
         kwargs: dict[str, Any] = {
             "multimask_output": lone_click,
             "output_format": "polygons" if polygons else "rle",
+            "timeout_s": CLICK_TIMEOUT_S,
         }
         if prompt.points:
             kwargs["point_coords"] = np.asarray(prompt.points, np.float32)
             kwargs["point_labels"] = np.asarray(prompt.labels, np.int32)
         if prompt.box is not None:
             kwargs["box"] = np.asarray(prompt.box, np.float32)
+        current = self.known(image.key) or image
+        image_id = current.image_id
+        if image_id is None:
+            image_id = self._call(lambda client: client.embed(image.data, CLICK_TIMEOUT_S))
         image_id, response = self._call(
-            lambda client: client.click_resending(image.data, image.image_id, **kwargs)
+            lambda client: client.click_resending(image.data, image_id, **kwargs)
         )
-        if image_id != image.image_id:
-            self._remember(OpenImage(image.key, image.data, image_id, image.width, image.height))
+        if image_id != current.image_id:
+            self._remember(dataclasses.replace(current, image_id=image_id))
         best = int(np.argmax(response.iou_scores.reshape(-1)))
         rings = None
         if polygons:
@@ -178,10 +215,6 @@ class SegmentService:
             )
         )
         return answer["annotations"]
-
-    def _remember(self, image: OpenImage) -> None:
-        with self._lock:
-            self._images[image.key] = image
 
     def _call(self, call: Callable[[SegmentClient], T]) -> T:
         """A server call; the server's refusals of bad input become a 400 naming it, anything
