@@ -283,9 +283,10 @@ class SegmentClient:
         polygon_tolerance: float | None = None,
     ) -> SegmentResponse:
         """One call of sam2_segment or sam2_session; omitted arguments are not sent.
-        ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs. ``with_masks=False``
-        with ``output_format="logits"``: the masks are not upsampled here (``masks`` stays
-        [0, H, W], for a caller that upsamples the logits itself)."""
+        ``batched``: the prompts are B sets, sent as the ``*_batch`` inputs. ``with_masks=False``:
+        no masks are made here (``masks`` stays the server's [0, H, W]): logits are not
+        upsampled, PNG, RLE and polygons not decoded, for a caller that decodes only what it
+        needs from ``low_res_logits`` or ``encoded_masks``."""
         values: dict[str, np.ndarray] = {}
         suffix = "_batch" if batched else ""
         if image is not None:
@@ -357,7 +358,7 @@ def _response(
 ) -> SegmentResponse:
     encoded = [bytes(item) for item in result.as_numpy("encoded_masks").reshape(-1)]
     masks = result.as_numpy("masks")
-    if output_format in ENCODED_ONLY_FORMATS:
+    if output_format in ENCODED_ONLY_FORMATS and with_masks:
         masks = decode_masks(np.array(encoded, dtype=np.object_), output_format)
     elif output_format == "logits" and with_masks:  # masks [0, H, W] carries the image's size
         orig_hw = (masks.shape[1], masks.shape[2])

@@ -24,7 +24,7 @@ from aiohttp import web
 from sam2_triton.connect import anylabeling, cvat
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.connect.label_studio import LabelStudioBackend
-from sam2_triton.connect.service import SegmentService, ToolError
+from sam2_triton.connect.service import EncodedJson, SegmentService, ToolError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Call = Callable[[Any, web.Request], Any]
@@ -51,7 +51,10 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
                 body = await _json(request) if request.method == "POST" else None
                 pool = pools["everything" if slow(body, request) else "clicks"]
                 loop = asyncio.get_running_loop()
-                return web.json_response(await loop.run_in_executor(pool, call, body, request))
+                answer = await loop.run_in_executor(pool, call, body, request)
+                if isinstance(answer, EncodedJson):
+                    return web.Response(body=answer.body, content_type="application/json")
+                return web.json_response(answer)
             except ToolError as error:
                 return _refusal(error, shape(error))
             except Exception as exc:  # a bug of ours: say what, keep serving

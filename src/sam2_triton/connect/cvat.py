@@ -28,12 +28,14 @@ from pycocotools import mask as mask_utils
 
 from sam2_triton.connect.config import CvatConfig
 from sam2_triton.connect.service import (
+    EncodedJson,
     OpenImage,
     Prompt,
     SegmentService,
     ToolError,
     check_box,
     check_point,
+    digits_json,
 )
 
 
@@ -87,13 +89,15 @@ def invoke(service: SegmentService, config: CvatConfig, name: str | None, body: 
     if name == config.interactor:
         mask = service.click(image, _prompt(body, image)).mask
         cropped, bounds = crop(mask)
-        return {"mask": cropped.astype(np.uint8).tolist(), "bounds": bounds}
+        return EncodedJson(
+            b'{"mask":' + digits_json(cropped) + b',"bounds":' + json.dumps(bounds).encode() + b"}"
+        )
     return detect(service, config, image, body.get("threshold"))
 
 
 def detect(
     service: SegmentService, config: CvatConfig, image: OpenImage, threshold: Any
-) -> list[dict[str, Any]]:
+) -> EncodedJson:
     """Every object sam2_automatic finds, with SAM's predicted IoU at least ``threshold``."""
     try:
         floor = 0.0 if threshold is None else float(threshold)
@@ -105,16 +109,16 @@ def detect(
             continue
         rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
         cropped, bounds = crop(mask_utils.decode(rle).astype(bool))
-        shapes.append(
-            {
-                "label": config.labels[0],
-                "confidence": str(round(record["predicted_iou"], 4)),
-                "type": "mask",
-                "points": [],
-                "mask": cropped.astype(np.uint8).reshape(-1).tolist() + bounds,
-            }
-        )
-    return shapes
+        shape = {
+            "label": config.labels[0],
+            "confidence": str(round(record["predicted_iou"], 4)),
+            "type": "mask",
+            "points": [],
+        }
+        # "mask": the crop's values, then its bounds
+        values = digits_json(cropped.reshape(-1))[:-1] + b"," + json.dumps(bounds)[1:].encode()
+        shapes.append(json.dumps(shape)[:-1].encode() + b',"mask":' + values + b"}")
+    return EncodedJson(b"[" + b",".join(shapes) + b"]")
 
 
 def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -25,6 +25,7 @@ from sam2_triton.clients.image import SegmentClient
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.automatic import AutomaticParams
+from sam2_triton.image.encodings import decode_masks
 from sam2_triton.image.transforms import decode_image
 
 T = TypeVar("T")
@@ -52,11 +53,32 @@ class OpenImage:
 
 @dataclass(frozen=True)
 class Mask:
-    """One object's mask: [H, W] bool, SAM's predicted IoU, and (asked for) its polygons."""
+    """One object's mask: [H, W] bool (empty when polygons were asked for), SAM's predicted
+    IoU, and (asked for) its polygons."""
 
     mask: np.ndarray
     score: float
     polygons: list[list[float]] | None = None  # outer rings, flat [x0, y0, x1, y1, ...]
+
+
+@dataclass(frozen=True)
+class EncodedJson:
+    """An answer already JSON (a tool's mask as millions of numbers: written by numpy, where
+    ``json.dumps`` of a list would take a second for a 12 MP photo's mask)."""
+
+    body: bytes
+
+
+def digits_json(mask: np.ndarray) -> bytes:
+    """A 0/1 array as JSON numbers: [[0,1,…],…] for [H, W], [0,1,…] for [N]."""
+    values = np.asarray(mask, np.uint8).reshape(-1, mask.shape[-1]) if mask.ndim else mask
+    rows, width = values.shape
+    chars = np.full((rows, 2 * width + 1), ord(","), np.uint8)
+    chars[:, 0], chars[:, -1] = ord("["), ord("]")
+    chars[:, 1:-1:2] = values + ord("0")
+    if mask.ndim == 1:
+        return chars.tobytes()
+    return b"[" + b",".join(row.tobytes() for row in chars) + b"]"
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,7 @@ class SegmentService:
             "multimask_output": lone_click,
             "output_format": "polygons" if polygons else "rle",
             "timeout_s": CLICK_TIMEOUT_S,
+            "with_masks": False,  # only the best candidate is decoded, below
         }
         if prompt.points:
             kwargs["point_coords"] = np.asarray(prompt.points, np.float32)
@@ -200,11 +223,12 @@ class SegmentService:
         if image_id != current.image_id:
             self._remember(dataclasses.replace(current, image_id=image_id))
         best = int(np.argmax(response.iou_scores.reshape(-1)))
-        rings = None
-        if polygons:
-            rings = json.loads(response.encoded_masks[best])["segmentation"]
         score = float(response.iou_scores.reshape(-1)[best])
-        return Mask(response.masks[best].astype(bool), score, rings)
+        if polygons:  # the tool takes the rings: no mask rasterised here
+            record = json.loads(response.encoded_masks[best])
+            return Mask(np.zeros((0, 0), bool), score, record["segmentation"])
+        encoded = np.array([response.encoded_masks[best]], dtype=np.object_)
+        return Mask(decode_masks(encoded, "rle")[0].astype(bool), score)
 
     def everything(self, image: OpenImage, polygons: bool = False) -> list[dict[str, Any]]:
         """sam2_automatic's SA-1B records for the image with the configured parameters."""
