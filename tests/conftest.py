@@ -313,6 +313,14 @@ def automatic_reference(reference_predictor) -> AutomaticReference:
     return AutomaticReference(reference_predictor.model)
 
 
+@pytest.fixture(scope="module")
+def gateway(triton) -> Iterator[str]:
+    """``sam2-triton connect`` in-process against ``triton``: its URL (tests/connect_helpers)."""
+    from tests.connect_helpers import running_gateway
+
+    yield from running_gateway(triton)
+
+
 @pytest.fixture(scope="session")
 def tracker_models(tracker_export: Path):
     """The tracker's graphs in-process (ONNX Runtime), loaded once for every in-process test,

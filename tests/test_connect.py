@@ -13,7 +13,7 @@ from sam2_triton.connect import anylabeling, cvat, label_studio
 from sam2_triton.connect.brush import mask_to_rle
 from sam2_triton.connect.config import ConfigError, ConnectConfig
 from sam2_triton.connect.service import OpenImage, ToolError
-from tests.test_e2e_connect import LABEL_CONFIG, decode_brush_rle
+from tests.connect_helpers import LABEL_CONFIG, decode_brush_rle
 
 IMAGE = OpenImage("k", b"", "id", width=300, height=200)
 

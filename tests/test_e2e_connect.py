@@ -18,172 +18,66 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import io
 import json
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import requests
-from aiohttp import web
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_triton import contract as c
 from sam2_triton.clients.image import SegmentClient
-from sam2_triton.connect.app import make_app
-from sam2_triton.connect.config import (
-    ConnectConfig,
-    GatewayConfig,
-    LabelStudioConfig,
-    ServerConfig,
-)
+from sam2_triton.connect.config import LabelStudioConfig
 from sam2_triton.connect.service import ToolError
-from sam2_triton.image.polygons import polygons_to_mask
-from tests.conftest import ROOT, free_port, model_runs
-from tests.helpers import PARAMS, image_bytes
+from sam2_triton.image.polygons import mask_to_polygons, polygons_to_mask
+from tests.conftest import ROOT, model_runs
+from tests.connect_helpers import (
+    COFFEE,
+    LABEL_CONFIG,
+    PERSONAL_TOKEN,
+    STUDIO,
+    X_ANYLABELING,
+    best,
+    decode_brush_rle,
+)
+from tests.helpers import PARAMS
 
 pytestmark = pytest.mark.e2e
-
-X_ANYLABELING = ROOT / "build" / "x-anylabeling" / "bin" / "python"
-TOKEN = "test-token-0123"
-
-
-def _coffee_png() -> bytes:
-    rgb = np.asarray(Image.open(io.BytesIO(image_bytes("coffee.jpg"))).convert("RGB"))[::2, ::2]
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, "PNG")
-    return buffer.getvalue()  # 300 x 200
-
-
-COFFEE = _coffee_png()
-
-
-@contextlib.contextmanager
-def _serving(apps: dict[int, web.Application]) -> Iterator[None]:
-    """aiohttp apps on loopback ports, in a thread of their own."""
-    loop = asyncio.new_event_loop()
-    runners: list[web.AppRunner] = []
-    started = threading.Event()
-
-    async def start() -> None:
-        for port, app in apps.items():
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            runners.append(runner)
-        started.set()
-
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()))
-    thread.daemon = True
-    thread.start()
-    assert started.wait(30)
-    try:
-        yield
-    finally:
-        for runner in runners:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-
-
-#: a personal access token is a JWT (three dot-separated parts), exchanged for access tokens
-PERSONAL_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
-
-
-def _label_studio_stub() -> web.Application:
-    """Label Studio's upload URL for the tests' image, answering only with the legacy token or
-    the current access token of the personal one (``/api/token/refresh/``: each exchange
-    issues a new access token and expires the one before)."""
-    issued: list[str] = []
-
-    async def refresh(request: web.Request) -> web.Response:
-        if (await request.json()).get("refresh") != PERSONAL_TOKEN:
-            return web.json_response({"detail": "invalid"}, status=401)
-        issued.append(f"access-{len(issued)}")
-        return web.json_response({"access": issued[-1]})
-
-    async def upload(request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization")
-        if given != f"Token {TOKEN}" and not (issued and given == f"Bearer {issued[-1]}"):
-            return web.Response(status=401)
-        return web.Response(body=COFFEE, content_type="image/png")
-
-    async def expire(request: web.Request) -> web.Response:
-        issued.append("expired")  # no one holds it: the next Bearer request gets a 401
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_get("/data/upload/1/coffee.png", upload)
-    app.router.add_post("/api/token/refresh/", refresh)
-    app.router.add_post("/test/expire", expire)
-    return app
-
-
-STUDIO: dict[str, str] = {}  # the stand-in's URL, for the tests that call it themselves
-
-
-@pytest.fixture(scope="module")
-def gateway(triton) -> Iterator[str]:
-    studio_port, port = free_port(), free_port()
-    STUDIO["url"] = f"http://127.0.0.1:{studio_port}"
-    config = ConnectConfig(
-        server=ServerConfig(triton.grpc_url, "grpc"),
-        gateway=GatewayConfig(max_body_mb=1),
-        label_studio=LabelStudioConfig(url=f"http://127.0.0.1:{studio_port}", token=TOKEN),
-        automatic=dict(PARAMS),
-    )
-    with _serving({studio_port: _label_studio_stub(), port: make_app(config)}):
-        yield f"http://127.0.0.1:{port}"
-
-
-def _best(triton, **prompt) -> np.ndarray:
-    """sam2_session's answer to the same prompt, as the gateway asks it (three candidates for a
-    lone click, the best kept)."""
-    with SegmentClient(triton.grpc_url, "grpc") as client:
-        lone = len(prompt.get("point_coords", [])) == 1 and "box" not in prompt
-        arrays = {k: np.asarray(v, np.float32 if k != "point_labels" else np.int32)
-                  for k, v in prompt.items()}  # fmt: skip
-        answer = client.click(client.embed(COFFEE), multimask_output=lone, **arrays)
-    return answer.masks[int(np.argmax(answer.iou_scores.reshape(-1)))].astype(bool)
-
-
-def _uncrop(mask: np.ndarray, bounds: list[int], height: int = 200, width: int = 300):
-    full = np.zeros((height, width), bool)
-    x1, y1, x2, y2 = bounds
-    full[y1 : y2 + 1, x1 : x2 + 1] = mask
-    return full
 
 
 # --- X-AnyLabeling ---------------------------------------------------------------------------
 
 
-def test_x_anylabeling_clicks_come_back_as_sam2_sessions_polygons(gateway, triton, tmp_path):
+def _anylabeling(gateway: str, workdir, image, model: int, marks: list, *mode: str) -> dict:
+    """X-AnyLabeling's client, run in its own venv (tests/anylabeling_client.py)."""
     if not X_ANYLABELING.exists():
         message = "X-AnyLabeling's client is not installed: make x-anylabeling"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (make test installs it)")
         pytest.skip(message)
+    run = subprocess.run(
+        [str(X_ANYLABELING), str(ROOT / "tests" / "anylabeling_client.py"), str(workdir),
+         gateway, str(image), str(model), json.dumps(marks), *mode],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_x_anylabeling_clicks_come_back_as_sam2_sessions_polygons(gateway, triton, tmp_path):
     image = tmp_path / "coffee.png"
     image.write_bytes(COFFEE)
     marks = [{"type": "point", "data": [150, 100], "label": 1},
              {"type": "point", "data": [40, 30], "label": 0}]  # fmt: skip
-    run = subprocess.run(
-        [str(X_ANYLABELING), str(ROOT / "tests" / "anylabeling_client.py"), str(tmp_path),
-         gateway, str(image), "0", json.dumps(marks)],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
-    answer = json.loads(run.stdout.strip().splitlines()[-1])
-    assert answer["models"] == ["sam2", "sam2_everything"] and answer["messages"] == []
+    answer = _anylabeling(gateway, tmp_path, image, 0, marks)
+    assert answer["models"] == ["sam2", "sam2_everything", "sam2_video"]
+    assert answer["messages"] == []
     shapes = answer["shapes"]
     assert shapes and {s["shape_type"] for s in shapes} == {"polygon"}
-    want = _best(triton, point_coords=[[150, 100], [40, 30]], point_labels=[1, 0])
+    want = best(triton, point_coords=[[150, 100], [40, 30]], point_labels=[1, 0])
     rings = [[v for point in s["points"] for v in point] for s in shapes]
     got = polygons_to_mask(rings, [[] for _ in rings], 200, 300).astype(bool)
     # X-AnyLabeling's polygons hold no holes: the rasterised outer rings cover the mask
@@ -201,91 +95,46 @@ def test_x_anylabeling_clicks_come_back_as_sam2_sessions_polygons(gateway, trito
     assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
 
 
-# --- CVAT ------------------------------------------------------------------------------------
+def test_x_anylabeling_tracks_its_frames_as_sam2_video_does(gateway, triton, tmp_path):
+    """Its own client: a click on a frame of a folder (init with every frame, a prompt), then
+    "run" (the prompt again, the propagation streamed as server-sent events); each frame's
+    polygons cover SAM2RemoteVideoPredictor's mask for the same click."""
+    from sam2_triton import SAM2RemoteVideoPredictor
+    from tests.video_helpers import synthetic_video
 
-
-def _invoke(gateway: str, function: str, body: dict) -> requests.Response:
-    headers = {"x-nuclio-function-name": function, "x-nuclio-path": "/",
-               "x-nuclio-project-name": "cvat"}  # fmt: skip
-    return requests.post(f"{gateway}/api/function_invocations", json=body, headers=headers,
-                         timeout=300)  # fmt: skip
-
-
-def test_cvat_lists_its_functions_and_the_interactor_answers_sam2_sessions_mask(gateway, triton):
-    listed = requests.get(f"{gateway}/api/functions", timeout=10).json()
-    interactor = listed["sam2-triton"]
-    assert interactor["metadata"]["annotations"]["type"] == "interactor"
-    assert int(interactor["metadata"]["annotations"]["version"]) >= 2
-    assert "description" in interactor["spec"] and "status" in interactor
-    detector = requests.get(f"{gateway}/api/functions/sam2-triton-everything", timeout=10).json()
-    assert json.loads(detector["metadata"]["annotations"]["spec"]) == [
-        {"name": "object", "type": "mask"}
-    ]
-    image = base64.b64encode(COFFEE).decode()
-    clicks = {"image": image, "pos_points": [[150, 100]], "neg_points": [], "obj_bbox": []}
-    answer = _invoke(gateway, "sam2-triton", clicks).json()
-    want = _best(triton, point_coords=[[150, 100]], point_labels=[1])
-    assert np.array_equal(_uncrop(np.array(answer["mask"], bool), answer["bounds"]), want)
-
-    boxed = {**clicks, "obj_bbox": [[60, 40], [220, 170]], "neg_points": [[70, 50]]}
-    answer = _invoke(gateway, "sam2-triton", boxed).json()
-    want = _best(triton, point_coords=[[150, 100], [70, 50]], point_labels=[1, 0],
-                 box=[60, 40, 220, 170])  # fmt: skip
-    assert np.array_equal(_uncrop(np.array(answer["mask"], bool), answer["bounds"]), want)
-
-
-def test_cvat_detector_answers_sam2_automatics_masks(gateway, triton):
-    with SegmentClient(triton.grpc_url, "grpc", network_timeout_s=300) as client:
-        records = client.automatic(COFFEE, PARAMS)["annotations"]
-    sessions = model_runs(triton, c.SESSION)
-    shapes = _invoke(gateway, "sam2-triton-everything",
-                     {"image": base64.b64encode(COFFEE).decode()}).json()  # fmt: skip
-    assert model_runs(triton, c.SESSION) == sessions  # nothing embedded for it
-    assert len(shapes) == len(records) > 0
-    for shape, record in zip(shapes, records, strict=True):
-        assert (shape["label"], shape["type"]) == ("object", "mask")
-        *values, x1, y1, x2, y2 = shape["mask"]
-        crop = np.array(values, bool).reshape(y2 - y1 + 1, x2 - x1 + 1)
-        rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
-        assert np.array_equal(_uncrop(crop, [x1, y1, x2, y2]), mask_utils.decode(rle) > 0)
-    image = base64.b64encode(COFFEE).decode()
-    strict = _invoke(gateway, "sam2-triton-everything", {"image": image, "threshold": 0.9}).json()
-    assert len(strict) == sum(r["predicted_iou"] >= 0.9 for r in records)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    synthetic_video(frames, 3)
+    # a click and a background click: random weights give a mask with islands and holes (a
+    # lone click's covers the whole frame, whose outline says nothing)
+    marks = [{"type": "point", "data": [35, 55], "label": 1},
+             {"type": "point", "data": [100, 100], "label": 0}]  # fmt: skip
+    answer = _anylabeling(gateway, tmp_path, frames / "0.jpg", 2, marks, "video")
+    failures = [m for m in answer["messages"] if "error" in m.lower() or "failed" in m.lower()]
+    assert not failures and answer["shapes"], answer  # it says "Packing completed…" itself
+    with SAM2RemoteVideoPredictor(triton.grpc_url, "grpc") as predictor:
+        state = predictor.init_state(video_path=str(frames))
+        for _ in range(2):  # the click, then "run" sends the marks again (the first mask in)
+            predictor.add_new_points_or_box(state, 0, 10000, points=[[35, 55], [100, 100]],
+                                            labels=[1, 0])  # fmt: skip
+        want = {k: np.asarray(m)[0, 0] > 0 for k, _, m in predictor.propagate_in_video(state)}
+        predictor.close_state(state)
+    assert sorted(answer["saved"]) == ["0.jpg", "1.jpg", "2.jpg"]
+    for name, shapes in answer["saved"].items():
+        rings = [[v for point in s["points"] for v in point] for s in shapes]
+        mask = want[int(name.split(".")[0])]
+        # the outer rings of the reference's mask (random weights leave holes, which
+        # X-AnyLabeling's polygons cannot hold): the same mask, traced the same way
+        outer, _ = mask_to_polygons(mask)
+        assert 0.05 < mask.mean() < 0.95 and len(rings) == len(outer), name  # not all of it
+        for ring, traced in zip(sorted(rings), sorted(outer), strict=True):
+            assert ring == pytest.approx(traced, abs=1e-3), name
+        got = polygons_to_mask(rings, [[] for _ in rings], 120, 160).astype(bool)
+        assert np.all(got[mask]), name
+        assert {s["group_id"] for s in shapes} == {10000}
 
 
 # --- Label Studio ----------------------------------------------------------------------------
-
-LABEL_CONFIG = """<View>
-  <Image name="image" value="$image" zoom="true"/>
-  <BrushLabels name="tag" toName="image"><Label value="cup"/></BrushLabels>
-  <KeyPointLabels name="tag2" toName="image" smart="true"><Label value="cup"/></KeyPointLabels>
-</View>"""
-
-
-def decode_brush_rle(rle: list[int]) -> np.ndarray:
-    """label_studio_sdk.converter.brush.decode_rle's reading of the format, for bytes this
-    project wrote (the SDK itself needs numpy 2: the Label Studio test decodes with it)."""
-    bits = "".join(f"{b:08b}" for b in rle)
-    at = 0
-
-    def read(n: int) -> int:
-        nonlocal at
-        at += n
-        return int(bits[at - n : at], 2)
-
-    count, word = read(32), read(5) + 1
-    sizes = [read(4) + 1 for _ in range(4)]
-    out, i = np.zeros(count, np.uint8), 0
-    while i < count:
-        series = read(1)
-        j = i + 1 + read(sizes[read(2)])
-        if series:
-            out[i:j] = read(word)
-        else:
-            for k in range(i, j):
-                out[k] = read(word)
-        i = j
-    return out
 
 
 def test_label_studio_click_answers_sam2_sessions_mask_as_a_brush(gateway, triton):
@@ -307,7 +156,7 @@ def test_label_studio_click_answers_sam2_sessions_mask_as_a_brush(gateway, trito
     assert isinstance(prediction["model_version"], str)
     rgba = decode_brush_rle(region["value"]["rle"]).reshape(200, 300, 4)
     assert set(np.unique(rgba[..., 3])) <= {0, 255}
-    want = _best(triton, point_coords=[[150, 100]], point_labels=[1])
+    want = best(triton, point_coords=[[150, 100]], point_labels=[1])
     assert np.array_equal(rgba[..., 3] == 255, want)
 
     # pre-annotation (no context): every object sam2_automatic finds, one prediction per task

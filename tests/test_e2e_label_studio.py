@@ -22,8 +22,8 @@ from sam2_triton.clients.image import SegmentClient
 from sam2_triton.connect.app import make_app
 from sam2_triton.connect.config import ConnectConfig, LabelStudioConfig, ServerConfig
 from tests.conftest import ROOT, free_port
+from tests.connect_helpers import COFFEE, best, serving
 from tests.helpers import PARAMS
-from tests.test_e2e_connect import COFFEE, _best, _serving
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_label_studio_gets_sam2s_masks_through_the_gateway(label_studio, triton,
     image = tmp_path / "coffee.png"
     image.write_bytes(COFFEE)
     gateway = f"http://127.0.0.1:{port}"
-    with _serving({port: make_app(config)}):
+    with serving({port: make_app(config)}):
         run = subprocess.run(
             [str(VENV / "python"), str(ROOT / "tests" / "label_studio_client.py"), str(tmp_path),
              url, EMAIL, PASSWORD, token, gateway, str(image)],
@@ -104,7 +104,7 @@ def test_label_studio_gets_sam2s_masks_through_the_gateway(label_studio, triton,
     assert (click["type"], click["from_name"], click["to_name"]) == ("brushlabels", "mask",
                                                                       "image")  # fmt: skip
     assert click["labels"] == ["cup"] and click["format"] == "rle"
-    want = _best(triton, point_coords=[[150, 100]], point_labels=[1])
+    want = best(triton, point_coords=[[150, 100]], point_labels=[1])
     assert np.array_equal(np.load(tmp_path / "interactive.npy") == 255, want)
 
     (prediction,) = answer["preannotations"]

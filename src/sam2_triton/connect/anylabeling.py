@@ -64,6 +64,14 @@ def models(config: AnyLabelingConfig) -> dict[str, Any]:
                 "available_tasks": [],
                 "classes": [],
             },
+            f"{config.model}_video": {  # connect.anylabeling_video
+                "display_name": f"{config.display_name}: video",
+                "widgets": [{"name": name} for name in INTERACTIVE_WIDGETS if "rect" not in name]
+                + [{"name": "button_run"}],
+                "batch_processing_mode": "video",
+                "available_tasks": [],
+                "classes": [],
+            },
         }
     }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 from aiohttp import web
 
 from sam2_triton.connect import anylabeling, cvat
+from sam2_triton.connect import anylabeling_video as video
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.connect.label_studio import LabelStudioBackend
 from sam2_triton.connect.service import EncodedJson, SegmentService, ToolError
+from sam2_triton.connect.tracking import LiveTracker
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Call = Callable[[Any, web.Request], Any]
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 def make_app(config: ConnectConfig, service: SegmentService | None = None) -> web.Application:
     service = service or SegmentService(config)
     studio = LabelStudioBackend(service, config.label_studio)
+    tracker = LiveTracker(config)
     app = web.Application(client_max_size=(config.gateway.max_body_mb << 20) * 4 // 3 + (1 << 20))
     pools = {
         "clicks": ThreadPoolExecutor(16, thread_name_prefix="connect-clicks"),
@@ -85,6 +89,61 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
     def anylabeling_error(error: ToolError) -> Any:
         return {"success": False, "detail": str(error)}
 
+    async def stream_propagation(request: web.Request) -> web.StreamResponse:
+        """Server-sent events, a frame at a time, from one worker thread (its gRPC stream is
+        that thread's client's); the propagation stops, its stream cancelled, when the client
+        goes away. A refusal before the first event is an HTTP error, one after it an
+        ``error`` event (the client reads both)."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        queue: asyncio.Queue = asyncio.Queue()
+        try:
+            body = await _json(request)
+            anylabeling_auth(lambda b, r: None)(body, request)
+        except ToolError as error:
+            return _refusal(error, anylabeling_error(error))
+
+        def put(item: tuple[str, Any]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:
+            events = None
+            try:
+                events = video.propagate(tracker, config, body)
+                for event in events:
+                    put(("event", event))
+                    if stop.is_set():
+                        break
+            except ToolError as error:
+                put(("error", error))
+            except Exception as exc:  # a bug of ours: say what
+                log.exception("connect: a propagation failed")
+                put(("error", ToolError(500, f"the gateway failed: {type(exc).__name__}: {exc}")))
+            finally:
+                if events is not None:
+                    events.close()  # a propagation left early cancels its stream
+                put(("end", None))
+
+        worker = loop.run_in_executor(pools["everything"], pump)
+        kind, item = await queue.get()
+        if kind != "event":
+            await worker
+            error = item if kind == "error" else ToolError(502, "the propagation gave nothing")
+            return _refusal(error, anylabeling_error(error))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})  # fmt: skip
+        try:
+            await response.prepare(request)
+            while kind != "end":
+                event = item if kind == "event" else {"type": "error", "message": str(item)}
+                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+                kind, item = await queue.get()
+            await response.write_eof()
+        finally:
+            stop.set()
+            await worker
+        return response
+
     def anylabeling_auth(call: Callable[[Any, web.Request], Any]):
         def checked(body: Any, request: web.Request) -> Any:
             key = config.anylabeling.api_key
@@ -114,7 +173,7 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
             web.get("/api/functions/{name}", route(
                 nuclio_error, lambda b, r: cvat.function(config.cvat, r.match_info["name"]))),
             web.post("/api/function_invocations", route(nuclio_error, lambda b, r: cvat.invoke(
-                service, config.cvat, r.headers.get("x-nuclio-function-name"), b),
+                service, config.cvat, r.headers.get("x-nuclio-function-name"), b, tracker),
                 cvat_everything)),
             ]
         )  # fmt: skip
@@ -127,6 +186,13 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
             web.post("/v1/predict", route(anylabeling_error, anylabeling_auth(
                 lambda b, r: anylabeling.predict(service, config.anylabeling, b)),
                 anylabeling_everything)),
+            web.post("/v1/video/init", route(anylabeling_error, anylabeling_auth(
+                lambda b, r: video.init(tracker, config, b)), lambda b, r: True)),
+            web.post("/v1/video/prompt", route(anylabeling_error, anylabeling_auth(
+                lambda b, r: video.prompt(tracker, config, b)))),
+            web.post("/v1/video/cleanup/{session}", route(anylabeling_error, anylabeling_auth(
+                lambda b, r: video.cleanup(tracker, r.match_info["session"])))),
+            web.post("/v1/video/propagate/stream", stream_propagation),
             ]
         )  # fmt: skip
 

@@ -7,6 +7,7 @@
                       LABEL_STUDIO_API_KEY),
                       model_version = "sam2.1"
     [cvat]            interactor = "sam2-triton", detector = "sam2-triton-everything",
+                      tracker = "sam2-triton-tracker",
                       labels = ["object"], enabled = true
     [anylabeling]     model = "sam2", display_name = "SAM 2.1 (sam2-triton)", api_key = ""
     [automatic]       points_per_side = 32, pred_iou_thresh = 0.8, … (SAM2AutomaticMaskGenerator's)
@@ -55,6 +56,7 @@ class CvatConfig:
     # not pth-facebookresearch-sam2-hiera-large: CVAT's SAM 2 UI plugin takes over that id
     interactor: str = "sam2-triton"
     detector: str = "sam2-triton-everything"
+    tracker: str = "sam2-triton-tracker"  # needs the video models (an export with --video)
     labels: tuple[str, ...] = ("object",)  # the detector's: every mask gets labels[0]
 
 

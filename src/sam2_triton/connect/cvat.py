@@ -11,6 +11,10 @@ Interactor (``tools-control.tsx``): ``{image (base64), pos_points, neg_points, o
 Detector: ``{image, threshold?}`` -> ``[{label, confidence, type: "mask", mask}]``, each mask
 the crop's flat row-major 0/1 values followed by its inclusive bounds (what CVAT's own
 segmentation functions send; CVAT run-length encodes it itself).
+Tracker (``serverless/pytorch/dschoerk/transt``'s contract): ``{image, shapes: [[x1, y1, x2,
+y2]], states}`` -> ``{shapes, states}``, one frame a call; a shape without a state starts
+tracking (its box comes back as given), the states CVAT keeps and sends back name the object
+in a live sam2_video session (``connect.tracking``).
 
 CVAT passes a failed call on as ``str(HTTPError)``: the status line, not the body; the problem
 is in the reason phrase too.
@@ -37,6 +41,8 @@ from sam2_triton.connect.service import (
     check_point,
     digits_json,
 )
+from sam2_triton.connect.tracking import LiveTracker
+from sam2_triton.connect.tracking import state as tracking_state
 
 
 def functions(config: CvatConfig) -> dict[str, Any]:
@@ -57,9 +63,12 @@ def functions(config: CvatConfig) -> dict[str, Any]:
         "version": "1",
         "spec": json.dumps([{"name": label, "type": "mask"} for label in config.labels]),
     }
+    tracker = {"type": "tracker", "name": "SAM 2.1 tracker (sam2-triton)", "version": "1",
+               "spec": "[]"}  # fmt: skip
     return {
         config.interactor: _function(config.interactor, interactor, "SAM 2.1 clicks and boxes"),
         config.detector: _function(config.detector, detector, "SAM 2.1 segment-everything"),
+        config.tracker: _function(config.tracker, tracker, "SAM 2.1 video tracking of boxes"),
     }
 
 
@@ -78,14 +87,23 @@ def function(config: CvatConfig, name: str) -> dict[str, Any]:
     return listed[name]
 
 
-def invoke(service: SegmentService, config: CvatConfig, name: str | None, body: Any) -> Any:
+def invoke(
+    service: SegmentService,
+    config: CvatConfig,
+    name: str | None,
+    body: Any,
+    tracker: LiveTracker | None = None,
+) -> Any:
     """``POST /api/function_invocations`` for the function named in x-nuclio-function-name."""
     if not name:
         raise ToolError(400, "x-nuclio-function-name: missing (which function to invoke)")
     function(config, name)
     if not isinstance(body, dict):
         raise ToolError(400, "the request body must be a JSON object")
-    image = service.open(_image(body.get("image"), service.config.gateway.max_body_mb << 20))
+    data = _image(body.get("image"), service.config.gateway.max_body_mb << 20)
+    if name == config.tracker:
+        return track(tracker or LiveTracker(service.config), service, data, body)
+    image = service.open(data)
     if name == config.interactor:
         mask = service.click(image, _prompt(body, image)).mask
         cropped, bounds = crop(mask)
@@ -119,6 +137,40 @@ def detect(
         values = digits_json(cropped.reshape(-1))[:-1] + b"," + json.dumps(bounds)[1:].encode()
         shapes.append(json.dumps(shape)[:-1].encode() + b',"mask":' + values + b"}")
     return EncodedJson(b"[" + b",".join(shapes) + b"]")
+
+
+def track(tracker: LiveTracker, service: SegmentService, data: bytes, body: dict) -> Any:
+    """The tracker: shapes without a state start a session on this frame, the others step
+    their sessions (one new frame each); shapes and states come back in CVAT's order."""
+    image = service.open(data)  # checked as any image (format, pixel cap)
+    shapes, states = body.get("shapes"), body.get("states") or []
+    if not isinstance(shapes, list) or not isinstance(states, list):
+        raise ToolError(400, "shapes and states: expected lists")
+    boxes = [check_box(shape, image, f"shapes[{k}]") for k, shape in enumerate(shapes)]
+    given: list[dict | None] = []
+    for k in range(len(shapes)):
+        found = states[k] if k < len(states) else None
+        if found is not None and not (
+            isinstance(found, dict)
+            and isinstance(found.get("session"), str)
+            and isinstance(found.get("object"), int)
+        ):
+            raise ToolError(400, f"states[{k}]: not a state this tracker returned")
+        given.append(found)
+    out_boxes: list[Any] = list(boxes)
+    out_states: list[Any] = list(given)
+    fresh = [k for k, found in enumerate(given) if found is None]
+    if fresh:
+        session, ids = tracker.start(data, [boxes[k] for k in fresh])
+        for k, obj_id in zip(fresh, ids, strict=True):
+            out_states[k] = tracking_state(session, obj_id)
+    for session in dict.fromkeys(s["session"] for s in given if s is not None):
+        stepped = tracker.step(session, data)
+        for k, found in enumerate(given):
+            if found is not None and found["session"] == session:
+                tracked = stepped.get(found["object"])
+                out_boxes[k] = tracked if tracked is not None else boxes[k]  # lost: kept
+    return {"shapes": [[round(v, 2) for v in box] for box in out_boxes], "states": out_states}
 
 
 def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
