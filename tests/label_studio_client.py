@@ -1,7 +1,7 @@
 """Label Studio driven through its own API and SDK (label-studio-sdk, in Label Studio's venv:
 ``make label-studio``), as a person using the gateway as its ML backend would:
 
-    python label_studio_client.py OUT LABEL_STUDIO_URL EMAIL PASSWORD TOKEN GATEWAY IMAGE
+    python label_studio_client.py OUT LABEL_STUDIO_URL EMAIL PASSWORD TOKEN GATEWAY IMAGE [VIDEO]
 
 1. logs in and allows legacy API tokens (1.23 disables them by default), so that the token
    ``TOKEN`` (LABEL_STUDIO_USER_TOKEN) authorises the SDK and the gateway's image fetches;
@@ -15,6 +15,9 @@
 6. decodes every brush RLE with the SDK (``label_studio_sdk.converter.brush.decode_rle``).
 
 Writes OUT/answer.json (the regions without their RLE) and OUT/<name>.npy (each decoded alpha).
+With VIDEO (an MP4): a second project with ``VideoRectangle``, the video uploaded, and a
+tracking request as the page sends one for a region's keyframe (its ``videorectangle`` region
+in the context); the answer's regions go to OUT/video.json.
 """
 
 import json
@@ -27,6 +30,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.converter.brush import decode_rle
 
 out, url, email, password, token, gateway, image = sys.argv[1:8]
+video = sys.argv[8] if len(sys.argv) > 8 else None
 out_dir = Path(out)
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -125,4 +129,46 @@ answer = {
     "opened_task_predictions": len(opened.get("predictions", [])),
 }
 (out_dir / "answer.json").write_text(json.dumps(answer, default=str))
+
+if video:
+    VIDEO_CONFIG = """<View>
+  <Labels name="videoLabels" toName="video"><Label value="square"/></Labels>
+  <Video name="video" value="$video" framerate="10"/>
+  <VideoRectangle name="box" toName="video" smart="true"/>
+</View>"""
+    clip = ls.projects.create(title="sam2-triton video", label_config=VIDEO_CONFIG)
+    with open(video, "rb") as f:
+        imported = requests.post(
+            f"{url}/api/projects/{clip.id}/import",
+            files={"file": ("clip.mp4", f, "video/mp4")},
+            headers=auth,
+            timeout=60,
+        )
+    assert imported.ok, (imported.status_code, imported.text)
+    (clip_task,) = list(ls.tasks.list(project=clip.id))
+    clip_backend = ls.ml.create(
+        project=clip.id, url=gateway, title="sam2-triton", is_interactive=True
+    )
+    region = {
+        "id": "square1",
+        "type": "videorectangle",
+        "from_name": "box",
+        "to_name": "video",
+        "origin": "manual",
+        "value": {
+            "framesCount": 3,
+            "duration": 0.3,
+            "labels": ["square"],
+            "sequence": [{"frame": 1, "enabled": True, "rotation": 0, "time": 0.0,
+                          "x": 11.25, "y": 31.6667, "width": 21.25, "height": 28.3333}],
+        },
+    }  # fmt: skip
+    raw = ls.ml.with_raw_response.predict_interactive(
+        clip_backend.id, task=clip_task.id, context={"result": [region]}
+    )
+    tracked = raw.response.json()
+    assert "data" in tracked and tracked["data"].get("result"), tracked
+    (out_dir / "video.json").write_text(
+        json.dumps({"task_video": clip_task.data["video"], "result": tracked["data"]["result"]})
+    )
 print("ok")

@@ -132,3 +132,28 @@ def test_x_anylabeling_marks_are_read_and_wrong_ones_named():
     assert anylabeling.decode_data_uri("data:image/png;base64,aGk=", 10) == b"hi"
     with pytest.raises(ToolError, match="not valid base64"):
         anylabeling.decode_data_uri("data:image/png;base64,@@", 10)
+
+
+def test_label_studio_video_regions_are_read_and_wrong_ones_named():
+    from sam2_triton.connect import label_studio_video as lsv
+
+    config = ('<View><Video name="v" value="$video"/>'
+              '<VideoRectangle name="box" toName="v" smart="true"/></View>')  # fmt: skip
+    assert lsv.video_controls(config) == lsv.VideoControls("box", "v", "video")
+    assert lsv.video_controls(LABEL_CONFIG) is None
+    keyframe = {"frame": 2, "x": 10, "y": 50, "width": 20, "height": 25, "enabled": True}
+    region = {"type": "videorectangle", "value": {"sequence": [keyframe], "framesCount": 30,
+                                                  "duration": 3.0}}  # fmt: skip
+    assert lsv.is_video([region]) and not lsv.is_video([{"type": "keypointlabels"}])
+    assert lsv._region(region, 0) is region and lsv._fps(region) == 10.0
+    assert lsv._pixels(keyframe, 160, 120) == (16.0, 60.0, 48.0, 90.0)
+    for value, problem in [
+        ({"sequence": []}, "value.sequence: expected keyframes"),
+        ({"sequence": [{**keyframe, "x": "left"}]}, r"sequence\[0\]: expected frame, x, y"),
+        ({"sequence": [{**keyframe, "frame": 0}]}, "frames count from 1"),
+        ({"sequence": [{**keyframe, "enabled": False}]}, "no enabled keyframe"),
+    ]:
+        with pytest.raises(ToolError, match=problem):
+            lsv._region({"type": "videorectangle", "value": value}, 0)
+    with pytest.raises(ToolError, match="its box has no area"):
+        lsv._pixels({**keyframe, "x": 120}, 160, 120)

@@ -18,12 +18,15 @@ import pytest
 import requests
 from pycocotools import mask as mask_utils
 
+from sam2_triton import SAM2RemoteVideoPredictor
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.connect.app import make_app
 from sam2_triton.connect.config import ConnectConfig, LabelStudioConfig, ServerConfig
 from tests.conftest import ROOT, free_port
 from tests.connect_helpers import COFFEE, best, serving
 from tests.helpers import PARAMS
+from tests.test_e2e_video import _mp4
+from tests.video_helpers import synthetic_video
 
 pytestmark = pytest.mark.e2e
 
@@ -89,11 +92,15 @@ def test_label_studio_gets_sam2s_masks_through_the_gateway(label_studio, triton,
     )
     image = tmp_path / "coffee.png"
     image.write_bytes(COFFEE)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    synthetic_video(frames, 3)
+    clip = _mp4(frames, 3, tmp_path / "clip.mp4")
     gateway = f"http://127.0.0.1:{port}"
     with serving({port: make_app(config)}):
         run = subprocess.run(
             [str(VENV / "python"), str(ROOT / "tests" / "label_studio_client.py"), str(tmp_path),
-             url, EMAIL, PASSWORD, token, gateway, str(image)],
+             url, EMAIL, PASSWORD, token, gateway, str(image), str(clip)],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -115,3 +122,33 @@ def test_label_studio_gets_sam2s_masks_through_the_gateway(label_studio, triton,
         rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
         got = np.load(tmp_path / f"pre_0_{j}.npy") == 255
         assert np.array_equal(got, mask_utils.decode(rle) > 0), j
+
+    # a VideoRectangle keyframe on frame 1, tracked through the uploaded video: the region
+    # comes back with its keyframe and frames 2 and 3, the boxes of SAM2RemoteVideoPredictor's
+    # masks on the same file (in percent; random weights segment the whole frame for a box, so
+    # this checks the protocol: test_e2e_connect_cvat checks a tracked session's masks)
+    video = json.loads((tmp_path / "video.json").read_text())
+    assert video["task_video"].startswith("/data/upload/")
+    (region,) = video["result"]
+    assert (region["type"], region["from_name"], region["to_name"]) == ("videorectangle", "box",
+                                                                        "video")  # fmt: skip
+    assert region["value"]["labels"] == ["square"]
+    sequence = region["value"]["sequence"]
+    assert [item["frame"] for item in sequence] == [1, 2, 3]
+    box = [18.0, 38.0, 52.0, 72.0]  # the keyframe's 11.25 %, 31.67 %, 21.25 %, 28.33 %
+    with SAM2RemoteVideoPredictor(triton.grpc_url, "grpc") as predictor:
+        state = predictor.init_state(video_path=str(clip))
+        predictor.add_new_points_or_box(state, 0, 1, box=box)
+        for index, _, logits in predictor.propagate_in_video(state):
+            ys, xs = np.nonzero(np.asarray(logits)[0, 0] > 0)
+            want = [
+                100 * xs.min() / 160,
+                100 * ys.min() / 120,
+                100 * (xs.max() + 1 - xs.min()) / 160,
+                100 * (ys.max() + 1 - ys.min()) / 120,
+            ]
+            item = sequence[index]
+            got = [item["x"], item["y"], item["width"], item["height"]]
+            if index:  # tracked (the keyframe comes back as it was sent)
+                assert got == pytest.approx(want, abs=1e-3), index
+                assert item["enabled"] and item["time"] == pytest.approx(index / 10)

@@ -43,8 +43,10 @@ def init(tracker: LiveTracker, config: ConnectConfig, body: Any) -> dict[str, An
     frames = body.get("frames")
     if not isinstance(frames, list) or not frames:
         raise ToolError(400, "frames: expected a list of data URIs, one per frame")
-    limit = config.gateway.max_body_mb << 20
-    data = [decode_data_uri(frame, limit) for frame in frames]
+    limit = config.gateway.max_video_mb
+    if sum(len(frame) for frame in frames if isinstance(frame, str)) * 3 // 4 > limit << 20:
+        raise ToolError(413, f"frames: over the gateway's limit of {limit} MB")
+    data = [decode_data_uri(frame, config.gateway.max_body_mb << 20) for frame in frames]
     answer = tracker.call(lambda client: client.start(frames=data))
     return {"success": True, "data": {"session_id": answer.session_id,
                                       "total_frames": answer.num_frames}}  # fmt: skip

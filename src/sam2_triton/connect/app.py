@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 
 def make_app(config: ConnectConfig, service: SegmentService | None = None) -> web.Application:
     service = service or SegmentService(config)
-    studio = LabelStudioBackend(service, config.label_studio)
     tracker = LiveTracker(config)
-    app = web.Application(client_max_size=(config.gateway.max_body_mb << 20) * 4 // 3 + (1 << 20))
+    studio = LabelStudioBackend(service, config.label_studio, tracker)
+    largest = max(config.gateway.max_body_mb, config.gateway.max_video_mb) << 20  # base64: 4/3
+    app = web.Application(client_max_size=largest * 4 // 3 + (1 << 20))
     pools = {
         "clicks": ThreadPoolExecutor(16, thread_name_prefix="connect-clicks"),
         "everything": ThreadPoolExecutor(2, thread_name_prefix="connect-everything"),

@@ -1,11 +1,12 @@
 """What the gateway offers and where it finds things: one TOML file, every key optional.
 
     [server]          url = "127.0.0.1:8001", protocol = "grpc"
-    [gateway]         max_body_mb = 64, max_image_pixels = <the server's default>, images = 64,
+    [gateway]         max_body_mb = 64, max_video_mb = 1024, max_image_pixels = <the server's
+                      default>, images = 64,
                       image_mb = 1024
     [label_studio]    url = "http://127.0.0.1:8080" (or LABEL_STUDIO_URL), token = "" (or
                       LABEL_STUDIO_API_KEY),
-                      model_version = "sam2.1"
+                      model_version = "sam2.1", video_frames = 0 (to the end)
     [cvat]            interactor = "sam2-triton", detector = "sam2-triton-everything",
                       tracker = "sam2-triton-tracker",
                       labels = ["object"], enabled = true
@@ -38,6 +39,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class GatewayConfig:
     max_body_mb: int = 64  # a tool's request: the image travels in it, base64 (4/3 larger)
+    max_video_mb: int = 1024  # a video: X-AnyLabeling's frames in one request, a task's file
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     images: int = 64  # images remembered (bytes and the server's id) so a re-sent one is a click
     image_mb: int = 1024  # and at most this many megabytes of them
@@ -48,6 +50,7 @@ class LabelStudioConfig:
     url: str = "http://127.0.0.1:8080"  # where tasks' images are fetched; env LABEL_STUDIO_URL
     token: str = ""  # a legacy API token or a personal access token; env LABEL_STUDIO_API_KEY
     model_version: str = "sam2.1"
+    video_frames: int = 0  # frames tracked after a region's first keyframe (0: to the end)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class ConnectConfig:
         values["label_studio"] = _section(LabelStudioConfig, studio, path)
         config = cls(**values)
         gateway = config.gateway
-        for key in ("max_body_mb", "max_image_pixels", "images", "image_mb"):
+        for key in ("max_body_mb", "max_video_mb", "max_image_pixels", "images", "image_mb"):
             if getattr(gateway, key) < 1:
                 raise ConfigError(f"{path}: [gateway] {key} must be at least 1")
         if not config.cvat.labels:

@@ -30,6 +30,7 @@ import requests
 
 from sam2_triton.connect.brush import mask_to_rle
 from sam2_triton.connect.config import LabelStudioConfig
+from sam2_triton.connect.label_studio_video import is_video, track, video_controls
 from sam2_triton.connect.service import (
     OpenImage,
     Prompt,
@@ -38,6 +39,7 @@ from sam2_triton.connect.service import (
     check_box,
     check_point,
 )
+from sam2_triton.connect.tracking import LiveTracker
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,13 @@ class ImageFetcher:
 
 
 class LabelStudioBackend:
-    def __init__(self, service: SegmentService, config: LabelStudioConfig) -> None:
+    def __init__(
+        self, service: SegmentService, config: LabelStudioConfig, tracker: LiveTracker | None = None
+    ) -> None:
         self.service, self.config = service, config
+        self.tracker = tracker or LiveTracker(service.config)
         self.fetcher = ImageFetcher(config, service.config.gateway.max_body_mb << 20)
+        self.video_fetcher = ImageFetcher(config, service.config.gateway.max_video_mb << 20)
 
     def setup(self, body: Any) -> dict[str, Any]:
         return {"model_version": self.config.model_version}
@@ -160,16 +166,31 @@ class LabelStudioBackend:
             raise ToolError(400, "tasks: expected a list of tasks")
         if not body["tasks"]:
             raise ToolError(400, "tasks: empty")
-        wanted = controls(body.get("label_config"))
         params = body.get("params") or {}
         context = params.get("context") if isinstance(params, dict) else None
         if context is not None and not isinstance(context, dict):
             raise ToolError(400, "params.context: expected an object")
+        if context and is_video(context.get("result")):
+            return {"results": [self._track(body, context["result"])]}
+        wanted = controls(body.get("label_config"))
         if context and context.get("result"):
             task = body["tasks"][0]
             prediction = self._click(task, wanted, context["result"])
             return {"results": [prediction]}
         return {"results": [self._everything(task, wanted) for task in body["tasks"]]}
+
+    def _track(self, body: dict[str, Any], result: list) -> dict[str, Any]:
+        """VideoRectangle keyframes tracked through the task's video (label_studio_video)."""
+        config = body.get("label_config")
+        wanted = video_controls(config) if isinstance(config, str) else None
+        if wanted is None:
+            raise ToolError(400, 'label_config: no <VideoRectangle> labelling a <Video value="$…">')
+        task = body["tasks"][0]
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise ToolError(400, "tasks[]: expected tasks with data")
+        video = self.video_fetcher.fetch(task["data"].get(wanted.data_key), task.get("id"))
+        prediction = track(self.tracker, wanted, video, result, self.config.video_frames)
+        return {**prediction, "model_version": self.config.model_version, "score": 0.0}
 
     def _image(self, task: Any, wanted: Controls) -> OpenImage:
         """The task's image: fetched from Label Studio once per task and URL."""
