@@ -16,8 +16,6 @@ carries the status line and not the body: the problem is in the reason phrase to
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
@@ -29,6 +27,7 @@ from sam2_triton.connect.service import (
     ToolError,
     check_box,
     check_point,
+    decode_base64,
 )
 
 LABEL = "AUTOLABEL_OBJECT"  # what X-AnyLabeling's own SAM models name a new object
@@ -78,16 +77,9 @@ def models(config: AnyLabelingConfig) -> dict[str, Any]:
 
 def decode_data_uri(value: Any, max_bytes: int) -> bytes:
     """The image of a request: a ``data:`` URI (what the client sends) or bare base64."""
-    if not isinstance(value, str) or not value:
-        raise ToolError(400, "image: expected a data URI or base64 string")
-    match = DATA_URI.match(value)
+    match = DATA_URI.match(value) if isinstance(value, str) else None
     payload = value[match.end() :] if match else value
-    if len(payload) * 3 // 4 > max_bytes:
-        raise ToolError(413, f"image: over the gateway's limit of {max_bytes >> 20} MB")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ToolError(400, "image: not valid base64") from None
+    return decode_base64(payload, max_bytes, "a data URI or base64 string")
 
 
 def predict(service: SegmentService, config: AnyLabelingConfig, body: Any) -> dict[str, Any]:

@@ -22,8 +22,6 @@ is in the reason phrase too.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -39,6 +37,7 @@ from sam2_triton.connect.service import (
     ToolError,
     check_box,
     check_point,
+    decode_base64,
     digits_json,
 )
 from sam2_triton.connect.tracking import LiveTracker
@@ -100,7 +99,9 @@ def invoke(
     function(config, name)
     if not isinstance(body, dict):
         raise ToolError(400, "the request body must be a JSON object")
-    data = _image(body.get("image"), service.config.gateway.max_body_mb << 20)
+    data = decode_base64(
+        body.get("image"), service.config.gateway.max_body_mb << 20, "the frame's file as base64"
+    )
     if name == config.tracker:
         return track(tracker or LiveTracker(service.config), service, data, body)
     image = service.open(data)
@@ -181,17 +182,6 @@ def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
         return mask[:1, :1], [0, 0, 0, 0]
     x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
     return mask[y1 : y2 + 1, x1 : x2 + 1], [x1, y1, x2, y2]
-
-
-def _image(value: Any, max_bytes: int) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise ToolError(400, "image: expected the frame's file as base64")
-    if len(value) * 3 // 4 > max_bytes:
-        raise ToolError(413, f"image: over the gateway's limit of {max_bytes >> 20} MB")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ToolError(400, "image: not valid base64") from None
 
 
 def _prompt(body: dict[str, Any], image: OpenImage) -> Prompt:

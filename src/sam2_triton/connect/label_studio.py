@@ -124,7 +124,9 @@ class ImageFetcher:
             raise ToolError(400, f"task {task_id}: {value[:80]!r} is not a URL or path")
         return urljoin(self.config.url, value)
 
-    def fetch(self, value: Any, task_id: Any) -> bytes:
+    def fetch(self, value: Any, task_id: Any, max_bytes: int | None = None) -> bytes:
+        """The file a task's field names, at most ``max_bytes`` (default: the fetcher's)."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
         if not isinstance(value, str) or not value:
             raise ToolError(400, f"task {task_id}: its image field is empty or not a URL")
         url = self.url(value, task_id)
@@ -140,12 +142,12 @@ class ImageFetcher:
                             502, f"task {task_id}: Label Studio answered {reply.status_code} "
                             f"for {shown}"
                         )  # fmt: skip
-                    data = reply.raw.read(self.max_bytes + 1, decode_content=True)
+                    data = reply.raw.read(limit + 1, decode_content=True)
                 break
             except requests.RequestException as exc:
                 raise ToolError(502, f"task {task_id}: could not fetch {shown}: {exc}") from None
-        if len(data) > self.max_bytes:
-            raise ToolError(413, f"task {task_id}: its image is over {self.max_bytes >> 20} MB")
+        if len(data) > limit:
+            raise ToolError(413, f"task {task_id}: its image is over {limit >> 20} MB")
         return data
 
 
@@ -155,8 +157,8 @@ class LabelStudioBackend:
     ) -> None:
         self.service, self.config = service, config
         self.tracker = tracker or LiveTracker(service.config)
+        # one fetcher, so that one access token serves images and videos
         self.fetcher = ImageFetcher(config, service.config.gateway.max_body_mb << 20)
-        self.video_fetcher = ImageFetcher(config, service.config.gateway.max_video_mb << 20)
 
     def setup(self, body: Any) -> dict[str, Any]:
         return {"model_version": self.config.model_version}
@@ -188,7 +190,11 @@ class LabelStudioBackend:
         task = body["tasks"][0]
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise ToolError(400, "tasks[]: expected tasks with data")
-        video = self.video_fetcher.fetch(task["data"].get(wanted.data_key), task.get("id"))
+        video = self.fetcher.fetch(
+            task["data"].get(wanted.data_key),
+            task.get("id"),
+            self.service.config.gateway.max_video_mb << 20,
+        )
         prediction = track(self.tracker, wanted, video, result, self.config.video_frames)
         return {**prediction, "model_version": self.config.model_version, "score": 0.0}
 

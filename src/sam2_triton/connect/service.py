@@ -9,6 +9,8 @@ Each tool's module turns its request into these calls and their answers into its
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -248,10 +250,28 @@ class SegmentService:
         except ToolError:
             raise
         except Exception as exc:  # tritonclient raises its own InferenceServerException
-            text = getattr(exc, "message", None)
-            message = text() if callable(text) else str(exc)
-            code = getattr(exc, "status", None)
-            status = str(code()) if callable(code) else ""
-            if status in ("400", "StatusCode.INVALID_ARGUMENT"):
-                raise ToolError(400, f"the server refused the request: {message}") from None
-            raise ToolError(502, f"the SAM 2 server failed: {message}") from None
+            raise server_error(exc) from None
+
+
+def server_error(exc: Exception) -> ToolError:
+    """A server call's failure for a tool: its refusal of bad input a 400 naming it, anything
+    else a 502 (the server is down or failing)."""
+    text = getattr(exc, "message", None)
+    message = text() if callable(text) else str(exc)
+    code = getattr(exc, "status", None)
+    if str(code() if callable(code) else "") in ("400", "StatusCode.INVALID_ARGUMENT"):
+        return ToolError(400, f"the server refused the request: {message}")
+    return ToolError(502, f"the SAM 2 server failed: {message}")
+
+
+def decode_base64(value: Any, max_bytes: int, expected: str) -> bytes:
+    """A tool's base64 payload (an image, a frame), within ``max_bytes`` once decoded;
+    ``expected`` says what it should have been when it is not a string."""
+    if not isinstance(value, str) or not value:
+        raise ToolError(400, f"image: expected {expected}")
+    if len(value) * 3 // 4 > max_bytes:
+        raise ToolError(413, f"image: over the gateway's limit of {max_bytes >> 20} MB")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ToolError(400, "image: not valid base64") from None

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sam2_triton.clients.tritonclient_io import is_not_found
 from sam2_triton.clients.video import VideoAnswer, VideoClient
 from sam2_triton.connect.config import ConnectConfig
-from sam2_triton.connect.service import ToolError
+from sam2_triton.connect.service import ToolError, server_error
 
 T = TypeVar("T")
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
@@ -70,17 +70,12 @@ class LiveTracker:
         except StopIteration:  # a stream's end, not an error
             raise
         except Exception as exc:  # tritonclient's InferenceServerException
-            text = getattr(exc, "message", None)
-            message = text() if callable(text) else str(exc)
             if session is not None and is_not_found(exc):
                 raise ToolError(
                     404, f"tracking state: session {session} is gone (closed when idle or over "
                     "the server's limits, or the server restarted): track the object again"
                 ) from None  # fmt: skip
-            code = getattr(exc, "status", None)
-            if str(code() if callable(code) else "") in ("400", "StatusCode.INVALID_ARGUMENT"):
-                raise ToolError(400, f"the server refused the request: {message}") from None
-            raise ToolError(502, f"the SAM 2 server failed: {message}") from None
+            raise server_error(exc) from None
 
 
 def _boxes(answer: VideoAnswer) -> dict[int, Box | None]:
