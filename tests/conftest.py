@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests import servers
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "sam2_triton"
@@ -27,23 +28,16 @@ SEED = 0
 SERVER_FIXTURES = {"triton", "routed_triton"}
 
 
-#: Servers' graceful stops still running (``stop_in_background``), joined at the session's end.
-_STOPPING: list[threading.Thread] = []
-
-
-def stop_in_background(stop: Callable[[], object]) -> None:
-    """Run a server's graceful stop (``stop``) beside the next tests. Triton unloads a Python
-    model's instances one after another, each after its backend's one-second health check, so a
-    stop takes 3-5 s of waiting (15 s once a stub was killed mid-request: the old version stays
-    referenced until the exit timeout) in which the next test need not wait."""
-    thread = threading.Thread(target=stop, name="server-stop", daemon=True)
-    thread.start()
-    _STOPPING.append(thread)
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for thread in _STOPPING:
-        thread.join(timeout=120)
+    servers.join_stopping()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
+    lines = servers.report()
+    if lines:
+        terminalreporter.section("stubs that crashed and were reloaded by the watchdog")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -196,25 +190,15 @@ def serve_repository(
     python=None,
     runtime_dir: Path | None = None,
 ) -> Iterator:
-    """A real tritonserver on free loopback ports serving ``repo`` (its log printed if it fails
-    to start); ``python``: the StubPython its Python models run on (default: this one)."""
-    from sam2_triton.server.embedded import Ports, TritonServer
+    """A real tritonserver on free loopback ports serving ``repo``, watched as ``serve`` watches
+    it (tests/servers.py); ``python``: the StubPython its Python models run on (default: this
+    one)."""
+    from sam2_triton.server.embedded import Ports
 
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
-    server = TritonServer(
-        repository=repo,
-        runtime_dir=runtime_dir or ROOT / "build" / "tritonserver",
-        ports=Ports(free_port(), free_port(), free_port()),
-        log_file=log,
-        python=python,
-    )
-    try:
-        server.start(timeout=300)
-    except Exception:
-        print(log.read_text()[-5000:] if log.exists() else "no log")
-        raise
-    yield server
-    stop_in_background(server.stop)
+    ports = Ports(free_port(), free_port(), free_port())
+    runtime = runtime_dir or ROOT / "build" / "tritonserver"
+    yield from servers.serve_watched(repo, log, ports, runtime, python)
 
 
 #: The options of ``triton``, the server most end-to-end tests share.

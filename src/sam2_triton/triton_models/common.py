@@ -6,6 +6,7 @@ only there); the logic it calls lives in plain modules that are tested without T
 
 from __future__ import annotations
 
+import faulthandler
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,10 @@ from sam2_triton.errors import (
     ServiceError,
 )
 from sam2_triton.triton_models.metrics import ModelMetrics
+
+# A stub that crashes (a segfault in the backend or an extension) writes each thread's Python
+# stack to its stderr, which is the server's log: the crash says where it happened.
+faulthandler.enable()
 
 # The one place kinds meet Triton's codes: what a client is told, and (reversed) what a BLS
 # callee's error code means to us. Every ErrorKind has an entry (tests check it). Names, not
