@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml setup.py requirements/constraints.txt
 	@if [ -d src/sam2_triton/export ] && [ -z "$$(find src/sam2_triton/export -name '*.py')" ]; then \
 		rm -rf src/sam2_triton/export; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[export,dev,loadtest,openvino]'
-	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation sam2==1.1.0
+	$(PY) -m pip install --quiet --no-compile -c requirements/constraints.txt -e '.[export,dev,loadtest,openvino]'
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-compile --no-deps --no-build-isolation sam2==1.1.0
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -47,7 +47,7 @@ perf-analyzer: $(PERF_ANALYZER)
 X_ANYLABELING := build/x-anylabeling/.installed
 $(X_ANYLABELING):
 	$(PYTHON) -m venv build/x-anylabeling
-	build/x-anylabeling/bin/python -m pip install --quiet x-anylabeling-cvhub==4.2.1
+	build/x-anylabeling/bin/python -m pip install --quiet --no-compile x-anylabeling-cvhub==4.2.1
 	touch $(X_ANYLABELING)
 
 x-anylabeling: $(X_ANYLABELING)
@@ -57,7 +57,7 @@ x-anylabeling: $(X_ANYLABELING)
 LABEL_STUDIO := build/label-studio/.installed
 $(LABEL_STUDIO):
 	$(PYTHON) -m venv build/label-studio
-	build/label-studio/bin/python -m pip install --quiet label-studio==1.23.2
+	build/label-studio/bin/python -m pip install --quiet --no-compile label-studio==1.23.2
 	touch $(LABEL_STUDIO)
 
 label-studio: $(LABEL_STUDIO)

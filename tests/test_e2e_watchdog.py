@@ -25,7 +25,7 @@ from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import model_names
 from sam2_triton.server.embedded import Ports, TritonServer
 from sam2_triton.server.watchdog import ADMIN_HEADER, ModelControl, Watchdog, alive, stubs_of
-from tests.conftest import ROOT, free_port, stop_in_background
+from tests.conftest import ROOT, free_port
 from tests.helpers import (
     PARAMS,
     Scrape,
@@ -34,6 +34,7 @@ from tests.helpers import (
     wait_for_log,
     workdir_with_export,
 )
+from tests.servers import stop_in_background
 
 pytestmark = pytest.mark.e2e
 
