@@ -53,11 +53,15 @@ $(X_ANYLABELING):
 x-anylabeling: $(X_ANYLABELING)
 
 # Label Studio itself (and its SDK: label-studio-sdk needs numpy 2, so never in .venv), in a
-# venv of its own: tests/test_e2e_label_studio.py starts it with SQLite on loopback.
+# venv of its own: tests/test_e2e_label_studio.py starts it with SQLite on loopback, on a copy
+# of the database migrated here (any command migrates it; the first start would, for ~15 s).
 LABEL_STUDIO := build/label-studio/.installed
 $(LABEL_STUDIO):
 	$(PYTHON) -m venv build/label-studio
 	build/label-studio/bin/python -m pip install --quiet --no-compile label-studio==1.23.2
+	rm -rf build/label-studio/data
+	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/build/label-studio/data \
+		build/label-studio/bin/label-studio version > /dev/null
 	touch $(LABEL_STUDIO)
 
 label-studio: $(LABEL_STUDIO)

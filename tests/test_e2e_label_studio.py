@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,6 +44,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             pytest.fail(f"{message} (make test installs it)")
         pytest.skip(message)
     data = tmp_path_factory.mktemp("label_studio")
+    migrated = VENV.parent / "data"  # its database, migrated by make label-studio
+    if migrated.is_dir():
+        shutil.copytree(migrated, data, dirs_exist_ok=True)
     port, token = free_port(), secrets.token_hex(20)
     env = {
         **os.environ,
