@@ -11,13 +11,14 @@ import json
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.image.encodings import rle_to_mask
 from sam2_triton.image.transforms import decode_image
-from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port
+from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port, model_runs
 from tests.helpers import ASSETS, PARAMS, unique_png
 from tests.ui_browser import VIEWPORT, App, chromium, gateway
 
@@ -378,3 +379,55 @@ def test_an_answer_for_undone_prompts_is_never_drawn(app):
     [obj] = objects(app)
     assert obj["points"] == [] and obj["candidates"] is None
     assert app.drawn().sum() == 0
+
+
+def test_the_hover_preview_is_the_clicks_mask_and_the_click_takes_it_without_a_console_error(
+    browser, ui, client, triton
+):
+    """Issue 33: while the pointer rests, the page shows the mask a click there would give
+    (sam2_session's, exactly); moving on drops the request in flight (never two at once); a
+    click where the pointer rests keeps the preview with no second decoder run. Loading and
+    using the page logs no console error (the favicon is served)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(120_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        app = App(page, ui)
+        image_id = app.open_sample()
+        for fx in (0.2, 0.3, 0.4, 0.5, 0.6):  # passing over: each rest shorter than REST_MS
+            page.mouse.move(*app.at(fx, 0.5))
+            page.wait_for_timeout(30)
+        page.mouse.move(*app.at(0.45, 0.55))
+        page.wait_for_function("() => window.sam2ui.hover.preview !== null")
+        x, y = app.image_coords(0.45, 0.55)
+        expected = served(client, image_id, [[x, y]], [1])
+        np.testing.assert_array_equal(app.drawn_preview(), expected)
+        stats = app.state("s.hover.stats")
+        assert stats["maxInflight"] == 1 and stats["shown"] == 1, stats
+
+        runs = model_runs(triton, "sam2_session")
+        page.mouse.down()
+        page.mouse.up()
+        app.wait_answers(1)
+        assert model_runs(triton, "sam2_session") == runs  # the preview's answer, kept
+        assert app.state("s.state.latencies[0].from_preview")
+        [obj] = objects(app)
+        np.testing.assert_allclose(obj["points"][0], (x, y), atol=1e-3)
+        np.testing.assert_array_equal(app.drawn(), expected)
+
+        # over the selected object, the preview adds a point to its prompts
+        page.mouse.move(*app.at(0.7, 0.3))
+        page.wait_for_function("() => window.sam2ui.hover.preview !== null")
+        x2, y2 = app.image_coords(0.7, 0.3)
+        both = served(client, image_id, [[x, y], [x2, y2]], [1, 1])
+        np.testing.assert_array_equal(app.drawn_preview(), both)
+        page.mouse.move(*app.at(0.7, 0.3))  # not moved: nothing new is asked
+        assert app.state("s.hover.stats.sent") == stats["sent"] + 1
+        favicon = requests.get(f"{ui}/favicon.ico", timeout=10)
+        assert favicon.headers["Content-Type"] == "image/svg+xml"
+        assert errors == []
+    finally:
+        context.close()

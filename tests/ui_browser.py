@@ -22,6 +22,7 @@ from tests.helpers import require_tool
 
 #: smaller than the sample's 600 x 400 beside the panel: the image is shown scaled (0.73)
 VIEWPORT = {"width": 800, "height": 600}
+PREVIEW_ALPHA = 110  # view.js: the hover preview's opacity
 PALETTE = np.array(  # objects.js's first colours
     [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180]]
 )
@@ -133,6 +134,10 @@ class App:
     def drawn(self) -> np.ndarray:
         """0/1: where the page drew any mask."""
         return (self.mask_layer()[..., 3] > 0).astype(np.uint8)
+
+    def drawn_preview(self) -> np.ndarray:
+        """0/1: where the page drew the hover preview (its own alpha, view.js PREVIEW_ALPHA)."""
+        return (self.mask_layer()[..., 3] == PREVIEW_ALPHA).astype(np.uint8)
 
     def drawn_by_colour(self) -> np.ndarray:
         """Per pixel, the index in PALETTE of the colour drawn there (-1 where none)."""

@@ -66,6 +66,7 @@ def make_app(
     app["pool"] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sam2-ui")
     app.on_shutdown.append(_stop_pool)
     app.router.add_get("/", _page)
+    app.router.add_get("/favicon.ico", _favicon)  # asked for by every browser, link or not
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.router.add_get("/api/health", _health)
     app.router.add_get("/api/samples", _samples)
@@ -85,6 +86,10 @@ def make_app(
 
 async def _page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
 async def _health(request: web.Request) -> web.Response:

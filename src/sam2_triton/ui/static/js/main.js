@@ -1,10 +1,12 @@
 // The page's wiring: opening images, prompts from the pointer, keyboard shortcuts, undo/redo,
-// segment everything and downloads. State lives in Annotations (objects.js); drawing in View.
+// segment everything; the hover preview in hover.js, the downloads in downloads.js. State lives
+// in Annotations (objects.js); drawing in View.
 
 import * as api from "./api.js";
-import * as exporting from "./exports.js";
+import { downloads } from "./downloads.js";
+import { Hover, previewKey } from "./hover.js";
 import { Annotations } from "./objects.js";
-import { renderObjects } from "./panel.js";
+import { everythingParams, renderObjects, showProgress } from "./panel.js";
 import { maskOf } from "./rle.js";
 import { View } from "./view.js";
 
@@ -23,7 +25,8 @@ const state = {
   job: null, // the running segment-everything job's id
   drag: null,
 };
-window.sam2ui = { annotations, state, view }; // for the tests and the console
+const hover = new Hover((body, signal) => api.masks(state.image.id, body, signal), () => refresh());
+window.sam2ui = { annotations, state, view, hover }; // for the tests and the console
 
 // --- messages ----------------------------------------------------------------------------
 function showError(text) {
@@ -67,6 +70,7 @@ async function openBlob(blob, name) {
   }
   if (ticket !== opening) return; // a newer open is under way
   stopEverything(); // only now: a refused file leaves the open image as it was
+  hover.leave();
   for (const controller of state.inflight.values()) controller.abort();
   state.image = { id: info.image_id, name, width: info.width, height: info.height, blob };
   state.found = null;
@@ -110,12 +114,7 @@ async function requestMasks(object, startedAt = performance.now()) {
     }
     if (state.image !== image || !annotations.applyMasks(id, rev, answer.candidates)) return;
     refresh();
-    const latency = {
-      browser_ms: performance.now() - startedAt,
-      server_ms: answer.server_ms,
-      gateway_ms: answer.gateway_ms,
-      reembedded: answer.reembedded,
-    };
+    const latency = { browser_ms: performance.now() - startedAt, ...timings(answer) };
     state.latencies.push(latency);
     $("#latency").textContent =
       `click → mask ${latency.browser_ms.toFixed(0)} ms (server ${latency.server_ms.toFixed(0)} ms)` +
@@ -134,7 +133,40 @@ async function requestMasks(object, startedAt = performance.now()) {
   }
 }
 
+// The prompts a click would add to (the selected object's, or a new object's), for the preview.
+function hoverBase() {
+  const object = annotations.selected();
+  if (!object) return { key: "new", points: [], labels: [], box: null };
+  return {
+    key: `${object.id}:${object.rev}`,
+    points: object.points.map((p) => [...p]),
+    labels: [...object.labels],
+    box: object.box ? [...object.box] : null,
+  };
+}
+
+// A foreground click: the preview's answer when it asked exactly this, else a request.
+async function clickAt(x, y, startedAt) {
+  const base = hoverBase();
+  const object = annotations.addPoint(x, y, 1);
+  refresh();
+  const answer = await hover.take(x, y, base);
+  if (!answer) return requestMasks(object, startedAt);
+  if (state.image && annotations.applyMasks(object.id, object.rev, answer.candidates)) {
+    const browser_ms = performance.now() - startedAt;
+    state.latencies.push({ ...timings(answer), browser_ms, from_preview: true });
+    refresh();
+  }
+}
+
+const timings = (answer) => ({
+  server_ms: answer.server_ms,
+  gateway_ms: answer.gateway_ms,
+  reembedded: answer.reembedded,
+});
+
 function onPointerDown(event) {
+  hover.hold();
   if (!state.image || event.button !== 0) return;
   state.drag = { start: view.toImage(event), x: event.clientX, y: event.clientY, moved: false, box: null };
   try {
@@ -146,7 +178,10 @@ function onPointerDown(event) {
 
 function onPointerMove(event) {
   const drag = state.drag;
-  if (!drag) return;
+  if (!drag) {
+    if (state.image && !state.found && event.buttons === 0) hover.move(...view.toImage(event), hoverBase());
+    return;
+  }
   if (Math.hypot(event.clientX - drag.x, event.clientY - drag.y) > DRAG_PX) drag.moved = true;
   if (!drag.moved || state.found) return;
   const [x, y] = view.toImage(event);
@@ -171,9 +206,12 @@ function onPointerUp(event) {
   if (state.found) {
     pickFound(...view.toImage(event));
   } else if (drag.moved && drag.box) {
+    hover.leave();
     prompt(annotations.setBox(drag.box), startedAt);
+  } else if (!drag.moved && event.shiftKey) {
+    prompt(annotations.addPoint(...drag.start, 0), startedAt);
   } else if (!drag.moved) {
-    prompt(annotations.addPoint(...drag.start, event.shiftKey ? 0 : 1), startedAt);
+    clickAt(...drag.start, startedAt);
   }
 }
 
@@ -199,25 +237,6 @@ function clearSelected() {
 }
 
 // --- segment everything ------------------------------------------------------------------
-function everythingParams() {
-  const params = { points_per_side: Number($("#points-per-side").value) };
-  for (const [id, name] of [
-    ["#pred-iou", "pred_iou_thresh"],
-    ["#stability", "stability_score_thresh"],
-    ["#min-area", "min_mask_region_area"],
-  ]) {
-    const value = $(id).value.trim();
-    if (value !== "") params[name] = Number(value);
-  }
-  // "NAME=VALUE, ...": the gateway checks the names and types, the server the ranges
-  for (const pair of $("#more-params").value.split(",")) {
-    const [name, value] = pair.split("=").map((part) => part.trim());
-    if (!name) continue;
-    params[name] = value === "true" ? true : value === "false" ? false : Number(value);
-  }
-  return params;
-}
-
 async function everything() {
   if (!state.image) return;
   stopEverything();
@@ -270,14 +289,6 @@ async function everything() {
   }
 }
 
-function showProgress(job) {
-  const done = job.state !== "running";
-  $("#progress-bar").style.width = `${Math.round(job.progress * 100)}%`;
-  $("#progress-text").textContent = done
-    ? `${job.state} after ${job.elapsed_s.toFixed(1)} s`
-    : `${job.elapsed_s.toFixed(1)} s of ≈ ${job.estimate_s.toFixed(0)} s (estimated)`;
-}
-
 function stopEverything() {
   if (state.job) {
     api.cancelJob(state.job).catch(() => {});
@@ -315,43 +326,18 @@ function endPicking() {
   refresh();
 }
 
-// --- downloads ---------------------------------------------------------------------------
-function exportedObjects() {
-  return $("#export-scope").value === "all"
-    ? annotations.objects
-    : [annotations.selected()].filter(Boolean);
-}
-
-function baseName() {
-  return state.image.name.replace(/\.[^.]+$/, "") || "image";
-}
-
-async function downloadCutout() {
-  const objects = exportedObjects();
-  if (!state.image || !objects.length) return showError("cut-out: no object selected");
-  const crop = $("#crop").checked;
-  const blob = await exporting.cutout(view.imageCanvas, objects, crop);
-  exporting.download(blob, `${baseName()}-cutout${crop ? "-cropped" : ""}.png`);
-}
-
-async function downloadMasks() {
-  const objects = exportedObjects();
-  if (!state.image || !objects.length) return showError("masks: no object selected");
-  for (const object of objects) {
-    const blob = await exporting.maskPng(object, state.image.width, state.image.height);
-    exporting.download(blob, `${baseName()}-${object.name.replace(/[^\w.-]+/g, "_")}.png`);
-  }
-}
-
-function downloadCoco() {
-  if (!state.image) return;
-  exporting.download(exporting.coco(state.image, annotations.objects), `${baseName()}-coco.json`);
-}
-
 // --- the page ----------------------------------------------------------------------------
+// The hover preview's best mask while it still is what a click there would give.
+function previewed() {
+  const preview = hover.preview;
+  if (!preview || state.found || previewKey(preview.x, preview.y, hoverBase()) !== preview.key) return null;
+  const best = preview.candidates.reduce((a, b) => (b.score > a.score ? b : a));
+  return { rle: best.rle, color: annotations.selected()?.color };
+}
+
 function refresh() {
   if (!state.image) return;
-  view.render(annotations, state.found);
+  view.render(annotations, state.found, previewed());
   // the list is rebuilt: a name being typed keeps its text, focus and caret
   const typing = document.activeElement?.matches("#objects input.name")
     ? { id: document.activeElement.closest("li").dataset.objectId, value: document.activeElement.value,
@@ -427,6 +413,7 @@ function init() {
   stage.addEventListener("pointerdown", onPointerDown);
   stage.addEventListener("pointermove", onPointerMove);
   stage.addEventListener("pointerup", onPointerUp);
+  stage.addEventListener("pointerleave", () => hover.leave());
   stage.addEventListener("contextmenu", (e) => e.preventDefault());
   $("#file").addEventListener("change", (e) => {
     const file = e.target.files[0];
@@ -457,9 +444,10 @@ function init() {
   $("#everything").addEventListener("click", everything);
   $("#cancel-everything").addEventListener("click", stopEverything);
   $("#keep-all").addEventListener("click", keepAllFound);
-  $("#download-cutout").addEventListener("click", downloadCutout);
-  $("#download-masks").addEventListener("click", downloadMasks);
-  $("#download-coco").addEventListener("click", downloadCoco);
+  const download = downloads({ state, annotations, view, showError });
+  $("#download-cutout").addEventListener("click", download.cutout);
+  $("#download-masks").addEventListener("click", download.masks);
+  $("#download-coco").addEventListener("click", download.coco);
   loadSamples();
   document.body.dataset.ready = "true";
 }

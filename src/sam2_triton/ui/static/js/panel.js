@@ -1,5 +1,7 @@
 // The side panel: the list of objects (colour, name, the candidates and their scores, delete)
-// and the buttons whose state depends on it.
+// and the buttons whose state depends on it; segment-everything's fields and progress.
+
+const $ = (selector) => document.querySelector(selector);
 
 export function renderObjects(list, annotations, handlers) {
   list.replaceChildren();
@@ -66,4 +68,33 @@ function text(tag, className, content) {
   node.className = className;
   node.textContent = content;
   return node;
+}
+
+// Segment-everything's parameters as the panel's fields set them.
+export function everythingParams() {
+  const params = { points_per_side: Number($("#points-per-side").value) };
+  for (const [id, name] of [
+    ["#pred-iou", "pred_iou_thresh"],
+    ["#stability", "stability_score_thresh"],
+    ["#min-area", "min_mask_region_area"],
+  ]) {
+    const value = $(id).value.trim();
+    if (value !== "") params[name] = Number(value);
+  }
+  // "NAME=VALUE, ...": the gateway checks the names and types, the server the ranges
+  for (const pair of $("#more-params").value.split(",")) {
+    const [name, value] = pair.split("=").map((part) => part.trim());
+    if (!name) continue;
+    params[name] = value === "true" ? true : value === "false" ? false : Number(value);
+  }
+  return params;
+}
+
+// A segment-everything job's progress bar and text.
+export function showProgress(job) {
+  const done = job.state !== "running";
+  $("#progress-bar").style.width = `${Math.round(job.progress * 100)}%`;
+  $("#progress-text").textContent = done
+    ? `${job.state} after ${job.elapsed_s.toFixed(1)} s`
+    : `${job.elapsed_s.toFixed(1)} s of ≈ ${job.estimate_s.toFixed(0)} s (estimated)`;
 }

@@ -9,6 +9,8 @@ const SVG = "http://www.w3.org/2000/svg";
 export const MASK_ALPHA = 128;
 export const SELECTED_ALPHA = 176;
 const FOUND_ALPHA = 96;
+const PREVIEW_ALPHA = 110;
+const PREVIEW_COLOR = [30, 144, 255]; // a new object's preview, before it has a colour
 
 export class View {
   constructor(stage) {
@@ -58,9 +60,10 @@ export class View {
     return rect.width ? this.width / rect.width : 1;
   }
 
-  // Objects' masks, the selected one on top; or, while picking, segment-everything's masks.
-  // The other objects' layer is cached: a click repaints only the selected object's mask.
-  render(annotations, found = null) {
+  // Objects' masks, the selected one on top, then the hover preview ({rle, color}); or, while
+  // picking, segment-everything's masks. The other objects' layer is cached: a click repaints
+  // only the selected object's mask.
+  render(annotations, found = null, preview = null) {
     const ctx = this.maskCanvas.getContext("2d");
     const image = ctx.createImageData(this.width, this.height);
     const selected = found ? null : annotations.selected();
@@ -73,6 +76,7 @@ export class View {
       image.data.set(this.othersLayer(annotations.objects.filter((o) => o !== selected)));
       const mask = maskOfObject(selected);
       if (mask) paint(image.data, mask, selected.color, SELECTED_ALPHA);
+      if (preview) paint(image.data, maskOf(preview.rle), preview.color || PREVIEW_COLOR, PREVIEW_ALPHA);
     }
     ctx.putImageData(image, 0, 0);
     this.drawPrompts(selected);
