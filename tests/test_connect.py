@@ -50,6 +50,7 @@ def test_brush_rle_decodes_to_the_mask_with_label_studios_reading(shape):
     if shape == (300, 300):
         mask[:] = True  # one run of 360,000 values: pieces of 65,536
     rle = mask_to_rle(mask)
+    assert mask_to_rle(np.asfortranarray(mask)) == rle  # column-major, as pycocotools decodes
     assert int.from_bytes(bytes(rle[:4]), "big") == mask.size * 4
     rgba = decode_brush_rle(rle).reshape(*shape, 4)
     assert np.array_equal(rgba[..., 3] == 255, mask) and np.all(rgba == rgba[..., :1])
