@@ -66,3 +66,34 @@ def test_the_estimate_grows_with_the_grid_and_the_crops_and_refuses_what_cannot_
     assert crops == pytest.approx(5 * small)  # the image and its 4 crops, each encoded
     with pytest.raises(GatewayError, match="points_per_side"):
         estimate_everything_s(image, {"points_per_side": 10**6})  # never builds that grid
+
+
+def test_a_video_prompt_names_its_frame_object_and_prompts():
+    from sam2_triton.ui.requests import parse_video_prompt
+
+    prompt = parse_video_prompt({"frame": 3, "obj_id": 2, "points": [[1, 2]], "labels": [1]})
+    assert (prompt.frame, prompt.obj_id, prompt.prompts.points.tolist()) == (3, 2, [[1.0, 2.0]])
+    for body, field in [
+        ({"frame": -1, "obj_id": 1, "points": [[1, 2]], "labels": [1]}, "frame"),
+        ({"frame": 1.5, "obj_id": 1, "points": [[1, 2]], "labels": [1]}, "frame"),
+        ({"frame": 0, "obj_id": True, "points": [[1, 2]], "labels": [1]}, "obj_id"),
+        ({"frame": 0, "obj_id": 1, "points": [[1, 2]], "labels": [1], "clear": 1}, "unknown"),
+        ({"frame": 0, "obj_id": 1}, "a point or a box"),
+    ]:
+        with pytest.raises(BadRequest, match=field):
+            parse_video_prompt(body)
+
+
+def test_a_zip_of_frames_is_read_in_frame_order():
+    import io
+    import zipfile
+
+    from sam2_triton.ui.video import _zip_frames
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for k in (10, 9, 0):  # by number, not by name: 9 before 10
+            archive.writestr(f"clip/{k}.jpg", f"frame {k}")
+        archive.writestr("__MACOSX/clip/._0.jpg", "resource fork")
+        archive.writestr("clip/readme.txt", "not a frame")
+    assert _zip_frames(data.getvalue(), 10) == [b"frame 0", b"frame 9", b"frame 10"]

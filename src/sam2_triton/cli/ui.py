@@ -50,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
     from sam2_triton.ui.backend import UiBackend
     from sam2_triton.ui.gateway import LOOPBACK_NAMES, make_app
+    from sam2_triton.ui.video import VideoBackend
 
     url = args.triton or DEFAULT_URLS[args.protocol]
     with _embedded_server(args) if args.serve else contextlib.nullcontext():
         backend = UiBackend(url, args.protocol, max_image_pixels=args.max_image_pixels)
         hosts = () if args.host in ("0.0.0.0", "::") else (*LOOPBACK_NAMES, args.host)
-        app = make_app(backend, max_upload_bytes=args.max_upload_mb << 20, hosts=hosts)
+        videos = VideoBackend(url, args.protocol, max_pixels=args.max_image_pixels)
+        app = make_app(backend, max_upload_bytes=args.max_upload_mb << 20, hosts=hosts,
+                       videos=videos)  # fmt: skip
         print(
             f"sam2-triton ui: http://{args.host}:{args.port}/ (SAM 2 server {url} over "
             f"{args.protocol}; Ctrl-C to stop)",

@@ -261,8 +261,7 @@ class UiBackend:
         except GatewayError:
             raise
         except Exception as exc:
-            _, _, message = _failure(exc, self.url)
-            raise GatewayError(_status(exc), message) from None
+            raise GatewayError(*failure_status(exc, self.url)) from None
 
 
 def estimate_everything_s(image: OpenImage, params: dict[str, int | float]) -> float:
@@ -278,6 +277,12 @@ def estimate_everything_s(image: OpenImage, params: dict[str, int | float]) -> f
     )
     click_s = image.click_s if image.click_s is not None else image.encode_s * CLICK_TO_ENCODE
     return len(boxes) * image.encode_s + 0.8 * grid_points(p) * click_s
+
+
+def failure_status(exc: Exception, url: str) -> tuple[int, str]:
+    """A failed server call as (the page's HTTP status, a message a person can read)."""
+    _, _, message = _failure(exc, url)
+    return _status(exc), message
 
 
 def _code(exc: Exception) -> str:

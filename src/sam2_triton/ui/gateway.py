@@ -34,6 +34,8 @@ from aiohttp import web
 
 from sam2_triton.ui import requests as ui_requests
 from sam2_triton.ui.backend import GatewayError, UiBackend
+from sam2_triton.ui.video import VideoBackend
+from sam2_triton.ui.video_routes import add_video_routes
 
 STATIC = Path(str(resources.files("sam2_triton.ui") / "static"))
 SAMPLES = Path(str(resources.files("sam2_triton") / "assets"))
@@ -56,9 +58,10 @@ def make_app(
     backend: UiBackend,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     hosts: tuple[str, ...] = LOOPBACK_NAMES,
+    videos: VideoBackend | None = None,
 ) -> web.Application:
     """``hosts``: the host names requests may be addressed to (``Host``), ``()`` for any (a
-    gateway bound to 0.0.0.0 on purpose)."""
+    gateway bound to 0.0.0.0 on purpose); ``videos``: the video API too (ui.video_routes)."""
     app = web.Application(client_max_size=max_upload_bytes, middlewares=[_errors, _same_site])
     app["hosts"] = hosts
     app["backend"] = backend
@@ -77,6 +80,8 @@ def make_app(
     app.router.add_post("/api/images/{image_id}/everything", _everything)
     app.router.add_get("/api/jobs/{job_id}", _job)
     app.router.add_delete("/api/jobs/{job_id}", _cancel_job)
+    if videos is not None:
+        add_video_routes(app, videos, _json_body, _run)
     app.on_response_prepare.append(_security_headers)
     return app
 

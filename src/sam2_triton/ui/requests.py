@@ -20,6 +20,7 @@ from sam2_triton.image.transforms import LABEL_BACKGROUND, LABEL_FOREGROUND
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")  # sam2_session's ids: the sha256 of the file
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+VIDEO_ID = re.compile(r"^[0-9a-f]{32}$")  # sam2_video's session ids
 #: segment-everything parameters the page may set: sam2_automatic's (omitted ones keep Meta's
 #: defaults), typed as the contract types them
 EVERYTHING_PARAMETERS: dict[str, type] = {
@@ -46,6 +47,42 @@ class Prompts:
         predictor's; the image predictor's docs advise the same), as ambiguity is a single
         point's."""
         return self.box is None and len(self.points) == 1
+
+
+@dataclass(frozen=True)
+class VideoPrompt:
+    """One object's prompts on one frame of a video (they replace its earlier ones there)."""
+
+    frame: int
+    obj_id: int
+    prompts: Prompts
+
+
+def video_id(value: str) -> str:
+    if not VIDEO_ID.match(value):
+        raise BadRequest(f"video id: {value[:80]!r} is not a 32-character hex id")
+    return value
+
+
+def frame_index(value: Any, field: str = "frame") -> int:
+    """A frame number (or an object id): a whole number from 0."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise BadRequest(f"{field}: {str(value)[:80]!r} is not a whole number from 0")
+    return value
+
+
+def parse_video_prompt(body: Any, max_points: int = DEFAULT_MAX_POINTS) -> VideoPrompt:
+    """``{"frame": 3, "obj_id": 1, "points": ..., "labels": ..., "box": ...}``."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object with frame, obj_id, points, labels, box")
+    rest = {k: v for k, v in body.items() if k not in ("frame", "obj_id")}
+    return VideoPrompt(
+        frame=frame_index(body.get("frame"), "frame"),
+        obj_id=frame_index(body.get("obj_id"), "obj_id"),
+        prompts=parse_prompts(rest, max_points),
+    )
 
 
 def image_id(value: str) -> str:

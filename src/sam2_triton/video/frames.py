@@ -11,7 +11,7 @@ resized (3 MiB), which loses nothing the tracker reads. Frames may be appended o
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -115,6 +115,16 @@ def decode_video(data: bytes, video: VideoFrames) -> VideoFrames:
     """Every frame of a video file (MP4, WebM, ...) appended to ``video``, decoded with PyAV
     (FFmpeg) as RGB. The reference decodes video files with decord: its colour conversion may
     differ from FFmpeg's by a level here and there."""
+    for rgb in video_arrays(data, video.max_pixels):
+        video.append_array(rgb, field="video")
+    if not len(video):
+        raise InvalidInputError("video", "the file holds no decodable frame")
+    return video
+
+
+def video_arrays(data: bytes, max_pixels: int) -> Iterator[np.ndarray]:
+    """A video file's frames as RGB [H, W, 3] uint8, decoded by PyAV (FFmpeg): the frames the
+    server tracks (the web app shows the same ones)."""
     import av
 
     if len(data) == 0:
@@ -124,23 +134,20 @@ def decode_video(data: bytes, video: VideoFrames) -> VideoFrames:
             if not container.streams.video:
                 raise InvalidInputError("video", "the file has no video stream")
             stream = container.streams.video[0]
-            if stream.width * stream.height > video.max_pixels:
+            if stream.width * stream.height > max_pixels:
                 raise InvalidInputError(
                     "video",
                     f"{stream.width}x{stream.height} frames exceed the limit of "
-                    f"{video.max_pixels} pixels",
+                    f"{max_pixels} pixels",
                 )
             for frame in container.decode(stream):
-                video.append_array(frame.to_ndarray(format="rgb24"), field="video")
+                yield frame.to_ndarray(format="rgb24")
     except InvalidInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - FFmpeg raises many types for a corrupt file
         raise InvalidInputError(
             "video", f"cannot be decoded as a video file ({type(exc).__name__}: {exc})"
         ) from None
-    if not len(video):
-        raise InvalidInputError("video", "the file holds no decodable frame")
-    return video
 
 
 def resize_frame(rgb: np.ndarray, image_size: int = IMAGE_SIZE) -> np.ndarray:
