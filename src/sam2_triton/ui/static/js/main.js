@@ -8,6 +8,7 @@ import { Hover, previewKey } from "./hover.js";
 import { Annotations } from "./objects.js";
 import { everythingParams, renderObjects, showProgress } from "./panel.js";
 import { maskOf } from "./rle.js";
+import { VideoMode } from "./video.js";
 import { View } from "./view.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -25,8 +26,9 @@ const state = {
   job: null, // the running segment-everything job's id
   drag: null,
 };
+const video = new VideoMode(view, { onStart: closeImage, showError, setStatus });
 const hover = new Hover((body, signal) => api.masks(state.image.id, body, signal), () => refresh());
-window.sam2ui = { annotations, state, view, hover }; // for the tests and the console
+window.sam2ui = { annotations, state, view, hover, video }; // for the tests and the console
 
 // --- messages ----------------------------------------------------------------------------
 function showError(text) {
@@ -71,6 +73,7 @@ async function openBlob(blob, name) {
   if (ticket !== opening) return; // a newer open is under way
   stopEverything(); // only now: a refused file leaves the open image as it was
   hover.leave();
+  video.close();
   for (const controller of state.inflight.values()) controller.abort();
   state.image = { id: info.image_id, name, width: info.width, height: info.height, blob };
   state.found = null;
@@ -82,6 +85,23 @@ async function openBlob(blob, name) {
   refresh();
   setStatus(`${name}: ${info.width}×${info.height}, encoded in ${Math.round(info.encode_ms)} ms. Click to segment.`);
   document.body.dataset.imageId = info.image_id;
+}
+
+// A video opens: the image and its work go.
+function closeImage() {
+  stopEverything();
+  hover.leave();
+  for (const controller of state.inflight.values()) controller.abort();
+  state.image = null;
+  state.found = null;
+  annotations.reset();
+  delete document.body.dataset.imageId;
+}
+
+// A file picked, dropped or pasted: a video (or a zip of frames) opens in video mode.
+function openFile(file, name = file.name) {
+  const isVideo = file.type.startsWith("video/") || /\.(zip|mp4|webm|mov|mkv|avi)$/i.test(name);
+  return isVideo ? video.open(file) : openBlob(file, name);
 }
 
 // The gateway forgot the image (restarted): send it again, unnoticed.
@@ -417,7 +437,7 @@ function init() {
   stage.addEventListener("contextmenu", (e) => e.preventDefault());
   $("#file").addEventListener("change", (e) => {
     const file = e.target.files[0];
-    if (file) openBlob(file, file.name);
+    if (file) openFile(file);
     e.target.value = "";
   });
   const workspace = $("#workspace");
@@ -425,11 +445,11 @@ function init() {
   workspace.addEventListener("drop", (e) => {
     e.preventDefault();
     const file = e.dataTransfer.files[0];
-    if (file) openBlob(file, file.name);
+    if (file) openFile(file);
   });
   document.addEventListener("paste", (e) => {
     const file = [...e.clipboardData.files][0];
-    if (file) openBlob(file, file.name || "pasted image");
+    if (file) openFile(file, file.name || "pasted image");
   });
   document.addEventListener("keydown", onKey);
   window.addEventListener("resize", () => {
