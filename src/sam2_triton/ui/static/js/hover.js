@@ -15,12 +15,15 @@ export class Hover {
     this.pending = null; // {key, controller, promise} of the request in flight
     this.preview = null; // {key, x, y, candidates} of the last answer shown
     this.stats = { sent: 0, shown: 0, aborted: 0, adopted: 0, inflight: 0, maxInflight: 0 };
+    this.movedAt = 0;
+    this.restToShownMs = []; // from the last move to its preview drawn (benchmarks/ui_video.py)
   }
 
   // The pointer is at image pixel (x, y) over `base` ({key, points, labels, box}: the prompts
   // a click would add to).
   move(x, y, base) {
     const key = previewKey(x, y, base);
+    this.movedAt = performance.now();
     if (this.preview && this.preview.key !== key) this.clear();
     clearTimeout(this.timer);
     if (this.pending?.key === key || this.preview?.key === key) return;
@@ -69,6 +72,7 @@ export class Hover {
         this.preview = { key, x, y, candidates: answer.candidates, answer };
         this.stats.shown += 1;
         this.show();
+        this.restToShownMs.push(performance.now() - this.movedAt);
         return answer;
       })
       .catch((error) => {

@@ -40,6 +40,7 @@ export class VideoMode {
     this.playing = null;
     this.calls = []; // every prompt sent, in order: SAM 2 refines a frame from its last mask
     this.stats = { prompts: 0, records: 0, passes: 0, cancelled: 0 };
+    this.stamps = []; // performance.now() at Track and at each frame drawn (benchmarks/ui_video.py)
   }
 
   get active() {
@@ -214,6 +215,7 @@ export class VideoMode {
     this.hooks.showError("");
     const total = this.video.num_frames;
     let count = 0;
+    this.stamps = [performance.now()];
     try {
       for (const reverse of both && start > 0 ? [false, true] : [false]) {
         await api.track(this.video.video_id, { start, reverse }, (record) => {
@@ -221,7 +223,7 @@ export class VideoMode {
           this.stats.records += 1;
           count += 1;
           $("#track-progress").textContent = `tracked frame ${record.frame + 1} (${count} of ${total})`;
-          this.show(record.frame);
+          this.show(record.frame).then(() => this.stamps.push(performance.now()));
         }, controller.signal);
         this.stats.passes += 1;
       }
