@@ -142,6 +142,20 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
             page.click("#export-video")
         saved = json.loads(Path(download.value.path()).read_text())
         assert saved == page.evaluate("window.sam2ui.video.exportable()")
+        # the PNG masks and the overlay, as sam2-triton track writes them, of the masks shown
+        with page.expect_download() as download:
+            page.click("#export-png")
+        with zipfile.ZipFile(download.value.path()) as archive:
+            for record in saved["frames"]:
+                for obj_id, mask in masks_of(record).items():
+                    png = archive.read(f"masks/{record['frame']:05d}_obj{obj_id}.png")
+                    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))) > 0, mask)
+        with page.expect_download() as download:
+            page.click("#export-mp4")
+        import av
+
+        with av.open(download.value.path()) as container:
+            assert sum(1 for _ in container.decode(video=0)) == FRAMES
 
         assert errors == []  # loading, tracking, cancelling, exporting: no console error
         junk = tmp_path / "junk.mp4"

@@ -13,22 +13,26 @@ after ``idle_s``; the server closes its session on its own idle timer as well.
 from __future__ import annotations
 
 import io
+import json
+import tempfile
 import threading
 import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from sam2_triton import contract
-from sam2_triton.cli.track_files import frame_record
+from sam2_triton.cli.track_files import frame_record, write_overlay
 from sam2_triton.clients.tritonclient_io import Protocol
 from sam2_triton.clients.video import VideoAnswer, VideoClient
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.encodings import mask_to_png, rle_to_mask
 from sam2_triton.image.transforms import decode_image
 from sam2_triton.ui.backend import GatewayError, failure_status
 from sam2_triton.ui.requests import VideoPrompt
@@ -48,6 +52,7 @@ class OpenVideo:
     fps: float
     frames: list[bytes]  # JPEG, as the page shows them
     used: float = field(default_factory=time.monotonic)
+    records: dict[int, dict] = field(default_factory=dict)  # the last masks of each frame
 
     def info(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "width": self.width, "height": self.height,
@@ -140,7 +145,9 @@ class VideoBackend:
             point_labels=p.labels if len(p.labels) else None, box=p.box,
             clear_old_points=True, normalize_coords=True, output_format="rle",
         ))  # fmt: skip
-        return _record(answer)
+        record = _record(answer)
+        video.records[record["frame"]] = record
+        return record
 
     def track(self, video_id: str, start: int, reverse: bool) -> Iterator[dict[str, Any]]:
         """Each tracked frame's record as the server sends it; closing the iterator cancels
@@ -155,14 +162,41 @@ class VideoBackend:
                 if answer is None:
                     return
                 video.used = time.monotonic()
-                yield _record(answer)
+                record = _record(answer)
+                video.records[record["frame"]] = record
+                yield record
         finally:
             answers.close()
 
     def remove_object(self, video_id: str, obj_id: int) -> dict[str, Any]:
-        self.video(video_id)
+        video = self.video(video_id)
         answer = self._call(lambda c: c.remove_object(video_id, obj_id))
+        for record in video.records.values():
+            record["objects"] = [o for o in record["objects"] if o["obj_id"] != obj_id]
         return {"frames": answer.frame_indices}
+
+    def export(self, video_id: str, name: str) -> tuple[bytes, str]:
+        """The masks the page was shown, as files ``sam2-triton track`` writes: ``masks.zip``
+        (a PNG a frame and object, named as ``--png`` names them, and each frame's JSON record)
+        or ``overlay.mp4`` (the frames with the masks in each object's colour)."""
+        video = self.video(video_id)
+        records = dict(sorted(video.records.items()))
+        if name == "masks.zip":
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                for frame, record in records.items():
+                    archive.writestr(f"masks/{frame:05d}.json", json.dumps(record))
+                    for obj in record["objects"]:
+                        png = mask_to_png(rle_to_mask(obj["segmentation"]))
+                        archive.writestr(f"masks/{frame:05d}_obj{obj['obj_id']}.png", png)
+            return out.getvalue(), "application/zip"
+        if name == "overlay.mp4":
+            frames = (np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in video.frames)
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / name
+                write_overlay(path, frames, records, video.fps)
+                return path.read_bytes(), "video/mp4"
+        raise GatewayError(404, f"export {name[:40]!r}: unknown; known: masks.zip, overlay.mp4")
 
     def close(self, video_id: str) -> None:
         with self._lock:

@@ -52,6 +52,13 @@ def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run)
         obj_id = ui_requests.frame_index(request.match_info["obj_id"], "obj_id")
         return web.json_response(await run(request, videos.remove_object, video_id, obj_id))
 
+    async def export(request: web.Request) -> web.Response:
+        video_id = ui_requests.video_id(request.match_info["video_id"])
+        name = request.match_info["name"]
+        data, kind = await run(request, videos.export, video_id, name)
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}  # a known name
+        return web.Response(body=data, content_type=kind, headers=disposition)
+
     async def close(request: web.Request) -> web.Response:
         video_id = ui_requests.video_id(request.match_info["video_id"])
         await run(request, videos.close, video_id)
@@ -73,6 +80,7 @@ def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run)
     app.router.add_post("/api/videos/{video_id}/prompts", prompt)
     app.router.add_post("/api/videos/{video_id}/track", track)
     app.router.add_delete("/api/videos/{video_id}/objects/{obj_id}", remove_object)
+    app.router.add_get("/api/videos/{video_id}/export/{name}", export)
     app.router.add_delete("/api/videos/{video_id}", close)
     app.router.add_post("/api/videos/{video_id}/close", close)  # navigator.sendBeacon posts
 

@@ -23,6 +23,8 @@ export class VideoMode {
     $("#cancel-track").addEventListener("click", () => this.cancel());
     $("#video-new-object").addEventListener("click", () => this.newObject());
     $("#export-video").addEventListener("click", () => this.exportJson());
+    $("#export-png").addEventListener("click", () => this.exportFile("masks.zip"));
+    $("#export-mp4").addEventListener("click", () => this.exportFile("overlay.mp4"));
     const stage = $("#stage");
     stage.addEventListener("pointerup", (e) => this.onClick(e));
     window.addEventListener("pagehide", () => this.close(true));
@@ -288,6 +290,15 @@ export class VideoMode {
     }));
     const { name, width, height, fps, num_frames } = this.video;
     return { video: { name, width, height, fps, num_frames }, prompts, frames };
+  }
+
+  // PNG masks (zip) and the overlay (MP4), written by the gateway from the masks shown here.
+  exportFile(name) {
+    if (!this.video) return;
+    const link = document.createElement("a");
+    link.href = `/api/videos/${this.video.video_id}/export/${name}`;
+    link.download = `${this.video.name.replace(/\.[^.]+$/, "") || "video"}-${name}`;
+    link.click();
   }
 
   exportJson() {
