@@ -23,12 +23,7 @@ from tests.video_helpers import synthetic_video
 
 pytestmark = pytest.mark.e2e
 FRAMES = 4
-#: two objects prompted on different frames: a fg and a bg click (a mask with holes and
-#: islands under random weights, not the whole frame), and a lone click on frame 2
-PROMPTS = [
-    {"frame": 0, "obj_id": 1, "points": [[35.0, 55.0], [100.0, 100.0]], "labels": [1, 0]},
-    {"frame": 2, "obj_id": 2, "points": [[110.0, 30.0]], "labels": [1]},
-]
+PROMPT = {"frame": 0, "obj_id": 1, "points": [[35.0, 55.0], [100.0, 100.0]], "labels": [1, 0]}
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +61,13 @@ def masks_of(record: dict) -> dict[int, np.ndarray]:
 def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
     browser, ui, triton, clip, tmp_path
 ):
-    """Issue 33 in a real browser: a clip opened from the file picker, two objects clicked on
-    different frames (a foreground and a background click, a lone click), Track: every
-    frame's masks, exported with their prompts, equal SAM2RemoteVideoPredictor's for the same
-    prompts over the same server; what the page draws is that frame's masks; a correction on a
-    tracked frame resumes tracking there; Cancel stops the server stepping; an object removed
-    leaves every frame; a non-video is refused in the page; no console error."""
+    """Issue 33 in a real browser: a clip opened from the file picker, two objects prompted
+    on different frames (a foreground and a background click; a dragged box, then a click),
+    Track: every frame's masks, exported with their prompts, equal SAM2RemoteVideoPredictor's
+    replaying the page's calls over the same server; what the page draws is that frame's
+    masks; a correction on a tracked frame resumes tracking there; Cancel stops the server
+    stepping; an object removed leaves every frame; the downloads hold the masks; a non-video
+    is refused in the page; no console error."""
     from sam2_triton import SAM2RemoteVideoPredictor
 
     path = tmp_path / "clip.mp4"
@@ -95,8 +91,13 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         page.click("#video-new-object")
         page.locator("#timeline").fill("2")
         page.wait_for_function("() => window.sam2ui.video.frame == 2")
-        page.mouse.click(*at(110, 30))
+        page.mouse.move(*at(90, 5))  # a box dragged around the blue disc, then a click in it
+        page.mouse.down()
+        page.mouse.move(*at(130, 45), steps=5)
+        page.mouse.up()
         page.wait_for_function(f"() => {stats}.prompts == 3")
+        page.mouse.click(*at(110, 30))
+        page.wait_for_function(f"() => {stats}.prompts == 4")
         page.click("#track")
         page.wait_for_function(f"() => {stats}.passes == 1 && !window.sam2ui.video.tracking")
         exported = page.evaluate("window.sam2ui.video.exportable()")
@@ -104,13 +105,18 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         with SAM2RemoteVideoPredictor(triton.grpc_url, "grpc") as predictor:
             state = predictor.init_state(video_path=str(path))
             for p in exported["prompts"]:
-                predictor.add_new_points_or_box(state, p["frame"], p["obj_id"],
-                                                points=p["points"], labels=p["labels"])  # fmt: skip
+                predictor.add_new_points_or_box(
+                    state, p["frame"], p["obj_id"], points=p["points"] or None,
+                    labels=p["labels"] or None, box=p["box"],
+                )  # fmt: skip
             want = {frame: dict(zip(ids, np.asarray(m)[:, 0] > 0, strict=True))
                     for frame, ids, m in predictor.propagate_in_video(state, 0)}  # fmt: skip
             predictor.close_state(state)
-        assert [(p["frame"], p["obj_id"]) for p in exported["prompts"]] == [(0, 1), (0, 1), (2, 2)]
-        assert exported["prompts"][1]["labels"] == [1, 0]  # each call: the points so far
+        calls = [(p["frame"], p["obj_id"], len(p["points"]), p["box"] is not None)
+                 for p in exported["prompts"]]  # fmt: skip
+        assert calls == [(0, 1, 1, False), (0, 1, 2, False), (2, 2, 0, True), (2, 2, 1, True)]
+        assert exported["prompts"][1]["labels"] == [1, 0]  # each call: the prompts so far
+        np.testing.assert_allclose(exported["prompts"][2]["box"], [90, 5, 130, 45], atol=1)
         tracked = {r["frame"]: masks_of(r) for r in exported["frames"]}
         assert sorted(tracked) == sorted(want) == list(range(FRAMES))
         for frame, objects in want.items():
@@ -170,7 +176,7 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         context.close()
 
 
-def test_what_is_not_a_trackable_video_is_refused_saying_why(ui):
+def test_what_is_not_a_trackable_video_is_refused_saying_why(ui, triton, clip):
     def refusal(data: bytes) -> str:
         answer = requests.post(f"{ui}/api/videos", data=data, timeout=60)
         assert answer.status_code == 400, answer.text
@@ -188,6 +194,13 @@ def test_what_is_not_a_trackable_video_is_refused_saying_why(ui):
             Image.new("RGB", size).save(frame, "JPEG")
             archive.writestr(f"{k}.jpg", frame.getvalue())
     assert "differ in size" in refusal(mixed.getvalue())
-    bad = requests.post(f"{ui}/api/videos/{'0' * 32}/prompts", json=PROMPTS[0], timeout=60)
+    bad = requests.post(f"{ui}/api/videos/{'0' * 32}/prompts", json=PROMPT, timeout=60)
     assert bad.status_code == 404 and "not open here" in bad.json()["error"]
     assert requests.get(f"{ui}/api/videos/nope/frames/0", timeout=60).status_code == 400
+    # over the limits: frames over the pixel cap, a file over the upload cap
+    with gateway(triton.grpc_url, "--max-image-pixels", "10000", "--max-upload-mb", "1") as small:
+        over = requests.post(f"{small}/api/videos", data=clip, timeout=60)
+        assert over.status_code == 400 and "160x120 frames exceed the limit of 10000 pixels" in (
+            over.json()["error"])  # fmt: skip
+        huge = requests.post(f"{small}/api/videos", data=clip + bytes(2 << 20), timeout=60)
+        assert huge.status_code == 413, huge.text

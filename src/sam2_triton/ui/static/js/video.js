@@ -10,6 +10,7 @@ import { maskOf } from "./rle.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ALPHA = 140;
+const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
 
 export class VideoMode {
   // view: the stage (view.js); hooks: {onStart() before a video is shown, showError, setStatus}
@@ -26,6 +27,8 @@ export class VideoMode {
     $("#export-png").addEventListener("click", () => this.exportFile("masks.zip"));
     $("#export-mp4").addEventListener("click", () => this.exportFile("overlay.mp4"));
     const stage = $("#stage");
+    stage.addEventListener("pointerdown", (e) => this.onDown(e));
+    stage.addEventListener("pointermove", (e) => this.onMove(e));
     stage.addEventListener("pointerup", (e) => this.onClick(e));
     window.addEventListener("pagehide", () => this.close(true));
   }
@@ -37,6 +40,7 @@ export class VideoMode {
     this.records = new Map(); // frame -> Map(obj_id -> segmentation)
     this.objects = []; // {id, name, color, prompts: {frame: {points, labels, box}}}
     this.selected = null;
+    this.drag = null; // {start, x, y, box} while the button is down
     this.tracking = null; // AbortController of the tracking under way
     this.tracked = false; // Track ran: a correction resumes it
     this.playing = null;
@@ -172,14 +176,37 @@ export class VideoMode {
     }
   }
 
+  onDown(event) {
+    if (!this.video || this.tracking || event.button !== 0) return;
+    this.drag = { start: this.view.toImage(event), x: event.clientX, y: event.clientY, box: null };
+  }
+
+  onMove(event) {
+    const drag = this.drag;
+    if (!drag || Math.hypot(event.clientX - drag.x, event.clientY - drag.y) <= DRAG_PX) return;
+    const [x, y] = this.view.toImage(event);
+    const [x0, y0] = drag.start;
+    drag.box = [Math.min(x0, x), Math.min(y0, y), Math.max(x0, x), Math.max(y0, y)];
+    const prompts = this.selected?.prompts[this.frame];
+    this.view.drawPrompts(prompts ? { ...prompts } : null, drag.box);
+  }
+
+  // A click adds a point to the selected object on this frame (right or Shift: background);
+  // a drag sets its box there (SAM 2 takes a box with the frame's points in one call).
   async onClick(event) {
+    const drag = this.drag;
+    this.drag = null;
     if (!this.video || this.tracking || (event.button !== 0 && event.button !== 2)) return;
     const object = this.selected || this.newObject();
     const frame = this.frame;
-    const [x, y] = this.view.toImage(event);
     const prompts = (object.prompts[frame] ||= { points: [], labels: [], box: null });
-    prompts.points.push([x, y]);
-    prompts.labels.push(event.button === 2 || event.shiftKey ? 0 : 1);
+    const before = structuredClone(prompts);
+    if (drag?.box) {
+      prompts.box = drag.box;
+    } else {
+      prompts.points.push(this.view.toImage(event));
+      prompts.labels.push(event.button === 2 || event.shiftKey ? 0 : 1);
+    }
     this.draw();
     try {
       const call = { frame, obj_id: object.id, ...structuredClone(prompts) };
@@ -189,8 +216,7 @@ export class VideoMode {
       this.store(record);
       if (this.frame === frame) this.draw();
     } catch (error) {
-      prompts.points.pop();
-      prompts.labels.pop();
+      Object.assign(prompts, before);
       this.hooks.showError(error.message);
       this.draw();
       return;
