@@ -215,6 +215,25 @@ def triton(tracker_export: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="session")
+def ui(triton) -> Iterator[str]:
+    """``sam2-triton ui`` against ``triton`` (tests/ui_browser.py): its URL, for every web app
+    module."""
+    from tests.ui_browser import gateway
+
+    with gateway(triton.grpc_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Debian's chromium through Playwright, one for every web app module."""
+    from tests.ui_browser import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="session")
 def routed_triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A server routed as the GPU target is: sam2_segment is the ensemble of four models and
     sam2_session calls sam2_mask_decoder through BLS (the embedded default runs both in-process)."""

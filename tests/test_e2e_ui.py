@@ -20,23 +20,11 @@ from sam2_triton.image.encodings import rle_to_mask
 from sam2_triton.image.transforms import decode_image
 from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port, model_runs
 from tests.helpers import ASSETS, PARAMS, unique_png
-from tests.ui_browser import VIEWPORT, App, chromium, gateway
+from tests.ui_browser import VIEWPORT, App, gateway
 
 pytestmark = pytest.mark.e2e
 SAMPLE = (ASSETS / "coffee.jpg").read_bytes()
 SCREENSHOT = ROOT / "outputs" / "ui" / "screenshot.png"
-
-
-@pytest.fixture(scope="module")
-def ui(triton):
-    with gateway(triton.grpc_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -18,24 +18,12 @@ from PIL import Image
 from sam2_triton.image.encodings import rle_to_mask
 from tests.helpers import Scrape
 from tests.test_e2e_video import _mp4
-from tests.ui_browser import VIEWPORT, App, chromium, gateway
+from tests.ui_browser import VIEWPORT, App, gateway
 from tests.video_helpers import synthetic_video
 
 pytestmark = pytest.mark.e2e
 FRAMES = 4
 PROMPT = {"frame": 0, "obj_id": 1, "points": [[35.0, 55.0], [100.0, 100.0]], "labels": [1, 0]}
-
-
-@pytest.fixture(scope="module")
-def ui(triton):
-    with gateway(triton.grpc_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
