@@ -16,6 +16,7 @@ import requests
 from PIL import Image
 
 from sam2_triton.image.encodings import rle_to_mask
+from tests.conftest import ROOT
 from tests.helpers import Scrape
 from tests.test_e2e_video import _mp4
 from tests.ui_browser import VIEWPORT, App, gateway
@@ -23,6 +24,7 @@ from tests.video_helpers import synthetic_video
 
 pytestmark = pytest.mark.e2e
 FRAMES = 4
+SCREENSHOT = ROOT / "outputs" / "ui" / "video.png"
 PROMPT = {"frame": 0, "obj_id": 1, "points": [[35.0, 55.0], [100.0, 100.0]], "labels": [1, 0]}
 
 
@@ -113,6 +115,7 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
                 assert (tracked[frame][obj_id] == mask).mean() >= 0.999, (frame, obj_id)
         shown = page.evaluate("window.sam2ui.video.frame")
         np.testing.assert_array_equal(app.drawn(), np.any(list(tracked[shown].values()), 0))
+        page.screenshot(path=str(SCREENSHOT))  # the README's picture
 
         # a correction on a tracked frame (object 1, a background click): tracking resumes
         page.click('#video-objects li[data-object-id="1"]')
@@ -152,6 +155,7 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
             assert sum(1 for _ in container.decode(video=0)) == FRAMES
 
         assert errors == []  # loading, tracking, cancelling, exporting: no console error
+        video_id = page.evaluate("document.body.dataset.videoId")
         junk = tmp_path / "junk.mp4"
         junk.write_bytes(b"not a video at all")
         page.set_input_files("#file", str(junk))
@@ -160,6 +164,17 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         # chromium itself logs the refusal's status; the page logs nothing
         refused = "Failed to load resource: the server responded with a status of 400"
         assert all(e.startswith(refused) for e in errors), errors
+
+        # a folder of JPEG frames (Folder…) opens as a video, its frames in name order
+        folder = tmp_path / "frames"
+        folder.mkdir()
+        synthetic_video(folder, FRAMES)
+        page.set_input_files("#folder", str(folder))
+        page.wait_for_selector(f"#status:has-text('frames/: {FRAMES} frames, 160×120')")
+        opened = page.evaluate("document.body.dataset.videoId")
+        assert opened not in (None, video_id)
+        last = requests.get(f"{ui}/api/videos/{opened}/frames/{FRAMES - 1}", timeout=60)
+        assert last.content == (folder / f"{FRAMES - 1}.jpg").read_bytes()
     finally:
         context.close()
 
@@ -182,6 +197,8 @@ def test_what_is_not_a_trackable_video_is_refused_saying_why(ui, triton, clip):
             Image.new("RGB", size).save(frame, "JPEG")
             archive.writestr(f"{k}.jpg", frame.getvalue())
     assert "differ in size" in refusal(mixed.getvalue())
+    notes = requests.post(f"{ui}/api/videos", files=[("frame", ("notes.txt", b"no"))], timeout=60)
+    assert notes.status_code == 400 and "the folder holds no .jpg frames" in notes.text
     bad = requests.post(f"{ui}/api/videos/{'0' * 32}/prompts", json=PROMPT, timeout=60)
     assert bad.status_code == 404 and "not open here" in bad.json()["error"]
     assert requests.get(f"{ui}/api/videos/nope/frames/0", timeout=60).status_code == 400
@@ -192,3 +209,6 @@ def test_what_is_not_a_trackable_video_is_refused_saying_why(ui, triton, clip):
             over.json()["error"])  # fmt: skip
         huge = requests.post(f"{small}/api/videos", data=clip + bytes(2 << 20), timeout=60)
         assert huge.status_code == 413, huge.text
+        parts = [("frame", (f"{k}.jpg", bytes(600_000))) for k in range(2)]  # a folder
+        huge = requests.post(f"{small}/api/videos", files=parts, timeout=60)
+        assert huge.status_code == 413 and "upload cap of 1 MiB" in huge.json()["error"]

@@ -33,6 +33,7 @@ ALLOWED = {
     "clients": BOTTOM | {"image", "video"},
     "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
     "triton_models": BOTTOM | {"runtime", "image", "video", "repository"},
+    "web": set(),  # the gateways' shared aiohttp helpers
 }
 TOOLS = {"cli", "batch", "bench", "ui", "connect", "cluster", "export", "__init__", "__main__"}
 

@@ -84,11 +84,12 @@ def test_a_video_prompt_names_its_frame_object_and_prompts():
             parse_video_prompt(body)
 
 
-def test_a_zip_of_frames_is_read_in_frame_order():
+def test_a_zip_or_a_folder_of_frames_is_read_in_frame_order():
     import io
     import zipfile
 
-    from sam2_triton.ui.video import _zip_frames
+    from sam2_triton.errors import InvalidInputError
+    from sam2_triton.ui.video import _jpeg_frames
 
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w") as archive:
@@ -96,4 +97,10 @@ def test_a_zip_of_frames_is_read_in_frame_order():
             archive.writestr(f"clip/{k}.jpg", f"frame {k}")
         archive.writestr("__MACOSX/clip/._0.jpg", "resource fork")
         archive.writestr("clip/readme.txt", "not a frame")
-    assert _zip_frames(data.getvalue(), 10) == [b"frame 0", b"frame 9", b"frame 10"]
+    assert _jpeg_frames(data.getvalue(), 10) == [b"frame 0", b"frame 9", b"frame 10"]
+    folder = [("00010.JPG", b"10"), ("notes.txt", b""), ("00002.jpeg", b"2")]  # as the page sends
+    assert _jpeg_frames(folder, 10) == [b"2", b"10"]
+    with pytest.raises(InvalidInputError, match="the folder holds no .jpg frames"):
+        _jpeg_frames([("notes.txt", b"")], 10)
+    with pytest.raises(InvalidInputError, match="2 frames; at most 1"):
+        _jpeg_frames(folder, 1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,6 +27,7 @@ from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.connect.label_studio import LabelStudioBackend
 from sam2_triton.connect.service import EncodedJson, SegmentService, ToolError
 from sam2_triton.connect.tracking import LiveTracker
+from sam2_triton.web.events import stream_events
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Call = Callable[[Any, web.Request], Any]
@@ -91,59 +91,20 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
         return {"success": False, "detail": str(error)}
 
     async def stream_propagation(request: web.Request) -> web.StreamResponse:
-        """Server-sent events, a frame at a time, from one worker thread (its gRPC stream is
-        that thread's client's); the propagation stops, its stream cancelled, when the client
-        goes away. A refusal before the first event is an HTTP error, one after it an
-        ``error`` event (the client reads both)."""
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-        queue: asyncio.Queue = asyncio.Queue()
+        """Server-sent events, a frame at a time (``web.events``); the propagation stops, its
+        stream cancelled, when the client goes away. A refusal before the first event is an
+        HTTP error, one after it an ``error`` event (the client reads both)."""
         try:
             body = await _json(request)
             anylabeling_auth(lambda b, r: None)(body, request)
+            return await stream_events(
+                request, pools["everything"], lambda: video.propagate(tracker, config, body),
+                expected=ToolError, failed=lambda message: ToolError(500, message),
+                error_event=lambda error: {"type": "error", "message": str(error)},
+                empty=ToolError(502, "the propagation gave nothing"),
+            )  # fmt: skip
         except ToolError as error:
             return _refusal(error, anylabeling_error(error))
-
-        def put(item: tuple[str, Any]) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def pump() -> None:
-            events = None
-            try:
-                events = video.propagate(tracker, config, body)
-                for event in events:
-                    put(("event", event))
-                    if stop.is_set():
-                        break
-            except ToolError as error:
-                put(("error", error))
-            except Exception as exc:  # a bug of ours: say what
-                log.exception("connect: a propagation failed")
-                put(("error", ToolError(500, f"the gateway failed: {type(exc).__name__}: {exc}")))
-            finally:
-                if events is not None:
-                    events.close()  # a propagation left early cancels its stream
-                put(("end", None))
-
-        worker = loop.run_in_executor(pools["everything"], pump)
-        kind, item = await queue.get()
-        if kind != "event":
-            await worker
-            error = item if kind == "error" else ToolError(502, "the propagation gave nothing")
-            return _refusal(error, anylabeling_error(error))
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})  # fmt: skip
-        try:
-            await response.prepare(request)
-            while kind != "end":
-                event = item if kind == "event" else {"type": "error", "message": str(item)}
-                await response.write(f"data: {json.dumps(event)}\n\n".encode())
-                kind, item = await queue.get()
-            await response.write_eof()
-        finally:
-            stop.set()
-            await worker
-        return response
 
     def anylabeling_auth(call: Callable[[Any, web.Request], Any]):
         def checked(body: Any, request: web.Request) -> Any:

@@ -214,7 +214,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         cap = request.app["max_upload_bytes"]
         return _error(
-            413, f"image: the file is over this gateway's upload cap of {cap / 2**20:.0f} MiB"
+            413,
+            f"the upload is over this gateway's upload cap of {cap / 2**20:.0f} MiB "
+            "(sam2-triton ui --max-upload-mb)",
         )
     except web.HTTPException as exc:
         if exc.status < 400:

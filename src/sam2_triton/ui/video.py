@@ -1,10 +1,11 @@
 """The web app's videos: opened here, tracked by ``sam2_video`` (issue 33).
 
-A video arrives as a file (MP4, WebM, MOV: anything FFmpeg reads) or a zip of JPEG frames. The
+A video arrives as a file (MP4, WebM, MOV: anything FFmpeg reads), a zip or a folder of JPEG
+frames. The
 gateway decodes it as the server does (``video.frames``: PyAV, RGB; the same pixel cap) so
 that a non-video or an over-limit one is refused with a readable reason before Triton sees it,
 and so that the page shows exactly the frames the server segments (served as JPEG, one URL a
-frame). The server gets the original bytes (a file) or the frames (a zip) and keeps the session;
+frame). The server gets the original bytes (a file) or the frames and keeps the session;
 prompts and tracking name it. Answers are per-frame records in the layout ``sam2-triton
 track`` writes (``cli.track_files.frame_record``). A video the page stops using is closed
 after ``idle_s``; the server closes its session on its own idle timer as well.
@@ -78,12 +79,13 @@ class VideoBackend:
         self._lock = threading.Lock()
         self._videos: OrderedDict[str, OpenVideo] = OrderedDict()
 
-    def open_video(self, data: bytes) -> OpenVideo:
-        """Decode (refusing what the server would), start a session, remember the frames."""
+    def open_video(self, data: bytes | list[tuple[str, bytes]]) -> OpenVideo:
+        """Decode (refusing what the server would), start a session, remember the frames.
+        ``data``: a file's bytes, or a folder's files as (name, bytes)."""
         self.close_idle()
         try:
-            if data.startswith(ZIP_MAGIC):
-                shown = _zip_frames(data, self.max_frames)
+            if isinstance(data, list) or data.startswith(ZIP_MAGIC):
+                shown = _jpeg_frames(data, self.max_frames)
                 height, width = _frame_size(shown, self.max_pixels)
                 fps, sent = ZIP_FPS, {"frames": shown}
             else:
@@ -242,23 +244,30 @@ def _record(answer: VideoAnswer) -> dict[str, Any]:
     return frame_record(frame, answer.obj_ids, answer.encoded_masks[: len(answer.obj_ids)])
 
 
-def _zip_frames(data: bytes, max_frames: int) -> list[bytes]:
-    """A zip's JPEG frames in name order (``00001.jpg`` ... or ``0.jpg``, ``1.jpg`` ...: by
-    number when every name is one, as sam2's frame folders are read)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = [n for n in archive.namelist() if n.lower().endswith(JPEG_SUFFIXES)
-                 and not n.startswith("__MACOSX/")]  # fmt: skip
-    except zipfile.BadZipFile as exc:
-        raise InvalidInputError("video", f"a broken zip ({exc})") from None
+def _jpeg_frames(data: bytes | list[tuple[str, bytes]], max_frames: int) -> list[bytes]:
+    """A zip's or a folder's JPEG frames in name order (``00001.jpg`` ... or ``0.jpg``,
+    ``1.jpg`` ...: by number when every name is one, as sam2's frame folders are read)."""
+    if isinstance(data, list):
+        where, files = "the folder", dict(data)
+        read = files.__getitem__
+    else:
+        where = "the zip"
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            files = dict.fromkeys(archive.namelist())
+        except zipfile.BadZipFile as exc:
+            raise InvalidInputError("video", f"a broken zip ({exc})") from None
+        read = archive.read
+    names = [n for n in files if n.lower().endswith(JPEG_SUFFIXES)
+             and not n.startswith("__MACOSX/")]  # fmt: skip
     if not names:
-        raise InvalidInputError("video", "the zip holds no .jpg frames")
+        raise InvalidInputError("video", f"{where} holds no .jpg frames")
     if len(names) > max_frames:
         raise InvalidInputError("video", f"{len(names)} frames; at most {max_frames}")
     stems = [n.rsplit("/", 1)[-1].rsplit(".", 1)[0] for n in names]
     order = sorted(range(len(names)), key=lambda k: (int(stems[k]), names[k]) if all(
         s.isdigit() for s in stems) else (0, names[k]))  # fmt: skip
-    return [archive.read(names[k]) for k in order]
+    return [read(names[k]) for k in order]
 
 
 def _frame_size(jpegs: list[bytes], max_pixels: int) -> tuple[int, int]:

@@ -9,19 +9,12 @@ cancels the server's propagation: it stops stepping.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import threading
-from typing import Any
-
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from sam2_triton.ui import requests as ui_requests
 from sam2_triton.ui.backend import GatewayError
 from sam2_triton.ui.video import VideoBackend
-
-log = logging.getLogger(__name__)
+from sam2_triton.web.events import stream_events
 
 
 def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run) -> None:
@@ -29,9 +22,13 @@ def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run)
     app["videos"] = videos
 
     async def open_video(request: web.Request) -> web.Response:
-        data = await request.read()
+        if request.content_type == "multipart/form-data":  # a folder of frames
+            data: bytes | list[tuple[str, bytes]] = await _folder(request)
+        else:
+            data = await request.read()
         if not data:
-            raise GatewayError(400, "video: the upload is empty; send a video file or a zip")
+            raise GatewayError(400, "video: the upload is empty; send a video file, a zip or "
+                                    "a folder of JPEG frames")  # fmt: skip
         video = await run(request, videos.open_video, data)
         return web.json_response(video.info())
 
@@ -73,7 +70,11 @@ def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run)
         reverse = body.get("reverse", False)
         if not isinstance(reverse, bool):
             raise ui_requests.BadRequest(f"reverse: {str(reverse)[:40]!r} is not true or false")
-        return await _stream(request, lambda: videos.track(video_id, start, reverse))
+        return await stream_events(
+            request, request.app["pool"], lambda: videos.track(video_id, start, reverse),
+            expected=GatewayError, failed=lambda message: GatewayError(500, message),
+            error_event=lambda error: {"error": str(error)}, last_event={"done": True},
+        )  # fmt: skip
 
     app.router.add_post("/api/videos", open_video)
     app.router.add_get("/api/videos/{video_id}/frames/{index}", frame)
@@ -85,65 +86,17 @@ def add_video_routes(app: web.Application, videos: VideoBackend, json_body, run)
     app.router.add_post("/api/videos/{video_id}/close", close)  # navigator.sendBeacon posts
 
 
-async def _stream(request: web.Request, records) -> web.StreamResponse:
-    """``records()``'s items as events, pumped by a worker thread (its gRPC stream is that
-    thread's client's). A refusal before the first record is an HTTP error, one after it an
-    ``{"error": ...}`` event."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def pump() -> None:
-        events = None
-        try:
-            events = records()
-            for record in events:
-                put(("record", record))
-                if stop.is_set():
-                    break
-        except GatewayError as error:
-            put(("error", error))
-        except Exception as exc:  # a bug of ours: say what
-            log.exception("ui: tracking failed")
-            put(("error", GatewayError(500, f"the gateway failed: {type(exc).__name__}: {exc}")))
-        finally:
-            if events is not None:
-                events.close()  # left early: the server's propagation is cancelled
-            put(("end", None))
-
-    worker = loop.run_in_executor(request.app["pool"], pump)
-    kind, item = await queue.get()
-    if kind == "error":
-        await worker
-        raise item
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})  # fmt: skip
-    try:
-        await response.prepare(request)
-        while kind != "end":
-            event = item if kind == "record" else {"error": str(item)}
-            await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            kind, item = await _next(queue, request, stop)
-        await response.write(b'data: {"done": true}\n\n')
-        await response.write_eof()
-    finally:
-        stop.set()
-        await worker
-    return response
-
-
-async def _next(queue: asyncio.Queue, request: web.Request, stop: threading.Event) -> Any:
-    """The pump's next item; a page that has gone (its connection closing) stops the pump at
-    once rather than at the next write, so the server tracks as few frames for nobody as it
-    can (the frame under way finishes: a step is not interrupted)."""
-    while True:
-        try:
-            return await asyncio.wait_for(queue.get(), 0.2)
-        except TimeoutError:
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                stop.set()
-                raise ConnectionResetError("the page stopped reading the tracking") from None
+async def _folder(request: web.Request) -> list[tuple[str, bytes]]:
+    """A folder's files as the page sends them (a multipart form, a file part each), under the
+    gateway's upload cap, which a multipart reader does not enforce by itself."""
+    cap, total = request.app["max_upload_bytes"], 0
+    files = []
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader) or part.filename is None:
+            raise ui_requests.BadRequest("a folder upload holds files only")
+        data = await part.read()
+        total += len(data)
+        if total > cap:
+            raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=total)
+        files.append((part.filename, bytes(data)))
+    return files

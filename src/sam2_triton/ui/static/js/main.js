@@ -1,19 +1,20 @@
-// The page's wiring: opening images, prompts from the pointer, keyboard shortcuts, undo/redo,
-// segment everything; the hover preview in hover.js, the downloads in downloads.js. State lives
-// in Annotations (objects.js); drawing in View.
+// The page's wiring: opening images, prompts from the pointer, keyboard shortcuts, undo/redo;
+// files coming in in opening.js, segment everything in everything.js, the hover preview in
+// hover.js, the downloads in downloads.js, video in video.js. State lives in Annotations
+// (objects.js); drawing in View.
 
 import * as api from "./api.js";
 import { downloads } from "./downloads.js";
+import { bindEverything, endPicking, everything, keepAllFound, pickFound, stopEverything } from "./everything.js";
 import { Hover, previewKey } from "./hover.js";
 import { Annotations } from "./objects.js";
-import { everythingParams, renderObjects, showProgress } from "./panel.js";
-import { maskOf } from "./rle.js";
+import { acceptFiles } from "./opening.js";
+import { renderObjects } from "./panel.js";
 import { VideoMode } from "./video.js";
 import { View } from "./view.js";
 
 const $ = (selector) => document.querySelector(selector);
 const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
-const POLL_MS = 250;
 
 const annotations = new Annotations();
 const view = new View($("#stage"));
@@ -101,7 +102,7 @@ function closeImage() {
 // A file picked, dropped or pasted: a video (or a zip of frames) opens in video mode.
 function openFile(file, name = file.name) {
   const isVideo = file.type.startsWith("video/") || /\.(zip|mp4|webm|mov|mkv|avi)$/i.test(name);
-  return isVideo ? video.open(file) : openBlob(file, name);
+  return isVideo ? video.open(file, name) : openBlob(file, name);
 }
 
 // The gateway forgot the image (restarted): send it again, unnoticed.
@@ -256,96 +257,6 @@ function clearSelected() {
   }
 }
 
-// --- segment everything ------------------------------------------------------------------
-async function everything() {
-  if (!state.image) return;
-  stopEverything();
-  showError("");
-  const image = state.image;
-  let job;
-  try {
-    try {
-      job = await api.startEverything(image.id, everythingParams());
-    } catch (error) {
-      if (error.status !== 404 || !error.message.includes("not open here")) throw error;
-      await reopen(image);
-      job = await api.startEverything(image.id, everythingParams());
-    }
-  } catch (error) {
-    showError(`segment everything: ${error.message}`);
-    return;
-  }
-  state.job = job.job_id;
-  $("#progress").hidden = false;
-  $("#cancel-everything").hidden = false;
-  while (state.job === job.job_id && job.state === "running") {
-    showProgress(job);
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    try {
-      job = await api.job(job.job_id);
-    } catch (error) {
-      job = { ...job, state: "failed", error: error.message };
-      break;
-    }
-  }
-  if (state.job !== job.job_id) return; // superseded or cancelled here
-  state.job = null;
-  showProgress(job);
-  $("#cancel-everything").hidden = true;
-  if (job.state === "done" && state.image === image && !job.annotations.length) {
-    setStatus("segment everything: no mask passed the thresholds; try lower ones");
-  } else if (job.state === "done" && state.image === image) {
-    state.found = job.annotations;
-    document.body.classList.add("picking");
-    setStatus(
-      `segment everything: ${job.annotations.length} masks in ${job.elapsed_s.toFixed(1)} s. ` +
-        "Click masks to keep them as objects, K keeps all, Esc ends.",
-    );
-    refresh();
-  } else if (job.state === "failed") {
-    showError(`segment everything: ${job.error}`);
-  } else {
-    setStatus("segment everything: cancelled");
-  }
-}
-
-function stopEverything() {
-  if (state.job) {
-    api.cancelJob(state.job).catch(() => {});
-    state.job = null;
-    $("#cancel-everything").hidden = true;
-    $("#progress-text").textContent = "cancelled";
-  }
-}
-
-// The smallest found mask under the pointer becomes an object.
-function pickFound(x, y) {
-  const at = Math.min(Math.floor(y), state.image.height - 1) * state.image.width +
-    Math.min(Math.floor(x), state.image.width - 1);
-  const hits = state.found
-    .map((a, k) => [a, k])
-    .filter(([a]) => maskOf(a.segmentation)[at])
-    .sort(([a], [b]) => a.area - b.area);
-  if (!hits.length) return;
-  annotations.addFound([hits[0][0]]);
-  state.found = state.found.filter((_, k) => k !== hits[0][1]);
-  if (!state.found.length) endPicking();
-  refresh();
-}
-
-function keepAllFound() {
-  if (!state.found) return;
-  annotations.addFound(state.found);
-  endPicking();
-}
-
-function endPicking() {
-  state.found = null;
-  document.body.classList.remove("picking");
-  setStatus(`${state.image.name}: ${annotations.objects.length} objects`);
-  refresh();
-}
-
 // --- the page ----------------------------------------------------------------------------
 // The hover preview's best mask while it still is what a click there would give.
 function previewed() {
@@ -429,34 +340,19 @@ async function loadSamples() {
 }
 
 function init() {
+  bindEverything({ state, annotations, reopen, showError, setStatus, refresh });
   const stage = $("#stage");
   stage.addEventListener("pointerdown", onPointerDown);
   stage.addEventListener("pointermove", onPointerMove);
   stage.addEventListener("pointerup", onPointerUp);
   stage.addEventListener("pointerleave", () => hover.leave());
   stage.addEventListener("contextmenu", (e) => e.preventDefault());
-  $("#file").addEventListener("change", (e) => {
-    const file = e.target.files[0];
-    if (file) openFile(file);
-    e.target.value = "";
-  });
-  const workspace = $("#workspace");
-  workspace.addEventListener("dragover", (e) => e.preventDefault());
-  workspace.addEventListener("drop", (e) => {
-    e.preventDefault();
-    const file = e.dataTransfer.files[0];
-    if (file) openFile(file);
-  });
-  document.addEventListener("paste", (e) => {
-    const file = [...e.clipboardData.files][0];
-    if (file) openFile(file, file.name || "pasted image");
-  });
+  acceptFiles({ onFile: openFile, onFrames: (form, name) => video.open(form, name), showError });
   document.addEventListener("keydown", onKey);
   window.addEventListener("resize", () => {
     view.fit();
     refresh();
   });
-  $("#open").addEventListener("click", () => $("#file").click());
   $("#new-object").addEventListener("click", () => { annotations.newObject(); refresh(); });
   $("#undo").addEventListener("click", undo);
   $("#redo").addEventListener("click", redo);

@@ -53,26 +53,27 @@ export class VideoMode {
     return this.video !== null;
   }
 
-  async open(file) {
+  // `body`: a video file, a zip, or a folder's frames (FormData, one file part each).
+  async open(body, name) {
     this.hooks.showError("");
-    this.hooks.setStatus(`opening ${file.name} …`);
+    this.hooks.setStatus(`opening ${name} …`);
     let info;
     try {
-      info = await api.openVideo(file);
+      info = await api.openVideo(body);
     } catch (error) {
-      this.hooks.showError(`${file.name}: ${error.message}`);
+      this.hooks.showError(`${name}: ${error.message}`);
       this.hooks.setStatus(this.video ? this.video.name : "open an image or a video to start");
       return;
     }
     this.close();
     this.hooks.onStart();
-    this.video = { ...info, name: file.name };
+    this.video = { ...info, name };
     document.body.classList.add("video");
     $("#video-panel").hidden = false;
     $("#timeline").max = String(info.num_frames - 1);
     this.newObject();
     await this.show(0);
-    this.hooks.setStatus(`${file.name}: ${info.num_frames} frames, ${info.width}×${info.height}. Click an object, then Track.`);
+    this.hooks.setStatus(`${name}: ${info.num_frames} frames, ${info.width}×${info.height}. Click an object, then Track.`);
     document.body.dataset.videoId = info.video_id;
   }
 

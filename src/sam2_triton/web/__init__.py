@@ -1,0 +1,1 @@
+"""What the two aiohttp gateways (``ui``, ``connect``) share: server-sent events."""
