@@ -79,6 +79,9 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         page.mouse.click(*at(100, 100), button="right")
         page.wait_for_function(f"() => {stats}.prompts == 2")
         page.click("#video-new-object")
+        renamed = '#video-objects li[data-object-id="2"] input.name'
+        page.fill(renamed, "blue disc")
+        page.press(renamed, "Enter")  # names leave with the masks
         page.locator("#timeline").fill("2")
         page.wait_for_function("() => window.sam2ui.video.frame == 2")
         page.mouse.move(*at(90, 5))  # a box dragged around the blue disc, then a click in it
@@ -105,6 +108,8 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         calls = [(p["frame"], p["obj_id"], len(p["points"]), p["box"] is not None)
                  for p in exported["prompts"]]  # fmt: skip
         assert calls == [(0, 1, 1, False), (0, 1, 2, False), (2, 2, 0, True), (2, 2, 1, True)]
+        assert [(o["obj_id"], o["name"]) for o in exported["objects"]] == [
+            (1, "object 1"), (2, "blue disc")]  # fmt: skip
         assert exported["prompts"][1]["labels"] == [1, 0]  # each call: the prompts so far
         np.testing.assert_allclose(exported["prompts"][2]["box"], [90, 5, 130, 45], atol=1)
         tracked = {r["frame"]: masks_of(r) for r in exported["frames"]}

@@ -151,6 +151,11 @@ export class VideoMode {
 
   renderObjects() {
     const list = $("#video-objects");
+    // rebuilt at every frame drawn: a name being typed keeps its text, focus and caret
+    const typing = document.activeElement?.matches("#video-objects input.name")
+      ? { id: document.activeElement.closest("li").dataset.objectId, value: document.activeElement.value,
+          caret: document.activeElement.selectionStart }
+      : null;
     list.replaceChildren();
     for (const object of this.objects) {
       const item = document.createElement("li");
@@ -159,8 +164,14 @@ export class VideoMode {
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = `rgb(${object.color.join(",")})`;
-      const name = document.createElement("span");
-      name.textContent = `${object.name} · ${Object.keys(object.prompts).length} prompted frame(s)`;
+      const name = document.createElement("input");
+      name.className = "name";
+      name.value = object.name;
+      name.setAttribute("aria-label", "object name");
+      name.addEventListener("change", () => { object.name = name.value.trim() || `object ${object.id}`; });
+      const count = document.createElement("span");
+      count.className = "prompted";
+      count.textContent = `${Object.keys(object.prompts).length} prompted frame(s)`;
       const remove = document.createElement("button");
       remove.textContent = "Remove";
       remove.className = "remove";
@@ -168,12 +179,18 @@ export class VideoMode {
         e.stopPropagation();
         this.remove(object);
       });
-      item.append(swatch, name, remove);
+      item.append(swatch, name, remove, count);
       item.addEventListener("click", () => {
         this.selected = object;
         this.draw();
       });
       list.append(item);
+    }
+    if (typing) {
+      const input = list.querySelector(`li[data-object-id="${typing.id}"] input.name`);
+      input.value = typing.value;
+      input.focus();
+      input.setSelectionRange(typing.caret, typing.caret);
     }
   }
 
@@ -316,7 +333,8 @@ export class VideoMode {
       })),
     }));
     const { name, width, height, fps, num_frames } = this.video;
-    return { video: { name, width, height, fps, num_frames }, prompts, frames };
+    const objects = this.objects.map((o) => ({ obj_id: o.id, name: o.name, color: o.color }));
+    return { video: { name, width, height, fps, num_frames }, objects, prompts, frames };
   }
 
   // PNG masks (zip) and the overlay (MP4), written by the gateway from the masks shown here.
