@@ -61,7 +61,7 @@ def test_real_rotation_equals_sam2s_complex_rope():
 
 @pytest.mark.parametrize(
     ("objects", "memories", "pointers"),
-    [(1, 1, 1), (2, 2, 3), (1, 7, 16), (3, 4, 2), (1, 2, 0)],  # the most the tracker keeps;
+    [(1, 1, 1), (2, 2, 3), (1, 7, 16), (2, 4, 2), (1, 2, 0)],  # the most the tracker keeps;
     # no pointer: a frame before every prompted frame, tracked forward
 )
 def test_memory_attention_matches_sam2(sam2_model, tracker_files, objects, memories, pointers):
