@@ -1,0 +1,45 @@
+"""SAM 3 references for the tests, built from sam3's own constructors at reduced size.
+
+sam3's builder has no size arguments and its full model has 860 M parameters (a 32-block ViT-L
+on 1008 x 1008 images: about 30 s an image on these CPUs), so the tests build the same modules
+with sam3's classes and the builder's arguments, fewer and narrower blocks: the same code paths
+(windowed and global attention, 2-D RoPE interpolated from the 24 x 24 pretraining grid, the
+tiled absolute position embedding, both necks). Every parameter then gets seeded noise: after
+the default init LayerNorms are exactly 1 and 0 and the two necks are copies of each other, so
+a graph that dropped an affine part or swapped the necks would pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2) -> nn.Module:
+    """``SAM3VLBackbone`` (vision only) as ``model_builder._create_vision_backbone`` builds it
+    with ``enable_inst_interactivity=True``, but ``depth`` blocks of ``embed_dim`` (the last
+    global, the others windowed), in eval mode."""
+    from sam3.model.necks import Sam3DualViTDetNeck
+    from sam3.model.position_encoding import PositionEmbeddingSine
+    from sam3.model.vitdet import ViT
+    from sam3.model.vl_combiner import SAM3VLBackbone
+
+    torch.manual_seed(seed)
+    trunk = ViT(
+        img_size=1008, pretrain_img_size=336, patch_size=14, embed_dim=embed_dim, depth=depth,
+        num_heads=embed_dim // 32, mlp_ratio=4.625, norm_layer="LayerNorm", drop_path_rate=0.1,
+        qkv_bias=True, use_abs_pos=True, tile_abs_pos=True, global_att_blocks=(depth - 1,),
+        rel_pos_blocks=(), use_rope=True, use_interp_rope=True, window_size=24,
+        pretrain_use_cls_token=True, retain_cls_token=False, ln_pre=True, ln_post=False,
+        return_interm_layers=False, bias_patch_embed=False,
+    )  # fmt: skip
+    # precompute_resolution=None: the builder's 1008 fills a cache on CUDA (the same numbers)
+    position = PositionEmbeddingSine(num_pos_feats=256, normalize=True, temperature=10000)
+    neck = Sam3DualViTDetNeck(trunk=trunk, position_encoding=position, d_model=256,
+                              scale_factors=[4.0, 2.0, 1.0, 0.5], add_sam2_neck=True)  # fmt: skip
+    backbone = SAM3VLBackbone(visual=neck, text=None, scalp=1)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for parameter in backbone.parameters():
+            scale = parameter.abs().mean().clamp(min=0.02)
+            parameter.add_(torch.randn(parameter.shape, generator=gen) * 0.1 * scale)
+    return backbone.eval()
