@@ -43,3 +43,15 @@ def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2)
             scale = parameter.abs().mean().clamp(min=0.02)
             parameter.add_(torch.randn(parameter.shape, generator=gen) * 0.1 * scale)
     return backbone.eval()
+
+
+def clip_vocabulary():
+    """CLIP's BPE vocabulary as open_clip ships it (sam3's wheel lacks it)."""
+    import importlib.util
+    from pathlib import Path
+
+    from sam2_triton.concepts.tokens import VOCABULARY_FILE
+
+    spec = importlib.util.find_spec("open_clip")
+    assert spec is not None and spec.submodule_search_locations, "pip install open-clip-torch"
+    return Path(spec.submodule_search_locations[0]) / VOCABULARY_FILE

@@ -29,6 +29,7 @@ ALLOWED = {
     "weights": set(),
     "repository": {"contract"},
     "image": BOTTOM,
+    "concepts": BOTTOM,  # SAM 3's phrases and instances, beside image
     "video": BOTTOM | {"runtime", "image"},
     "clients": BOTTOM | {"image", "video"},
     "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
