@@ -55,3 +55,21 @@ def clip_vocabulary():
     spec = importlib.util.find_spec("open_clip")
     assert spec is not None and spec.submodule_search_locations, "pip install open-clip-torch"
     return Path(spec.submodule_search_locations[0]) / VOCABULARY_FILE
+
+
+def reduced_text_encoder(seed: int = 0, width: int = 128, layers: int = 2) -> nn.Module:
+    """``VETextEncoder`` as ``model_builder._create_text_encoder`` builds it (sam3's tokenizer,
+    CLIP's vocabulary, 32 tokens) with ``layers`` blocks of ``width``, seeded weights (its
+    positional embedding and projection are left uninitialised by sam3: ``torch.empty``)."""
+    from sam3.model.text_encoder_ve import VETextEncoder
+    from sam3.model.tokenizer_ve import SimpleTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = SimpleTokenizer(bpe_path=str(clip_vocabulary()))
+    encoder = VETextEncoder(d_model=256, tokenizer=tokenizer, width=width, heads=width // 32,
+                            layers=layers)  # fmt: skip
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for parameter in encoder.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=gen) * 0.05)
+    return encoder.eval()

@@ -79,3 +79,25 @@ def test_random_weights_in_the_official_layout_load_through_sam3s_own_loader(tmp
         from_official({"image_encoder.trunk.x": 0})
     assert SAM3.url == ("https://huggingface.co/facebook/sam3/resolve/"
                         "3c879f39826c281e95690f02c7821c4de09afae7/sam3.pt")  # fmt: skip
+
+
+def test_text_onnx_gives_sam3s_text_features_for_phrases(tmp_path):
+    """Phrases tokenised without torch (concepts/tokens.py), then the ONNX text encoder: the
+    features and the padding mask ``VETextEncoder.forward`` gives for the same phrases."""
+    import onnxruntime as ort
+
+    from sam2_triton.concepts.tokens import Tokenizer
+    from sam2_triton.export.sam3_text import INPUT_NAME, export_text_onnx
+    from tests.sam3_helpers import clip_vocabulary, reduced_text_encoder
+
+    encoder = reduced_text_encoder()
+    phrases = ["a car", "yellow school bus", "person's left hand"]
+    with torch.no_grad():
+        padding, memory, _ = encoder(phrases, device="cpu")
+    tokens = Tokenizer(clip_vocabulary())(phrases)
+    np.testing.assert_array_equal(tokens == 0, padding.numpy())
+    session = ort.InferenceSession(
+        str(export_text_onnx(encoder, tmp_path / "text.onnx")), providers=["CPUExecutionProvider"]
+    )
+    (ours,) = session.run(None, {INPUT_NAME: tokens})
+    np.testing.assert_allclose(ours, memory.transpose(0, 1).numpy(), atol=1e-5)
