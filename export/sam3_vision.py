@@ -6,6 +6,10 @@ What is changed for the export, and nothing else:
   no type for; each attention's (even, odd) channel pairs are rotated here in real arithmetic
   with the cos/sin of the same ``freqs_cis`` (``tracker_graph.rotate_pairs``, as for SAM 2's
   memory attention);
+- the interactive model's features leave as its decoder reads them: the 288 and 144 levels
+  through its ``conv_s0``/``conv_s1`` and the 72 level plus ``no_mem_embed`` (what
+  ``Sam3Processor.set_image`` and ``Sam3Image.predict_inst`` do), in the row layout of SAM 2's
+  decoder graph (``decoder_layout``), under SAM 2's names: one decoder graph serves both;
 - the position encodings of the feature maps depend only on the image size (1008 square) and are
   left out: the graphs that read the features take them as constants.
 The module is a copy: the model it was made from (a reference, in the tests) is left as it was.
@@ -21,14 +25,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sam2_triton.export.decoder_graph import decoder_layout
 from sam2_triton.export.tracker_graph import rotate_pairs
 
 IMAGE_SIZE = 1008  # SAM 3's input side: 72 x 72 patches of 14 pixels
-#: The six outputs: the detector's feature pyramid (strides 4, 8, 14 of 1008: 288, 144, 72 a
-#: side) then the interactive model's (the same sizes, its own neck's weights).
+#: The six outputs: the detector's feature pyramid [B, 256, S, S] (S = 288, 144, 72), then the
+#: interactive model's features as SAM 2's decoder graph reads them (``contract.ENCODER_OUTPUTS``'
+#: names): [B, 5184, 256], [B, 20736, 128], [B, 5184, 256].
 OUTPUT_NAMES = (
-    "fpn_288", "fpn_144", "fpn_72", "interactive_fpn_288", "interactive_fpn_144",
-    "interactive_fpn_72",
+    "fpn_288", "fpn_144", "fpn_72", "image_embed", "high_res_feats_0", "high_res_feats_1",
 )  # fmt: skip
 
 
@@ -44,7 +49,7 @@ class VisionBackbone(nn.Module):
     feature maps of OUTPUT_NAMES, [B, 256, S, S] each. ``scalp`` levels (the coarsest) are
     dropped, as the model drops them."""
 
-    def __init__(self, vl_backbone: nn.Module) -> None:
+    def __init__(self, vl_backbone: nn.Module, tracker: nn.Module) -> None:
         super().__init__()
         neck = copy.deepcopy(vl_backbone.vision_backbone)
         if neck.sam2_convs is None:
@@ -60,18 +65,26 @@ class VisionBackbone(nn.Module):
                 attention._apply_rope = types.MethodType(_real_rope, attention)
         self.trunk, self.convs, self.interactive_convs = neck.trunk, neck.convs, neck.sam2_convs
         self.levels = len(neck.convs) - vl_backbone.scalp
+        decoder = tracker.sam_mask_decoder
+        self.conv_s0, self.conv_s1 = copy.deepcopy(decoder.conv_s0), copy.deepcopy(decoder.conv_s1)
+        self.register_buffer("no_mem_embed", tracker.no_mem_embed.detach().reshape(1, -1, 1, 1))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.trunk(image)[-1]
         detector = [self.convs[i](x) for i in range(self.levels)]
-        interactive = [self.interactive_convs[i](x) for i in range(self.levels)]
+        fine, middle, coarse = (self.interactive_convs[i](x) for i in range(self.levels))
+        interactive = decoder_layout(
+            coarse + self.no_mem_embed, self.conv_s0(fine), self.conv_s1(middle)
+        )
         return (*detector, *interactive)
 
 
-def export_vision_onnx(vl_backbone: nn.Module, path: Path, opset: int = 17) -> Path:
-    """Write ``VisionBackbone(vl_backbone)`` to ``path`` (TorchScript exporter, a dynamic batch
-    axis), written beside and renamed into place so that a failed export leaves nothing."""
-    module = VisionBackbone(vl_backbone).eval()
+def export_vision_onnx(
+    vl_backbone: nn.Module, tracker: nn.Module, path: Path, opset: int = 17
+) -> Path:
+    """Write ``VisionBackbone(vl_backbone, tracker)`` to ``path`` (TorchScript exporter, a
+    dynamic batch axis), written beside and renamed into place: a failed export leaves nothing."""
+    module = VisionBackbone(vl_backbone, tracker).eval()
     example = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     names = ["image", *OUTPUT_NAMES]
     tmp = path.with_name(path.name + ".partial")

@@ -36,13 +36,30 @@ def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2)
     position = PositionEmbeddingSine(num_pos_feats=256, normalize=True, temperature=10000)
     neck = Sam3DualViTDetNeck(trunk=trunk, position_encoding=position, d_model=256,
                               scale_factors=[4.0, 2.0, 1.0, 0.5], add_sam2_neck=True)  # fmt: skip
-    backbone = SAM3VLBackbone(visual=neck, text=None, scalp=1)
+    return perturbed(SAM3VLBackbone(visual=neck, text=None, scalp=1), seed)
+
+
+def perturbed(module: nn.Module, seed: int) -> nn.Module:
+    """``module`` in eval mode, each parameter plus seeded noise of a tenth of its mean size."""
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed)
-        for parameter in backbone.parameters():
+        for parameter in module.parameters():
             scale = parameter.abs().mean().clamp(min=0.02)
             parameter.add_(torch.randn(parameter.shape, generator=gen) * 0.1 * scale)
-    return backbone.eval()
+    return module.eval()
+
+
+def interactive_tracker(seed: int = 0) -> nn.Module:
+    """SAM 3's interactive model at full size (``model_builder.build_tracker`` as
+    ``build_sam3_image_model`` calls it: 12 M parameters, built in a fraction of a second)."""
+    import sam3.model_builder as builder
+
+    from sam2_triton.export.sam3_interactive import cpu_construction
+
+    torch.manual_seed(seed)
+    with cpu_construction():
+        tracker = builder.build_tracker(apply_temporal_disambiguation=False)
+    return perturbed(tracker, seed)
 
 
 def clip_vocabulary():

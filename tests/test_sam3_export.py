@@ -25,28 +25,86 @@ def test_real_rope_rotates_as_sam3s_complex_rope():
     torch.testing.assert_close(rotate_pairs(k, freqs.real, freqs.imag), want_k)
 
 
-def test_vision_backbone_onnx_gives_sam3s_features(tmp_path):
-    """Two different images in one batch (the batch axis is dynamic): each of the six feature
-    maps equals ``SAM3VLBackbone.forward_image``'s, the detector's pyramid and the interactive
-    model's (its own neck), within float32 rounding."""
+@pytest.fixture(scope="module")
+def sam3_parts(tmp_path_factory):
+    """A reduced vision backbone and the full-size interactive model, and their ONNX graphs."""
+    from sam2_triton.export.sam3_interactive import export_interactive_onnx
+    from tests.sam3_helpers import interactive_tracker
+
+    folder = tmp_path_factory.mktemp("sam3")
+    backbone, tracker = reduced_vision_backbone(), interactive_tracker()
+    vision = export_vision_onnx(backbone, tracker, folder / "vision.onnx")
+    decoder = export_interactive_onnx(tracker, folder / "interactive_decoder.onnx")
+    return backbone, tracker, vision, decoder
+
+
+def _session(path):
     import onnxruntime as ort
 
-    backbone = reduced_vision_backbone()
-    path = export_vision_onnx(backbone, tmp_path / "vision.onnx")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_vision_backbone_onnx_gives_sam3s_features(sam3_parts):
+    """Two different images in one batch (the batch axis is dynamic): the detector's three
+    feature maps equal ``SAM3VLBackbone.forward_image``'s, within float32 rounding (the
+    interactive model's are checked through its masks, below)."""
+    backbone, _, vision, _ = sam3_parts
     images = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        out = backbone.forward_image(images)
-    theirs = [*out["backbone_fpn"], *out["sam2_backbone_out"]["backbone_fpn"]]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ours = session.run(list(OUTPUT_NAMES), {"image": images.numpy()})
-    assert [o.shape for o in ours] == [tuple(t.shape) for t in theirs] == [
-        (2, 256, s, s) for s in (288, 144, 72) * 2]  # fmt: skip
-    for name, mine, reference in zip(OUTPUT_NAMES, ours, theirs, strict=True):
+        theirs = backbone.forward_image(images)["backbone_fpn"]
+    ours = _session(vision).run(list(OUTPUT_NAMES), {"image": images.numpy()})
+    assert [o.shape for o in ours] == [(2, 256, s, s) for s in (288, 144, 72)] + [
+        (2, 5184, 256), (2, 20736, 128), (2, 5184, 256)]  # fmt: skip
+    for name, mine, reference in zip(OUTPUT_NAMES, ours, theirs, strict=False):
         reference = reference.numpy()
         scale = float(np.abs(reference).max())
         assert np.abs(mine - reference).max() <= 1e-5 * max(scale, 1.0), name
-    # the two necks differ, so a swap would show
-    assert not np.allclose(ours[0], ours[3], atol=1e-3)
+
+
+def test_interactive_clicks_and_boxes_give_sam3_interactive_predictors_masks(sam3_parts):
+    """An image set as ``Sam3Processor.set_image`` sets it, then clicks and a box asked of
+    ``Sam3Image.predict_inst`` (SAM3InteractiveImagePredictor over the shared backbone), and the
+    same prompts through the two ONNX graphs in SAM 2's encoding (coordinates in the 1008 frame,
+    a box as corners 2 and 3): the three candidates' low-resolution logits and IoU."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
+    from sam3.model.sam3_image import Sam3Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+    from torchvision.transforms import v2
+
+    backbone, tracker, vision, decoder = sam3_parts
+    predictor = SAM3InteractiveImagePredictor(tracker)
+    model = SimpleNamespace(backbone=backbone, inst_interactive_predictor=predictor)
+    processor = Sam3Processor(model, device="cpu")
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    state = processor.set_image(image)
+    pixels = processor.transform(v2.functional.to_image(image)).unsqueeze(0).numpy()
+    features = _session(vision).run(list(OUTPUT_NAMES[3:]), {"image": pixels})
+    scale = np.array([IMAGE_SIZE / 400, IMAGE_SIZE / 300], np.float32)
+    clicks = np.array([[120.0, 80.0], [300.0, 200.0]])
+    prompts = [
+        ({"point_coords": clicks, "point_labels": np.array([1, 0])}, clicks.tolist(), [1, 0]),
+        ({"box": np.array([50.0, 40.0, 250.0, 220.0])}, [[50.0, 40.0], [250.0, 220.0]], [2, 3]),
+    ]  # fmt: skip
+    graph = _session(decoder)
+    for kwargs, points, labels in prompts:
+        with torch.no_grad():
+            _, iou, low_res = Sam3Image.predict_inst(
+                model, state, multimask_output=True, return_logits=True, **kwargs
+            )
+        masks, ious = graph.run(None, {
+            "image_embed": features[0], "high_res_feats_0": features[1],
+            "high_res_feats_1": features[2],
+            "point_coords": (np.array([points], np.float32) * scale),
+            "point_labels": np.array([labels], np.int32),
+            "mask_input": np.zeros((1, 1, 288, 288), np.float32),
+            "has_mask_input": np.zeros((1, 1), np.float32),
+        })  # fmt: skip
+        np.testing.assert_allclose(np.clip(masks[0, 1:], -32, 32), low_res, atol=5e-4)
+        np.testing.assert_allclose(ious[0, 1:], iou, atol=1e-4)
 
 
 def test_random_weights_in_the_official_layout_load_through_sam3s_own_loader(tmp_path):
