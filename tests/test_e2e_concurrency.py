@@ -62,7 +62,7 @@ def _run(triton, client: Client) -> list:
     width, height = Image.open(io.BytesIO(data)).size
     url = triton.http_url if client.protocol == "http" else triton.grpc_url
     results = []
-    with SegmentClient(url, client.protocol, network_timeout_s=600) as connection:
+    with SegmentClient(url, client.protocol, network_timeout_s=180) as connection:
         image_id = connection.embed(data) if client.model == c.SESSION else None
         for name in client.cases:
             case = CASES[name]

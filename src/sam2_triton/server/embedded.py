@@ -29,6 +29,16 @@ from sam2_triton.metrics import RESTARTS_FILE_ENV
 from sam2_triton.server.watchdog import control_arguments
 
 EXIT_TIMEOUT_S = 15
+#: The Python backend's shared-memory region of each stub. Since 23.09 it starts at 1 MB and
+#: grows 1 MB at a time: a growth remaps the region in the process that grows it, while the other
+#: side keeps its old mapping until its next locked call, and some paths free without remapping
+#: (python_backend's shm_manager.h, ``DeallocateUnsafe``). Stubs of ours died under concurrent
+#: requests in libpython's allocator and of SIGBUS, with no Python frame. A region that holds a
+#: request from the start never grows: 256 MB (tmpfs pages exist only once written), 64 MB steps.
+PYTHON_SHM_ARGS = (
+    "--backend-config=python,shm-default-byte-size=268435456",
+    "--backend-config=python,shm-growth-byte-size=67108864",
+)
 
 
 class ServerError(RuntimeError):
@@ -227,6 +237,7 @@ class TritonServer:
             # Idle keep-alive client connections must not hold a SIGTERM for Triton's default
             # 30 s; in-flight requests still get this long to finish.
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            *PYTHON_SHM_ARGS,
             *(control_arguments(self.admin_key) if self.admin_key else ()),
             *self.extra_args,
         ]
