@@ -33,10 +33,12 @@ EXIT_TIMEOUT_S = 15
 #: grows 1 MB at a time: a growth remaps the region in the process that grows it, while the other
 #: side keeps its old mapping until its next locked call, and some paths free without remapping
 #: (python_backend's shm_manager.h, ``DeallocateUnsafe``). Stubs of ours died under concurrent
-#: requests in libpython's allocator and of SIGBUS, with no Python frame. A region that holds a
-#: request from the start never grows: 256 MB (tmpfs pages exist only once written), 64 MB steps.
+#: requests in libpython's allocator and of SIGBUS, with no Python frame. Triton's defaults before
+#: 23.09, 64 MB to start and 64 MB steps, hold our requests (12.6 MB of embeddings an image) with
+#: few growths. Not more: the pages a region's allocator has written stay in tmpfs, so each stub
+#: comes to hold its whole region (256 MB regions filled 11 GB of /dev/shm in the test suite).
 PYTHON_SHM_ARGS = (
-    "--backend-config=python,shm-default-byte-size=268435456",
+    "--backend-config=python,shm-default-byte-size=67108864",
     "--backend-config=python,shm-growth-byte-size=67108864",
 )
 
