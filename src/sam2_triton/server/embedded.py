@@ -29,18 +29,6 @@ from sam2_triton.metrics import RESTARTS_FILE_ENV
 from sam2_triton.server.watchdog import control_arguments
 
 EXIT_TIMEOUT_S = 15
-#: The Python backend's shared-memory region of each stub. Since 23.09 it starts at 1 MB and
-#: grows 1 MB at a time: a growth remaps the region in the process that grows it, while the other
-#: side keeps its old mapping until its next locked call, and some paths free without remapping
-#: (python_backend's shm_manager.h, ``DeallocateUnsafe``). Stubs of ours died under concurrent
-#: requests in libpython's allocator and of SIGBUS, with no Python frame. Triton's defaults before
-#: 23.09, 64 MB to start and 64 MB steps, hold our requests (12.6 MB of embeddings an image) with
-#: few growths. Not more: the pages a region's allocator has written stay in tmpfs, so each stub
-#: comes to hold its whole region (256 MB regions filled 11 GB of /dev/shm in the test suite).
-PYTHON_SHM_ARGS = (
-    "--backend-config=python,shm-default-byte-size=67108864",
-    "--backend-config=python,shm-growth-byte-size=67108864",
-)
 
 
 class ServerError(RuntimeError):
@@ -239,7 +227,6 @@ class TritonServer:
             # Idle keep-alive client connections must not hold a SIGTERM for Triton's default
             # 30 s; in-flight requests still get this long to finish.
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
-            *PYTHON_SHM_ARGS,
             *(control_arguments(self.admin_key) if self.admin_key else ()),
             *self.extra_args,
         ]
