@@ -45,9 +45,9 @@ def _real_rope(self: nn.Module, q: torch.Tensor, k: torch.Tensor):
 
 class VisionBackbone(nn.Module):
     """``SAM3VLBackbone.forward_image`` (sam3/model/vl_combiner.py) without the position
-    encodings: image [B, 3, 1008, 1008], normalised as ``Sam3Processor`` does, to the six
-    feature maps of OUTPUT_NAMES, [B, 256, S, S] each. ``scalp`` levels (the coarsest) are
-    dropped, as the model drops them."""
+    encodings, and the interactive features as ``Sam3Image.predict_inst`` prepares them: image
+    [B, 3, 1008, 1008], normalised as ``Sam3Processor`` does, to the six outputs of
+    OUTPUT_NAMES. ``scalp`` levels (the coarsest) are dropped, as the model drops them."""
 
     def __init__(self, vl_backbone: nn.Module, tracker: nn.Module) -> None:
         super().__init__()

@@ -1,11 +1,10 @@
 """The web app's videos: opened here, tracked by ``sam2_video`` (issue 33).
 
 A video arrives as a file (MP4, WebM, MOV: anything FFmpeg reads), a zip or a folder of JPEG
-frames. The
-gateway decodes it as the server does (``video.frames``: PyAV, RGB; the same pixel cap) so
-that a non-video or an over-limit one is refused with a readable reason before Triton sees it,
-and so that the page shows exactly the frames the server segments (served as JPEG, one URL a
-frame). The server gets the original bytes (a file) or the frames and keeps the session;
+frames. The gateway decodes it as the server does (``video.frames``: PyAV, RGB; the same pixel
+cap) so that a non-video or an over-limit one is refused with a readable reason before Triton
+sees it, and so that the page shows exactly the frames the server segments (served as JPEG, one
+URL a frame). The server gets the original bytes (a file) or the frames and keeps the session;
 prompts and tracking name it. Answers are per-frame records in the layout ``sam2-triton
 track`` writes (``cli.track_files.frame_record``). A video the page stops using is closed
 after ``idle_s``; the server closes its session on its own idle timer as well.

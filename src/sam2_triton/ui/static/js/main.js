@@ -9,12 +9,11 @@ import { bindEverything, endPicking, everything, keepAllFound, pickFound, stopEv
 import { Hover, previewKey } from "./hover.js";
 import { Annotations } from "./objects.js";
 import { acceptFiles } from "./opening.js";
-import { renderObjects } from "./panel.js";
+import { keepingTyping, renderObjects } from "./panel.js";
 import { VideoMode } from "./video.js";
-import { View } from "./view.js";
+import { DRAG_PX, View } from "./view.js";
 
 const $ = (selector) => document.querySelector(selector);
-const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
 
 const annotations = new Annotations();
 const view = new View($("#stage"));
@@ -269,12 +268,8 @@ function previewed() {
 function refresh() {
   if (!state.image) return;
   view.render(annotations, state.found, previewed());
-  // the list is rebuilt: a name being typed keeps its text, focus and caret
-  const typing = document.activeElement?.matches("#objects input.name")
-    ? { id: document.activeElement.closest("li").dataset.objectId, value: document.activeElement.value,
-        caret: document.activeElement.selectionStart }
-    : null;
-  renderObjects($("#objects"), annotations, {
+  const list = $("#objects");
+  keepingTyping(list, () => renderObjects(list, annotations, {
     select: (id) => {
       annotations.select(id);
       refresh();
@@ -289,15 +284,7 @@ function refresh() {
       annotations.choose(index);
       refresh();
     },
-  });
-  if (typing) {
-    const input = $(`#objects li[data-object-id="${typing.id}"] input.name`);
-    if (input) {
-      input.value = typing.value;
-      input.focus();
-      input.setSelectionRange(typing.caret, typing.caret);
-    }
-  }
+  }));
   $("#undo").disabled = !annotations.undoStack.length;
   $("#redo").disabled = !annotations.redoStack.length;
 }

@@ -21,7 +21,9 @@ export function acceptFiles({ onFile, onFrames, showError }) {
   });
   $("#folder").addEventListener("change", (e) => {
     const files = [...e.target.files];
-    if (files.length) folder(files, files[0].webkitRelativePath.split("/")[0] || "folder");
+    // the picker lists subfolders' files too; the frames are the folder's own, as on a drop
+    const own = files.filter((f) => f.webkitRelativePath.split("/").length === 2);
+    if (files.length) folder(own, files[0].webkitRelativePath.split("/")[0] || "folder");
     e.target.value = "";
   });
   const workspace = $("#workspace");

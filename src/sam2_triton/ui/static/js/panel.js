@@ -98,3 +98,19 @@ export function showProgress(job) {
     ? `${job.state} after ${job.elapsed_s.toFixed(1)} s`
     : `${job.elapsed_s.toFixed(1)} s of ≈ ${job.estimate_s.toFixed(0)} s (estimated)`;
 }
+
+// Rebuild `list` with `rebuild()` (lists are redrawn at every change, a video's at every frame):
+// a name being typed in it keeps its text, focus and caret.
+export function keepingTyping(list, rebuild) {
+  const active = document.activeElement;
+  const typing = active && list.contains(active) && active.matches("input.name")
+    ? { id: active.closest("li").dataset.objectId, value: active.value, caret: active.selectionStart }
+    : null;
+  rebuild();
+  const input = typing && list.querySelector(`li[data-object-id="${typing.id}"] input.name`);
+  if (input) {
+    input.value = typing.value;
+    input.focus();
+    input.setSelectionRange(typing.caret, typing.caret);
+  }
+}

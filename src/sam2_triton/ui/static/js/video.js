@@ -6,11 +6,12 @@
 
 import * as api from "./api.js";
 import { PALETTE } from "./objects.js";
+import { keepingTyping } from "./panel.js";
 import { maskOf } from "./rle.js";
+import { DRAG_PX } from "./view.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ALPHA = 140;
-const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
 
 export class VideoMode {
   // view: the stage (view.js); hooks: {onStart() before a video is shown, showError, setStatus}
@@ -151,11 +152,10 @@ export class VideoMode {
 
   renderObjects() {
     const list = $("#video-objects");
-    // rebuilt at every frame drawn: a name being typed keeps its text, focus and caret
-    const typing = document.activeElement?.matches("#video-objects input.name")
-      ? { id: document.activeElement.closest("li").dataset.objectId, value: document.activeElement.value,
-          caret: document.activeElement.selectionStart }
-      : null;
+    keepingTyping(list, () => this.fillObjects(list)); // rebuilt at every frame drawn
+  }
+
+  fillObjects(list) {
     list.replaceChildren();
     for (const object of this.objects) {
       const item = document.createElement("li");
@@ -185,12 +185,6 @@ export class VideoMode {
         this.draw();
       });
       list.append(item);
-    }
-    if (typing) {
-      const input = list.querySelector(`li[data-object-id="${typing.id}"] input.name`);
-      input.value = typing.value;
-      input.focus();
-      input.setSelectionRange(typing.caret, typing.caret);
     }
   }
 

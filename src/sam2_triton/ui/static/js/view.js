@@ -7,6 +7,7 @@ import { maskOf } from "./rle.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 export const MASK_ALPHA = 128;
+export const DRAG_PX = 4; // a press that moves further than this (on screen) draws a box
 export const SELECTED_ALPHA = 176;
 const FOUND_ALPHA = 96;
 const PREVIEW_ALPHA = 110;
