@@ -384,7 +384,7 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_mode
     want = {}
     for name, folder in folders.items():
         folder.mkdir()
-        local = VideoSession(synthetic_video(folder, 5), tracker_models)
+        local = VideoSession(synthetic_video(folder, 4), tracker_models)
         local.add_new_points_or_box(0, 1, points=clicks[name], labels=[1])
         want[name] = [masks for _, _, masks in local.propagate_in_video()]
     first_frame_out = threading.Event()
@@ -406,7 +406,7 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_mode
     with ThreadPoolExecutor(2) as pool:
         got = dict(zip(clicks, pool.map(track, clicks), strict=True))
     for name in clicks:
-        assert len(got[name]) == len(want[name]) == 5
+        assert len(got[name]) == len(want[name]) == 4
         for ours, theirs in zip(got[name], want[name], strict=True):
             assert min(agreement(ours, theirs)) >= 0.999, name
     after = model_statistics(gpu_triton, c.IMAGE_ENCODER)

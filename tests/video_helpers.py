@@ -34,10 +34,10 @@ SCRIPT = [
     ("add_new_points_or_box", {"frame_idx": 6, "obj_id": 3, "points": [[110.0, 90.0]],
                                "labels": [1]}),
     ("propagate_in_video", {"start_frame_idx": 6}),
-    ("propagate_in_video", {"start_frame_idx": 6, "max_frame_num_to_track": 3,
+    ("propagate_in_video", {"start_frame_idx": 6, "max_frame_num_to_track": 2,
                             "reverse": True}),
     ("remove_object", {"obj_id": 1}),
-    ("propagate_in_video", {"start_frame_idx": 0, "max_frame_num_to_track": 2}),
+    ("propagate_in_video", {"start_frame_idx": 0, "max_frame_num_to_track": 1}),
     ("clear_all_prompts_in_frame", {"frame_idx": 0, "obj_id": 2}),
     ("reset_state", {}),
     ("add_new_points_or_box", {"frame_idx": 3, "obj_id": 5, "points": [[50.0, 55.0]],
@@ -45,8 +45,8 @@ SCRIPT = [
 ]  # fmt: skip
 #: The frames each step answers (the tests check them besides the masks).
 SCRIPT_FRAMES_ANSWERED = [
-    [0], [0], [0], list(range(SCRIPT_FRAMES)), [5], [6], [6, 7], [6, 5, 4, 3], [0, 5],
-    [0, 1, 2], [0], [], [3],
+    [0], [0], [0], list(range(SCRIPT_FRAMES)), [5], [6], [6, 7], [6, 5, 4], [0, 5],
+    [0, 1], [0], [], [3],
 ]  # fmt: skip
 
 
