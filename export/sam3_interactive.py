@@ -26,21 +26,28 @@ LOW_RES_MASK_SIZE = TOKENS_SIDE * 4  # 288
 
 @contextlib.contextmanager
 def cpu_construction() -> Iterator[None]:
-    """sam3's builders fill a position-encoding cache on CUDA at construction
-    (``PositionEmbeddingSine(precompute_resolution=1008)``), which fails on a machine without
-    one; inside this block they leave it to be filled on first use (the same numbers)."""
+    """sam3's builders fill a position-encoding cache and the concept decoder's coordinates on
+    CUDA at construction (``PositionEmbeddingSine(precompute_resolution=1008)``,
+    ``TransformerDecoder._get_coords``), which fails on a machine without one; inside this
+    block the first is left to be filled on first use and the second is made on the CPU (the
+    same numbers)."""
     import sam3.model_builder as builder
+    from sam3.model.decoder import TransformerDecoder
 
     original = builder.PositionEmbeddingSine
+    coords = TransformerDecoder.__dict__["_get_coords"].__func__
 
     def on_first_use(*args, **kwargs):
         return original(*args, **{**kwargs, "precompute_resolution": None})
 
     builder.PositionEmbeddingSine = on_first_use
+    # the concept decoder's box-bias coordinates, made on CUDA at construction: on the CPU
+    TransformerDecoder._get_coords = staticmethod(lambda h, w, device: coords(h, w, "cpu"))
     try:
         yield
     finally:
         builder.PositionEmbeddingSine = original
+        TransformerDecoder._get_coords = staticmethod(coords)
 
 
 def example_inputs(prompts: int = 2, points: int = 3) -> dict[str, torch.Tensor]:

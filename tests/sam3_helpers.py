@@ -90,3 +90,31 @@ def reduced_text_encoder(seed: int = 0, width: int = 128, layers: int = 2) -> nn
         for parameter in encoder.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=gen) * 0.05)
     return encoder.eval()
+
+
+def reduced_concept_model(seed: int = 0) -> nn.Module:
+    """``Sam3Image`` as ``build_sam3_image_model`` assembles it (the builder's own fusion
+    encoder, decoder, geometry encoder, segmentation head and scoring, at full size: 6 + 6
+    layers, 200 queries) on the reduced vision backbone and text encoder above; no interactive
+    model. The detector's parameters get seeded noise too, in eval mode."""
+    import sam3.model_builder as builder
+    from sam3.model.vl_combiner import SAM3VLBackbone
+
+    from sam2_triton.export.sam3_interactive import cpu_construction
+
+    vision = reduced_vision_backbone(seed)
+    backbone = SAM3VLBackbone(visual=vision.vision_backbone, text=reduced_text_encoder(seed),
+                              scalp=1)  # fmt: skip
+    torch.manual_seed(seed)
+    with cpu_construction():
+        parts = {
+            "transformer": builder._create_sam3_transformer(),
+            "input_geometry_encoder": builder._create_geometry_encoder(),
+            "segmentation_head": builder._create_segmentation_head(),
+            "dot_prod_scoring": builder._create_dot_product_scoring(),
+        }
+    for part in parts.values():
+        perturbed(part, seed)
+    return builder._create_sam3_model(
+        backbone, *parts.values(), inst_interactive_predictor=None, eval_mode=True
+    ).eval()
