@@ -96,3 +96,37 @@ def test_phrases_and_example_boxes_give_forward_groundings_scores_boxes_and_mask
             feeds["box_mask"][:] = True
             (without,) = session.run(["pred_logits"], feeds)
             assert np.abs(without - logits).max() > 1e-3
+
+
+def test_instances_are_the_ones_sam3_processor_keeps(concept):
+    """The graph's outputs through ``concepts.instances`` against ``Sam3Processor``'s state for
+    the same phrase on a 420 x 300 image (its own backbone features fed to the graph): the same
+    instances in the same order, scores within 1e-5, boxes within 1e-3 pixels, masks at the
+    image's size on >= 0.999 of pixels. The threshold keeps eight (random weights score about
+    alike)."""
+    import onnxruntime as ort
+    from PIL import Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    from sam2_triton.concepts.instances import instances
+
+    model, path = concept
+    rgb = np.random.default_rng(3).integers(0, 256, (300, 420, 3), np.uint8)
+    processor = Sam3Processor(model, device="cpu")
+    with torch.no_grad(), unpinned_memory():
+        state = processor.set_image(Image.fromarray(rgb))
+        text = model.backbone.forward_text(PHRASES, device="cpu")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(list(OUTPUT_NAMES), _feeds(state["backbone_out"], text, 1))
+    scores = np.sort(instances(*outputs, (300, 420), 0.0).scores)[::-1]
+    threshold = float(scores[7] + scores[8]) / 2
+    processor.set_confidence_threshold(threshold)
+    with unpinned_memory():
+        state = processor.set_text_prompt(PHRASES[1], state)  # no example boxes
+    ours = instances(*outputs, (300, 420), threshold)
+    assert len(ours) == len(state["scores"]) == 8
+    np.testing.assert_allclose(ours.scores, state["scores"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours.boxes, state["boxes"].numpy(), atol=1e-3)
+    masks = ours.masks()
+    for mine, theirs in zip(masks, state["masks"][:, 0].numpy(), strict=True):
+        assert np.mean(mine.astype(bool) == theirs) >= 0.999
