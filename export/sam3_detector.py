@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sam2_triton.concepts.find import MAX_BOXES  # example boxes a prompt can carry: fixed slots
+
 QUERIES = 200  # the decoder's object queries
 MASK_SIDE = 288  # the segmentation head's mask logits: a quarter of the 1008 input
 FEATURE_SIDES = (288, 144, 72)  # the vision graph's fpn_288, fpn_144, fpn_72
-MAX_BOXES = 16  # example boxes a prompt can carry: the graph's fixed box slots
 INPUT_NAMES = (
     "fpn_288", "fpn_144", "fpn_72", "text_features", "text_mask", "boxes", "box_labels",
     "box_mask",

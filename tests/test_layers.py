@@ -29,7 +29,7 @@ ALLOWED = {
     "weights": set(),
     "repository": {"contract"},
     "image": BOTTOM,
-    "concepts": BOTTOM | {"image"},  # SAM 3's phrases and instances: masks as image's
+    "concepts": BOTTOM | {"runtime", "image"},  # SAM 3: phrases, its graphs, masks as image's
     "video": BOTTOM | {"runtime", "image"},
     "clients": BOTTOM | {"image", "video"},
     "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
