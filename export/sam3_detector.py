@@ -31,18 +31,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam2_triton.concepts.find import MAX_BOXES  # example boxes a prompt can carry: fixed slots
+from sam2_triton.concepts.graphs import DETECTOR_INPUTS, DETECTOR_OUTPUTS, FEATURES, MAX_BOXES
 
-QUERIES = 200  # the decoder's object queries
-MASK_SIDE = 288  # the segmentation head's mask logits: a quarter of the 1008 input
-FEATURE_SIDES = (288, 144, 72)  # the vision graph's fpn_288, fpn_144, fpn_72
-INPUT_NAMES = (
-    "fpn_288", "fpn_144", "fpn_72", "text_features", "text_mask", "boxes", "box_labels",
-    "box_mask",
-)  # fmt: skip
-#: [1, 200] logits, [1, 200, 4] boxes (centre-size in [0, 1]), [1, 1] presence logit,
-#: [1, 200, 288, 288] mask logits.
-OUTPUT_NAMES = ("pred_logits", "pred_boxes", "presence_logit", "pred_masks")
+INPUT_NAMES, OUTPUT_NAMES = DETECTOR_INPUTS, DETECTOR_OUTPUTS
 
 
 @contextlib.contextmanager
@@ -85,13 +76,17 @@ def _boxes_then_cls(
 
 class ConceptDetector(nn.Module):
     """``Sam3Image.forward_grounding`` on tensors: the inputs of INPUT_NAMES (fpn maps
-    [1, 256, S, S]; text [1, 32, 256] batch first; boxes [1, MAX_BOXES, 4]) to OUTPUT_NAMES.
-    Shares the
-    detector's modules with ``model`` (it changes none; its geometry encoder is a copy, with the
-    forward of ``_boxes_then_cls``); leaves out its backbone and its interactive model."""
+    [1, 256, S, S]; text [1, 32, 256] batch first; boxes [1, MAX_BOXES, 4], padded slots
+    holding finite numbers) to OUTPUT_NAMES. Shares the detector's modules with ``model``, which
+    must be in eval mode (it changes none; its geometry encoder is a copy, with the forward of
+    ``_boxes_then_cls``); leaves out its backbone and its interactive model."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if model.training:
+            raise ValueError("put the model in eval mode: the graph shares its modules")
+        if model.transformer.encoder.add_pooled_text_to_img_feat:
+            raise ValueError("a fusion encoder that pools the prompt unmasked would read padding")
         detector = copy.copy(model)
         detector._modules = {
             name: module
@@ -151,6 +146,7 @@ def example_inputs(boxes: int = 2) -> dict[str, torch.Tensor]:
     """Tracing inputs in INPUT_NAMES' order: a phrase of 5 tokens and ``boxes`` example boxes
     (the last negative) in the MAX_BOXES slots."""
     gen = torch.Generator().manual_seed(0)
+    sides = {name: int(name.split("_")[1]) for name in FEATURES}  # fpn_288: 288 x 288
     text_mask = torch.ones(1, 32, dtype=torch.bool)
     text_mask[:, :5] = False
     box_mask = torch.ones(1, MAX_BOXES, dtype=torch.bool)
@@ -160,7 +156,7 @@ def example_inputs(boxes: int = 2) -> dict[str, torch.Tensor]:
     centres = torch.rand(1, MAX_BOXES, 2, generator=gen) * 0.5 + 0.25
     sizes = torch.rand(1, MAX_BOXES, 2, generator=gen) * 0.3 + 0.1
     return {
-        **{f"fpn_{side}": torch.randn(1, 256, side, side, generator=gen) for side in FEATURE_SIDES},
+        **{name: torch.randn(1, 256, side, side, generator=gen) for name, side in sides.items()},
         "text_features": torch.randn(1, 32, 256, generator=gen),
         "text_mask": text_mask,
         "boxes": torch.cat([centres, sizes], dim=-1),

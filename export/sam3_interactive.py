@@ -29,25 +29,32 @@ def cpu_construction() -> Iterator[None]:
     """sam3's builders fill a position-encoding cache and the concept decoder's coordinates on
     CUDA at construction (``PositionEmbeddingSine(precompute_resolution=1008)``,
     ``TransformerDecoder._get_coords``), which fails on a machine without one; inside this
-    block the first is left to be filled on first use and the second is made on the CPU (the
+    block both are left to be made at first use, on the device the model then runs on (the
     same numbers)."""
     import sam3.model_builder as builder
     from sam3.model.decoder import TransformerDecoder
 
     original = builder.PositionEmbeddingSine
     coords = TransformerDecoder.__dict__["_get_coords"].__func__
+    init = TransformerDecoder.__init__
 
     def on_first_use(*args, **kwargs):
         return original(*args, **{**kwargs, "precompute_resolution": None})
 
+    def coords_on_first_use(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        # made at the first forward, on the boxes' device (sam3 does so on a cache miss)
+        self.compilable_cord_cache = self.compilable_stored_size = None
+
     builder.PositionEmbeddingSine = on_first_use
-    # the concept decoder's box-bias coordinates, made on CUDA at construction: on the CPU
     TransformerDecoder._get_coords = staticmethod(lambda h, w, device: coords(h, w, "cpu"))
+    TransformerDecoder.__init__ = coords_on_first_use
     try:
         yield
     finally:
         builder.PositionEmbeddingSine = original
         TransformerDecoder._get_coords = staticmethod(coords)
+        TransformerDecoder.__init__ = init
 
 
 def example_inputs(prompts: int = 2, points: int = 3) -> dict[str, torch.Tensor]:

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sam2_triton.concepts.graphs import IMAGE_SIZE
 from sam2_triton.export.decoder_graph import decoder_layout
 from sam2_triton.export.tracker_graph import rotate_pairs
 
-IMAGE_SIZE = 1008  # SAM 3's input side: 72 x 72 patches of 14 pixels
 #: The six outputs: the detector's feature pyramid [B, 256, S, S] (S = 288, 144, 72), then the
 #: interactive model's features as SAM 2's decoder graph reads them (``contract.ENCODER_OUTPUTS``'
 #: names): [B, 5184, 256], [B, 20736, 128], [B, 5184, 256].

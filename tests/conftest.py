@@ -62,10 +62,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator:
+    """pytest's own teardown, then the session fixtures ``item`` was the last to use. (Private
+    API, ``_fixtureinfo``, ``FixtureDef.finish``: pytest is pinned, pyproject.toml.)"""
     result = yield
-    if nextitem is not None:  # at the end, pytest finishes everything itself
-        for name, defs in item._fixtureinfo.name2fixturedefs.items():
+    info = getattr(item, "_fixtureinfo", None)
+    if nextitem is not None and info is not None:  # at the end, pytest finishes everything
+        for name, defs in info.name2fixturedefs.items():
             if _LAST_USER.get(name) is item and defs[-1].scope == "session":
                 defs[-1].finish(item._request)  # its dependants first, as at the end
     return result

@@ -36,12 +36,19 @@ def test_masks_and_their_rle_are_the_same_pixels_at_the_images_size():
     found = instances(*_outputs(), (300, 400), threshold=0.5)
     masks = found.masks()
     assert masks.shape == (3, 300, 400) and masks.dtype == np.uint8
-    assert masks[0].sum() > 0 and masks[1:].sum() == 0
+    # logits rows 100-199, columns 50-149 of 288: image rows 104-207, columns 69-207
+    rows, cols = np.nonzero(masks[0])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (104, 207, 69, 207)
+    assert masks[1:].sum() == 0
     decoded = np.stack([mask_utils.decode(rle) for rle in found.rles()])
     np.testing.assert_array_equal(decoded, masks)
 
 
-@pytest.mark.parametrize("threshold", [float("nan"), -0.1, 1.5, "0.5", None])
+def test_a_threshold_may_be_a_numpy_number():
+    assert len(instances(*_outputs(), (300, 400), threshold=np.float32(0.5))) == 3
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), -0.1, 1.5, "0.5", None, True])
 def test_a_threshold_that_is_not_a_probability_is_refused_by_name(threshold):
     with pytest.raises(InvalidInputError, match="confidence_threshold"):
         instances(*_outputs(), (300, 400), threshold=threshold)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam2_triton.concepts.preprocess import IMAGE_SIZE, preprocess, resize
+from sam2_triton.concepts.graphs import IMAGE_SIZE
+from sam2_triton.concepts.preprocess import preprocess, resize
+from sam2_triton.errors import InvalidInputError
 
 
-@pytest.mark.parametrize("size", [(300, 420), (1200, 800), (97, 1500), (1008, 1008)])
+@pytest.mark.parametrize("size", [(300, 420), (1200, 800), (97, 1500), (40, 4000), (1008, 1008)])
 def test_the_image_sam3_sees_is_the_one_sam3_processor_makes(size):
     from PIL import Image
     from sam3.model.sam3_image_processor import Sam3Processor
@@ -26,3 +28,14 @@ def test_the_image_sam3_sees_is_the_one_sam3_processor_makes(size):
     np.testing.assert_array_equal(ours, theirs)
     if size == (IMAGE_SIZE, IMAGE_SIZE):
         np.testing.assert_array_equal(resize(rgb), rgb)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((10, 10, 3), np.float32), np.zeros((0, 10, 3), np.uint8),
+     np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8)],
+    ids=["float", "empty", "grey", "rgba"],
+)  # fmt: skip
+def test_an_image_the_model_cannot_take_is_refused_by_name(image):
+    with pytest.raises(InvalidInputError, match="image"):
+        preprocess(image)

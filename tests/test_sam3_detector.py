@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_triton.concepts.find import FILES, ConceptGraphs
+from sam2_triton.concepts.find import ConceptGraphs
+from sam2_triton.concepts.graphs import FILES, IMAGE_SIZE
 from sam2_triton.export.sam3_detector import (
     MAX_BOXES,
     OUTPUT_NAMES,
@@ -26,7 +27,7 @@ from sam2_triton.export.sam3_detector import (
     unpinned_memory,
 )
 from sam2_triton.export.sam3_text import export_text_onnx
-from sam2_triton.export.sam3_vision import IMAGE_SIZE, export_vision_onnx
+from sam2_triton.export.sam3_vision import export_vision_onnx
 from tests.sam3_helpers import clip_vocabulary, interactive_tracker, reduced_concept_model
 
 PHRASES = ["a red square", "the sky"]
@@ -45,6 +46,7 @@ def concept(tmp_path_factory):
     export_vision_onnx(model.backbone, interactive_tracker(), folder / FILES["vision"])
     export_text_onnx(model.backbone.language_backbone, folder / FILES["text"])
     export_detector_onnx(model, folder / FILES["detector"])
+    assert "forward" not in vars(model.geometry_encoder)  # the reference is sam3's own
     return model, folder
 
 
@@ -92,6 +94,7 @@ def _same(ours, state, boxes: float = 0.01, scores: float = 1e-4) -> None:
     np.testing.assert_allclose(ours.scores, state["scores"].numpy(), atol=scores)
     np.testing.assert_allclose(ours.boxes, state["boxes"].numpy(), atol=boxes)
     for mine, theirs in zip(ours.masks(), state["masks"][:, 0].numpy(), strict=True):
+        assert 0 < theirs.mean() < 1  # neither empty nor everything: agreement means something
         assert np.mean(mine.astype(bool) == theirs) >= 0.999
 
 
@@ -120,6 +123,7 @@ def test_phrases_and_example_boxes_give_forward_groundings_scores_boxes_and_mask
         }
         for name, value in want.items():  # measured: 6e-7 (scores), 1.2e-4 of 2.7 (masks)
             value = value.numpy()
+            assert got[name].shape == value.shape, name
             scale = max(float(np.abs(value).max()), 1.0)
             error = float(np.abs(got[name] - value).max())
             assert error <= (3e-4 if name == "masks" else 1e-5) * scale, (p, name, error, scale)

@@ -6,8 +6,7 @@ threshold. The served model wraps this.
 
 Example boxes come as the service takes boxes everywhere, corners in the image's pixels, and
 are handed to the detector as ``Sam3Processor.add_geometric_prompt`` takes them (centre and
-size in [0, 1] of the image). Boxes without a phrase are asked with the phrase "visual", as
-``Sam3Processor`` does.
+size in [0, 1] of the image).
 """
 
 from __future__ import annotations
@@ -17,17 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sam2_triton.concepts.graphs import DETECTOR_OUTPUTS, FEATURES, FILES, MAX_BOXES
 from sam2_triton.concepts.instances import DEFAULT_THRESHOLD, Instances, instances
 from sam2_triton.concepts.preprocess import preprocess
 from sam2_triton.concepts.tokens import Tokenizer
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.runtime.runners import create_session
-
-#: The graphs' files in an export folder (export/sam3_vision.py, sam3_text.py, sam3_detector.py).
-FILES = {"vision": "sam3_vision.onnx", "text": "sam3_text.onnx", "detector": "sam3_detector.onnx"}
-FEATURES = ("fpn_288", "fpn_144", "fpn_72")  # the vision graph's outputs the detector reads
-MAX_BOXES = 16  # the detector graph's example-box slots (export/sam3_detector.py)
-BOXES_ONLY_PHRASE = "visual"  # Sam3Processor's text when only boxes are given
 
 
 @dataclass(frozen=True)
@@ -53,9 +47,17 @@ def example_boxes(
     detector's slots: centre-size in [0, 1] [1, MAX_BOXES, 4], labels [1, MAX_BOXES] and the
     padding mask. Boxes outside the image, inverted, too many or not finite are refused."""
     height, width = orig_hw
-    boxes = np.zeros((0, 4)) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+    try:
+        boxes = np.zeros((0, 4)) if boxes is None else np.asarray(boxes, np.float64)
+        labels = None if labels is None else np.asarray(labels, np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError("boxes", f"must be numbers: {error}") from None
+    if boxes.shape == (4,):
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise InvalidInputError("boxes", f"expected [N, 4] (x0, y0, x1, y1), got {boxes.shape}")
     count = len(boxes)
-    labels = np.ones(count) if labels is None else np.asarray(labels).reshape(-1)
+    labels = np.ones(count) if labels is None else labels.reshape(-1)
     if count > MAX_BOXES:
         raise InvalidInputError("boxes", f"{count} example boxes, at most {MAX_BOXES}")
     if len(labels) != count:
@@ -119,7 +121,5 @@ class ConceptGraphs:
             "box_labels": kinds,
             "box_mask": padding,
         }
-        outputs = self.detector.run(
-            ["pred_logits", "pred_boxes", "presence_logit", "pred_masks"], feeds
-        )
+        outputs = self.detector.run(list(DETECTOR_OUTPUTS), feeds)
         return instances(*outputs, image.orig_hw, threshold)

@@ -13,6 +13,7 @@ in numpy.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def check_threshold(threshold: float) -> float:
     """A confidence threshold is a probability: refused by name otherwise."""
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+    real = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool)
+    if not real or not math.isfinite(threshold):
         raise InvalidInputError("confidence_threshold", f"must be a number, got {threshold!r}")
     if not 0.0 <= threshold <= 1.0:
         raise InvalidInputError("confidence_threshold", f"must be in [0, 1], got {threshold}")

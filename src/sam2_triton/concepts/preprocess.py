@@ -16,7 +16,9 @@ import math
 
 import numpy as np
 
-IMAGE_SIZE = 1008  # SAM 3's input side
+from sam2_triton.concepts.graphs import IMAGE_SIZE
+from sam2_triton.image.transforms import check_rgb
+
 _MAX_PRECISION = 22
 
 
@@ -36,9 +38,7 @@ def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
         count = min(int(center + support + 0.5), in_size) - lo
         x = (np.arange(count) + lo - center + 0.5) * invscale
         w = np.maximum(1.0 - np.abs(x), 0.0)
-        total = 0.0
-        for value in w:  # in order, as PyTorch sums (numpy's sum pairs them)
-            total += float(value)
+        total = float(np.cumsum(w)[-1]) if count else 0.0  # in order, as PyTorch sums
         weights[i, :count] = w / total if total != 0.0 else w
         first[i] = lo
     w_max = float(weights.max())
@@ -68,8 +68,9 @@ def _resample(image: np.ndarray, axis: int, out_size: int) -> np.ndarray:
 
 def resize(rgb: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [size, size, 3], as ``v2.Resize((size, size))`` on a uint8
-    tensor (antialiased bilinear)."""
-    out = np.ascontiguousarray(rgb, np.uint8)
+    tensor (antialiased bilinear). Anything but uint8 [H, W, 3] is refused, naming the image."""
+    check_rgb(rgb)
+    out = np.ascontiguousarray(rgb)
     if out.shape[1] != size:
         out = _resample(out, 1, size)
     if out.shape[0] != size:

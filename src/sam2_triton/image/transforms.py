@@ -90,14 +90,20 @@ def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def check_rgb(rgb: np.ndarray) -> None:
+    """An image array the models can take: uint8 [H, W, 3] with at least one pixel."""
+    shape, dtype = getattr(rgb, "shape", None), getattr(rgb, "dtype", None)
+    if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or 0 in shape:
+        raise InvalidInputError("image", f"expected RGB uint8 [H,W,3], got {dtype} {shape}")
+
+
 def preprocess_image(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 [H, W, 3] -> normalised float32 [1, 3, 1024, 1024] (SAM2Transforms).
 
     SAM 2 squashes the image to 1024x1024 (no aspect-preserving padding): bilinear with
     antialiasing, like torchvision's ``Resize`` on tensors, then ImageNet mean/std.
     """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise InvalidInputError("image", f"expected RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
+    check_rgb(rgb)
     scaled = rgb.astype(np.float32) / np.float32(255.0)
     channels = [
         np.asarray(
