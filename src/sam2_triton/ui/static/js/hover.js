@@ -25,6 +25,7 @@ export class Hover {
     const key = previewKey(x, y, base);
     this.movedAt = performance.now();
     if (this.preview && this.preview.key !== key) this.clear();
+    if (this.pending && this.pending.key !== key) this.abort(); // moved on: its answer is stale
     clearTimeout(this.timer);
     if (this.pending?.key === key || this.preview?.key === key) return;
     this.timer = setTimeout(() => this.send(x, y, base, key), REST_MS);
