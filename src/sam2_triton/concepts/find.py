@@ -21,6 +21,7 @@ from sam2_triton.concepts.instances import DEFAULT_THRESHOLD, Instances, instanc
 from sam2_triton.concepts.preprocess import preprocess
 from sam2_triton.concepts.tokens import Tokenizer
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.transforms import check_inside
 from sam2_triton.runtime.runners import create_session
 
 
@@ -66,9 +67,8 @@ def example_boxes(
         raise InvalidInputError("box_labels", "must be 1 (positive) or 0 (negative)")
     if not np.isfinite(boxes).all():
         raise InvalidInputError("boxes", "must be finite numbers")
+    check_inside("boxes", boxes.reshape(-1, 2), orig_hw)  # both corners, as SAM 2's box
     x0, y0, x1, y1 = boxes.T
-    if (x0 < 0).any() or (y0 < 0).any() or (x1 > width).any() or (y1 > height).any():
-        raise InvalidInputError("boxes", f"must lie inside the {width} x {height} image")
     if (x1 <= x0).any() or (y1 <= y0).any():
         raise InvalidInputError("boxes", "need x0 < x1 and y0 < y1")
     slots = np.zeros((1, MAX_BOXES, 4), np.float32)

@@ -208,7 +208,7 @@ def validate_points(
     if not np.all(np.isfinite(coords)):
         raise InvalidInputError("point_coords", "contains NaN or infinite values")
     real = labels != LABEL_PADDING if padding_label else np.ones(labels.shape, bool)
-    _check_inside("point_coords", coords[real], orig_hw)
+    check_inside("point_coords", coords[real], orig_hw)
     allowed = (LABEL_BACKGROUND, LABEL_FOREGROUND, *((LABEL_PADDING,) if padding_label else ()))
     bad = ~np.isin(labels, allowed)
     if np.any(bad):
@@ -231,11 +231,12 @@ def validate_box(box: np.ndarray | None, orig_hw: tuple[int, int]) -> np.ndarray
     x0, y0, x1, y1 = values
     if x1 < x0 or y1 < y0:
         raise InvalidInputError("box", f"is inverted: need x0 <= x1 and y0 <= y1, got {values}")
-    _check_inside("box", values.reshape(2, 2), orig_hw)
+    check_inside("box", values.reshape(2, 2), orig_hw)
     return np.asarray(box, dtype=np.float32).reshape(4)
 
 
-def _check_inside(field: str, xy: np.ndarray, orig_hw: tuple[int, int]) -> None:
+def check_inside(field: str, xy: np.ndarray, orig_hw: tuple[int, int]) -> None:
+    """Points [N, 2] (x, y) within the image, edges included; the first outside is named."""
     height, width = orig_hw
     outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
     if np.any(outside):
