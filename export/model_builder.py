@@ -16,6 +16,7 @@ parameter whose elements are all equal gets seeded noise (see ``_perturb_constan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,15 @@ def build_sam2_model(
     random_weights: bool = False,
     seed: int = 0,
     save_random_to: Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> nn.Module:
     """Return the SAM 2.1 ``variant_name`` model in eval mode on CPU.
 
     Exactly one of ``checkpoint`` (an official ``{"model": state_dict}`` file, loaded strictly)
     and ``random_weights`` must be given. With random weights, ``seed`` makes them reproducible
-    and ``save_random_to`` writes them as an official-format checkpoint.
+    and ``save_random_to`` writes them as an official-format checkpoint. ``overrides`` are Hydra
+    overrides of the variant's config (``build_sam2``'s ``hydra_overrides_extra``); the tests use
+    them for a shallower model (``tests/conftest.py``), recorded in the export's metadata.
     """
     if (checkpoint is None) == (not random_weights):
         raise ValueError("give exactly one of checkpoint=PATH or random_weights=True")
@@ -50,7 +54,7 @@ def build_sam2_model(
 
     if random_weights:
         torch.manual_seed(seed)
-        model = _build_empty(variant.config)
+        model = _build_empty(variant.config, overrides)
         _perturb_constant_parameters(model, seed)
         provenance: dict[str, Any] = {"variant": variant.name, "weights": "random", "seed": seed}
         if save_random_to is not None:
@@ -58,7 +62,7 @@ def build_sam2_model(
             provenance["saved_checkpoint"] = str(save_random_to)
     else:
         checkpoint = Path(checkpoint)
-        model = _build_empty(variant.config)
+        model = _build_empty(variant.config, overrides)
         _load_strict(model, load_state_dict(checkpoint), checkpoint)
         provenance = {
             "variant": variant.name,
@@ -66,6 +70,8 @@ def build_sam2_model(
             "checkpoint": str(checkpoint),
             "checkpoint_sha256": sha256_file(checkpoint),
         }
+    if overrides:
+        provenance["config_overrides"] = list(overrides)
     setattr(model, PROVENANCE_ATTR, provenance)
     return model.eval()
 
@@ -80,11 +86,13 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
     tmp.replace(path)  # never leave a truncated checkpoint under the final name
 
 
-def _build_empty(config: str) -> nn.Module:
+def _build_empty(config: str, overrides: Sequence[str] = ()) -> nn.Module:
     """The sam2 builder with the predictor's post-processing flags, no checkpoint, CPU, eval."""
     from sam2.build_sam import build_sam2  # imports hydra and initialises its config search path
 
-    return build_sam2(config, ckpt_path=None, device="cpu", mode="eval")
+    return build_sam2(
+        config, ckpt_path=None, device="cpu", mode="eval", hydra_overrides_extra=list(overrides)
+    )
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

@@ -11,16 +11,15 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests import servers
+from tests.reduced_model import REDUCED, SEED, TinyExport, build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "sam2_triton"
-SEED = 0
 
 
 #: Fixtures that start a real tritonserver: a test using one is end-to-end, marked or not, so
@@ -74,13 +73,6 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
-@dataclass(frozen=True)
-class TinyExport:
-    export_dir: Path
-    checkpoint: Path
-    config: str
-
-
 def _export_key() -> str:
     """Changes when the export code or the ONNX files' tensor contract changes."""
     from sam2_triton import contract as c
@@ -90,22 +82,22 @@ def _export_key() -> str:
         digest.update(path.read_bytes())
     onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
     digest.update(repr(onnx_contract).encode())
+    digest.update(repr(REDUCED).encode())
     return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
 def tiny_export() -> TinyExport:
-    """SAM 2.1 tiny with random weights (seed 0), its checkpoint and its ONNX files."""
+    """SAM 2.1 tiny (``REDUCED``) with random weights (seed 0), its checkpoint and ONNX files."""
     from sam2_triton.weights.variants import get_variant
 
     variant = get_variant("tiny")
     cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{_export_key()}"
     checkpoint = cache / f"random-seed{SEED}.pt"
     if not (cache / "export.json").exists():
-        from sam2_triton.export import build_sam2_model, export_onnx
+        from sam2_triton.export import export_onnx
 
-        model = build_sam2_model("tiny", random_weights=True, seed=SEED, save_random_to=checkpoint)
-        export_onnx(model, cache)
+        export_onnx(build_test_model(save_random_to=checkpoint), cache)
     return TinyExport(export_dir=cache, checkpoint=checkpoint, config=variant.config)
 
 
@@ -118,16 +110,13 @@ def tracker_export(tiny_export: TinyExport) -> Path:
     source = tiny_export.export_dir
     folder = source.with_name(source.name + "-video")
     if not (folder / TRACKER_CONSTANTS_FILE).exists():  # written last
-        from sam2.build_sam import build_sam2
-
         from sam2_triton.export.tracker_export import export_tracker_onnx
 
         folder.mkdir(exist_ok=True)
         for path in source.iterdir():
             if path.is_file() and not (folder / path.name).exists():
                 os.link(path, folder / path.name)
-        model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
-        export_tracker_onnx(model, folder)
+        export_tracker_onnx(tiny_export.build(), folder)
     return folder
 
 
@@ -275,11 +264,9 @@ def routed_triton(tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def reference_predictor(tiny_export: TinyExport):
     """Meta's SAM2ImagePredictor on exactly the weights the server runs."""
-    from sam2.build_sam import build_sam2
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    model = build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
-    return SAM2ImagePredictor(model)
+    return SAM2ImagePredictor(tiny_export.build())
 
 
 class Reference:

@@ -1,8 +1,9 @@
 """The exported ONNX pair reproduces SAM 2.1's own image predictor on the same weights.
 
-Tiny with seeded random weights is exported once per session with the default settings
-(conftest's ``tiny_export``, shared with the end-to-end tests). The
-ground truth is sam2 itself, loaded from the checkpoint the export saved: the encoder must equal
+The tests' model (tiny at reduced depth, ``tests/reduced_model.py``) with seeded random weights is
+exported once per session with the default settings (conftest's ``tiny_export``, shared with the
+end-to-end tests); tiny at its full depth is exported and checked here once. The ground truth
+is sam2 itself, loaded from the checkpoint the export saved: the encoder must equal
 ``SAM2ImagePredictor.set_image``'s ``_features`` and the decoder all four mask tokens of
 ``MaskDecoder.predict_masks`` fed by the predictor's own prompt encoding, for every prompt kind.
 """
@@ -21,7 +22,6 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torchvision")  # SAM2ImagePredictor needs it
 
-from sam2.build_sam import build_sam2  # noqa: E402
 from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from sam2_triton import contract  # noqa: E402
@@ -41,9 +41,9 @@ from sam2_triton.export.onnx_export import (  # noqa: E402
     create_session,
 )
 from sam2_triton.image.decoder_feeds import sam_layout  # noqa: E402
+from tests.reduced_model import REDUCED, SEED, build_test_model  # noqa: E402
 
 TOL = 1e-4
-SEED = 0
 MASK = contract.LOW_RES_MASK_SIZE
 
 
@@ -66,7 +66,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model() -> torch.nn.Module:
     """The same random weights as ``tiny_export`` (seed 0), rebuilt in memory (~1 s)."""
     torch.set_num_threads(2)
-    return build_sam2_model("tiny", random_weights=True, seed=SEED)
+    return build_test_model()
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +84,7 @@ def sessions(exported: ExportPaths):
 @pytest.fixture(scope="session")
 def reference_model(tiny_export) -> torch.nn.Module:
     """sam2's own builder reading the checkpoint that the random-weight build saved."""
-    return build_sam2(
-        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu", mode="eval"
-    )
+    return tiny_export.build(mode="eval")
 
 
 @pytest.fixture(scope="session")
@@ -238,6 +236,16 @@ def test_verify_onnx_reports_parity_with_wrappers(model, exported, model_images)
     assert report.max_abs < TOL, report.format()
 
 
+def test_full_depth_tiny_exports_with_parity(model_images, workdir: Path) -> None:
+    """What users export: tiny at its full depth (Hiera stages [1, 2, 7, 2], three global
+    blocks), checked by the CLI's check on one photo; the other tests run the reduced model."""
+    full = build_sam2_model("tiny", random_weights=True, seed=SEED)
+    assert len(full.image_encoder.trunk.blocks) == 12
+    out = export_onnx(full, workdir / "full")
+    report = verify_onnx(full, out.encoder_path, out.decoder_path, images=model_images[:1])
+    assert report.max_abs < TOL, report.format()
+
+
 # --- decoder: each prompt kind against sam2's reference ----------------------------------------
 
 
@@ -376,6 +384,7 @@ def test_onnx_interface_follows_contract(exported) -> None:
 def test_export_metadata(exported) -> None:
     meta = json.loads(exported.metadata_path.read_text())
     assert meta["variant"] == "tiny" and meta["weights"] == "random" and meta["seed"] == SEED
+    assert meta["config_overrides"] == list(REDUCED)  # a reduced export says so
     assert meta["exporter"] == DEFAULT_EXPORTER and meta["opset"] == DEFAULT_OPSET
     assert meta["files"] == {"encoder": "image_encoder.onnx", "decoder": "mask_decoder.onnx"}
     assert meta["versions"]["torch"] == torch.__version__

@@ -31,9 +31,7 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def sam2_model(tiny_export):
-    from sam2.build_sam import build_sam2
-
-    return build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
+    return tiny_export.build()
 
 
 @pytest.fixture(scope="module")

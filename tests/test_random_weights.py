@@ -11,13 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sam2.build_sam import build_sam2  # noqa: E402
-
 from sam2_triton import contract  # noqa: E402
 from sam2_triton.export import build_sam2_model  # noqa: E402
 from sam2_triton.export.wrappers import PromptMaskDecoder  # noqa: E402
+from tests.reduced_model import REDUCED, SEED, build_test_model  # noqa: E402
 
-SEED = 0  # tiny_export's
 MASK = contract.LOW_RES_MASK_SIZE
 
 
@@ -25,15 +23,13 @@ MASK = contract.LOW_RES_MASK_SIZE
 def model() -> torch.nn.Module:
     """The same random weights as ``tiny_export`` (seed 0), rebuilt in memory (~1 s)."""
     torch.set_num_threads(2)
-    return build_sam2_model("tiny", random_weights=True, seed=SEED)
+    return build_test_model()
 
 
 @pytest.fixture(scope="module")
 def reference_model(tiny_export) -> torch.nn.Module:
     """sam2's own builder reading the checkpoint that the random-weight build saved."""
-    return build_sam2(
-        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu", mode="eval"
-    )
+    return tiny_export.build(mode="eval")
 
 
 def test_saved_random_checkpoint_reloads_identically(model, reference_model) -> None:
@@ -72,8 +68,8 @@ def test_random_init_leaves_no_constant_parameter(model) -> None:
 
 
 def test_random_weights_are_reproducible(model) -> None:
-    again = build_sam2_model("tiny", random_weights=True, seed=SEED)
-    other = build_sam2_model("tiny", random_weights=True, seed=SEED + 1)
+    again = build_test_model(SEED)
+    other = build_test_model(SEED + 1)
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in again.state_dict().items())
     assert not torch.equal(own["no_mem_embed"], other.state_dict()["no_mem_embed"])
@@ -86,7 +82,7 @@ def test_strict_loading_names_the_missing_key(model, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     torch.save({"model": state}, bad)
     with pytest.raises(ValueError, match=r"missing key\(s\): no_mem_embed.*unexpected key"):
-        build_sam2_model("tiny", checkpoint=bad)
+        build_sam2_model("tiny", checkpoint=bad, overrides=REDUCED)
 
 
 def test_builder_needs_exactly_one_weight_source(tmp_path: Path) -> None:

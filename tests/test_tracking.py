@@ -69,9 +69,7 @@ def sam2_plan(model, frame_idx, cond, non_cond, num_frames, reverse):
 
 @pytest.fixture(scope="module")
 def sam2_model(tiny_export):
-    from sam2.build_sam import build_sam2
-
-    return build_sam2(tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu")
+    return tiny_export.build()
 
 
 CASES = {

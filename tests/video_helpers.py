@@ -126,8 +126,9 @@ def reference_video_predictor(tiny_export):
     sam2.utils.misc.get_connected_components = connected_components
 
     predictor = build_sam2_video_predictor(
-        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu"
-    )
+        tiny_export.config, ckpt_path=str(tiny_export.checkpoint), device="cpu",
+        hydra_overrides_extra=list(tiny_export.overrides),
+    )  # fmt: skip
     attention = predictor.memory_attention.forward
 
     def float32_memories(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
