@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-from tests.reduced_model import REDUCED, SEED, TinyExport, build_test_model
+from tests.reduced_model import SEED, TinyExport, build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "sam2_triton"
@@ -82,7 +82,7 @@ def _export_key() -> str:
         digest.update(path.read_bytes())
     onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
     digest.update(repr(onnx_contract).encode())
-    digest.update(repr(REDUCED).encode())
+    digest.update((ROOT / "tests" / "reduced_model.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -117,6 +117,53 @@ def tracker_export(tiny_export: TinyExport) -> Path:
             if path.is_file() and not (folder / path.name).exists():
                 os.link(path, folder / path.name)
         export_tracker_onnx(tiny_export.build(), folder)
+    return folder
+
+
+def _sam3_key() -> str:
+    """Changes when SAM 3's export code, its graphs' names or the test model change."""
+    digest = hashlib.sha256()
+    paths = [*(ROOT / "export").glob("sam3_*.py"), ROOT / "tests" / "sam3_helpers.py",
+             SRC / "concepts" / "graphs.py", SRC / "contract.py"]  # fmt: skip
+    for path in sorted(paths):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def sam3_model():
+    """SAM 3's concept model at reduced size and its interactive model, seeded
+    (tests/sam3_helpers.py): the weights of ``sam3_export``."""
+    from tests.sam3_helpers import interactive_tracker, reduced_concept_model
+
+    return reduced_concept_model(), interactive_tracker()
+
+
+@pytest.fixture(scope="session")
+def sam3_export(request: pytest.FixtureRequest) -> Path:
+    """``sam3_model`` exported by ``export_sam3`` (its four graphs and the vocabulary), cached
+    in ``build/test-cache/`` like ``tiny_export``."""
+    from sam2_triton.export.sam3_export import METADATA_FILE, export_sam3
+
+    folder = ROOT / "build" / "test-cache" / f"sam3-{_sam3_key()}"
+    if not (folder / METADATA_FILE).exists():
+        from tests.sam3_helpers import clip_vocabulary
+
+        model, tracker = request.getfixturevalue("sam3_model")
+        export_sam3(model, tracker, folder, clip_vocabulary(), {"weights": "random", "seed": 0})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def served_export(tracker_export: Path, sam3_export: Path) -> Path:
+    """What ``triton`` serves: the tiny export with its tracker and SAM 3's graphs beside it
+    (hard links), so one server answers both families."""
+    folder = tracker_export.with_name(f"{tracker_export.name}-{sam3_export.name}")
+    folder.mkdir(exist_ok=True)
+    for source in (tracker_export, sam3_export):
+        for path in source.iterdir():
+            if path.is_file() and not (folder / path.name).exists():
+                os.link(path, folder / path.name)
     return folder
 
 
@@ -218,16 +265,21 @@ def serve_repository(
 
 
 #: The options of ``triton``, the server most end-to-end tests share.
-TRITON_OPTIONS_KW = {"session_cache_bytes": TEST_CACHE_IMAGES * EMBEDDING_BYTES, "video": True}
+TRITON_OPTIONS_KW = {
+    "session_cache_bytes": TEST_CACHE_IMAGES * EMBEDDING_BYTES,
+    "video": True,
+    "concepts": True,
+}
 
 
 @pytest.fixture(scope="session")
-def triton(tracker_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A real embedded tritonserver serving the tiny export, the video tracker included, on free
-    loopback ports: one server for every end-to-end module that needs no options of its own."""
+def triton(served_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real embedded tritonserver serving the tiny export, the video tracker included, and
+    SAM 3's concept prompts, on free loopback ports: one server for every end-to-end module
+    that needs no options of its own."""
     from sam2_triton.repository.options import ServingOptions
 
-    yield from running_server(tracker_export, tmp_path_factory, ServingOptions(**TRITON_OPTIONS_KW))
+    yield from running_server(served_export, tmp_path_factory, ServingOptions(**TRITON_OPTIONS_KW))
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ MODELS: dict[str, tuple[c.Tensor, ...]] = {
     c.AUTOMATIC: c.AUTOMATIC_INPUTS,
     c.MASK_DECODER: c.DECODER_INPUTS,
     c.IMAGE_ENCODER: c.ENCODER_INPUTS,
+    c.CONCEPTS: c.CONCEPTS_INPUTS,
 }
 BATCHED = {c.IMAGE_ENCODER}  # max_batch_size > 0: a leading batch axis
 DTYPES = {
@@ -327,6 +328,7 @@ def _valid_inputs() -> dict[str, tuple[RawInput, ...]]:
         c.SESSION: (image_input, *point),
         c.AUTOMATIC: (image_input, grid),
         c.MASK_DECODER: (*features, *prompts),
+        c.CONCEPTS: (image_input, RawInput("text", "BYTES", (1,), _bytes_tensor([b"a cat"]))),
     }
 
 

@@ -15,6 +15,13 @@ from pathlib import Path
 
 SEED = 0
 
+#: Added to the object-score head's last bias: random weights put a frame's object score within
+#: about 0.2 of 0 whatever the frame (seeds 0-3 of this model: -0.18 to +0.08), so its sign, not
+#: the video, decided whether a tracked object was "absent" everywhere (its masks then empty and
+#: video parity comparing nothing). A real model's present objects score far above 0; so do these.
+#: The absent branch is checked on its own (``test_export_tracker``).
+OBJECT_PRESENT_BIAS = 2.0
+
 #: Hydra overrides of ``sam2.1_hiera_t.yaml`` (``build_sam2``'s ``hydra_overrides_extra``).
 REDUCED = (
     "++model.image_encoder.trunk.stages=[1,1,2,1]",
@@ -41,8 +48,20 @@ class TinyExport:
         )  # fmt: skip
 
 
-def build_test_model(seed: int = SEED, **kwargs):
-    """The tests' random-weight model in memory: ``tiny_export``'s weights for seed 0."""
-    from sam2_triton.export import build_sam2_model
+def build_test_model(seed: int = SEED, save_random_to: Path | None = None):
+    """The tests' random-weight model in memory (``tiny_export``'s weights for seed 0),
+    saved in the official layout to ``save_random_to`` if given."""
+    import torch
 
-    return build_sam2_model("tiny", random_weights=True, seed=seed, overrides=REDUCED, **kwargs)
+    from sam2_triton.export import build_sam2_model, save_checkpoint
+    from sam2_triton.export.model_builder import PROVENANCE_ATTR
+
+    model = build_sam2_model("tiny", random_weights=True, seed=seed, overrides=REDUCED)
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += OBJECT_PRESENT_BIAS
+    provenance = getattr(model, PROVENANCE_ATTR)
+    provenance["object_score_bias_added"] = OBJECT_PRESENT_BIAS
+    if save_random_to is not None:
+        save_checkpoint(model, save_random_to)
+        provenance["saved_checkpoint"] = str(save_random_to)
+    return model

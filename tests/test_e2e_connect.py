@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import requests
 from pycocotools import mask as mask_utils
+from scipy import ndimage
 
 from sam2_triton import contract as c
 from sam2_triton.clients.image import SegmentClient
@@ -80,8 +81,10 @@ def test_x_anylabeling_clicks_come_back_as_sam2_sessions_polygons(gateway, trito
     want = best(triton, point_coords=[[150, 100], [40, 30]], point_labels=[1, 0])
     rings = [[v for point in s["points"] for v in point] for s in shapes]
     got = polygons_to_mask(rings, [[] for _ in rings], 200, 300).astype(bool)
-    # X-AnyLabeling's polygons hold no holes: the rasterised outer rings cover the mask
-    assert np.all(got[want]) and (got & ~want).sum() <= 0.02 * want.sum()
+    # X-AnyLabeling's polygons hold no holes: the rasterised outer rings are the mask with its
+    # holes filled (within the polygons' simplification)
+    filled = ndimage.binary_fill_holes(want)
+    assert np.all(got[want]) and (got ^ filled).sum() <= 0.02 * filled.sum()
 
     # the image re-sent (as X-AnyLabeling does with every click) costs one sam2_session request,
     # the click: the gateway sends no image (the server would find it cached, but only after

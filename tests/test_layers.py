@@ -33,7 +33,7 @@ ALLOWED = {
     "video": BOTTOM | {"runtime", "image"},
     "clients": BOTTOM | {"image", "video"},
     "server": {"metrics", "errors"},  # both standard library only, as the GPU image needs
-    "triton_models": BOTTOM | {"runtime", "image", "video", "repository"},
+    "triton_models": BOTTOM | {"runtime", "image", "video", "concepts", "repository"},
     "web": set(),  # the gateways' shared aiohttp helpers
 }
 TOOLS = {"cli", "batch", "bench", "ui", "connect", "cluster", "export", "__init__", "__main__"}
@@ -141,15 +141,16 @@ def test_the_root_holds_only_the_bottom_layer():
 
 # What each Triton model's stub loads: (module under triton_models, features it must not load).
 STUBS = {
-    "segment": ("video", "clients", "repository"),
-    "session": ("video", "clients", "repository"),
-    "automatic": ("video", "clients", "repository"),
-    "preprocess": ("video", "clients", "repository"),
-    "postprocess": ("video", "clients", "repository"),
-    "onnx_model": ("video", "clients", "repository"),
-    "video": ("clients",),
-    "video_stream": ("clients",),
-    "video_sessions": ("clients",),
+    "segment": ("video", "concepts", "clients", "repository"),
+    "session": ("video", "concepts", "clients", "repository"),
+    "automatic": ("video", "concepts", "clients", "repository"),
+    "preprocess": ("video", "concepts", "clients", "repository"),
+    "postprocess": ("video", "concepts", "clients", "repository"),
+    "onnx_model": ("video", "concepts", "clients", "repository"),
+    "video": ("concepts", "clients"),
+    "video_stream": ("concepts", "clients"),
+    "video_sessions": ("concepts", "clients"),
+    "concepts": ("video", "clients", "repository"),
 }
 
 
@@ -161,7 +162,7 @@ def test_every_python_model_of_both_targets_is_checked():
     served = {
         plan.python_module
         for target in TARGETS
-        for plan in repository_plan(target, ServingOptions(video=True))
+        for plan in repository_plan(target, ServingOptions(video=True, concepts=True))
         if plan.python_module
     }
     assert served == set(STUBS)

@@ -20,15 +20,8 @@ import torch
 
 from sam2_triton.concepts.find import ConceptGraphs
 from sam2_triton.concepts.graphs import FILES, IMAGE_SIZE
-from sam2_triton.export.sam3_detector import (
-    MAX_BOXES,
-    OUTPUT_NAMES,
-    export_detector_onnx,
-    unpinned_memory,
-)
-from sam2_triton.export.sam3_text import export_text_onnx
-from sam2_triton.export.sam3_vision import export_vision_onnx
-from tests.sam3_helpers import clip_vocabulary, interactive_tracker, reduced_concept_model
+from sam2_triton.export.sam3_detector import MAX_BOXES, OUTPUT_NAMES, unpinned_memory
+from tests.sam3_helpers import clip_vocabulary
 
 PHRASES = ["a red square", "the sky"]
 # Example boxes per phrase, as Sam3Processor.add_geometric_prompt takes them: centre and size
@@ -39,15 +32,11 @@ BOX = [100.0, 80.0, 260.0, 200.0]
 
 
 @pytest.fixture(scope="module")
-def concept(tmp_path_factory):
-    """The reduced model and its three graphs (vision, text, detector) in an export folder."""
-    model = reduced_concept_model()
-    folder = tmp_path_factory.mktemp("sam3-export")
-    export_vision_onnx(model.backbone, interactive_tracker(), folder / FILES["vision"])
-    export_text_onnx(model.backbone.language_backbone, folder / FILES["text"])
-    export_detector_onnx(model, folder / FILES["detector"])
+def concept(sam3_model, sam3_export):
+    """The reduced model and its export folder (conftest's ``sam3_model``, ``sam3_export``)."""
+    model, _ = sam3_model
     assert "forward" not in vars(model.geometry_encoder)  # the reference is sam3's own
-    return model, folder
+    return model, sam3_export
 
 
 def _reference(model, backbone_out: dict, text: dict, prompt: int) -> dict:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_triton.export.sam3_vision import IMAGE_SIZE, OUTPUT_NAMES, export_vision_onnx
-from tests.sam3_helpers import reduced_vision_backbone
+from sam2_triton.concepts.graphs import FILES
+from sam2_triton.export.sam3_vision import IMAGE_SIZE, OUTPUT_NAMES
 
 
 def test_real_rope_rotates_as_sam3s_complex_rope():
@@ -26,16 +26,11 @@ def test_real_rope_rotates_as_sam3s_complex_rope():
 
 
 @pytest.fixture(scope="module")
-def sam3_parts(tmp_path_factory):
-    """A reduced vision backbone and the full-size interactive model, and their ONNX graphs."""
-    from sam2_triton.export.sam3_interactive import export_interactive_onnx
-    from tests.sam3_helpers import interactive_tracker
-
-    folder = tmp_path_factory.mktemp("sam3")
-    backbone, tracker = reduced_vision_backbone(), interactive_tracker()
-    vision = export_vision_onnx(backbone, tracker, folder / "vision.onnx")
-    decoder = export_interactive_onnx(tracker, folder / "interactive_decoder.onnx")
-    return backbone, tracker, vision, decoder
+def sam3_parts(sam3_model, sam3_export):
+    """The reduced backbone and the full-size interactive model (conftest's ``sam3_model``) and
+    their ONNX graphs, as ``export_sam3`` wrote them (``sam3_export``)."""
+    (model, tracker), folder = sam3_model, sam3_export
+    return model.backbone, tracker, folder / FILES["vision"], folder / FILES["interactive"]
 
 
 def _session(path):
@@ -139,23 +134,23 @@ def test_random_weights_in_the_official_layout_load_through_sam3s_own_loader(tmp
                         "3c879f39826c281e95690f02c7821c4de09afae7/sam3.pt")  # fmt: skip
 
 
-def test_text_onnx_gives_sam3s_text_features_for_phrases(tmp_path):
+def test_text_onnx_gives_sam3s_text_features_for_phrases(sam3_model, sam3_export):
     """Phrases tokenised without torch (concepts/tokens.py), then the ONNX text encoder: the
     features and the padding mask ``VETextEncoder.forward`` gives for the same phrases."""
     import onnxruntime as ort
 
     from sam2_triton.concepts.tokens import Tokenizer
-    from sam2_triton.export.sam3_text import INPUT_NAME, export_text_onnx
-    from tests.sam3_helpers import clip_vocabulary, reduced_text_encoder
+    from sam2_triton.export.sam3_text import INPUT_NAME
+    from tests.sam3_helpers import clip_vocabulary
 
-    encoder = reduced_text_encoder()
+    encoder = sam3_model[0].backbone.language_backbone
     phrases = ["a car", "yellow school bus", "person's left hand"]
     with torch.no_grad():
         padding, memory, _ = encoder(phrases, device="cpu")
     tokens = Tokenizer(clip_vocabulary())(phrases)
     np.testing.assert_array_equal(tokens == 0, padding.numpy())
     session = ort.InferenceSession(
-        str(export_text_onnx(encoder, tmp_path / "text.onnx")), providers=["CPUExecutionProvider"]
+        str(sam3_export / FILES["text"]), providers=["CPUExecutionProvider"]
     )
     (ours,) = session.run(None, {INPUT_NAME: tokens})
     np.testing.assert_allclose(ours, memory.transpose(0, 1).numpy(), atol=1e-5)

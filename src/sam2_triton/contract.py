@@ -37,6 +37,16 @@ VIDEO_EXPORT_FILES = (
     MEMORY_ENCODER_FILE,
     TRACKER_CONSTANTS_FILE,
 )
+# ... and SAM 3's (export/sam3_export.py): its four graphs and CLIP's byte-pair vocabulary
+# (concepts.tokens reads it), copied beside them; sam3_concepts needs CONCEPT_FILES of them.
+SAM3_FILES = {
+    "vision": "sam3_vision.onnx",
+    "text": "sam3_text.onnx",
+    "detector": "sam3_detector.onnx",
+    "interactive": "sam3_interactive_decoder.onnx",
+}
+VOCABULARY_FILE = "bpe_simple_vocab_16e6.txt.gz"
+CONCEPT_FILES = (SAM3_FILES["vision"], SAM3_FILES["text"], SAM3_FILES["detector"], VOCABULARY_FILE)
 
 # Triton model names (the public API: clients in any language rely on these).
 PREPROCESS = "sam2_preprocess"
@@ -286,6 +296,33 @@ VIDEO_OUTPUTS = (
     Tensor("encoded_masks", "STRING", (-1,)),  # rle: F x N JSON records, frame by frame
     Tensor("next_frame_idx", "INT32", (1,)),  # propagate: where the next page starts, or -1
     Tensor("frames_left", "INT32", (1,)),  # ... and how many frames it has left
+)
+
+# --- sam3_concepts: SAM 3's concept prompts (Python backend; sam2_triton.concepts.service) -----
+# Every instance of each phrase (and/or like the example boxes) in an image: an image's backbone
+# features are cached by its content id as sam2_session's embeddings are, a phrase's text features
+# once per server. Each phrase is its own question (Sam3Processor.set_text_prompt), the example
+# boxes added to each (add_geometric_prompt); boxes without a phrase ask for what they show
+# (sam3's "visual" prompt). Outputs hold the K instances of phrase 0, then phrase 1, ...
+CONCEPTS = "sam3_concepts"
+CONCEPT_OUTPUT_FORMATS = ("raw", "png", "rle", "polygons")
+CONCEPTS_INPUTS = (
+    Tensor("image", "UINT8", (-1,), optional=True),
+    Tensor("image_id", "STRING", (1,), optional=True),
+    Tensor("text", "STRING", (-1,), optional=True),  # phrases, each asked on its own
+    Tensor("boxes", "FP32", (-1, 4), optional=True),  # example boxes, x0 y0 x1 y1 in pixels
+    Tensor("box_labels", "INT32", (-1,), optional=True),  # 1 positive (default), 0 negative
+    Tensor("confidence_threshold", "FP32", (1,), optional=True),  # default 0.5, Sam3Processor's
+    Tensor("output_format", "STRING", (1,), optional=True),  # one of CONCEPT_OUTPUT_FORMATS
+    Tensor("polygon_tolerance", "FP32", (1,), optional=True),
+)
+CONCEPTS_OUTPUTS = (
+    Tensor("masks", "UINT8", (-1, -1, -1)),  # raw: [K, H, W] 0/1; else [0, H, W]
+    Tensor("scores", "FP32", (-1,)),  # sigmoid(logit) * sigmoid(presence)
+    Tensor("boxes", "FP32", (-1, 4)),  # x0 y0 x1 y1 in pixels
+    Tensor("phrase_index", "INT32", (-1,)),  # which phrase of ``text`` found it (0 without)
+    Tensor("encoded_masks", "STRING", (-1,)),  # png / rle / polygons as for sam2_segment
+    Tensor("image_id", "STRING", (1,)),
 )
 
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --

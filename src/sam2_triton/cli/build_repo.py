@@ -92,11 +92,15 @@ def with_video_if_exported(
 ) -> tuple[ServingOptions, GpuOptions | None]:
     """Video tracking is served when the export has the tracker's graphs (``sam2-triton export
     --video``): turned on for the embedded target, left out of the GPU target (which serves it
-    by default, as the committed repository does) when they are missing."""
+    by default, as the committed repository does) when they are missing. SAM 3's concept
+    prompts (sam3_concepts) likewise, when the export has its concept graphs (embedded only)."""
+    from sam2_triton import contract as c
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
     if source is None:
         return options, gpu
+    if target == "embedded" and all((source / name).is_file() for name in c.CONCEPT_FILES):
+        options = replace(options, concepts=True)  # SAM 3's concept graphs: sam3_concepts
     has_tracker = (source / TRACKER_CONSTANTS_FILE).exists()
     note = f"note: {source} has no video tracker: `sam2-triton export --video` adds it"
     if target == "embedded":

@@ -95,9 +95,9 @@ class ConceptGraphs:
         maps = self.vision.run(list(FEATURES), {"image": preprocess(rgb)})
         return ImageFeatures(dict(zip(FEATURES, maps, strict=True)), rgb.shape[:2])
 
-    def phrase(self, phrase: str) -> PhraseFeatures:
-        """A phrase's features (the same for every image)."""
-        tokens = self.tokenizer([phrase], name="phrase")
+    def phrase(self, phrase: str, name: str = "phrase") -> PhraseFeatures:
+        """A phrase's features (the same for every image); a bad phrase is refused as ``name``."""
+        tokens = self.tokenizer([phrase], name=name)
         (features,) = self.text.run(["text_features"], {"tokens": tokens})
         return PhraseFeatures(features, tokens == 0)
 

@@ -4,9 +4,11 @@ in-process and served paths read from it."""
 
 from __future__ import annotations
 
+# The export folder's files are the contract's (the repository builder places them).
+from sam2_triton.contract import CONCEPT_FILES, VOCABULARY_FILE  # noqa: F401 - re-exported
+from sam2_triton.contract import SAM3_FILES as FILES  # noqa: F401 - re-exported
+
 IMAGE_SIZE = 1008  # the vision graph's input side: 72 x 72 patches of 14 pixels
-#: The graphs' files in an export folder.
-FILES = {"vision": "sam3_vision.onnx", "text": "sam3_text.onnx", "detector": "sam3_detector.onnx"}
 #: The vision graph's outputs the detector reads: its feature pyramid [B, 256, S, S].
 FEATURES = ("fpn_288", "fpn_144", "fpn_72")
 MAX_BOXES = 16  # the detector's example-box slots (fixed: a trace fixes sam3's box count)

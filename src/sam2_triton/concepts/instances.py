@@ -66,6 +66,10 @@ class Instances:
             out[k] = mask_array(logits, rows, cols)
         return out
 
+    def mask(self, k: int) -> np.ndarray:
+        """[H, W] uint8: instance ``k``'s mask alone (encoding one at a time)."""
+        return mask_array(self.mask_logits[k], *self._axes())
+
     def rles(self) -> list[dict]:
         """Each instance's mask as compressed COCO RLE, computed from its edge."""
         rows, cols = self._axes()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sam2_triton.concepts.graphs import VOCABULARY_FILE  # noqa: F401 - its name, read here
 from sam2_triton.errors import InvalidInputError
 
 CONTEXT_LENGTH = 32
-VOCABULARY_FILE = "bpe_simple_vocab_16e6.txt.gz"
 MAX_PHRASE_CHARS = 200  # far more than 30 tokens take; refused before any work
 _MERGES = 49152 - 256 - 2  # the merges CLIP uses from the file
 SPECIAL = ("<start_of_text>", "<end_of_text>")

@@ -60,7 +60,7 @@ class SessionService:
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = decode_image(data, self.limits.max_image_pixels)
         outputs = finish_request(decoded, orig_hw, options, rgb)
-        return {**outputs, "image_id": _id_tensor(image_id)}
+        return {**outputs, "image_id": id_tensor(image_id)}
 
     def _features(
         self,
@@ -68,7 +68,7 @@ class SessionService:
         image_id: np.ndarray | None,
         check: Callable[[tuple[int, int]], object] | None,
     ) -> tuple[str, Mapping[str, np.ndarray]]:
-        requested = None if image_id is None else _parse_id(image_id)
+        requested = None if image_id is None else parse_id(image_id)
         if image is not None:
             data = np.asarray(image, dtype=np.uint8).tobytes()
             key = content_id(data)
@@ -115,11 +115,11 @@ class SessionService:
             "iou_scores": np.zeros((0,), np.float32),
             "low_res_logits": np.zeros((0, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), np.float32),
             "encoded_masks": np.array([], dtype=np.object_),
-            "image_id": _id_tensor(image_id),
+            "image_id": id_tensor(image_id),
         }
 
 
-def _parse_id(value: np.ndarray) -> str:
+def parse_id(value: np.ndarray) -> str:
     flat = np.asarray(value, dtype=object).reshape(-1)
     if flat.shape[0] != 1:
         raise InvalidInputError("image_id", f"expected one id, got {flat.shape[0]}")
@@ -133,5 +133,5 @@ def _parse_id(value: np.ndarray) -> str:
     return text
 
 
-def _id_tensor(image_id: str) -> np.ndarray:
+def id_tensor(image_id: str) -> np.ndarray:
     return np.array([image_id.encode()], dtype=np.object_)

@@ -392,5 +392,6 @@ def refresh_exports(repo_dir: Path, export_dir: Path) -> bool | None:
             "rebuild the repository with `sam2-triton build-repo`"
         ) from None
     return write_repository(
-        repo_dir, target, options, gpu, export_dir, optional=frozenset(c.VIDEO_EXPORT_FILES)
-    )
+        repo_dir, target, options, gpu, export_dir,
+        optional=frozenset((*c.VIDEO_EXPORT_FILES, *c.CONCEPT_FILES)),
+    )  # fmt: skip

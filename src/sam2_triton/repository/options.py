@@ -68,13 +68,21 @@ class ServingOptions:
     video_max_frames: int = 3000  # per video
     video_page_frames: int = 8  # frames one (HTTP) propagate answer carries
     video_memory_frames: int = 16  # tracked frames' state kept per object (0: all, as sam2)
+    # SAM 3's concept prompts (sam3_concepts): served when the export has SAM 3's concept graphs
+    # (concepts.graphs.CONCEPT_FILES). Each instance holds the three graphs (about 3.4 GB at
+    # full size); the images' backbone features (111 MB each) are shared through the cache.
+    concepts: bool = False
+    concepts_instances: int = 1
+    concepts_cache_bytes: int = 2 << 30
+    concepts_max_phrases: int = 16  # phrases one request may ask (a detector run each)
 
     def __post_init__(self) -> None:
         if self.cpu_precision not in CPU_PRECISIONS:
             raise ValueError(
                 f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"
             )
-        for name in (*INSTANCE_OPTIONS.values(), "decoder_max_prompts", "automatic_decoder_chunk"):
+        positive = ("decoder_max_prompts", "automatic_decoder_chunk", "concepts_max_phrases")
+        for name in (*INSTANCE_OPTIONS.values(), *positive):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
@@ -90,4 +98,5 @@ INSTANCE_OPTIONS: Mapping[str, str] = {
     c.AUTOMATIC: "automatic_instances",
     c.VIDEO: "video_instances",
     c.VIDEO_STREAM: "video_stream_instances",
+    c.CONCEPTS: "concepts_instances",
 }

@@ -59,6 +59,8 @@ def repository_plan(
             ),
         ),
         *(video_models(options, gpu if on_gpu else None) if _video(target, options, gpu) else []),
+        # SAM 3's concept prompts: embedded only for now (the GPU target's TensorRT plan is to come)
+        *([_concepts(options)] if options.concepts and not on_gpu else []),
     ]
 
 
@@ -259,5 +261,24 @@ def _automatic(
             "decoder_chunk": str(min(chunk, options.decoder_max_prompts)),
             "max_grid_points": str(max_grid_points),
             **_decoder_runner(options, in_process),
+        },
+    )
+
+
+def _concepts(options: ServingOptions) -> ModelPlan:
+    return ModelPlan(
+        c.CONCEPTS,
+        "SAM 3: every instance of a phrase or example boxes; images' features cached by id",
+        Runtime.PYTHON,
+        c.CONCEPTS_INPUTS,
+        c.CONCEPTS_OUTPUTS,
+        python_module="concepts",
+        local_files=c.CONCEPT_FILES,
+        instances=options.concepts_instances,
+        parameters={
+            "max_image_pixels": str(options.max_image_pixels),
+            "max_phrases": str(options.concepts_max_phrases),
+            "cache_bytes": str(options.concepts_cache_bytes),
+            "intra_op_num_threads": str(options.intra_op_threads),
         },
     )

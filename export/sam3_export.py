@@ -1,0 +1,81 @@
+"""SAM 3's export folder: its four graphs, CLIP's vocabulary and a record of what made them.
+
+The vision backbone (both necks), the text encoder, the concept detector and the interactive
+decoder, each by its own module here (``sam3_vision``, ``sam3_text``, ``sam3_detector``,
+``sam3_interactive``), into one folder under ``concepts.graphs.FILES``' names, the folder the
+repository builder serves ``sam3_concepts`` from. Written into a private folder and renamed into
+place: a failed export leaves nothing half-written under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sam2_triton.concepts.graphs import FILES, VOCABULARY_FILE
+
+METADATA_FILE = "sam3.json"
+
+
+def export_sam3(
+    model: nn.Module,
+    tracker: nn.Module,
+    folder: Path,
+    vocabulary: Path,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """``model`` (sam3's ``Sam3Image``) and its interactive ``tracker`` (what
+    ``model.inst_interactive_predictor.model`` holds) to ``folder``; ``vocabulary``: CLIP's
+    ``bpe_simple_vocab_16e6.txt.gz``."""
+    from sam2_triton.export.sam3_detector import export_detector_onnx
+    from sam2_triton.export.sam3_interactive import export_interactive_onnx
+    from sam2_triton.export.sam3_text import export_text_onnx
+    from sam2_triton.export.sam3_vision import export_vision_onnx
+
+    folder = Path(folder)
+    if folder.exists() and not (folder / METADATA_FILE).is_file():
+        raise FileExistsError(f"{folder} exists and is not a SAM 3 export: choose another folder")
+    if model.training or tracker.training:
+        raise ValueError("export a model in eval mode (model.eval())")
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    seconds = {}
+    steps = {
+        "vision": lambda path: export_vision_onnx(model.backbone, tracker, path),
+        "text": lambda path: export_text_onnx(model.backbone.language_backbone, path),
+        "detector": lambda path: export_detector_onnx(model, path),
+        "interactive": lambda path: export_interactive_onnx(tracker, path),
+    }
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step(staging / FILES[name])
+        seconds[name] = round(time.perf_counter() - start, 2)
+    shutil.copyfile(vocabulary, staging / VOCABULARY_FILE)
+    record = {
+        "family": "sam3",
+        **(provenance or {}),
+        "files": {**FILES, "vocabulary": VOCABULARY_FILE},
+        "export_seconds": seconds,
+        "versions": {name: _version(name) for name in ("torch", "onnx", "sam3")},
+        "python": platform.python_version(),
+    }
+    (staging / METADATA_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)  # a previous SAM 3 export (checked above), replaced
+    staging.replace(folder)
+    return folder
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,167 @@
+"""sam3_concepts through a real tritonserver (the shared ``triton``, serving SAM 3's graphs of
+``sam3_export`` beside SAM 2.1's) against ``Sam3Processor`` on the same weights, over HTTP and
+gRPC (issue 34): a phrase on an image sent as a file, then the same phrase with an example box on
+the image named by its id (no backbone run: the cache's misses stay at one image), several
+phrases in one request, every output format; bad input refused by name, the server serving on.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from sam2_triton.clients.concepts import ConceptClient
+from sam2_triton.contract import CONCEPTS, content_id
+from sam2_triton.export.sam3_detector import unpinned_memory
+from tests.helpers import Scrape
+
+pytestmark = pytest.mark.e2e
+
+PHRASE, OTHER = "a red square", "the sky"
+BOX = [100.0, 80.0, 260.0, 200.0]  # x0 y0 x1 y1 pixels, around the square
+HEIGHT, WIDTH = 300, 420
+
+
+def _rgb() -> np.ndarray:
+    rgb = np.random.default_rng(5).integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
+    rgb[80:200, 100:260] = (200, 30, 30)
+    return rgb
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _between_eighth_and_ninth(scores: torch.Tensor) -> float:
+    ranked = np.sort(scores.numpy())[::-1]
+    return float(ranked[7] + ranked[8]) / 2
+
+
+@pytest.fixture(scope="module")
+def reference(sam3_model) -> dict:
+    """Sam3Processor's answers, each at a threshold keeping eight instances (found at threshold
+    0 first): the phrase alone (``set_text_prompt``), the phrase then BOX
+    (``add_geometric_prompt``), and OTHER alone."""
+    from PIL import Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    processor = Sam3Processor(sam3_model[0], device="cpu")
+    x0, y0, x1, y1 = BOX
+    centre_size = [(x0 + x1) / 2 / WIDTH, (y0 + y1) / 2 / HEIGHT, (x1 - x0) / WIDTH,
+                   (y1 - y0) / HEIGHT]  # fmt: skip
+
+    def ask(state: dict, question: str) -> dict:
+        processor.reset_all_prompts(state)
+        state = processor.set_text_prompt(OTHER if question == "other" else PHRASE, state)
+        return (
+            processor.add_geometric_prompt(centre_size, True, state) if question == "box" else state
+        )
+
+    answers = {}
+    with torch.no_grad(), unpinned_memory():
+        state = processor.set_image(Image.fromarray(_rgb()))
+        for question in ("phrase", "box", "other"):
+            processor.set_confidence_threshold(0.0)
+            threshold = _between_eighth_and_ninth(ask(state, question)["scores"])
+            processor.set_confidence_threshold(threshold)
+            kept = ask(state, question)
+            answers[question] = {
+                "threshold": threshold,
+                "scores": kept["scores"].numpy().copy(),
+                "boxes": kept["boxes"].numpy().copy(),
+                "masks": kept["masks"][:, 0].numpy().copy(),
+            }
+    return answers
+
+
+def _same(scores, boxes, masks, want: dict) -> None:
+    """Issue 34's bounds: the same instances in the same order, scores within 1e-4, masks on
+    at least 0.999 of pixels (boxes within 0.01 pixel)."""
+    assert len(scores) == len(want["scores"]) == 8
+    np.testing.assert_allclose(scores, want["scores"], atol=1e-4)
+    np.testing.assert_allclose(boxes, want["boxes"], atol=0.01)
+    for mine, theirs in zip(masks, want["masks"], strict=True):
+        assert 0 < theirs.mean() < 1  # neither empty nor everything
+        assert np.mean(mine.astype(bool) == theirs) >= 0.999
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_sam3_remote_processor_answers_as_sam3_processor(protocol, triton, reference):
+    """The drop-in, called as the reference was (same image, same calls, same thresholds)."""
+    from PIL import Image
+
+    from sam2_triton.clients.sam3_processor import SAM3RemoteProcessor
+
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    processor = SAM3RemoteProcessor(url, protocol)
+    state = processor.set_image(Image.fromarray(_rgb()))
+    assert (state["original_height"], state["original_width"]) == (HEIGHT, WIDTH)
+    for question in ("phrase", "box", "other"):
+        processor.reset_all_prompts(state)
+        processor.set_confidence_threshold(reference[question]["threshold"])
+        state = processor.set_text_prompt(OTHER if question == "other" else PHRASE, state)
+        if question == "box":
+            x0, y0, x1, y1 = BOX
+            centre_size = [(x0 + x1) / 2 / WIDTH, (y0 + y1) / 2 / HEIGHT, (x1 - x0) / WIDTH,
+                           (y1 - y0) / HEIGHT]  # fmt: skip
+            state = processor.add_geometric_prompt(centre_size, True, state)
+        assert state["masks"].shape == (8, 1, HEIGHT, WIDTH) and state["masks"].dtype == torch.bool
+        _same(state["scores"].numpy(), state["boxes"].numpy(), state["masks"][:, 0].numpy(),
+              reference[question])  # fmt: skip
+    processor.close()
+
+
+def test_phrases_formats_and_the_image_sent_once(triton, reference):
+    """The client over gRPC: an image sent as a file, then named by its id for several phrases
+    at once and in every format; the backbone ran for it once (the cache's misses)."""
+    png = _png(_rgb())
+    misses = Scrape.of(triton).value("sam2_session_cache_misses", model=CONCEPTS)
+    phrase, other = reference["phrase"], reference["other"]
+    with ConceptClient(triton.grpc_url, "grpc") as client:
+        found = client.find(png, text=PHRASE, confidence_threshold=phrase["threshold"])
+        assert found.image_id == content_id(png) and found.masks.shape[1:] == (HEIGHT, WIDTH)
+        assert (found.phrase_index == 0).all()
+        _same(found.scores, found.boxes, found.masks, phrase)
+        both = client.find(image_id=found.image_id, text=[PHRASE, OTHER],
+                           confidence_threshold=phrase["threshold"])  # fmt: skip
+        first = both.phrase_index == 0
+        np.testing.assert_array_equal(both.scores[first], found.scores)
+        np.testing.assert_array_equal(both.masks[first], found.masks)
+        assert (both.phrase_index[~first] == 1).all()
+        for output_format in ("png", "rle", "polygons"):
+            exact = {"polygon_tolerance": 0.0} if output_format == "polygons" else {}
+            encoded = client.find(image_id=found.image_id, text=OTHER,
+                                  confidence_threshold=other["threshold"],
+                                  output_format=output_format, **exact)  # fmt: skip
+            assert len(encoded.encoded_masks) == 8
+            _same(encoded.scores, encoded.boxes, encoded.masks, other)
+    assert Scrape.of(triton).value("sam2_session_cache_misses", model=CONCEPTS) == misses + 1
+
+
+def test_bad_concept_requests_are_refused_by_name_and_the_server_serves_on(triton):
+    from tritonclient.utils import InferenceServerException
+
+    png = _png(_rgb())
+    with ConceptClient(triton.http_url, "http") as client:
+        image_id = client.find(png).image_id  # cached, nothing asked: no instance
+        cases = [
+            (dict(image_id=image_id, text=""), "text: is empty"),
+            (dict(image_id=image_id, text="word " * 40), "text: .* tokens"),
+            (dict(image_id=image_id, text=PHRASE, boxes=np.array([[0, 0, 500, 10]])), "boxes"),
+            (dict(image_id=image_id, text=PHRASE, confidence_threshold=2.0), "confidence_thre"),
+            (dict(image_id="0" * 64, text=PHRASE), "image_id: .* unknown"),
+            (dict(image=b"not an image", text=PHRASE), "image"),
+            (dict(image_id=image_id, output_format="cutout"), "output_format"),
+        ]
+        for kwargs, message in cases:
+            with pytest.raises(InferenceServerException, match=message):
+                client.find(**kwargs)
+        again = client.find(png, text=PHRASE, confidence_threshold=0.0)
+        assert again.image_id == image_id and len(again.scores) == 200  # every query, served on
