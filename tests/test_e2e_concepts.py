@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sam2_triton.clients.concepts import ConceptClient
-from sam2_triton.contract import CONCEPTS, content_id
+from sam2_triton.contract import content_id
 from sam2_triton.export.sam3_detector import unpinned_memory
 from tests.helpers import Scrape
 
@@ -122,7 +122,7 @@ def test_phrases_formats_and_the_image_sent_once(triton, reference):
     """The client over gRPC: an image sent as a file, then named by its id for several phrases
     at once and in every format; the backbone ran for it once (the cache's misses)."""
     png = _png(_rgb())
-    misses = Scrape.of(triton).value("sam2_session_cache_misses", model=CONCEPTS)
+    misses = Scrape.of(triton).value("sam3_concepts_cache_misses")
     phrase, other = reference["phrase"], reference["other"]
     with ConceptClient(triton.grpc_url, "grpc") as client:
         found = client.find(png, text=PHRASE, confidence_threshold=phrase["threshold"])
@@ -142,7 +142,7 @@ def test_phrases_formats_and_the_image_sent_once(triton, reference):
                                   output_format=output_format, **exact)  # fmt: skip
             assert len(encoded.encoded_masks) == 8
             _same(encoded.scores, encoded.boxes, encoded.masks, other)
-    assert Scrape.of(triton).value("sam2_session_cache_misses", model=CONCEPTS) == misses + 1
+    assert Scrape.of(triton).value("sam3_concepts_cache_misses") == misses + 1
 
 
 def test_bad_concept_requests_are_refused_by_name_and_the_server_serves_on(triton):

@@ -47,7 +47,7 @@ def _metric(triton, name: str) -> float:
         timeout=10,
         headers={"Connection": "close"},
     ).text
-    match = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE)
+    match = re.search(rf'^{name}\{{[^}}]*model="sam2_session"[^}}]*\}} (\S+)$', text, re.MULTILINE)
     assert match, f"{name} not in the metrics"
     return float(match.group(1))
 

@@ -22,6 +22,17 @@ CACHE_MISSES = "sam2_session_cache_misses"
 CACHE_EVICTIONS = "sam2_session_cache_evictions"
 CACHE_BYTES = "sam2_session_cache_bytes"
 CACHE_ENTRIES = "sam2_session_cache_entries"
+#: sam3_concepts' cache of images' backbone features (111 MB an image), counted apart: its bytes
+#: and entries mean something else than sessions' embeddings (16.8 MB).
+CONCEPTS_CACHE_HITS = "sam3_concepts_cache_hits"
+CONCEPTS_CACHE_MISSES = "sam3_concepts_cache_misses"
+CONCEPTS_CACHE_EVICTIONS = "sam3_concepts_cache_evictions"
+CONCEPTS_CACHE_BYTES = "sam3_concepts_cache_bytes"
+CONCEPTS_CACHE_ENTRIES = "sam3_concepts_cache_entries"
+#: Each cache's series: hits, misses, evictions, bytes, entries.
+SESSION_CACHE = (CACHE_HITS, CACHE_MISSES, CACHE_EVICTIONS, CACHE_BYTES, CACHE_ENTRIES)
+CONCEPTS_CACHE = (CONCEPTS_CACHE_HITS, CONCEPTS_CACHE_MISSES, CONCEPTS_CACHE_EVICTIONS,
+                  CONCEPTS_CACHE_BYTES, CONCEPTS_CACHE_ENTRIES)  # fmt: skip
 VIDEO_SESSIONS = "sam2_video_sessions"
 VIDEO_BYTES = "sam2_video_bytes"
 VIDEO_EVICTIONS = "sam2_video_evictions"  # label reason: one of EVICTION_REASONS
@@ -54,11 +65,8 @@ DECODE_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 SERIES: tuple[str, ...] = (
     REQUESTS,
     *(f"{h}{s}" for h in (ENCODE_SECONDS, DECODE_SECONDS) for s in ("_bucket", "_sum", "_count")),
-    CACHE_HITS,
-    CACHE_MISSES,
-    CACHE_EVICTIONS,
-    CACHE_BYTES,
-    CACHE_ENTRIES,
+    *SESSION_CACHE,
+    *CONCEPTS_CACHE,
     STUB_RESTARTS,
 )
 

@@ -1,8 +1,8 @@
 """sam3_concepts: SAM 3's concept prompts (logic in ``sam2_triton.concepts.service``).
 
 The three graphs (vision, text, detector) beside this model run here by ONNX Runtime; an image's
-backbone features are cached by content id in the same shared cache as sam2_session's
-embeddings (a folder of its own), so every instance of this model reads them.
+backbone features are cached by content id in a shared cache like sam2_session's embeddings
+(a folder of its own, counted as ``sam3_concepts_cache_*``), so every instance reads them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sam2_triton.concepts.find import ConceptGraphs
 from sam2_triton.concepts.request import ConceptLimits
 from sam2_triton.concepts.service import ConceptService
 from sam2_triton.image.embedding_cache import EmbeddingCache, server_cache_dir
+from sam2_triton.metrics import CONCEPTS_CACHE
 from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
 from sam2_triton.triton_models.metrics import CacheMetrics, ModelMetrics
 
@@ -32,7 +33,7 @@ class TritonPythonModel:
         limits = ConceptLimits(int(params["max_image_pixels"]), int(params["max_phrases"]))
         self.service = ConceptService(graphs, cache, limits)
         self.requests = ModelMetrics(args["model_name"])
-        self.metrics = CacheMetrics(args["model_name"])
+        self.metrics = CacheMetrics(args["model_name"], CONCEPTS_CACHE)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = respond_each(requests, self._one, self.requests)

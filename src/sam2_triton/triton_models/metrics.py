@@ -100,18 +100,18 @@ def _timed(run: Callable[..., T], histogram: Any) -> Callable[..., T]:
 
 
 class CacheMetrics(_Families):
-    """sam2_session_cache_* (counters summed over instances; bytes and entries shared)."""
+    """A cache's series (``sam2_triton.metrics.SESSION_CACHE`` or ``CONCEPTS_CACHE``): counters
+    summed over instances; bytes and entries shared."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, series: tuple[str, ...] = m.SESSION_CACHE) -> None:
         super().__init__(model_name)
         counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
-        self.hits = self.metric(m.CACHE_HITS, "Embedding cache hits", counter)
-        self.misses = self.metric(m.CACHE_MISSES, "Embedding cache misses", counter)
-        self.evictions = self.metric(
-            m.CACHE_EVICTIONS, "Embeddings evicted (LRU, byte bound)", counter
-        )
-        self.bytes = self.metric(m.CACHE_BYTES, "Bytes held by the embedding cache", gauge)
-        self.entries = self.metric(m.CACHE_ENTRIES, "Images held by the embedding cache", gauge)
+        hits, misses, evictions, held, entries = series
+        self.hits = self.metric(hits, "Cache hits", counter)
+        self.misses = self.metric(misses, "Cache misses (an image encoded)", counter)
+        self.evictions = self.metric(evictions, "Images evicted (LRU, byte bound)", counter)
+        self.bytes = self.metric(held, "Bytes held by the cache", gauge)
+        self.entries = self.metric(entries, "Images held by the cache", gauge)
         self.reported = CacheStats()
 
     def update(self, cache: EmbeddingCache) -> None:
