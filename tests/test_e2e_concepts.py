@@ -166,3 +166,73 @@ def test_bad_concept_requests_are_refused_by_name_and_the_server_serves_on(trito
                 client.find(**kwargs)
         again = client.find(png, text=PHRASE, confidence_threshold=0.0)
         assert again.image_id == image_id and len(again.scores) == 200  # every query, served on
+
+
+def test_segment_text_writes_each_instance_as_the_client_gets_it(triton, tmp_path, reference):
+    """``sam2-triton segment --text``: every instance's mask, phrase, score and box on disk, as
+    ConceptClient gets them for the same image, phrases and threshold."""
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    image = tmp_path / "square.png"
+    image.write_bytes(_png(_rgb()))
+    threshold = reference["phrase"]["threshold"]
+    with ConceptClient(triton.grpc_url, "grpc") as client:
+        want = client.find(image.read_bytes(), text=[PHRASE, OTHER],
+                           confidence_threshold=threshold)  # fmt: skip
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "sam2_triton.cli", "segment", str(image), "--text", PHRASE,
+         "--text", OTHER, "--threshold", str(threshold), "--protocol", "grpc", "--url",
+         triton.grpc_url, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"{len(want.scores)} instance(s)" in run.stdout and len(want.scores) >= 8
+    listing = json.loads((out / "instances.json").read_text())["instances"]
+    assert [r["phrase"] for r in listing] == [[PHRASE, OTHER][i] for i in want.phrase_index]
+    np.testing.assert_allclose([r["score"] for r in listing], want.scores, atol=1e-6)
+    np.testing.assert_allclose([r["box"] for r in listing], want.boxes, atol=1e-3)
+    for record, mask in zip(listing, want.masks, strict=True):
+        np.testing.assert_array_equal(np.array(Image.open(out / record["mask"])) > 0, mask > 0)
+    assert (out / "overlay.png").exists()
+
+
+def test_batch_text_labels_every_instance_with_its_phrase(triton, tmp_path, reference):
+    """``sam2-triton batch --text`` over a folder: each image's document holds the instances
+    ConceptClient finds for the phrases, as COCO RLE labelled with their phrase, and a rerun
+    skips the finished images."""
+    import json
+    import subprocess
+    import sys
+
+    from pycocotools import mask as mask_utils
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "square.png").write_bytes(_png(_rgb()))
+    (folder / "flipped.png").write_bytes(_png(_rgb()[::-1].copy()))
+    threshold = reference["phrase"]["threshold"]
+    command = [sys.executable, "-m", "sam2_triton.cli", "batch", str(folder), "--out",
+               str(tmp_path / "out"), "--text", PHRASE, "--text", OTHER, "--threshold",
+               str(threshold), "--protocol", "grpc", "--url", triton.grpc_url, "--no-report",
+               "--no-progress"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    with ConceptClient(triton.grpc_url, "grpc") as client:
+        for name in ("square.png", "flipped.png"):
+            want = client.find((folder / name).read_bytes(), text=[PHRASE, OTHER],
+                               confidence_threshold=threshold)  # fmt: skip
+            document = json.loads((tmp_path / "out" / "annotations" / f"{name}.json").read_text())
+            records = document["annotations"]
+            assert document["sam2_triton"]["mode"] == "text" and len(records) == len(want.scores)
+            assert [r["label"] for r in records] == [[PHRASE, OTHER][i] for i in want.phrase_index]
+            np.testing.assert_allclose([r["score"] for r in records], want.scores, atol=1e-6)
+            for record, mask in zip(records, want.masks, strict=True):
+                rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
+                np.testing.assert_array_equal(mask_utils.decode(rle), mask)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert "2 already done" in again.stdout

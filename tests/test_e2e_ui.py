@@ -214,6 +214,32 @@ def test_segment_everything_shows_progress_and_its_masks_become_objects(app, cli
     )
 
 
+def test_find_all_picks_sam3s_instances_of_a_phrase_as_objects(app, triton):
+    """ "Find all": the instances sam3_concepts finds for the phrase (ConceptClient's, for the
+    same image, phrase and threshold) become pickable masks; K keeps them as objects holding
+    each instance's box and mask."""
+    from sam2_triton.clients.concepts import ConceptClient
+
+    app.open_sample()
+    with ConceptClient(triton.grpc_url, "grpc") as concepts:
+        every = concepts.find(SAMPLE, text="a cup", confidence_threshold=0.0, output_format="rle")
+        threshold = float(np.sort(every.scores)[-3] + np.sort(every.scores)[-4]) / 2  # three
+        want = concepts.find(image_id=every.image_id, text="a cup", output_format="rle",
+                             confidence_threshold=threshold)  # fmt: skip
+    app.page.fill("#find-text", "a cup")
+    app.page.fill("#find-threshold", str(threshold))
+    app.page.click("#find-all")
+    app.page.wait_for_function("() => window.sam2ui.state.found !== null")
+    found = app.state("s.state.found")
+    assert [json.dumps(a["segmentation"]["counts"]) for a in found] == [
+        json.dumps(json.loads(e)["counts"]) for e in want.encoded_masks]  # fmt: skip
+    app.page.keyboard.press("k")
+    kept = objects(app)
+    assert len(kept) == 3 and {o["source"] for o in kept} == {"found"}
+    np.testing.assert_allclose([o["box"] for o in kept], want.boxes, atol=1e-3)
+    assert [o["candidates"][0]["score"] for o in kept] == pytest.approx(want.scores.tolist())
+
+
 def _smallest_covering(found: list[dict]) -> np.ndarray:
     """Per pixel, the index of the smallest found mask covering it (-1 where none): what a
     click there picks."""

@@ -104,3 +104,24 @@ def test_a_zip_or_a_folder_of_frames_is_read_in_frame_order():
         _jpeg_frames([("notes.txt", b"")], 10)
     with pytest.raises(InvalidInputError, match="2 frames; at most 1"):
         _jpeg_frames(folder, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("a cup", "body: expected a JSON object"),
+        ({}, "text: give a phrase"),
+        ({"text": "   "}, "text: give a phrase"),
+        ({"text": "x" * 201}, "text: 201 characters"),
+        ({"text": "a cup", "threshold": "high"}, "threshold: must be a number"),
+        ({"text": "a cup", "threshold": True}, "threshold: must be a number"),
+        ({"text": "a cup", "colour": "red"}, "colour: unknown field"),
+    ],
+)
+def test_a_find_all_question_is_a_phrase_and_a_threshold(body, message):
+    from sam2_triton.ui.requests import parse_find_all
+
+    assert parse_find_all({"text": " a cup ", "threshold": 0.3}).text == "a cup"
+    assert parse_find_all({"text": "a cup"}).threshold is None
+    with pytest.raises(BadRequest, match=message):
+        parse_find_all(body)

@@ -7,6 +7,8 @@ through ``sam2_automatic``. Both produce the SA-1B layout::
     {"image": {"file_name", "height", "width"}, "annotations": [{"id", "segmentation": RLE,
      "area", "bbox": xywh, "predicted_iou", "point_coords", "crop_box", ...}]}
 
+With phrases (``batch --text``, SAM 3's ``sam3_concepts``) the images without prompts get every
+instance of each phrase, labelled with it and scored (``score``, ``box`` in pixels).
 Prompted annotations add ``label`` and ``prompt``; automatic ones carry ``stability_score``
 (SAM's stability score is computed on the automatic path only). With ``--segmentation polygons``
 ``segmentation`` holds COCO polygon lists and ``holes`` the holes' polygons.
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sam2_triton.batch.prompts import ObjectPrompt
+from sam2_triton.clients.concepts import ConceptClient
 from sam2_triton.clients.image import SegmentClient, SegmentResponse
 from sam2_triton.image.polygons import DEFAULT_TOLERANCE, rle_to_polygons
 
@@ -99,3 +102,38 @@ def segment_automatic(
         result = client.automatic(image, params)
     annotations = [{"id": k, **record} for k, record in enumerate(result["annotations"])]
     return {"image": {"file_name": name, **result["image"]}, "annotations": annotations}
+
+
+def segment_text(
+    client: ConceptClient,
+    name: str,
+    image: bytes,
+    phrases: tuple[str, ...],
+    threshold: float | None = None,
+    segmentation: tuple[str, float] = ("rle", DEFAULT_TOLERANCE),
+) -> dict[str, Any]:
+    """The document of an image asked for phrases: every instance sam3_concepts finds, labelled
+    with its phrase."""
+    found = client.find(image, text=list(phrases), confidence_threshold=threshold,
+                        output_format="rle")  # fmt: skip
+    height, width = (int(v) for v in found.masks.shape[1:])
+    annotations = []
+    for k, encoded in enumerate(found.encoded_masks):
+        rle = json.loads(encoded)
+        annotation: dict[str, Any] = {
+            "id": k,
+            "label": phrases[int(found.phrase_index[k])],
+            "segmentation": {"size": rle["size"], "counts": rle["counts"]},
+            "area": rle["area"],
+            "bbox": rle["bbox"],
+            "score": float(found.scores[k]),
+            "box": [float(v) for v in found.boxes[k]],
+        }
+        if segmentation[0] == "polygons":
+            outer, holes = rle_to_polygons(annotation["segmentation"], segmentation[1])
+            annotation.update(segmentation=outer, holes=holes)
+        annotations.append(annotation)
+    return {
+        "image": {"file_name": name, "height": height, "width": width, "image_id": found.image_id},
+        "annotations": annotations,
+    }

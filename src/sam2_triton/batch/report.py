@@ -101,7 +101,8 @@ def write_plots(runs: list[dict[str, Any]], folder: Path) -> list[str]:
     written = []
 
     figure, axis = plt.subplots(figsize=(7, 3.5))
-    for mode, colour in (("prompts", "tab:blue"), ("automatic", "tab:orange")):
+    colours = (("prompts", "tab:blue"), ("automatic", "tab:orange"), ("text", "tab:green"))
+    for mode, colour in colours:
         chosen = [i for i, m in enumerate(modes) if m == mode]
         if chosen:
             axis.bar(count[chosen], seconds[chosen], color=colour, label=mode)

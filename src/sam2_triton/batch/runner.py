@@ -25,13 +25,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sam2_triton.batch.jobs import segment_automatic, segment_prompted
+from sam2_triton.batch.jobs import segment_automatic, segment_prompted, segment_text
 from sam2_triton.batch.prompts import ObjectPrompt, load_prompts
 from sam2_triton.batch.shard import Shard
 from sam2_triton.batch.store import ResultStore, atomic_write_json
+from sam2_triton.clients.concepts import ConceptClient
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.clients.tritonclient_io import DEFAULT_URLS, Protocol
-from sam2_triton.contract import AUTOMATIC, SESSION
+from sam2_triton.contract import AUTOMATIC, CONCEPTS, SESSION
 from sam2_triton.image.polygons import DEFAULT_TOLERANCE
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -57,6 +58,10 @@ class BatchOptions:
     shard: Shard | None = None  # None: every image of the folder
     segmentation: str = "rle"  # or "polygons": COCO polygon lists (and "holes")
     polygon_tolerance: float = DEFAULT_TOLERANCE
+    # SAM 3: images without prompts get every instance of these phrases (sam3_concepts), not
+    # segment-everything; ``threshold``: its confidence (None: the server's 0.5)
+    text: tuple[str, ...] = ()
+    threshold: float | None = None
 
 
 @dataclass
@@ -150,8 +155,13 @@ class _Worker:
             )
         return self.local.client
 
+    def concepts(self) -> ConceptClient:
+        if not hasattr(self.local, "concepts"):
+            self.local.concepts = ConceptClient(self.options.url, self.options.protocol)
+        return self.local.concepts
+
     def __call__(self, name: str) -> ImageOutcome:
-        mode = "prompts" if name in self.prompts else "automatic"
+        mode = _mode(name, self.prompts, self.options)
         start = time.perf_counter()
         try:
             image = (self.options.input_dir / name).read_bytes()
@@ -159,6 +169,9 @@ class _Worker:
                 document = segment_prompted(
                     self.client(), name, image, self.prompts[name], self.segmentation
                 )
+            elif mode == "text":
+                document = segment_text(self.concepts(), name, image, self.options.text,
+                                        self.options.threshold, self.segmentation)  # fmt: skip
             else:
                 params = self.options.automatic_params
                 document = segment_automatic(self.client(), name, image, params, self.segmentation)
@@ -177,8 +190,18 @@ class _Worker:
         }
         if mode == "automatic":
             document["sam2_triton"]["automatic_params"] = self.options.automatic_params
+        if mode == "text":
+            document["sam2_triton"]["text"] = list(self.options.text)
+            document["sam2_triton"]["threshold"] = self.options.threshold
         self.store.save(name, document)
         return ImageOutcome(name, seconds, masks=len(document["annotations"]))
+
+
+def _mode(name: str, prompts: dict[str, list[ObjectPrompt]], options: BatchOptions) -> str:
+    """prompts (sam2_session), text (sam3_concepts: the phrases) or automatic."""
+    if name in prompts:
+        return "prompts"
+    return "text" if options.text else "automatic"
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -194,7 +217,8 @@ def run_batch(options: BatchOptions) -> BatchResult:
     folder = find_images(options.input_dir)
     images = options.shard.select(folder) if options.shard else folder
     todo = [name for name in images if not store.is_finished(name)]
-    needs = {SESSION if name in prompts else AUTOMATIC for name in todo}
+    model = {"prompts": SESSION, "automatic": AUTOMATIC, "text": CONCEPTS}
+    needs = {model[_mode(name, prompts, options)] for name in todo}
     if todo:
         _check_server(options, needs)
     run = {"run_id": uuid.uuid4().hex[:12], "run_started_at": time.time()}
@@ -298,6 +322,8 @@ def summarize(
         "failures": [{"file_name": o.name, "error": o.error} for o in failed],
         "prompts_without_image": sorted(set(prompts) - present),
         "automatic_params": options.automatic_params,
+        "text": list(options.text),
+        "threshold": options.threshold,
     }
 
 

@@ -74,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"how far a simplified polygon may stray from the mask's contour "
         f"(default {DEFAULT_TOLERANCE:g}; 0 keeps every point)",
     )
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="PHRASE",
+        help="SAM 3 (sam3_concepts): images without prompts get every instance of this phrase, "
+        "labelled with it (repeatable), instead of automatic masks",
+    )
+    p.add_argument("--threshold", type=float, help="with --text: confidence (default 0.5)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -98,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         segmentation=args.segmentation,
         polygon_tolerance=args.polygon_tolerance,
+        text=tuple(args.text or ()),
+        threshold=args.threshold,
     )
+    if args.threshold is not None and not args.text:
+        print("error: --threshold goes with --text")
+        return 2
     result = run_batch(options)
     s = result.summary
     store = ResultStore(args.out, args.shard)

@@ -28,6 +28,8 @@ class SegmentJob:
     url: str | None = None
     cutout: Path | None = None
     crop: bool = False
+    text: tuple[str, ...] = ()  # SAM 3: every instance of each phrase (box: an example)
+    threshold: float | None = None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--cutout", type=Path, help="also write the best mask's object as an RGBA PNG here"
     )
     p.add_argument("--crop", action="store_true", help="crop the cut-out to the object's box")
+    p.add_argument(
+        "--text",
+        action="append",
+        help="SAM 3 (sam3_concepts): every instance of this phrase; repeat for more; --box is "
+        "then an example box",
+    )
+    p.add_argument("--threshold", type=float, help="with --text: confidence (default 0.5)")
     p.set_defaults(func=run)
 
 
@@ -79,8 +88,33 @@ def segment_image(job: SegmentJob) -> Path:
     return job.out
 
 
+def find_instances(job: SegmentJob) -> Path:
+    """``--text``: every instance of the phrases (and like the example box) via sam3_concepts."""
+    from sam2_triton.cli.segment_files import save_instances
+    from sam2_triton.clients.concepts import ConceptClient
+
+    image = job.image.read_bytes()
+    with ConceptClient(job.url, job.protocol) as client:
+        start = time.perf_counter()
+        found = client.find(image, text=list(job.text), boxes=job.box,
+                            confidence_threshold=job.threshold, output_format="rle")  # fmt: skip
+        elapsed = time.perf_counter() - start
+    files = save_instances(found, job.text, job.out, image)
+    counts = ", ".join(f"{(found.phrase_index == i).sum()} {t!r}" for i, t in enumerate(job.text))
+    print(f"{len(found.scores)} instance(s) in {elapsed:.2f} s over {job.protocol}: {counts}")
+    print("wrote " + ", ".join(str(f) for f in files))
+    return job.out
+
+
 def run(args: argparse.Namespace) -> int:
-    if not args.point and args.box is None:
+    if args.text and (args.point or args.cutout or args.single_mask):
+        print("error: --text finds instances: no --point, --cutout or --single-mask with it",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.threshold is not None and not args.text:
+        print("error: --threshold goes with --text", file=sys.stderr)
+        return 2
+    if not args.text and not args.point and args.box is None:
         print("error: give at least one --point X,Y[,LABEL] or a --box", file=sys.stderr)
         return 2
     job = SegmentJob(
@@ -93,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
         url=args.url,
         cutout=args.cutout,
         crop=args.crop,
+        text=tuple(args.text or ()),
+        threshold=args.threshold,
     )
-    segment_image(job)
+    if job.text:
+        find_instances(job)
+    else:
+        segment_image(job)
     return 0

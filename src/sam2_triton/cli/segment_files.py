@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sam2_triton.clients.concepts import Found
 from sam2_triton.clients.image import SegmentResponse
 from sam2_triton.image.masks import MaskResult
 from sam2_triton.image.transforms import decode_image
@@ -53,3 +54,28 @@ def save_result(
         Image.fromarray(overlay(image, result.masks)).save(path)
         written.append(path)
     return written
+
+
+def save_instances(
+    found: Found, phrases: tuple[str, ...], out_dir: Path, image: bytes
+) -> list[Path]:
+    """``segment --text``: mask_<k>.png per instance, instances.json (phrase, score, box in
+    pixels, mask file) and overlay.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, records = [], []
+    for k, mask in enumerate(found.masks):
+        path = out_dir / f"mask_{k}.png"
+        Image.fromarray(mask * np.uint8(255)).save(path)
+        written.append(path)
+        records.append({
+            "phrase": phrases[int(found.phrase_index[k])] if phrases else "visual",
+            "score": float(found.scores[k]),
+            "box": [float(v) for v in found.boxes[k]],
+            "mask": path.name,
+            "mask_pixels": int(mask.sum()),
+        })  # fmt: skip
+    listing = out_dir / "instances.json"
+    listing.write_text(json.dumps({"image_id": found.image_id, "instances": records}, indent=2))
+    overlay_path = out_dir / "overlay.png"
+    Image.fromarray(overlay(image, found.masks)).save(overlay_path)
+    return [*written, listing, overlay_path]

@@ -23,12 +23,13 @@ from typing import Any
 from PIL import Image
 
 from sam2_triton import contract
+from sam2_triton.clients.concepts import ConceptClient
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.clients.tritonclient_io import Protocol, is_not_found
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.automatic import AutomaticParams, generate_crop_boxes, grid_points
 from sam2_triton.image.transforms import decode_image
-from sam2_triton.ui.requests import Prompts
+from sam2_triton.ui.requests import FindAll, Prompts
 
 #: what a lone click costs against an encode on these CPUs (sam2-triton bench's
 #: click_to_full_ratio); used for a first estimate before this image's first click is timed
@@ -175,6 +176,39 @@ class UiBackend:
             "server_ms": round(image.click_s * 1e3, 2),
             "reembedded": client.images_resent > resent,
         }
+
+    # --- find all (SAM 3) ----------------------------------------------------------------------
+
+    def find_all(self, image_id: str, question: FindAll) -> dict[str, Any]:
+        """Every instance of the phrase (sam3_concepts), as segment-everything's annotations:
+        the page picks among them the same way. The image goes by its id (sam3_concepts caches
+        its features under the same content id), and again only if the server does not hold it."""
+        image = self.image(image_id)
+        client = getattr(self._local, "concepts", None)
+        if client is None:
+            client = self._local.concepts = ConceptClient(self.url, self.protocol)
+        kwargs = {"text": question.text, "confidence_threshold": question.threshold,
+                  "output_format": "rle", "timeout_s": 600.0}  # fmt: skip
+        start = time.perf_counter()
+        try:
+            try:
+                found = client.find(image_id=image.image_id, **kwargs)
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+                found = client.find(image=image.data, **kwargs)
+        except Exception as exc:
+            raise GatewayError(*failure_status(exc, self.url)) from None
+        annotations = []
+        for k, encoded in enumerate(found.encoded_masks):
+            rle = json.loads(encoded)
+            x0, y0, x1, y1 = (float(v) for v in found.boxes[k])
+            annotations.append({
+                "segmentation": {"size": rle["size"], "counts": rle["counts"]},
+                "area": rle["area"], "bbox": rle["bbox"], "predicted_iou": float(found.scores[k]),
+                "point_coords": [], "box": [x0, y0, x1, y1], "label": question.text,
+            })  # fmt: skip
+        return {"annotations": annotations, "elapsed_s": round(time.perf_counter() - start, 3)}
 
     # --- segment everything ---------------------------------------------------------------
 

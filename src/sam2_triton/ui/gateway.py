@@ -8,6 +8,7 @@ origin, and nothing of Triton's own endpoints.
     GET    /api/images/{id}/view          the image as the server decodes it (PNG)
     POST   /api/images/{id}/masks         {"points", "labels", "box"} -> candidates (COCO RLE)
     POST   /api/images/{id}/everything    segment-everything parameters -> a job
+    POST   /api/images/{id}/find          {text, threshold}: SAM 3's instances of a phrase
     GET    /api/jobs/{job}                the job's state, estimated progress, annotations
     DELETE /api/jobs/{job}                cancel it (the server stops within one decoder call)
 
@@ -78,6 +79,7 @@ def make_app(
     app.router.add_get("/api/images/{image_id}/view", _view)
     app.router.add_post("/api/images/{image_id}/masks", _masks)
     app.router.add_post("/api/images/{image_id}/everything", _everything)
+    app.router.add_post("/api/images/{image_id}/find", _find_all)
     app.router.add_get("/api/jobs/{job_id}", _job)
     app.router.add_delete("/api/jobs/{job_id}", _cancel_job)
     if videos is not None:
@@ -155,6 +157,12 @@ async def _everything(request: web.Request) -> web.Response:
     params = ui_requests.parse_everything(await _json_body(request))
     job = await _run(request, _backend(request).start_everything, image_id, params)
     return web.json_response(job.snapshot(), status=202)
+
+
+async def _find_all(request: web.Request) -> web.Response:
+    image_id = ui_requests.image_id(request.match_info["image_id"])
+    question = ui_requests.parse_find_all(await _json_body(request))
+    return web.json_response(await _run(request, _backend(request).find_all, image_id, question))
 
 
 async def _job(request: web.Request) -> web.Response:

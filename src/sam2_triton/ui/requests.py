@@ -155,3 +155,35 @@ def _numbers(value: Any, count: int, field: str) -> list[float]:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise BadRequest(f"{field}: {v!r} is not a finite number")
     return [float(v) for v in value]
+
+
+MAX_PHRASE_CHARS = 200  # sam3_concepts refuses what is over 30 tokens; this is only a size cap
+
+
+@dataclass(frozen=True)
+class FindAll:
+    """A "find all" question (SAM 3's sam3_concepts): a phrase and a confidence threshold."""
+
+    text: str
+    threshold: float | None
+
+
+def parse_find_all(body: Any) -> FindAll:
+    """``{"text": "a car", "threshold": 0.5}`` (threshold optional)."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object")
+    unknown = set(body) - {"text", "threshold"}
+    if unknown:
+        raise BadRequest(f"{sorted(unknown)[0]}: unknown field")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest("text: give a phrase such as 'a car'")
+    if len(text) > MAX_PHRASE_CHARS:
+        raise BadRequest(f"text: {len(text)} characters, at most {MAX_PHRASE_CHARS}")
+    threshold = body.get("threshold")
+    if threshold is not None:
+        real = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+        if not real or not math.isfinite(threshold):
+            raise BadRequest("threshold: must be a number")
+        threshold = float(threshold)
+    return FindAll(text.strip(), threshold)

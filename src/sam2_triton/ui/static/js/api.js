@@ -41,6 +41,8 @@ export const masks = (imageId, prompts, signal) =>
   call("POST", `/api/images/${imageId}/masks`, { json: prompts, signal });
 export const startEverything = (imageId, params) =>
   call("POST", `/api/images/${imageId}/everything`, { json: params });
+export const findAll = (imageId, question) =>
+  call("POST", `/api/images/${imageId}/find`, { json: question });
 export const job = (jobId) => call("GET", `/api/jobs/${jobId}`);
 export const cancelJob = (jobId) => call("DELETE", `/api/jobs/${jobId}`);
 export const samples = () => call("GET", "/api/samples");

@@ -68,6 +68,45 @@ export async function everything() {
   }
 }
 
+// "Find all" (SAM 3's sam3_concepts): every instance of a phrase, picked among as segment
+// everything's masks are.
+export async function findAll() {
+  const { state, reopen, showError, setStatus, refresh } = page;
+  const text = $("#find-text").value.trim();
+  if (!state.image || !text) return;
+  stopEverything();
+  showError("");
+  const image = state.image;
+  const threshold = Number($("#find-threshold").value);
+  const question = { text, threshold: Number.isFinite(threshold) ? threshold : 0.5 };
+  setStatus(`finding "${text}"…`);
+  let answer;
+  try {
+    try {
+      answer = await api.findAll(image.id, question);
+    } catch (error) {
+      if (error.status !== 404 || !error.message.includes("not open here")) throw error;
+      await reopen(image);
+      answer = await api.findAll(image.id, question);
+    }
+  } catch (error) {
+    showError(`find all: ${error.message}`);
+    return;
+  }
+  if (state.image !== image) return;
+  if (!answer.annotations.length) {
+    setStatus(`find all: no "${text}" above ${question.threshold}; try a lower threshold`);
+    return;
+  }
+  state.found = answer.annotations;
+  document.body.classList.add("picking");
+  setStatus(
+    `find all: ${answer.annotations.length} "${text}" in ${answer.elapsed_s.toFixed(1)} s. ` +
+      "Click masks to keep them as objects, K keeps all, Esc ends.",
+  );
+  refresh();
+}
+
 export function stopEverything() {
   const { state } = page;
   if (state.job) {

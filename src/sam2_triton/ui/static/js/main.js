@@ -5,7 +5,9 @@
 
 import * as api from "./api.js";
 import { downloads } from "./downloads.js";
-import { bindEverything, endPicking, everything, keepAllFound, pickFound, stopEverything } from "./everything.js";
+import {
+  bindEverything, endPicking, everything, findAll, keepAllFound, pickFound, stopEverything,
+} from "./everything.js";
 import { Hover, previewKey } from "./hover.js";
 import { Annotations } from "./objects.js";
 import { acceptFiles } from "./opening.js";
@@ -345,6 +347,10 @@ function init() {
   $("#redo").addEventListener("click", redo);
   $("#clear").addEventListener("click", clearSelected);
   $("#everything").addEventListener("click", everything);
+  $("#find-all").addEventListener("click", findAll);
+  $("#find-text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") findAll();
+  });
   $("#cancel-everything").addEventListener("click", stopEverything);
   $("#keep-all").addEventListener("click", keepAllFound);
   const download = downloads({ state, annotations, view, showError });

@@ -170,9 +170,11 @@ export class Annotations {
   addFound(annotations) {
     this.record();
     return annotations.map((annotation) => {
-      const object = this.create("everything");
+      const object = this.create(annotation.label ? "found" : "everything");
       object.points = annotation.point_coords.map((p) => [p[0], p[1]]);
       object.labels = object.points.map(() => 1);
+      if (annotation.label) object.phrase = annotation.label; // SAM 3's "find all"
+      if (annotation.box) object.box = [...annotation.box]; // its instance's box prompts
       const rle = { ...annotation.segmentation, bbox: annotation.bbox, area: annotation.area };
       object.candidates = [{ score: annotation.predicted_iou, rle }];
       return object;

@@ -60,6 +60,7 @@ function describe(object) {
   if (bg) parts.push(`${bg} bg`);
   if (object.box) parts.push("box");
   if (object.source === "everything") parts.push("from segment everything");
+  if (object.source === "found") parts.push(`found as "${object.phrase}"`);
   return parts.join(" · ");
 }
 
