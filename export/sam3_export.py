@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from sam2_triton.concepts.graphs import FILES, VOCABULARY_FILE
@@ -72,6 +73,40 @@ def export_sam3(
         shutil.rmtree(folder)  # a previous SAM 3 export (checked above), replaced
     staging.replace(folder)
     return folder
+
+
+def perturbed(module: nn.Module, seed: int) -> nn.Module:
+    """``module`` in eval mode, each parameter plus seeded noise of a tenth of its mean size:
+    after sam3's default init LayerNorms are exactly 1 and 0 and its two necks copies of each
+    other, so a graph that dropped an affine part or swapped the necks would still match."""
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for parameter in module.parameters():
+            scale = parameter.abs().mean().clamp(min=0.02)
+            parameter.add_(torch.randn(parameter.shape, generator=gen) * 0.1 * scale)
+    return module.eval()
+
+
+def build_random_sam3(vocabulary: Path, seed: int = 0) -> nn.Module:
+    """SAM 3 at full size (``Sam3Image`` with its interactive model, 860 M parameters) with
+    seeded random weights, on the CPU. sam3 leaves the text encoder's ``positional_embedding``
+    and ``text_projection`` as ``torch.empty`` (garbage: every output of its own processor is
+    then NaN); they get CLIP's init (std 0.01 and width^-0.5) before the noise."""
+    import sam3.model_builder as builder
+
+    from sam2_triton.export.sam3_interactive import cpu_construction
+
+    torch.manual_seed(seed)
+    with cpu_construction():
+        model = builder.build_sam3_image_model(
+            bpe_path=str(vocabulary), device="cpu", eval_mode=True, checkpoint_path=None,
+            load_from_HF=False, enable_inst_interactivity=True,
+        )  # fmt: skip
+    encoder = model.backbone.language_backbone.encoder
+    with torch.no_grad():
+        encoder.positional_embedding.normal_(0, 0.01)
+        encoder.text_projection.normal_(0, encoder.text_projection.shape[0] ** -0.5)
+    return perturbed(model, seed)
 
 
 def _version(name: str) -> str | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sam2_triton.export.sam3_export import perturbed
+
 
 def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2) -> nn.Module:
     """``SAM3VLBackbone`` (vision only) as ``model_builder._create_vision_backbone`` builds it
@@ -37,16 +39,6 @@ def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2)
     neck = Sam3DualViTDetNeck(trunk=trunk, position_encoding=position, d_model=256,
                               scale_factors=[4.0, 2.0, 1.0, 0.5], add_sam2_neck=True)  # fmt: skip
     return perturbed(SAM3VLBackbone(visual=neck, text=None, scalp=1), seed)
-
-
-def perturbed(module: nn.Module, seed: int) -> nn.Module:
-    """``module`` in eval mode, each parameter plus seeded noise of a tenth of its mean size."""
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(seed)
-        for parameter in module.parameters():
-            scale = parameter.abs().mean().clamp(min=0.02)
-            parameter.add_(torch.randn(parameter.shape, generator=gen) * 0.1 * scale)
-    return module.eval()
 
 
 def interactive_tracker(seed: int = 0) -> nn.Module:
