@@ -99,7 +99,7 @@ def test_sam3_remote_processor_answers_as_sam3_processor(triton, reference):
     thresholds); over gRPC, the client's test below checks the same instances."""
     from PIL import Image
 
-    from sam2_triton.clients.sam3_processor import SAM3RemoteProcessor
+    from sam2_triton import SAM3RemoteProcessor
 
     processor = SAM3RemoteProcessor(triton.http_url, "http")
     state = processor.set_image(Image.fromarray(_rgb()))

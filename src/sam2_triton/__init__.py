@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     """``from sam2_triton import SAM2RemotePredictor`` (``SAM2RemoteVideoPredictor``,
-    ``SAM2RemoteAutomaticMaskGenerator``)
+    ``SAM2RemoteAutomaticMaskGenerator``, ``SAM3RemoteProcessor``)
     without importing tritonclient on ``import sam2_triton`` (the Triton model stubs import this
     package too)."""
     if name == "SAM2RemotePredictor":
@@ -24,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from sam2_triton.clients.automatic_mask_generator import SAM2RemoteAutomaticMaskGenerator
 
         return SAM2RemoteAutomaticMaskGenerator
+    if name == "SAM3RemoteProcessor":
+        from sam2_triton.clients.sam3_processor import SAM3RemoteProcessor
+
+        return SAM3RemoteProcessor
     raise AttributeError(f"module 'sam2_triton' has no attribute {name!r}")
