@@ -20,12 +20,12 @@ from sam2_triton.concepts.find import ConceptGraphs, ImageFeatures, PhraseFeatur
 from sam2_triton.concepts.graphs import FEATURES
 from sam2_triton.concepts.instances import Instances
 from sam2_triton.concepts.request import ConceptLimits, ConceptRequest, parse_concept_request
-from sam2_triton.contract import MAX_RAW_MASK_BYTES, content_id
-from sam2_triton.errors import InvalidInputError, UnknownImageError
+from sam2_triton.contract import MAX_RAW_MASK_BYTES
+from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.embedding_cache import EmbeddingCache
 from sam2_triton.image.encodings import mask_to_png, rle_record
 from sam2_triton.image.polygons import polygon_record
-from sam2_triton.image.session import ORIG_SIZE, id_tensor, parse_id
+from sam2_triton.image.session import ORIG_SIZE, cached_features, id_tensor
 from sam2_triton.image.transforms import decode_image
 
 PHRASES_KEPT = 1024  # text features kept per process: 32 KB each
@@ -67,25 +67,9 @@ class ConceptService:
     def _image(
         self, image: np.ndarray | None, image_id: np.ndarray | None, request: ConceptRequest
     ) -> tuple[str, ImageFeatures]:
-        requested = None if image_id is None else parse_id(image_id)
-        if image is not None:
-            data = np.asarray(image, dtype=np.uint8).tobytes()
-            key = content_id(data)
-            if requested is not None and requested != key:
-                raise InvalidInputError(
-                    "image_id", f"{requested!r} is not the id of the image sent with it ({key!r})"
-                )
-            stored, _ = self.cache.get_or_compute(key, lambda: self._encode(data, request))
-        elif requested is None:
-            raise InvalidInputError(
-                "image", "missing: send the image file's bytes or the image_id of an earlier answer"
-            )
-        else:
-            key, stored = requested, self.cache.get(requested)
-            if stored is None:
-                raise UnknownImageError(
-                    "image_id", f"{requested!r} is unknown or was evicted: send the image again"
-                )
+        key, stored = cached_features(
+            self.cache, image, image_id, lambda data: self._encode(data, request)
+        )
         orig_hw = (int(stored[ORIG_SIZE][0]), int(stored[ORIG_SIZE][1]))
         if request.boxes is not None:  # refused before the detector runs
             example_boxes(request.boxes, request.box_labels, orig_hw)

@@ -68,32 +68,7 @@ class SessionService:
         image_id: np.ndarray | None,
         check: Callable[[tuple[int, int]], object] | None,
     ) -> tuple[str, Mapping[str, np.ndarray]]:
-        requested = None if image_id is None else parse_id(image_id)
-        if image is not None:
-            data = np.asarray(image, dtype=np.uint8).tobytes()
-            key = content_id(data)
-            if requested is not None and requested != key:
-                raise InvalidInputError(
-                    "image_id",
-                    f"{requested!r} is not the id of the image sent with it ({key!r}); send "
-                    "either the image or its id",
-                )
-            features, _ = self.cache.get_or_compute(key, lambda: self._encode(data, check))
-            return key, features
-        if requested is None:
-            raise InvalidInputError(
-                "image",
-                "missing: send the encoded image file's bytes (input 'image') or the image_id "
-                "of an earlier response",
-            )
-        features = self.cache.get(requested)
-        if features is None:
-            raise UnknownImageError(
-                "image_id",
-                f"{requested!r} is unknown or was evicted from the cache: send the image again "
-                "(input 'image') to re-encode it",
-            )
-        return requested, features
+        return cached_features(self.cache, image, image_id, lambda data: self._encode(data, check))
 
     def _encode(
         self, data: bytes, check: Callable[[tuple[int, int]], object] | None
@@ -117,6 +92,42 @@ class SessionService:
             "encoded_masks": np.array([], dtype=np.object_),
             "image_id": id_tensor(image_id),
         }
+
+
+def cached_features(
+    cache: EmbeddingCache,
+    image: np.ndarray | None,
+    image_id: np.ndarray | None,
+    encode: Callable[[bytes], dict[str, np.ndarray]],
+) -> tuple[str, Mapping[str, np.ndarray]]:
+    """The id and cached features of the image a request sent (``encode``d unless cached) or
+    named by ``image_id``; sam2_session's and sam3_concepts' one way to find them."""
+    requested = None if image_id is None else parse_id(image_id)
+    if image is not None:
+        data = np.asarray(image, dtype=np.uint8).tobytes()
+        key = content_id(data)
+        if requested is not None and requested != key:
+            raise InvalidInputError(
+                "image_id",
+                f"{requested!r} is not the id of the image sent with it ({key!r}); send "
+                "either the image or its id",
+            )
+        features, _ = cache.get_or_compute(key, lambda: encode(data))
+        return key, features
+    if requested is None:
+        raise InvalidInputError(
+            "image",
+            "missing: send the encoded image file's bytes (input 'image') or the image_id "
+            "of an earlier response",
+        )
+    features = cache.get(requested)
+    if features is None:
+        raise UnknownImageError(
+            "image_id",
+            f"{requested!r} is unknown or was evicted from the cache: send the image again "
+            "(input 'image') to re-encode it",
+        )
+    return requested, features
 
 
 def parse_id(value: np.ndarray) -> str:
