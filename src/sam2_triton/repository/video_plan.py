@@ -78,7 +78,10 @@ def video_models(options: ServingOptions, gpu: GpuOptions | None = None) -> list
             python_module="video_sessions",
             local_files=(c.TRACKER_CONSTANTS_FILE,) if on_gpu else VIDEO_FILES,
             instances=1,  # the sessions live in this one process
-            decoupled=True,  # execute hands requests to the frame scheduler and returns
+            # Not decoupled: execute hands requests to the frame scheduler and returns None;
+            # the scheduler sends each request's one response (default mode's response
+            # sender). A decoupled callee would need decoupled BLS, whose response iterator
+            # crashes the caller's stub (docs/operations.md).
             parameters={
                 **tracker,
                 **page,

@@ -1,5 +1,10 @@
-"""sam2_video_sessions through BLS, as sam2_video and sam2_video_stream call it: it is
-decoupled (its frame scheduler answers), and answers each request with one response.
+"""sam2_video_sessions through BLS, as sam2_video and sam2_video_stream call it: its frame
+scheduler answers each request with one response, later, from its own thread.
+
+The call is a plain (not decoupled) BLS call. tritonserver 2.51's decoupled BLS frees the
+response iterator's last responses on a thread of the stub that does not hold the GIL, which
+corrupted the caller's Python heap: stubs died at random under load (docs/operations.md,
+``benchmarks/bls_crash.py``).
 
 Its errors reach the client with their kind and message, not its name (it is internal). A BLS
 caller gets every callee error as INTERNAL (tritonserver 2.51's Python backend drops the
@@ -37,14 +42,14 @@ def tagged(error: ServiceError) -> SessionsError:
 
 
 def call_sessions(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for result in bls_request(c.VIDEO_SESSIONS, feeds, OUTPUT_NAMES).exec(decoupled=True):
-        if result.has_error():
-            message = result.error().message()
-            found = _TAG.match(message)
-            if found is None:  # not one of its answers: a failure of the call itself
-                raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, message)
-            raise SessionsError(ErrorKind(found.group(1)), message[found.end() :])
-        outputs = {n: pb_utils.get_output_tensor_by_name(result, n) for n in OUTPUT_NAMES}
-        if all(tensor is not None for tensor in outputs.values()):
-            return {name: tensor.as_numpy() for name, tensor in outputs.items()}
-    raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, "no answer")
+    result = bls_request(c.VIDEO_SESSIONS, feeds, OUTPUT_NAMES).exec()
+    if result.has_error():
+        message = result.error().message()
+        found = _TAG.match(message)
+        if found is None:  # not one of its answers: a failure of the call itself
+            raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, message)
+        raise SessionsError(ErrorKind(found.group(1)), message[found.end() :])
+    outputs = {n: pb_utils.get_output_tensor_by_name(result, n) for n in OUTPUT_NAMES}
+    if any(tensor is None for tensor in outputs.values()):
+        raise CalleeError(c.VIDEO_SESSIONS, ErrorKind.INTERNAL, "an answer without its outputs")
+    return {name: tensor.as_numpy() for name, tensor in outputs.items()}

@@ -1,9 +1,11 @@
 """sam2_video_sessions: the video tracking sessions (logic in ``sam2_triton.video.service``),
 internal: sam2_video and sam2_video_stream call it through BLS, a propagation a frame a call.
 
-One instance owns every session. It is decoupled so that ``execute`` only hands requests to
-the frame scheduler (``sam2_triton.video.scheduler``) and Triton gives it the next at once: the
-scheduler sees every waiting request and tracks the propagations of different videos together.
+One instance owns every session. ``execute`` only hands requests to the frame scheduler
+(``sam2_triton.video.scheduler``) and returns None, so Triton gives it the next at once: the
+scheduler sees every waiting request and tracks the propagations of different videos together,
+and answers each through its response sender (default mode; not decoupled, see
+``video_calls``).
 The tracker's graphs are the export files beside this model, run here by ONNX Runtime or
 OpenVINO for bf16 (embedded target, parameter ``tracker: "onnx"``), or the GPU target's
 onnxruntime-backend models reached by BLS (``tracker: "bls"``). Triton calls a model only when
