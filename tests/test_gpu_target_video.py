@@ -61,8 +61,8 @@ def test_gpu_video_calls_the_tracker_models_it_declares(fake_export, tmp_path):
     """sam2_video_sessions reaches the tracker's graphs by BLS, with only their constants beside
     it, one instance behind the stateless public models, not decoupled (its frame scheduler
     answers through the response sender; a decoupled callee would need decoupled BLS, which
-    crashed the callers' stubs); the three graphs are GPU models whose warmups send shapes the graphs accept
-    (every memory frame with its temporal row, every pointer with its position)."""
+    crashed the callers' stubs); the three graphs are GPU models whose warmups send shapes the
+    graphs accept (every memory frame with its temporal row, every pointer with its position)."""
     repo = tmp_path / "gpu"
     configs = build(fake_export, repo, "gpu", instances=1)
     video = configs[c.VIDEO_SESSIONS]
