@@ -42,6 +42,7 @@ from sam2_triton.connect.service import (
 )
 from sam2_triton.connect.tracking import LiveTracker
 from sam2_triton.connect.tracking import state as tracking_state
+from sam2_triton.image.boxes import mask_to_box
 
 
 def functions(config: CvatConfig) -> dict[str, Any]:
@@ -177,10 +178,9 @@ def track(tracker: LiveTracker, service: SegmentService, data: bytes, body: dict
 def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """The mask's bounding crop and its inclusive bounds [x1, y1, x2, y2] (an empty mask: its
     top-left pixel, empty)."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    if not mask.any():
         return mask[:1, :1], [0, 0, 0, 0]
-    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    x1, y1, x2, y2 = (int(v) for v in mask_to_box(mask))
     return mask[y1 : y2 + 1, x1 : x2 + 1], [x1, y1, x2, y2]
 
 
