@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sam2_triton.connect import anylabeling, cvat, label_studio
-from sam2_triton.connect.brush import mask_to_rle
+from sam2_triton.connect.brush import coco_counts, coco_to_rle, mask_to_rle
 from sam2_triton.connect.config import ConfigError, ConnectConfig
 from sam2_triton.connect.service import OpenImage, ToolError
 from tests.connect_helpers import LABEL_CONFIG, decode_brush_rle
@@ -54,6 +54,33 @@ def test_brush_rle_decodes_to_the_mask_with_label_studios_reading(shape):
     assert int.from_bytes(bytes(rle[:4]), "big") == mask.size * 4
     rgba = decode_brush_rle(rle).reshape(*shape, 4)
     assert np.array_equal(rgba[..., 3] == 255, mask) and np.all(rgba == rgba[..., :1])
+
+
+def test_brush_rle_from_coco_runs_is_the_brush_rle_of_the_decoded_mask():
+    """Label Studio's clicks are answered from sam2_session's COCO RLE without decoding it:
+    the same bytes as from the pixels, for blobs (runs), noise (pixels) and the edge cases."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((4, 6), bool), np.ones((4, 6), bool), np.ones((1, 1), bool)]
+    for shape in [(1, 9), (9, 1), (2, 2), (7, 5), (40, 64), (200, 300)]:
+        masks.append(rng.random(shape) < 0.5)  # noise: one run every two pixels
+        for _ in range(6):
+            blobs = np.zeros(shape, bool)
+            for _ in range(rng.integers(1, 4)):
+                y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+                blobs[y : y + rng.integers(1, 90), x : x + rng.integers(1, 90)] ^= True
+            masks.append(blobs)
+    for mask in masks:
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        flat = mask.T.reshape(-1).astype(int)  # column-major; runs from a run of zeros
+        runs = np.diff([0, *(np.flatnonzero(np.diff(flat)) + 1), flat.size])
+        runs = np.concatenate([[0], runs]) if flat[0] else runs  # what rleFrString gives
+        assert coco_counts(rle["counts"].decode()).tolist() == runs.tolist()
+        record = {"size": rle["size"], "counts": rle["counts"].decode()}
+        assert coco_to_rle(record) == mask_to_rle(mask), mask.shape
+    with pytest.raises(ValueError, match="do not cover"):
+        coco_to_rle({"size": [5, 5], "counts": rle["counts"].decode()})
 
 
 def test_brush_rle_is_byte_for_byte_the_sdks():

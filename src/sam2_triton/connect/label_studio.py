@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from sam2_triton.connect.brush import mask_to_rle
+from sam2_triton.connect.brush import coco_to_rle
 from sam2_triton.connect.config import LabelStudioConfig
 from sam2_triton.connect.label_studio_video import is_video, track, video_controls
 from sam2_triton.connect.service import (
@@ -213,35 +213,26 @@ class LabelStudioBackend:
     def _click(self, task: Any, wanted: Controls, result: Any) -> dict[str, Any]:
         image = self._image(task, wanted)
         prompt, label = _prompt(result, image)
-        mask = self.service.click(image, prompt)
+        mask = self.service.click(image, prompt, rle=True)
         # the prompt's label when the brush control has it (the same names: docs), else its first
         labels = [label if label in wanted.labels else wanted.labels[0]] if wanted.labels else []
-        region = _brush(wanted, image, mask.mask, labels, mask.score)
+        region = _brush(wanted, image, mask.rle, labels, mask.score)
         return {"result": [region], "model_version": self.config.model_version,
                 "score": round(mask.score, 4)}  # fmt: skip
 
     def _everything(self, task: Any, wanted: Controls) -> dict[str, Any]:
-        from pycocotools import mask as mask_utils
-
         image = self._image(task, wanted)
-        regions = []
-        for record in self.service.everything(image):
-            rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
-            regions.append(
-                _brush(
-                    wanted,
-                    image,
-                    mask_utils.decode(rle),
-                    list(wanted.labels[:1]),
-                    record["predicted_iou"],
-                )  # fmt: skip
-            )
+        regions = [
+            _brush(wanted, image, r["segmentation"], list(wanted.labels[:1]), r["predicted_iou"])
+            for r in self.service.everything(image)
+        ]
         scores = [r["score"] for r in regions]
         return {"result": regions, "model_version": self.config.model_version,
                 "score": round(sum(scores) / len(scores), 4) if scores else 0.0}  # fmt: skip
 
 
-def _brush(wanted: Controls, image: OpenImage, mask: Any, labels: list[str], score: float):
+def _brush(wanted: Controls, image: OpenImage, rle: Any, labels: list[str], score: float):
+    """A ``brushlabels`` region of a COCO RLE record (its brush RLE made from its runs)."""
     return {
         "id": secrets.token_hex(5),
         "from_name": wanted.from_name,
@@ -249,16 +240,16 @@ def _brush(wanted: Controls, image: OpenImage, mask: Any, labels: list[str], sco
         "original_width": image.width,
         "original_height": image.height,
         "image_rotation": 0,
-        "value": {"format": "rle", "rle": _rle(mask), "brushlabels": labels},
+        "value": {"format": "rle", "rle": _rle(rle), "brushlabels": labels},
         "score": round(float(score), 4),
         "type": "brushlabels",
         "readonly": False,
     }
 
 
-def _rle(mask: Any) -> list[int]:
+def _rle(rle: Any) -> list[int]:
     try:
-        return mask_to_rle(mask)
+        return coco_to_rle(rle)
     except ValueError as exc:  # over the format's 2^32 values
         raise ToolError(413, f"the mask cannot be a brush: {exc}") from None
 

@@ -55,12 +55,13 @@ class OpenImage:
 
 @dataclass(frozen=True)
 class Mask:
-    """One object's mask: [H, W] bool (empty when polygons were asked for), SAM's predicted
-    IoU, and (asked for) its polygons."""
+    """One object's mask: [H, W] bool (empty when polygons or the RLE were asked for), SAM's
+    predicted IoU, and (asked for) its polygons or its COCO RLE."""
 
     mask: np.ndarray
     score: float
     polygons: list[list[float]] | None = None  # outer rings, flat [x0, y0, x1, y1, ...]
+    rle: dict[str, Any] | None = None  # COCO's record (asked for): its size and counts
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ class SegmentService:
 
     # --- clicks -------------------------------------------------------------------------------
 
-    def click(self, image: OpenImage, prompt: Prompt, polygons: bool = False) -> Mask:
+    def click(
+        self, image: OpenImage, prompt: Prompt, polygons: bool = False, rle: bool = False
+    ) -> Mask:
         """SAM's best candidate for ``prompt``: three candidates for a lone click (ambiguous:
         Meta's advice), one otherwise. The image is embedded at its first click; one the server
         evicted since is sent again."""
@@ -229,6 +232,8 @@ class SegmentService:
         if polygons:  # the tool takes the rings: no mask rasterised here
             record = json.loads(response.encoded_masks[best])
             return Mask(np.zeros((0, 0), bool), score, record["segmentation"])
+        if rle:  # the tool's encoding is made from the runs: no mask rasterised here
+            return Mask(np.zeros((0, 0), bool), score, rle=json.loads(response.encoded_masks[best]))
         encoded = np.array([response.encoded_masks[best]], dtype=np.object_)
         return Mask(decode_masks(encoded, "rle")[0].astype(bool), score)
 
