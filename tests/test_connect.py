@@ -4,6 +4,7 @@ tool's request is read (tests/test_e2e_connect.py drives the whole through a rea
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import numpy as np
@@ -81,6 +82,22 @@ def test_brush_rle_from_coco_runs_is_the_brush_rle_of_the_decoded_mask():
         assert coco_to_rle(record) == mask_to_rle(mask), mask.shape
     with pytest.raises(ValueError, match="do not cover"):
         coco_to_rle({"size": [5, 5], "counts": rle["counts"].decode()})
+
+
+def test_answers_splice_numbers_written_by_numpy_into_valid_json():
+    from sam2_triton.connect.answers import bytes_json, encode_answer
+
+    data = bytes(range(256)) + bytes([0, 255, 7])
+    assert json.loads(bytes_json(data).text) == list(data)
+    assert bytes_json(b"").text == b"[]"
+    label = 'a "quoted" label with a , and ] in it'
+    answer = {"results": [{"rle": bytes_json(b"\x01\x02"), "label": label},
+                          {"rle": bytes_json(bytes([200])), "n": 1.5}]}  # fmt: skip
+    want = {"results": [{"rle": [1, 2], "label": label}, {"rle": [200], "n": 1.5}]}
+    assert json.loads(encode_answer(answer).body) == want
+    assert json.loads(encode_answer({"plain": [1]}).body) == {"plain": [1]}
+    with pytest.raises(TypeError, match="RawJson|not JSON"):
+        encode_answer({"x": object()})
 
 
 def test_brush_rle_is_byte_for_byte_the_sdks():

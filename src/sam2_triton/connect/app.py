@@ -23,9 +23,10 @@ from aiohttp import web
 
 from sam2_triton.connect import anylabeling, cvat
 from sam2_triton.connect import anylabeling_video as video
+from sam2_triton.connect.answers import encode_answer
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.connect.label_studio import LabelStudioBackend
-from sam2_triton.connect.service import EncodedJson, SegmentService, ToolError
+from sam2_triton.connect.service import SegmentService, ToolError
 from sam2_triton.connect.tracking import LiveTracker
 from sam2_triton.web.events import stream_events
 
@@ -57,9 +58,8 @@ def make_app(config: ConnectConfig, service: SegmentService | None = None) -> we
                 pool = pools["everything" if slow(body, request) else "clicks"]
                 loop = asyncio.get_running_loop()
                 answer = await loop.run_in_executor(pool, call, body, request)
-                if isinstance(answer, EncodedJson):
-                    return web.Response(body=answer.body, content_type="application/json")
-                return web.json_response(answer)
+                encoded = encode_answer(answer)
+                return web.Response(body=encoded.body, content_type="application/json")
             except ToolError as error:
                 return _refusal(error, shape(error))
             except Exception as exc:  # a bug of ours: say what, keep serving

@@ -22,7 +22,7 @@ _PIECE = 1 << 16
 _PIXELS_PER_RUN = 64
 
 
-def mask_to_rle(mask: np.ndarray) -> list[int]:
+def mask_to_rle(mask: np.ndarray) -> bytes:
     """An [H, W] mask (nonzero: inside) as Label Studio's brush RLE bytes (alpha 255)."""
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"a brush mask is a non-empty [H, W] array, not {mask.shape}")
@@ -30,7 +30,7 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     return _encode(*_runs(np.asarray(mask)), mask.size)
 
 
-def coco_to_rle(rle: dict) -> list[int]:
+def coco_to_rle(rle: dict) -> bytes:
     """A COCO RLE record ({"size": [H, W], "counts": compressed}) as brush RLE bytes, from its
     runs, without its pixels: the same bytes as ``mask_to_rle`` of its decoded mask. COCO's
     runs go down the columns and the brush's along the rows, so a row's runs come from where
@@ -55,7 +55,7 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"{width} x {height} is over 2^30 pixels")
 
 
-def _encode(ends: np.ndarray, values: np.ndarray, pixels: int) -> list[int]:
+def _encode(ends: np.ndarray, values: np.ndarray, pixels: int) -> bytes:
     """The brush bytes of row-major runs: where each ends (flat index) and whether inside."""
     lengths = np.diff(np.append(-1, ends)) * 4  # each pixel is 4 equal channel values
     # series over 65,536 values are written as pieces of 65,536 and the rest
@@ -76,7 +76,7 @@ def _encode(ends: np.ndarray, values: np.ndarray, pixels: int) -> list[int]:
     bits = np.unpackbits((codes << (32 - widths)).astype(">u4").view(np.uint8)).reshape(-1, 32)
     stream = bits[np.arange(32) < widths[:, None]]
     padded = np.concatenate([stream, np.zeros(8 - stream.size % 8, np.uint8)])  # 1 to 8 zeros
-    return np.packbits(padded).tolist()
+    return np.packbits(padded).tobytes()
 
 
 def coco_counts(counts: str | bytes) -> np.ndarray:

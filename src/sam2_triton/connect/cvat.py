@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from sam2_triton.connect.answers import EncodedJson, digits_json
 from sam2_triton.connect.config import CvatConfig
 from sam2_triton.connect.service import (
-    EncodedJson,
     OpenImage,
     Prompt,
     SegmentService,
@@ -38,7 +38,6 @@ from sam2_triton.connect.service import (
     check_box,
     check_point,
     decode_base64,
-    digits_json,
 )
 from sam2_triton.connect.tracking import LiveTracker
 from sam2_triton.connect.tracking import state as tracking_state

@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from sam2_triton.connect.answers import RawJson, bytes_json
 from sam2_triton.connect.brush import coco_to_rle
 from sam2_triton.connect.config import LabelStudioConfig
 from sam2_triton.connect.label_studio_video import is_video, track, video_controls
@@ -247,9 +248,9 @@ def _brush(wanted: Controls, image: OpenImage, rle: Any, labels: list[str], scor
     }
 
 
-def _rle(rle: Any) -> list[int]:
+def _rle(rle: Any) -> RawJson:
     try:
-        return coco_to_rle(rle)
+        return bytes_json(coco_to_rle(rle))
     except ValueError as exc:  # over the format's 2^32 values
         raise ToolError(413, f"the mask cannot be a brush: {exc}") from None
 

@@ -65,26 +65,6 @@ class Mask:
 
 
 @dataclass(frozen=True)
-class EncodedJson:
-    """An answer already JSON (a tool's mask as millions of numbers: written by numpy, where
-    ``json.dumps`` of a list would take a second for a 12 MP photo's mask)."""
-
-    body: bytes
-
-
-def digits_json(mask: np.ndarray) -> bytes:
-    """A 0/1 array as JSON numbers: [[0,1,…],…] for [H, W], [0,1,…] for [N]."""
-    values = np.asarray(mask, np.uint8).reshape(-1, mask.shape[-1]) if mask.ndim else mask
-    rows, width = values.shape
-    chars = np.full((rows, 2 * width + 1), ord(","), np.uint8)
-    chars[:, 0], chars[:, -1] = ord("["), ord("]")
-    chars[:, 1:-1:2] = values + ord("0")
-    if mask.ndim == 1:
-        return chars.tobytes()
-    return b"[" + b",".join(row.tobytes() for row in chars) + b"]"
-
-
-@dataclass(frozen=True)
 class Prompt:
     """Clicks and a box in the image's pixels, checked against its size."""
 
