@@ -72,11 +72,22 @@ def _encode(ends: np.ndarray, values: np.ndarray, pixels: int) -> bytes:
                                               enumerate(RLE_SIZES))]  # fmt: skip
     codes = np.concatenate([np.array(header, np.uint32), codes])
     widths = np.concatenate([np.array([32, 21], np.uint32), 11 + size])
-    # each code left-aligned in 32 bits, its bits unpacked, the first `width` of each kept
-    bits = np.unpackbits((codes << (32 - widths)).astype(">u4").view(np.uint8)).reshape(-1, 32)
-    stream = bits[np.arange(32) < widths[:, None]]
-    padded = np.concatenate([stream, np.zeros(8 - stream.size % 8, np.uint8)])  # 1 to 8 zeros
-    return np.packbits(padded).tobytes()
+    return _pack(codes, widths)
+
+
+def _pack(codes: np.ndarray, widths: np.ndarray) -> bytes:
+    """Codes of ``widths`` bits (at most 32) one after another, then 1 to 8 zero bits to the
+    next whole byte (the SDK's padding). Each code lands in the 32-bit word where it starts
+    and the next; the codes' bits never overlap, so a word is the sum of its parts (exact in
+    bincount's float64: under 2^32)."""
+    ends = np.cumsum(widths.astype(np.int64))
+    starts = ends - widths
+    word, shift = starts >> 5, starts & 31
+    aligned = codes.astype(np.uint64) << (64 - widths - shift).astype(np.uint64)
+    count = int(ends[-1] >> 5) + 2
+    words = np.bincount(word, (aligned >> np.uint64(32)).astype(np.float64), count)
+    words += np.bincount(word + 1, (aligned & np.uint64(0xFFFFFFFF)).astype(np.float64), count)
+    return words.astype(">u4").tobytes()[: int(ends[-1]) // 8 + 1]
 
 
 def coco_counts(counts: str | bytes) -> np.ndarray:
