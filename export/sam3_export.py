@@ -13,6 +13,7 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -87,26 +88,68 @@ def perturbed(module: nn.Module, seed: int) -> nn.Module:
     return module.eval()
 
 
-def build_random_sam3(vocabulary: Path, seed: int = 0) -> nn.Module:
+def build_random_sam3(vocabulary: Path, seed: int = 0, build: Callable | None = None) -> nn.Module:
     """SAM 3 at full size (``Sam3Image`` with its interactive model, 860 M parameters) with
     seeded random weights, on the CPU. sam3 leaves the text encoder's ``positional_embedding``
     and ``text_projection`` as ``torch.empty`` (garbage: every output of its own processor is
-    then NaN); they get CLIP's init (std 0.01 and width^-0.5) before the noise."""
-    import sam3.model_builder as builder
-
-    from sam2_triton.export.sam3_interactive import cpu_construction
-
+    then NaN); they get CLIP's init (std 0.01 and width^-0.5) before the noise. ``build``:
+    another builder of the same modules (the tests' reduced one)."""
     torch.manual_seed(seed)
-    with cpu_construction():
-        model = builder.build_sam3_image_model(
-            bpe_path=str(vocabulary), device="cpu", eval_mode=True, checkpoint_path=None,
-            load_from_HF=False, enable_inst_interactivity=True,
-        )  # fmt: skip
+    model = (build or _build_sam3)(vocabulary)
     encoder = model.backbone.language_backbone.encoder
     with torch.no_grad():
         encoder.positional_embedding.normal_(0, 0.01)
         encoder.text_projection.normal_(0, encoder.text_projection.shape[0] ** -0.5)
     return perturbed(model, seed)
+
+
+def load_sam3(checkpoint: Path, vocabulary: Path, build: Callable | None = None) -> nn.Module:
+    """SAM 3 with the weights of a checkpoint in the official layout (``detector.*``,
+    ``tracker.*``: Meta's ``sam3.pt`` or ``save_sam3``'s), on the CPU, in eval mode. Loaded
+    with ``weights_only=True``; a file that leaves any of the model's weights unset is refused
+    naming them (sam3's own loader only prints them)."""
+    from sam2_triton.weights.sam3 import from_official
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{checkpoint}: not a checkpoint (a state dict of tensors)")
+    try:
+        state = from_official(state)
+    except ValueError as exc:
+        raise ValueError(f"{checkpoint}: {exc}") from None
+    model = (build or _build_sam3)(vocabulary)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(
+            f"{checkpoint}: not SAM 3's weights: {len(missing)} of the model's tensors are "
+            f"missing (first: {', '.join(missing[:3])})"
+        )
+    if unexpected:
+        print(f"note: {checkpoint}: {len(unexpected)} tensors SAM 3's image model does not use")
+    return model.eval()
+
+
+def save_sam3(model: nn.Module, path: Path) -> None:
+    """``model``'s weights in the official layout (what ``load_sam3`` and sam3's loader read)."""
+    from sam2_triton.weights.sam3 import to_official
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(to_official(model.state_dict()), path)
+
+
+def _build_sam3(vocabulary: Path) -> nn.Module:
+    """sam3's builder on the CPU, with no weights loaded."""
+    import sam3.model_builder as builder
+
+    from sam2_triton.export.sam3_interactive import cpu_construction
+
+    with cpu_construction():
+        return builder.build_sam3_image_model(
+            bpe_path=str(vocabulary), device="cpu", eval_mode=True, checkpoint_path=None,
+            load_from_HF=False, enable_inst_interactivity=True,
+        )  # fmt: skip
 
 
 def _version(name: str) -> str | None:

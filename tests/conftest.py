@@ -124,34 +124,49 @@ def _sam3_key() -> str:
     """Changes when SAM 3's export code, its graphs' names or the test model change."""
     digest = hashlib.sha256()
     paths = [*(ROOT / "export").glob("sam3_*.py"), ROOT / "tests" / "sam3_helpers.py",
-             SRC / "concepts" / "graphs.py", SRC / "contract.py"]  # fmt: skip
+             SRC / "concepts" / "graphs.py", SRC / "contract.py", SRC / "cli" / "export_sam3.py",
+             SRC / "weights" / "sam3.py"]  # fmt: skip
     for path in sorted(paths):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def sam3_model():
-    """SAM 3's concept model at reduced size and its interactive model, seeded
-    (tests/sam3_helpers.py): the weights of ``sam3_export``."""
-    from tests.sam3_helpers import interactive_tracker, reduced_concept_model
+def _reduced_sam3(vocabulary: Path):
+    """sam3's builder for the tests: the reduced concept model, its interactive model inside."""
+    from tests.sam3_helpers import reduced_concept_model
 
-    return reduced_concept_model(), interactive_tracker()
+    return reduced_concept_model(interactive=True)
 
 
 @pytest.fixture(scope="session")
-def sam3_export(request: pytest.FixtureRequest) -> Path:
-    """``sam3_model`` exported by ``export_sam3`` (its four graphs and the vocabulary), cached
-    in ``build/test-cache/`` like ``tiny_export``."""
-    from sam2_triton.export.sam3_export import METADATA_FILE, export_sam3
+def sam3_export() -> Path:
+    """The reduced SAM 3 as ``sam2-triton export --sam3 --random-weights`` exports it
+    (``cli/export_sam3.export_sam3_model`` with the reduced builder): seeded weights saved in
+    the official layout beside the folder, its four graphs and the vocabulary, checked against
+    sam3 (the export fails otherwise); cached in ``build/test-cache/`` like ``tiny_export``."""
+    from sam2_triton.cli.export_sam3 import export_sam3_model
+    from sam2_triton.export.sam3_export import METADATA_FILE
 
     folder = ROOT / "build" / "test-cache" / f"sam3-{_sam3_key()}"
     if not (folder / METADATA_FILE).exists():
-        from tests.sam3_helpers import clip_vocabulary
-
-        model, tracker = request.getfixturevalue("sam3_model")
-        export_sam3(model, tracker, folder, clip_vocabulary(), {"weights": "random", "seed": 0})
+        export_sam3_model(None, True, seed=SEED, build=_reduced_sam3, out=folder,
+                          save_to=_sam3_checkpoint(folder))  # fmt: skip
     return folder
+
+
+def _sam3_checkpoint(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".pt")
+
+
+@pytest.fixture(scope="session")
+def sam3_model(sam3_export: Path):
+    """The weights of ``sam3_export``, read back from its checkpoint by ``load_sam3``: the
+    concept model and its interactive model."""
+    from sam2_triton.export.sam3_export import load_sam3
+    from sam2_triton.weights.sam3 import clip_vocabulary
+
+    model = load_sam3(_sam3_checkpoint(sam3_export), clip_vocabulary(), _reduced_sam3)
+    return model, model.inst_interactive_predictor.model
 
 
 @pytest.fixture(scope="session")

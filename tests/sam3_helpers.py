@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sam2_triton.export.sam3_export import perturbed
+from sam2_triton.weights.sam3 import clip_vocabulary  # noqa: F401 - the tests' import
 
 
 def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2) -> nn.Module:
@@ -54,18 +55,6 @@ def interactive_tracker(seed: int = 0) -> nn.Module:
     return perturbed(tracker, seed)
 
 
-def clip_vocabulary():
-    """CLIP's BPE vocabulary as open_clip ships it (sam3's wheel lacks it)."""
-    import importlib.util
-    from pathlib import Path
-
-    from sam2_triton.concepts.tokens import VOCABULARY_FILE
-
-    spec = importlib.util.find_spec("open_clip")
-    assert spec is not None and spec.submodule_search_locations, "pip install open-clip-torch"
-    return Path(spec.submodule_search_locations[0]) / VOCABULARY_FILE
-
-
 def reduced_text_encoder(seed: int = 0, width: int = 128, layers: int = 2) -> nn.Module:
     """``VETextEncoder`` as ``model_builder._create_text_encoder`` builds it (sam3's tokenizer,
     CLIP's vocabulary, 32 tokens) with ``layers`` blocks of ``width``, seeded weights (its
@@ -84,11 +73,12 @@ def reduced_text_encoder(seed: int = 0, width: int = 128, layers: int = 2) -> nn
     return encoder.eval()
 
 
-def reduced_concept_model(seed: int = 0) -> nn.Module:
+def reduced_concept_model(seed: int = 0, interactive: bool = False) -> nn.Module:
     """``Sam3Image`` as ``build_sam3_image_model`` assembles it (the builder's own fusion
     encoder, decoder, geometry encoder, segmentation head and scoring, at full size: 6 + 6
-    layers, 200 queries) on the reduced vision backbone and text encoder above; no interactive
-    model. The detector's parameters get seeded noise too, in eval mode."""
+    layers, 200 queries) on the reduced vision backbone and text encoder above; with
+    ``interactive``, its interactive model inside as the builder puts it. The detector's
+    parameters get seeded noise too, in eval mode."""
     import sam3.model_builder as builder
     from sam3.model.vl_combiner import SAM3VLBackbone
 
@@ -107,6 +97,11 @@ def reduced_concept_model(seed: int = 0) -> nn.Module:
         }
     for part in parts.values():
         perturbed(part, seed)
+    predictor = None
+    if interactive:
+        from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
+
+        predictor = SAM3InteractiveImagePredictor(interactive_tracker(seed))
     return builder._create_sam3_model(
-        backbone, *parts.values(), inst_interactive_predictor=None, eval_mode=True
+        backbone, *parts.values(), inst_interactive_predictor=predictor, eval_mode=True
     ).eval()

@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also export the video tracker's graphs (memory attention, memory encoder, "
         "tracking decoder) and check them against sam2's modules",
     )
+    p.add_argument(
+        "--sam3",
+        action="store_true",
+        help="export SAM 3 (concept prompts) instead, into exports/sam3/, checked against "
+        "sam3, and link it beside --model's export so that serve answers sam3_concepts too "
+        "(--checkpoint: Meta's sam3.pt; full size: about 15 GB of memory)",
+    )
     p.add_argument("--dir", type=Path, default=CHECKPOINT_DIR, help="where downloads are")
     p.add_argument(
         "--repository",
@@ -145,6 +152,10 @@ def place_into_repository(model: str, repository: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sam3:
+        from sam2_triton.cli import export_sam3
+
+        return export_sam3.run(args)
     checkpoint = args.checkpoint
     if checkpoint is None and not args.random_weights:
         default = args.dir / get_variant(args.model).checkpoint_file
