@@ -10,8 +10,9 @@ on a cached image: no backbone), as one client over gRPC, RLE masks; in process,
 requests to ``ConceptService`` with the same graphs (no Triton). Medians. The backbone's FLOPs
 are counted on sam3's own ``forward_image`` (both necks) at full size with random weights, and
 divided by the vision graph's time alone and the machine's best measured GEMM at the same
-thread count (the ISA's theoretical peak printed beside). Memory: the server's processes'
-peak RSS and PSS, sampled every 0.2 s. Prints JSON. Not a test.
+thread count, measured before and after the runs in process (the best of the two; the ISA's
+theoretical peak printed beside). Memory: the sum of the server's
+processes' own peak RSS (VmHWM). Prints JSON. Not a test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import io
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -94,34 +94,42 @@ def in_process(folder: Path, pictures: list[bytes], threads: int) -> dict:
     return {"full_ms": full, "new_phrase_ms": phrase, "backbone_ms": backbone}
 
 
-def served(export_dir: Path, pictures: list[bytes], work: Path) -> dict:
-    peak = {"rss": 0, "pss": 0}
-    stop = threading.Event()
-    with bench_server(export_dir, work, ServingOptions(concepts=True)) as server:
-
-        def sample() -> None:
-            while not stop.wait(0.2):
-                rss, pss = machine.tree_memory_bytes(server.process.pid)
-                peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+def peak_rss(pid: int) -> int:
+    """The sum of each process's own peak RSS (the kernel's VmHWM) in ``pid``'s tree: read
+    once, at the end (sampling smaps every 0.2 s slowed the server's requests by a third)."""
+    parents = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            with ConceptClient(server.grpc_url, "grpc") as client:
-                client.find(image=images(1)[0], text="a warm-up", output_format="rle")
-                full, phrase = [], []
-                ask = {"output_format": "rle", "timeout_s": 600}
-                for k, data in enumerate(pictures):
-                    found, ms = timed(lambda d=data, k=k: client.find(d, text=PHRASES[k], **ask))
-                    full.append(ms)
-                    known, new = found.image_id, PHRASES[-1 - k]
-                    _, ms = timed(lambda i=known, t=new: client.find(None, i, t, **ask))
-                    phrase.append(ms)
-        finally:
-            stop.set()
-            sampler.join()
-    memory = {f"peak_{k}_gb": round(v / 1e9, 2) for k, v in peak.items()}
-    return {"full_ms": full, "new_phrase_ms": phrase, **memory}
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)  # fmt: skip
+        except OSError:
+            continue
+        parents[int(fields["Pid"])] = (int(fields["PPid"]), fields.get("VmHWM", "0 kB"))
+    children: dict[int, list[int]] = {}
+    for process, (parent, _) in parents.items():
+        children.setdefault(parent, []).append(process)
+    total, stack = 0, [pid]
+    while stack:
+        process = stack.pop()
+        stack += children.get(process, [])
+        total += int(parents.get(process, (0, "0 kB"))[1].split()[0]) * 1024
+    return total
+
+
+def served(export_dir: Path, pictures: list[bytes], work: Path) -> dict:
+    with bench_server(export_dir, work, ServingOptions(concepts=True)) as server:
+        with ConceptClient(server.grpc_url, "grpc") as client:
+            client.find(image=images(1)[0], text="a warm-up", output_format="rle")
+            full, phrase = [], []
+            ask = {"output_format": "rle", "timeout_s": 600}
+            for k, data in enumerate(pictures):
+                found, ms = timed(lambda d=data, k=k: client.find(d, text=PHRASES[k], **ask))
+                full.append(ms)
+                known, new = found.image_id, PHRASES[-1 - k]
+                _, ms = timed(lambda i=known, t=new: client.find(None, i, t, **ask))
+                phrase.append(ms)
+        peak = peak_rss(server.process.pid)
+    return {"full_ms": full, "new_phrase_ms": phrase, "peak_rss_gb": round(peak / 1e9, 2)}
 
 
 def backbone_flops() -> int:
@@ -146,10 +154,14 @@ def main() -> None:
     if not (args.export_dir / c.SAM3_FILES["vision"]).is_file():
         sys.exit(f"{args.export_dir} has no SAM 3 graphs: run `sam2-triton export --sam3`")
     pictures = images(args.repeats + 1)[1:]  # the first is the warm-up's
+    # The ceiling, measured before and after (on these VMs it moved between 312 and 407
+    # GFLOP/s within a minute): the best of the two.
+    gemms = [best_gemm(args.threads, n=4096, repeats=10)]
     local = in_process(args.export_dir, pictures, args.threads)
+    gemms.append(best_gemm(args.threads, n=4096, repeats=10))
     remote = served(args.export_dir, pictures, args.work)
     flops = backbone_flops()
-    gemm = best_gemm(args.threads)
+    gemm = max(gemms, key=lambda g: g["best_flops_per_s"])
     median = lambda values: round(float(np.median(values)), 1)  # noqa: E731
     backbone_s = median(local["backbone_ms"]) / 1e3
     achieved = flops / backbone_s
@@ -160,7 +172,7 @@ def main() -> None:
         "repeats": args.repeats,
         "served": {"full_ms": median(remote["full_ms"]),
                    "new_phrase_ms": median(remote["new_phrase_ms"]),
-                   "peak_rss_gb": remote["peak_rss_gb"], "peak_pss_gb": remote["peak_pss_gb"]},
+                   "peak_rss_gb": remote["peak_rss_gb"]},
         "in_process": {"full_ms": median(local["full_ms"]),
                        "new_phrase_ms": median(local["new_phrase_ms"]),
                        "backbone_ms": median(local["backbone_ms"])},
@@ -172,6 +184,8 @@ def main() -> None:
                      "achieved_gflop_per_s": round(achieved / 1e9, 1),
                      "best_gemm_gflop_per_s": round(gemm["best_flops_per_s"] / 1e9, 1),
                      "best_gemm_library": gemm["best_library"],
+                     "gemm_runs_gflop_per_s": [round(g["best_flops_per_s"] / 1e9, 1)
+                                               for g in gemms],
                      "utilisation": round(utilisation, 3),
                      "theoretical_peak": machine.fp32_peak(args.threads)},
     }  # fmt: skip

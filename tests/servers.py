@@ -1,11 +1,11 @@
 """The real tritonservers the tests share: started watched, stopped in the background.
 
 Each server runs as ``sam2-triton serve`` runs it, under the stub watchdog with an admin key, so
-a stub that crashes mid-suite (tritonserver 2.51's Python backend can, rarely, under BLS load)
-is reloaded as a user's would be instead of failing every later request to its model; the
-crash is still reported. Every stub writes its Python stacks to the server's log when it
-crashes (``faulthandler``, enabled in ``triton_models.common``), and the session's summary
-prints them (``report``).
+a stub that crashes mid-suite is reloaded as a user's would be instead of failing every later
+request to its model; the crash is still reported. (The crashes once seen here came from
+decoupled BLS calls, which no model makes now: docs/operations.md.) Every stub writes its
+Python stacks to the server's log when it crashes (``faulthandler``, enabled in
+``triton_models.common``), and the session's summary prints them (``report``).
 """
 
 from __future__ import annotations
