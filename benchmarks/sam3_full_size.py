@@ -25,9 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sam2_triton.concepts.tokens import clip_vocabulary  # noqa: E402
 from sam2_triton.export.sam3_check import check_sam3  # noqa: E402
 from sam2_triton.export.sam3_export import build_random_sam3, export_sam3  # noqa: E402
-from sam2_triton.weights.sam3 import clip_vocabulary  # noqa: E402
 
 
 def _timed(call):

@@ -136,8 +136,8 @@ def backbone_flops() -> int:
     """sam3's ``forward_image`` (ViT and both necks) at 1008 x 1008, full size."""
     import torch
 
+    from sam2_triton.concepts.tokens import clip_vocabulary
     from sam2_triton.export.sam3_export import build_random_sam3
-    from sam2_triton.weights.sam3 import clip_vocabulary
 
     model = build_random_sam3(clip_vocabulary())
     image = torch.zeros(1, 3, 1008, 1008)

@@ -162,8 +162,8 @@ def _sam3_checkpoint(folder: Path) -> Path:
 def sam3_model(sam3_export: Path):
     """The weights of ``sam3_export``, read back from its checkpoint by ``load_sam3``: the
     concept model and its interactive model."""
+    from sam2_triton.concepts.tokens import clip_vocabulary
     from sam2_triton.export.sam3_export import load_sam3
-    from sam2_triton.weights.sam3 import clip_vocabulary
 
     model = load_sam3(_sam3_checkpoint(sam3_export), clip_vocabulary(), _reduced_sam3)
     return model, model.inst_interactive_predictor.model

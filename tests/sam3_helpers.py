@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sam2_triton.concepts.tokens import clip_vocabulary  # noqa: F401 - the tests' import
 from sam2_triton.export.sam3_export import perturbed
-from sam2_triton.weights.sam3 import clip_vocabulary  # noqa: F401 - the tests' import
 
 
 def reduced_vision_backbone(seed: int = 0, embed_dim: int = 128, depth: int = 2) -> nn.Module:

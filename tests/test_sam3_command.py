@@ -21,9 +21,9 @@ def test_the_export_is_checked_linked_beside_sam2_and_served(
 ):
     from sam2_triton.cli.build_repo import build_repo
     from sam2_triton.cli.export_sam3 import link_beside
+    from sam2_triton.concepts.tokens import clip_vocabulary
     from sam2_triton.export.sam3_check import RELATIVE_TOLERANCE, check_sam3
     from sam2_triton.export.sam3_export import perturbed
-    from sam2_triton.weights.sam3 import clip_vocabulary
 
     record = json.loads((sam3_export / "sam3.json").read_text())
     assert (record["weights"], record["seed"]) == ("random", 0)

@@ -48,6 +48,7 @@ def export_sam3_model(
     ``build(vocabulary)``: the model without weights (default: sam3's builder, full size);
     random weights are seeded and saved in the official layout to ``save_to`` (default beside
     the downloads, as SAM 2.1's are)."""
+    from sam2_triton.concepts.tokens import clip_vocabulary
     from sam2_triton.export.sam3_check import RELATIVE_TOLERANCE, check_sam3
     from sam2_triton.export.sam3_export import (
         build_random_sam3,
@@ -55,7 +56,7 @@ def export_sam3_model(
         load_sam3,
         save_sam3,
     )
-    from sam2_triton.weights.sam3 import SAM3, clip_vocabulary
+    from sam2_triton.weights.sam3 import SAM3
 
     vocabulary = clip_vocabulary()
     if random_weights:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_triton.concepts.graphs import VOCABULARY_FILE  # noqa: F401 - its name, read here
+from sam2_triton.concepts.graphs import VOCABULARY_FILE
 from sam2_triton.errors import InvalidInputError
 
 CONTEXT_LENGTH = 32
@@ -110,3 +110,14 @@ class Tokenizer:
             word = merged
         self._cache[token] = word
         return word
+
+
+def clip_vocabulary() -> Path:
+    """CLIP's BPE vocabulary (``bpe_simple_vocab_16e6.txt.gz``) as open_clip ships it: sam3's
+    tokenizer needs it and sam3's wheel lacks it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("CLIP's vocabulary comes with open_clip: install open-clip-torch")
+    return Path(spec.submodule_search_locations[0]) / VOCABULARY_FILE

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -64,16 +63,3 @@ def from_official(state: Mapping[str, T]) -> dict[str, T]:
         else:
             raise ValueError(f"{key!r}: not a SAM 3 checkpoint key (detector.* or tracker.*)")
     return out
-
-
-def clip_vocabulary() -> Path:
-    """CLIP's BPE vocabulary (``bpe_simple_vocab_16e6.txt.gz``) as open_clip ships it: sam3's
-    tokenizer needs it and sam3's wheel lacks it."""
-    import importlib.util
-
-    from sam2_triton.contract import VOCABULARY_FILE
-
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("CLIP's vocabulary comes with open_clip: install open-clip-torch")
-    return Path(spec.submodule_search_locations[0]) / VOCABULARY_FILE
