@@ -176,9 +176,7 @@ def track(tracker: LiveTracker, service: SegmentService, data: bytes, body: dict
 
 def crop(mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """The mask's bounding crop and its inclusive bounds [x1, y1, x2, y2] (an empty mask: its
-    top-left pixel, empty)."""
-    if not mask.any():
-        return mask[:1, :1], [0, 0, 0, 0]
+    top-left pixel, empty: mask_to_box's [0, 0, 0, 0])."""
     x1, y1, x2, y2 = (int(v) for v in mask_to_box(mask))
     return mask[y1 : y2 + 1, x1 : x2 + 1], [x1, y1, x2, y2]
 
