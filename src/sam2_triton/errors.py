@@ -65,3 +65,8 @@ class CalleeError(ServiceError):
         self.model = model
         self.kind = kind
         self.message = message
+
+
+class ExportCheckError(RuntimeError):
+    """Exported ONNX files that do not reproduce the PyTorch model (SAM 2.1's or SAM 3's):
+    ``sam2-triton export`` refuses to place them."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sam2_triton.cli.arguments import add_model
 from sam2_triton.cli.paths import CHECKPOINT_DIR, REPOSITORY_DIR, export_dir
+from sam2_triton.errors import ExportCheckError
 from sam2_triton.weights.variants import get_variant
 
 EXPORT_TOLERANCE = 1e-3  # ORT vs PyTorch, max abs; a correct export is ~1e-5
@@ -22,10 +23,6 @@ RANDOM_WEIGHTS_WARNING = """
     sam2-triton export --model {model} --checkpoint PATH
 ##############################################################################
 """
-
-
-class ExportCheckError(RuntimeError):
-    """The exported ONNX files do not reproduce the PyTorch model."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

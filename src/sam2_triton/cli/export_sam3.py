@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sam2_triton import contract as c
 from sam2_triton.cli.paths import CHECKPOINT_DIR, export_dir
+from sam2_triton.errors import ExportCheckError
 
 SAM3_EXPORT = "sam3"
 
@@ -25,10 +26,6 @@ RANDOM_WEIGHTS_WARNING = """
     sam2-triton export --sam3 --checkpoint PATH/sam3.pt
 ##############################################################################
 """
-
-
-class ExportCheckError(RuntimeError):
-    """The exported graphs do not reproduce sam3's model."""
 
 
 def random_checkpoint_path(seed: int) -> Path:
