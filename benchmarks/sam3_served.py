@@ -94,28 +94,6 @@ def in_process(folder: Path, pictures: list[bytes], threads: int) -> dict:
     return {"full_ms": full, "new_phrase_ms": phrase, "backbone_ms": backbone}
 
 
-def peak_rss(pid: int) -> int:
-    """The sum of each process's own peak RSS (the kernel's VmHWM) in ``pid``'s tree: read
-    once, at the end (sampling smaps every 0.2 s slowed the server's requests by a third)."""
-    parents = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
-                          if ":\t" in line)  # fmt: skip
-        except OSError:
-            continue
-        parents[int(fields["Pid"])] = (int(fields["PPid"]), fields.get("VmHWM", "0 kB"))
-    children: dict[int, list[int]] = {}
-    for process, (parent, _) in parents.items():
-        children.setdefault(parent, []).append(process)
-    total, stack = 0, [pid]
-    while stack:
-        process = stack.pop()
-        stack += children.get(process, [])
-        total += int(parents.get(process, (0, "0 kB"))[1].split()[0]) * 1024
-    return total
-
-
 def served(export_dir: Path, pictures: list[bytes], work: Path) -> dict:
     with bench_server(export_dir, work, ServingOptions(concepts=True)) as server:
         with ConceptClient(server.grpc_url, "grpc") as client:
@@ -128,7 +106,7 @@ def served(export_dir: Path, pictures: list[bytes], work: Path) -> dict:
                 known, new = found.image_id, PHRASES[-1 - k]
                 _, ms = timed(lambda i=known, t=new: client.find(None, i, t, **ask))
                 phrase.append(ms)
-        peak = peak_rss(server.process.pid)
+        peak = machine.tree_peak_rss_bytes(server.process.pid)
     return {"full_ms": full, "new_phrase_ms": phrase, "peak_rss_gb": round(peak / 1e9, 2)}
 
 
