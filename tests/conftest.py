@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests import prebuild, servers
 from tests.reduced_model import SEED, TinyExport, build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,7 @@ SERVER_FIXTURES = {"triton", "routed_triton"}
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     servers.join_stopping()
+    prebuild.stop_all()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config) -> None:
@@ -58,6 +59,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:  # the order they run in, after selection
         for name in getattr(item, "fixturenames", ()):
             _LAST_USER[name] = item
+    # SAM 3's export beside SAM 2.1's, when the run needs both and neither is cached
+    # (tests/prebuild.py): each keeps one core busy
+    folder = _sam3_folder()
+    if {"sam3_export", "tiny_export"} <= _LAST_USER.keys() and not _sam3_done(folder):
+        code = f"from tests.conftest import make_sam3_export; make_sam3_export({str(folder)!r})"
+        prebuild.start(folder, code)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -144,14 +151,29 @@ def sam3_export() -> Path:
     (``cli/export_sam3.export_sam3_model`` with the reduced builder): seeded weights saved in
     the official layout beside the folder, its four graphs and the vocabulary, checked against
     sam3 (the export fails otherwise); cached in ``build/test-cache/`` like ``tiny_export``."""
-    from sam2_triton.cli.export_sam3 import export_sam3_model
-    from sam2_triton.export.sam3_export import METADATA_FILE
-
-    folder = ROOT / "build" / "test-cache" / f"sam3-{_sam3_key()}"
-    if not (folder / METADATA_FILE).exists():
-        export_sam3_model(None, True, seed=SEED, build=_reduced_sam3, out=folder,
-                          save_to=_sam3_checkpoint(folder))  # fmt: skip
+    folder = _sam3_folder()
+    prebuild.wait(folder)  # started at collection when the run also exports SAM 2.1
+    if not _sam3_done(folder):
+        make_sam3_export(folder)
     return folder
+
+
+def _sam3_folder() -> Path:
+    return ROOT / "build" / "test-cache" / f"sam3-{_sam3_key()}"
+
+
+def _sam3_done(folder: Path) -> bool:
+    return (folder / "sam3.json").exists()  # export.sam3_export.METADATA_FILE, without torch
+
+
+def make_sam3_export(folder: Path | str) -> None:
+    """``sam3_export``'s folder, made as ``sam2-triton export --sam3 --random-weights`` makes
+    one (in the test process, or in a process of its own: tests/prebuild.py)."""
+    from sam2_triton.cli.export_sam3 import export_sam3_model
+
+    folder = Path(folder)
+    export_sam3_model(None, True, seed=SEED, build=_reduced_sam3, out=folder,
+                      save_to=_sam3_checkpoint(folder))  # fmt: skip
 
 
 def _sam3_checkpoint(folder: Path) -> Path:
