@@ -59,12 +59,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:  # the order they run in, after selection
         for name in getattr(item, "fixturenames", ()):
             _LAST_USER[name] = item
-    # SAM 3's export beside SAM 2.1's, when the run needs both and neither is cached
-    # (tests/prebuild.py): each keeps one core busy
-    folder = _sam3_folder()
-    if {"sam3_export", "tiny_export"} <= _LAST_USER.keys() and not _sam3_done(folder):
-        code = f"from tests.conftest import make_sam3_export; make_sam3_export({str(folder)!r})"
-        prebuild.start(folder, code)
+    # The other exports (and the GPU image's venv) in processes of their own beside SAM 2.1's
+    # reduced export, when the run needs it: each keeps one core busy (tests/prebuild.py)
+    if "tiny_export" in _LAST_USER:
+        for fixture, (folder, done, maker) in _PREBUILT.items():
+            if fixture in _LAST_USER and not done(folder()):
+                code = f"from tests.conftest import {maker}; {maker}({str(folder())!r})"
+                prebuild.start(folder(), code)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -174,6 +175,55 @@ def make_sam3_export(folder: Path | str) -> None:
     folder = Path(folder)
     export_sam3_model(None, True, seed=SEED, build=_reduced_sam3, out=folder,
                       save_to=_sam3_checkpoint(folder))  # fmt: skip
+
+
+def _full_depth_folder() -> Path:
+    return ROOT / "build" / "test-cache" / f"tiny-full-seed{SEED}-{_export_key()}"
+
+
+def _exported(folder: Path) -> bool:
+    return (folder / "export.json").exists()  # written last
+
+
+def make_full_depth_export(folder: Path | str) -> None:
+    """What users export: SAM 2.1 tiny at its full depth, seed 0, ``export_onnx``'s defaults."""
+    from sam2_triton.export import build_sam2_model, export_onnx
+
+    export_onnx(build_sam2_model("tiny", random_weights=True, seed=SEED), Path(folder))
+
+
+@pytest.fixture(scope="session")
+def full_depth_export() -> Path:
+    """``make_full_depth_export``'s folder, cached like ``tiny_export``."""
+    folder = _full_depth_folder()
+    prebuild.wait(folder)  # started at collection when the run also exports the reduced model
+    if not _exported(folder):
+        make_full_depth_export(folder)
+    return folder
+
+
+def _gpu_image_folder() -> Path:
+    from tests.gpu_image import image_env
+
+    return image_env(ROOT / "build" / "test-cache")
+
+
+def make_gpu_image_python(folder: Path | str) -> None:
+    """The GPU image's Python (tests/gpu_image.py) in ``folder``, where Python 3.10 is found."""
+    from tests.gpu_image import find_python310, gpu_image_python
+
+    python310 = find_python310()
+    if python310 is not None:
+        gpu_image_python(Path(folder).parent, python310)
+
+
+#: What a run may make in processes of their own at collection (tests/prebuild.py): the
+#: fixture that needs it -> (its folder, whether that is made, the function here making it).
+_PREBUILT = {
+    "sam3_export": (_sam3_folder, _sam3_done, "make_sam3_export"),
+    "full_depth_export": (_full_depth_folder, _exported, "make_full_depth_export"),
+    "gpu_python": (_gpu_image_folder, lambda folder: False, "make_gpu_image_python"),
+}
 
 
 def _sam3_checkpoint(folder: Path) -> Path:

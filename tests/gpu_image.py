@@ -59,11 +59,16 @@ def _pip(python: Path, *args: str) -> None:
     )
 
 
+def image_env(cache: Path) -> Path:
+    """The venv's folder: one per version of the requirements."""
+    key = hashlib.sha256(GPU_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    return cache / f"gpu-image-py310-{key}"
+
+
 def gpu_image_python(cache: Path, python310: Path) -> Path:
     """The interpreter of a venv built as the image is; the package is reinstalled from the
     working tree on every call (the requirements only when they change)."""
-    key = hashlib.sha256(GPU_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    env = cache / f"gpu-image-py310-{key}"
+    env = image_env(cache)
     python = env / "bin" / "python"
     done = env / ".requirements-installed"
     if not done.exists():

@@ -29,18 +29,19 @@ def start(folder: Path, code: str) -> None:
     _JOBS[folder] = (process, log)
 
 
-def wait(folder: Path) -> None:
-    """Wait for the process making ``folder``, if one was started; raise with its output if it
-    failed."""
+def wait(folder: Path) -> bool:
+    """Wait for the process making ``folder``, if one was started (then True); raise with its
+    output if it failed."""
     job = _JOBS.pop(folder, None)
     if job is None:
-        return
+        return False
     process, log = job
     if process.wait() != 0:
         raise RuntimeError(
             f"the background export of {folder.name} failed ({process.returncode}):\n"
             + log.read_text(errors="replace")[-5000:]
         )
+    return True
 
 
 def stop_all() -> None:

@@ -223,15 +223,18 @@ def test_encoder_matches_set_image_features(onnx_features, references) -> None:
     assert _max_abs(onnx_features["image_embed"][0], onnx_features["image_embed"][1]) > 1e-2
 
 
-def test_full_depth_tiny_exports_and_the_clis_check_reports_parity(model_images, workdir: Path):
+def test_full_depth_tiny_exports_and_the_clis_check_reports_parity(
+    model_images, full_depth_export: Path
+):
     """What users export: tiny at its full depth (Hiera stages [1, 2, 7, 2], three global
-    blocks; the other tests run the reduced model), checked by the CLI's check: ORT against the
-    PyTorch wrappers, encoder batch 2, decoder 2 and 3 prompt sets of 1 and 5 points on each
-    image."""
+    blocks; the other tests run the reduced model; conftest's ``make_full_depth_export``),
+    checked by the CLI's check: ORT against the PyTorch wrappers, encoder batch 2, decoder 2
+    and 3 prompt sets of 1 and 5 points on each image."""
     full = build_sam2_model("tiny", random_weights=True, seed=SEED)
     assert len(full.image_encoder.trunk.blocks) == 12
-    out = export_onnx(full, workdir / "full")
-    report = verify_onnx(full, out.encoder_path, out.decoder_path, images=model_images)
+    assert json.loads((full_depth_export / METADATA_FILE).read_text())["seed"] == SEED
+    encoder, decoder = full_depth_export / ENCODER_FILE, full_depth_export / DECODER_FILE
+    report = verify_onnx(full, encoder, decoder, images=model_images)
     assert set(report.encoder) == set(ENCODER_OUTPUT_NAMES)
     assert set(report.decoder) == set(DECODER_OUTPUT_NAMES)
     assert report.cases == [

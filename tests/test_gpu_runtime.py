@@ -40,6 +40,7 @@ from sam2_triton.server.embedded import (
     server_environment,
 )
 from sam2_triton.server.watchdog import server_ready, stubs_of
+from tests import prebuild
 from tests.bad_requests import BAD, SESSION_ONLY, assert_refused
 from tests.conftest import (
     ROOT,
@@ -53,6 +54,7 @@ from tests.gpu_image import (
     INSTALL_HINT,
     find_python310,
     gpu_image_python,
+    image_env,
     standin_model_py,
     standin_onnxruntime,
 )
@@ -91,6 +93,9 @@ def gpu_python() -> StubPython:
         if os.environ.get("CI"):
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
+    env = image_env(CACHE)
+    if prebuild.wait(env):  # made at collection, beside the first exports (conftest)
+        return StubPython.of(env / "bin" / "python")
     return StubPython.of(gpu_image_python(CACHE, python310))
 
 
