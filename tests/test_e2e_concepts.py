@@ -119,19 +119,30 @@ def test_sam3_remote_processor_answers_as_sam3_processor(triton, reference):
     processor.close()
 
 
-def test_phrases_formats_and_the_image_sent_once(triton, reference):
-    """The client over gRPC: an image sent as a file, then named by its id for several phrases
-    at once and in every format; the backbone ran for it once (the cache's misses)."""
+@pytest.fixture(scope="module")
+def asked(triton, reference) -> dict:
+    """Over gRPC: the image sent as a file with PHRASE, then named by its id with PHRASE and
+    OTHER (at PHRASE's threshold: the answer the CLI tests below compare with); the backbone
+    cache's misses before."""
     png = _png(_rgb())
     misses = Scrape.of(triton).value("sam3_concepts_cache_misses")
+    threshold = reference["phrase"]["threshold"]
+    with ConceptClient(triton.grpc_url, "grpc") as client:
+        found = client.find(png, text=PHRASE, confidence_threshold=threshold)
+        both = client.find(image_id=found.image_id, text=[PHRASE, OTHER],
+                           confidence_threshold=threshold)  # fmt: skip
+    return {"png": png, "misses": misses, "found": found, "both": both}
+
+
+def test_phrases_formats_and_the_image_sent_once(triton, reference, asked):
+    """The client over gRPC: an image sent as a file, then named by its id for several phrases
+    at once and in every format; the backbone ran for it once (the cache's misses)."""
+    png, misses, found, both = asked["png"], asked["misses"], asked["found"], asked["both"]
     phrase, other = reference["phrase"], reference["other"]
     with ConceptClient(triton.grpc_url, "grpc") as client:
-        found = client.find(png, text=PHRASE, confidence_threshold=phrase["threshold"])
         assert found.image_id == content_id(png) and found.masks.shape[1:] == (HEIGHT, WIDTH)
         assert (found.phrase_index == 0).all()
         _same(found.scores, found.boxes, found.masks, phrase)
-        both = client.find(image_id=found.image_id, text=[PHRASE, OTHER],
-                           confidence_threshold=phrase["threshold"])  # fmt: skip
         first = both.phrase_index == 0
         np.testing.assert_array_equal(both.scores[first], found.scores)
         np.testing.assert_array_equal(both.masks[first], found.masks)
@@ -168,9 +179,11 @@ def test_bad_concept_requests_are_refused_by_name_and_the_server_serves_on(trito
         assert again.image_id == image_id and len(again.scores) == 200  # every query, served on
 
 
-def test_segment_text_writes_each_instance_as_the_client_gets_it(triton, tmp_path, reference):
+def test_segment_text_writes_each_instance_as_the_client_gets_it(
+    triton, tmp_path, reference, asked
+):
     """``sam2-triton segment --text``: every instance's mask, phrase, score and box on disk, as
-    ConceptClient gets them for the same image, phrases and threshold."""
+    ConceptClient gets them for the same image, phrases and threshold (``asked``)."""
     import json
     import subprocess
     import sys
@@ -178,11 +191,9 @@ def test_segment_text_writes_each_instance_as_the_client_gets_it(triton, tmp_pat
     from PIL import Image
 
     image = tmp_path / "square.png"
-    image.write_bytes(_png(_rgb()))
+    image.write_bytes(asked["png"])
     threshold = reference["phrase"]["threshold"]
-    with ConceptClient(triton.grpc_url, "grpc") as client:
-        want = client.find(image.read_bytes(), text=[PHRASE, OTHER],
-                           confidence_threshold=threshold)  # fmt: skip
+    want = asked["both"]
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "sam2_triton.cli", "segment", str(image), "--text", PHRASE,
@@ -201,10 +212,10 @@ def test_segment_text_writes_each_instance_as_the_client_gets_it(triton, tmp_pat
     assert (out / "overlay.png").exists()
 
 
-def test_batch_text_labels_every_instance_with_its_phrase(triton, tmp_path, reference):
+def test_batch_text_labels_every_instance_with_its_phrase(triton, tmp_path, reference, asked):
     """``sam2-triton batch --text`` over a folder: each image's document holds the instances
-    ConceptClient finds for the phrases, as COCO RLE labelled with their phrase, and a rerun
-    skips the finished images."""
+    ConceptClient finds for the phrases (``asked`` for the first image), as COCO RLE labelled
+    with their phrase, and a rerun skips the finished images."""
     import json
     import subprocess
     import sys
@@ -213,7 +224,7 @@ def test_batch_text_labels_every_instance_with_its_phrase(triton, tmp_path, refe
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    (folder / "square.png").write_bytes(_png(_rgb()))
+    (folder / "square.png").write_bytes(asked["png"])
     (folder / "flipped.png").write_bytes(_png(_rgb()[::-1].copy()))
     threshold = reference["phrase"]["threshold"]
     command = [sys.executable, "-m", "sam2_triton.cli", "batch", str(folder), "--out",
@@ -223,9 +234,9 @@ def test_batch_text_labels_every_instance_with_its_phrase(triton, tmp_path, refe
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     with ConceptClient(triton.grpc_url, "grpc") as client:
-        for name in ("square.png", "flipped.png"):
-            want = client.find((folder / name).read_bytes(), text=[PHRASE, OTHER],
-                               confidence_threshold=threshold)  # fmt: skip
+        flipped = client.find((folder / "flipped.png").read_bytes(), text=[PHRASE, OTHER],
+                              confidence_threshold=threshold)  # fmt: skip
+        for name, want in (("square.png", asked["both"]), ("flipped.png", flipped)):
             document = json.loads((tmp_path / "out" / "annotations" / f"{name}.json").read_text())
             records = document["annotations"]
             assert document["sam2_triton"]["mode"] == "text" and len(records) == len(want.scores)
