@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,8 +19,10 @@ from sam2_triton.weights.checkpoints import (
     CheckpointChecksumError,
     CheckpointDownloadError,
     download_checkpoint,
+    fetch,
     load_state_dict,
 )
+from sam2_triton.weights.sam3 import LICENCE_PAGE, SAM3, sam3_download
 from sam2_triton.weights.variants import get_variant
 
 PAYLOAD = random.Random(0).randbytes(3 * 1024 * 1024 + 123)
@@ -36,6 +38,8 @@ class ServerState:
     ranges: list[str | None] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     bytes_sent: int = 0
+    authorizations: list[str | None] = field(default_factory=list)
+    gated: bool = False  # 401 to every request, as Hugging Face answers a gated file without access
 
     @property
     def url(self) -> str:
@@ -58,6 +62,10 @@ class _Handler(BaseHTTPRequestHandler):
         st.paths.append(self.path)
         rng = self.headers.get("Range")
         st.ranges.append(rng)
+        st.authorizations.append(self.headers.get("Authorization"))
+        if st.gated:
+            self.send_error(401)
+            return
         if self.path != f"/{FILE_NAME}":
             self.send_error(404)
             return
@@ -227,6 +235,49 @@ def test_unknown_hash_warns_loudly_but_keeps_file(
     assert path.read_bytes() == PAYLOAD
     err = capsys.readouterr().err
     assert "could NOT be" in err and PAYLOAD_SHA256 in err
+
+
+# --- SAM 3's checkpoint: the same fetch, a gated host -------------------------------------------
+
+
+def test_sam3_is_fetched_and_checked_as_sam2s_and_no_token_goes_to_a_mirror(
+    server: ServerState, tmp_path: Path
+) -> None:
+    download = replace(sam3_download(url=server.url, token="secret"), sha256=PAYLOAD_SHA256)
+    assert fetch(download, tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert (tmp_path / "sam3.pt").exists() and server.authorizations == [None]
+    with pytest.raises(CheckpointChecksumError, match="SAM 3's checkpoint"):
+        fetch(sam3_download(url=server.url), tmp_path / "other", progress=False)  # Meta's hash
+    assert not (tmp_path / "other" / "sam3.pt").exists()
+
+
+def test_the_hugging_face_token_is_read_as_huggingface_hub_reads_it_and_sent_to_it_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv(URL_BASE_ENV, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    assert sam3_download().headers == {}  # none saved
+    (tmp_path / "token").write_text("saved\n")  # what `huggingface-cli login` writes
+    assert sam3_download().headers == {"Authorization": "Bearer saved"}
+    monkeypatch.setenv("HF_TOKEN", "from-env")
+    official = sam3_download()
+    assert official.url == SAM3.url and official.headers == {"Authorization": "Bearer from-env"}
+    assert sam3_download(url=SAM3.url.replace("https:", "http:")).headers == {}  # not over HTTP
+    monkeypatch.setenv(URL_BASE_ENV, "https://mirror.example/sam")
+    mirrored = sam3_download()
+    assert mirrored.url == "https://mirror.example/sam/sam3.pt" and mirrored.headers == {}
+
+
+def test_a_gated_refusal_says_how_to_get_access(server: ServerState, tmp_path: Path) -> None:
+    server.gated = True
+    with pytest.raises(CheckpointDownloadError, match="401") as exc:
+        fetch(sam3_download(url=server.url, token=""), tmp_path, progress=False)
+    message = str(exc.value)
+    for words in (LICENCE_PAGE, "HF_TOKEN", "huggingface-cli login", "no token was sent",
+                  "export --sam3 --checkpoint PATH", "export --sam3 --random-weights"):  # fmt: skip
+        assert words in message
+    assert not list(tmp_path.iterdir())
 
 
 def test_variant_table_has_hashes() -> None:

@@ -67,8 +67,9 @@ def export_sam3_model(
         checkpoint = checkpoint or CHECKPOINT_DIR / SAM3.file
         if not checkpoint.is_file():
             raise FileNotFoundError(
-                f"no SAM 3 checkpoint at {checkpoint}: pass --checkpoint PATH to Meta's "
-                f"sam3.pt ({SAM3.url}, gated), or --random-weights (testing only)"
+                f"no SAM 3 checkpoint at {checkpoint}: `sam2-triton download --sam3` fetches "
+                f"Meta's sam3.pt ({SAM3.url}, gated: accept the licence, set HF_TOKEN), or pass "
+                "--checkpoint PATH, or --random-weights (testing only)"
             )
         model = load_sam3(checkpoint, vocabulary, build)
         provenance = {"weights": "checkpoint", "checkpoint": str(checkpoint)}

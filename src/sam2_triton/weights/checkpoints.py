@@ -12,6 +12,8 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,16 +59,43 @@ def checkpoint_url(variant_name: str) -> str:
     return variant.url
 
 
-def _unreachable_message(variant_name: str, url: str, reason: str) -> str:
-    return (
-        f"Could not download the SAM 2.1 '{variant_name}' checkpoint from {url}: {reason}\n"
-        "The checkpoint host could not be reached (offline, firewalled, or the URL is wrong).\n"
-        "Alternatives:\n"
-        "  * copy the official checkpoint here yourself and use it:\n"
-        f"      sam2-triton export --model {variant_name} --checkpoint PATH\n"
-        "  * export with random weights (the masks are meaningless; for testing the pipeline):\n"
-        f"      sam2-triton export --model {variant_name} --random-weights\n"
-        f"  * or point {URL_BASE_ENV} at a mirror that serves the same files."
+@dataclass(frozen=True)
+class Download:
+    """One official file to fetch: its name on disk, where it is, its published sha256 ("" if
+    none is known), how to name it to a user and what they can do instead when it cannot be
+    fetched; ``headers`` go with the request (a gated host's token)."""
+
+    file: str
+    url: str
+    sha256: str
+    label: str
+    advice: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def failed(self, reason: str) -> CheckpointDownloadError:
+        return CheckpointDownloadError(
+            f"Could not download {self.label} from {self.url}: {reason}\n{self.advice}"
+        )
+
+
+def sam2_download(variant_name: str, url: str | None = None, sha256: str | None = None) -> Download:
+    """A SAM 2.1 variant's official checkpoint (``url`` and ``sha256``: other than the table's)."""
+    variant = get_variant(variant_name)
+    return Download(
+        file=variant.checkpoint_file,
+        url=url or checkpoint_url(variant_name),
+        sha256=(variant.sha256 if sha256 is None else sha256).strip().lower(),
+        label=f"the SAM 2.1 '{variant_name}' checkpoint",
+        advice=(
+            "The checkpoint host could not be reached (offline, firewalled, or the URL is "
+            "wrong).\nAlternatives:\n"
+            "  * copy the official checkpoint here yourself and use it:\n"
+            f"      sam2-triton export --model {variant_name} --checkpoint PATH\n"
+            "  * export with random weights (the masks are meaningless; for testing the "
+            "pipeline):\n"
+            f"      sam2-triton export --model {variant_name} --random-weights\n"
+            f"  * or point {URL_BASE_ENV} at a mirror that serves the same files."
+        ),
     )
 
 
@@ -90,15 +119,16 @@ def _hash_prefix(path: Path) -> hashlib._Hash:
     return h
 
 
-def _fetch_to_part(variant_name: str, url: str, part: Path, progress: bool, timeout: float) -> str:
-    """Download ``url`` into ``part`` (resuming what is there) and return its sha256."""
+def _fetch_to_part(download: Download, part: Path, progress: bool, timeout: float) -> str:
+    """Download ``download.url`` into ``part`` (resuming what is there); return its sha256."""
+    url = download.url
     for _attempt in range(2):  # a second pass only after discarding an unusable .part
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        headers = {**download.headers, **({"Range": f"bytes={offset}-"} if offset else {})}
         try:
             resp = requests.get(url, headers=headers, stream=True, timeout=timeout)
         except requests.RequestException as e:
-            raise CheckpointDownloadError(_unreachable_message(variant_name, url, str(e))) from e
+            raise download.failed(str(e)) from e
 
         with resp:
             if resp.status_code == 416:
@@ -127,7 +157,7 @@ def _fetch_to_part(variant_name: str, url: str, part: Path, progress: bool, time
                     reason = f"unexpected HTTP status {resp.status_code}"
                 except requests.HTTPError as e:
                     reason = str(e)
-                raise CheckpointDownloadError(_unreachable_message(variant_name, url, reason))
+                raise download.failed(reason)
 
             length = resp.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else None
@@ -151,28 +181,17 @@ def _fetch_to_part(variant_name: str, url: str, part: Path, progress: bool, time
                     f.flush()
                     os.fsync(f.fileno())
             except requests.RequestException as e:
-                raise CheckpointDownloadError(
-                    _unreachable_message(
-                        variant_name,
-                        url,
-                        f"transfer interrupted after {written} bytes ({e}); "
-                        f"re-run to resume from {part}",
-                    )
+                raise download.failed(
+                    f"transfer interrupted after {written} bytes ({e}); "
+                    f"re-run to resume from {part}"
                 ) from e
             if total is not None and written != total:
-                raise CheckpointDownloadError(
-                    _unreachable_message(
-                        variant_name,
-                        url,
-                        f"transfer ended after {written} of {total} bytes; "
-                        f"re-run to resume from {part}",
-                    )
+                raise download.failed(
+                    f"transfer ended after {written} of {total} bytes; re-run to resume from {part}"
                 )
             return hasher.hexdigest()
 
-    raise CheckpointDownloadError(
-        _unreachable_message(variant_name, url, "the server kept refusing the byte range")
-    )
+    raise download.failed("the server kept refusing the byte range")
 
 
 def download_checkpoint(
@@ -201,12 +220,15 @@ def download_checkpoint(
     Raises ``CheckpointDownloadError`` when the host cannot be reached or answers with an
     error; its message names ``--checkpoint PATH`` and ``--random-weights`` as alternatives.
     """
-    variant = get_variant(variant_name)
-    url = url or checkpoint_url(variant_name)
-    expected = (variant.sha256 if expected_sha256 is None else expected_sha256).strip().lower()
+    return fetch(sam2_download(variant_name, url, expected_sha256), dest_dir, progress, timeout)
+
+
+def fetch(download: Download, dest_dir: Path, progress: bool = True, timeout: float = 30.0) -> Path:
+    """``download`` into ``dest_dir`` (``download_checkpoint`` says how), its path returned."""
+    expected = download.sha256
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / variant.checkpoint_file
+    final = dest_dir / download.file
     part = final.with_name(final.name + ".part")
 
     if final.exists():
@@ -219,11 +241,11 @@ def download_checkpoint(
         _warn(f"{final} has sha256 {digest}, expected {expected}; downloading it again")
         final.unlink()
 
-    digest = _fetch_to_part(variant_name, url, part, progress, timeout)
+    digest = _fetch_to_part(download, part, progress, timeout)
     if expected and digest != expected:
         part.unlink(missing_ok=True)
         raise CheckpointChecksumError(
-            f"sha256 mismatch for the '{variant_name}' checkpoint downloaded from {url}:\n"
+            f"sha256 mismatch for {download.label} downloaded from {download.url}:\n"
             f"  expected {expected}\n  got      {digest}\n"
             "The download was deleted. Re-run to try again; if it keeps failing, the server or "
             "a proxy is serving different bytes."
