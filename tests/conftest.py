@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import prebuild, servers
+from tests import exports, prebuild, servers
 from tests.reduced_model import SEED, TinyExport, build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,12 +60,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for name in getattr(item, "fixturenames", ()):
             _LAST_USER[name] = item
     # The other exports (and the GPU image's venv) in processes of their own beside SAM 2.1's
-    # reduced export, when the run needs it: each keeps one core busy (tests/prebuild.py)
-    if "tiny_export" in _LAST_USER:
-        for fixture, (folder, done, maker) in _PREBUILT.items():
-            if fixture in _LAST_USER and not done(folder()):
-                code = f"from tests.conftest import {maker}; {maker}({str(folder())!r})"
-                prebuild.start(folder(), code)
+    # reduced export, when the run needs it: each keeps one core busy (tests/exports.py)
+    exports.start_beside(_LAST_USER)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -81,26 +77,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
-def _export_key() -> str:
-    """Changes when the export code or the ONNX files' tensor contract changes."""
-    from sam2_triton import contract as c
-
-    digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "export").glob("*.py"), SRC / "weights" / "variants.py"]):
-        digest.update(path.read_bytes())
-    onnx_contract = (c.ENCODER_INPUTS, c.ENCODER_OUTPUTS, c.DECODER_INPUTS, c.DECODER_OUTPUTS)
-    digest.update(repr(onnx_contract).encode())
-    digest.update((ROOT / "tests" / "reduced_model.py").read_bytes())
-    return digest.hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
 def tiny_export() -> TinyExport:
     """SAM 2.1 tiny (``REDUCED``) with random weights (seed 0), its checkpoint and ONNX files."""
     from sam2_triton.weights.variants import get_variant
 
     variant = get_variant("tiny")
-    cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{_export_key()}"
+    cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{exports.export_key()}"
     checkpoint = cache / f"random-seed{SEED}.pt"
     if not (cache / "export.json").exists():
         from sam2_triton.export import export_onnx
@@ -128,106 +111,27 @@ def tracker_export(tiny_export: TinyExport) -> Path:
     return folder
 
 
-def _sam3_key() -> str:
-    """Changes when SAM 3's export code, its graphs' names or the test model change."""
-    digest = hashlib.sha256()
-    paths = [*(ROOT / "export").glob("sam3_*.py"), ROOT / "tests" / "sam3_helpers.py",
-             SRC / "concepts" / "graphs.py", SRC / "contract.py", SRC / "cli" / "export_sam3.py",
-             SRC / "weights" / "sam3.py"]  # fmt: skip
-    for path in sorted(paths):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _reduced_sam3(vocabulary: Path):
-    """sam3's builder for the tests: the reduced concept model, its interactive model inside."""
-    from tests.sam3_helpers import reduced_concept_model
-
-    return reduced_concept_model(interactive=True)
-
-
 @pytest.fixture(scope="session")
 def sam3_export() -> Path:
     """The reduced SAM 3 as ``sam2-triton export --sam3 --random-weights`` exports it
     (``cli/export_sam3.export_sam3_model`` with the reduced builder): seeded weights saved in
     the official layout beside the folder, its four graphs and the vocabulary, checked against
     sam3 (the export fails otherwise); cached in ``build/test-cache/`` like ``tiny_export``."""
-    folder = _sam3_folder()
+    folder = exports.sam3_folder()
     prebuild.wait(folder)  # started at collection when the run also exports SAM 2.1
-    if not _sam3_done(folder):
-        make_sam3_export(folder)
+    if not exports.sam3_done(folder):
+        exports.make_sam3_export(folder)
     return folder
-
-
-def _sam3_folder() -> Path:
-    return ROOT / "build" / "test-cache" / f"sam3-{_sam3_key()}"
-
-
-def _sam3_done(folder: Path) -> bool:
-    return (folder / "sam3.json").exists()  # export.sam3_export.METADATA_FILE, without torch
-
-
-def make_sam3_export(folder: Path | str) -> None:
-    """``sam3_export``'s folder, made as ``sam2-triton export --sam3 --random-weights`` makes
-    one (in the test process, or in a process of its own: tests/prebuild.py)."""
-    from sam2_triton.cli.export_sam3 import export_sam3_model
-
-    folder = Path(folder)
-    export_sam3_model(None, True, seed=SEED, build=_reduced_sam3, out=folder,
-                      save_to=_sam3_checkpoint(folder))  # fmt: skip
-
-
-def _full_depth_folder() -> Path:
-    return ROOT / "build" / "test-cache" / f"tiny-full-seed{SEED}-{_export_key()}"
-
-
-def _exported(folder: Path) -> bool:
-    return (folder / "export.json").exists()  # written last
-
-
-def make_full_depth_export(folder: Path | str) -> None:
-    """What users export: SAM 2.1 tiny at its full depth, seed 0, ``export_onnx``'s defaults."""
-    from sam2_triton.export import build_sam2_model, export_onnx
-
-    export_onnx(build_sam2_model("tiny", random_weights=True, seed=SEED), Path(folder))
 
 
 @pytest.fixture(scope="session")
 def full_depth_export() -> Path:
     """``make_full_depth_export``'s folder, cached like ``tiny_export``."""
-    folder = _full_depth_folder()
+    folder = exports.full_depth_folder()
     prebuild.wait(folder)  # started at collection when the run also exports the reduced model
-    if not _exported(folder):
-        make_full_depth_export(folder)
+    if not exports.exported(folder):
+        exports.make_full_depth_export(folder)
     return folder
-
-
-def _gpu_image_folder() -> Path:
-    from tests.gpu_image import image_env
-
-    return image_env(ROOT / "build" / "test-cache")
-
-
-def make_gpu_image_python(folder: Path | str) -> None:
-    """The GPU image's Python (tests/gpu_image.py) in ``folder``, where Python 3.10 is found."""
-    from tests.gpu_image import find_python310, gpu_image_python
-
-    python310 = find_python310()
-    if python310 is not None:
-        gpu_image_python(Path(folder).parent, python310)
-
-
-#: What a run may make in processes of their own at collection (tests/prebuild.py): the
-#: fixture that needs it -> (its folder, whether that is made, the function here making it).
-_PREBUILT = {
-    "sam3_export": (_sam3_folder, _sam3_done, "make_sam3_export"),
-    "full_depth_export": (_full_depth_folder, _exported, "make_full_depth_export"),
-    "gpu_python": (_gpu_image_folder, lambda folder: False, "make_gpu_image_python"),
-}
-
-
-def _sam3_checkpoint(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".pt")
 
 
 @pytest.fixture(scope="session")
@@ -237,7 +141,7 @@ def sam3_model(sam3_export: Path):
     from sam2_triton.concepts.tokens import clip_vocabulary
     from sam2_triton.export.sam3_export import load_sam3
 
-    model = load_sam3(_sam3_checkpoint(sam3_export), clip_vocabulary(), _reduced_sam3)
+    model = load_sam3(exports.sam3_checkpoint(sam3_export), clip_vocabulary(), exports.reduced_sam3)
     return model, model.inst_interactive_predictor.model
 
 
