@@ -74,7 +74,7 @@ def timed(call):
 
 
 def in_process(folder: Path, pictures: list[bytes], threads: int) -> dict:
-    graphs = ConceptGraphs(folder, folder / c.VOCABULARY_FILE, threads)
+    graphs = ConceptGraphs.onnx(folder, folder / c.VOCABULARY_FILE, threads)
     with tempfile.TemporaryDirectory() as cache_dir:
         service = ConceptService(graphs, EmbeddingCache(Path(cache_dir), 8 << 30))
         service.handle(request(images(1)[0], None, "a warm-up"))

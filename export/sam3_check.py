@@ -56,7 +56,7 @@ def check_sam3(model: nn.Module, folder: Path, vocabulary: Path, threads: int = 
 
     check = Sam3Check()
     rgb = check_image()
-    graphs = ConceptGraphs(folder, vocabulary, threads)
+    graphs = ConceptGraphs.onnx(folder, vocabulary, threads)
     start = time.perf_counter()
     image = graphs.image(rgb)
     check.seconds["ours_image"] = time.perf_counter() - start

@@ -1,14 +1,14 @@
 """The GPU target's Python side, executed: the committed model_repository/ in the NGC image's
 Python (3.10, docker/requirements-gpu.txt, the package as Dockerfile.gpu installs it), served by
 the real tritonserver with the 3.10 stub. Only the two onnxruntime-backend models get CPU
-stand-ins (tests/gpu_image.py); everything else is the committed repository as it is.
+stand-ins (tests/gpu_image.py); everything else is the committed repository as it is, with
+SAM 3's models added as build-repo adds them for an export with SAM 3.
 
 In CI a missing Python 3.10 fails these tests; elsewhere they are skipped saying what to install.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -27,11 +27,8 @@ from PIL import Image
 from sam2_triton import contract as c
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.clients.tritonclient_io import is_not_found
-from sam2_triton.repository.build import model_config
 from sam2_triton.repository.model_plan import Runtime
-from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import repository_plan
-from sam2_triton.repository.python_configs import render
 from sam2_triton.server.embedded import (
     Ports,
     StubPython,
@@ -54,9 +51,8 @@ from tests.gpu_image import (
     INSTALL_HINT,
     find_python310,
     gpu_image_python,
+    gpu_repository,
     image_env,
-    standin_model_py,
-    standin_onnxruntime,
 )
 from tests.helpers import (
     CASES,
@@ -67,12 +63,9 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-COMMITTED = ROOT / "model_repository"
 CACHE = ROOT / "build" / "test-cache"
 PROTOCOLS = ["http", "grpc"]
-ONNXRUNTIME_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.ONNXRUNTIME]
 PYTHON_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.PYTHON]
-SLOW_CPU = ServingOptions(video_step_wait_us=1_000_000)
 # A subset of the embedded target's bad-input cases: one per kind of check.
 BAD_SUBSET = [
     "corrupt image",
@@ -113,11 +106,12 @@ def _triton_args(name: str, repo) -> dict[str, str]:
 
 
 def test_every_python_model_imports_and_initialises_in_the_image_python(
-    gpu_python, tracker_export, tmp_path
+    gpu_python, served_export, tmp_path
 ):
     """As the stub does, in the image's Python with no onnxruntime importable (the export
-    placed: sam2_video reads the tracker's constants)."""
-    repo = _gpu_repository(gpu_python, tracker_export, tmp_path / "placed")
+    placed: sam2_video reads the tracker's constants; sam3_concepts, SAM 3's vocabulary)."""
+    repo = gpu_repository(gpu_python, served_export, tmp_path / "placed", concepts=True)
+    models = [*PYTHON_MODELS, c.CONCEPTS]
     shutil.copy(ROOT / "tests" / "fake_pb_utils.py", tmp_path / "triton_python_backend_utils.py")
     script = (
         "import importlib.util, json, sys\n"
@@ -133,60 +127,24 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(
         "    getattr(model, 'finalize', lambda: None)()\n"
         "    print('initialised', name, sys.version_info[:2])\n"
     )
-    models = tmp_path / "models.json"
-    models.write_text(json.dumps({n: _triton_args(n, repo) for n in PYTHON_MODELS}))
+    listed = tmp_path / "models.json"
+    listed.write_text(json.dumps({n: _triton_args(n, repo) for n in models}))
     run = subprocess.run(
-        [str(gpu_python.executable), "-c", script, str(models)],
+        [str(gpu_python.executable), "-c", script, str(listed)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in PYTHON_MODELS]
-
-
-def _standin_plan(name: str):
-    """A GPU model's plan as a Python model running its ONNX file: the embedded target's where
-    it has the model (same name, tensors and batching), else the GPU plan's, on one instance."""
-    embedded = {p.name: p for p in repository_plan("embedded")}
-    if name in embedded:
-        return embedded[name]
-    plan = {p.name: p for p in repository_plan("gpu")}[name]
-    return dataclasses.replace(
-        plan, runtime=Runtime.PYTHON, python_module="onnx_model", gpu=None, instances=1
-    )
-
-
-def _gpu_repository(gpu_python, export_dir: Path, root: Path) -> Path:
-    """The committed repository with the tiny export (and its tracker) placed, and the CPU
-    stand-ins."""
-    repo = root / "model_repository"
-    shutil.copytree(
-        COMMITTED,
-        repo,
-        ignore=shutil.ignore_patterns("*.onnx", "*.npz", "build.json", "__pycache__"),
-    )
-    onnxruntime_dir = standin_onnxruntime(CACHE, gpu_python.executable)
-    for name in ONNXRUNTIME_MODELS:  # the same name, tensors and batching, on CPU
-        plan = _standin_plan(name)
-        (repo / name / "config.pbtxt").write_text(render(model_config(plan, ServingOptions())))
-        (repo / name / "1").mkdir(exist_ok=True)
-        (repo / name / "1" / "model.py").write_text(standin_model_py(onnxruntime_dir))
-        os.link(export_dir / plan.model_file, repo / name / "1" / "model.onnx")
-    # a wide wait for a propagation's next frame, as a loaded 2-core CPU needs
-    (plan,) = [p for p in repository_plan("gpu", SLOW_CPU) if p.name == c.VIDEO_SESSIONS]
-    (repo / c.VIDEO_SESSIONS / "config.pbtxt").write_text(render(model_config(plan, SLOW_CPU)))
-    for plan in repository_plan("gpu"):  # what a build places beside the Python models
-        for rel, file in plan.export_files().items():
-            if plan.runtime is Runtime.PYTHON and not (repo / plan.name / rel).exists():
-                os.link(export_dir / file, repo / plan.name / rel)
-    return repo
+    assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in models]
 
 
 @pytest.fixture(scope="module")
-def gpu_triton(gpu_python, tracker_export, tmp_path_factory):
-    """The committed repository, the tiny export placed, served with the image's Python."""
-    repo = _gpu_repository(gpu_python, tracker_export, tmp_path_factory.mktemp("gpu"))
+def gpu_triton(gpu_python, served_export, tmp_path_factory):
+    """The committed repository, the tiny export placed, and SAM 3's models as build-repo adds
+    them for an export with SAM 3, served with the image's Python."""
+    root = tmp_path_factory.mktemp("gpu")
+    repo = gpu_repository(gpu_python, served_export, root, concepts=True)
     runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
     yield from serve_repository(repo, tmp_path_factory, gpu_python, runtime)
 
@@ -265,6 +223,35 @@ def test_automatic_gives_what_the_embedded_server_gives(gpu_triton, triton):
     assert results[1] and min(ious) >= 0.99
 
 
+def test_concepts_reach_sam3s_graphs_through_bls_and_find_what_they_find_in_process(
+    gpu_triton, sam3_export
+):
+    """sam3_concepts as the GPU target serves it: SAM 3's graphs are models of their own (CPU
+    stand-ins here for the onnxruntime backend) reached through BLS; a phrase with an example
+    box finds what the same graphs find in process (``ConceptGraphs.onnx``, the embedded
+    target's path): the same eight instances, scores, boxes and masks."""
+    from sam2_triton.clients.concepts import ConceptClient
+    from sam2_triton.concepts.find import ConceptGraphs
+
+    rgb = np.random.default_rng(5).integers(0, 256, (300, 420, 3), np.uint8)
+    rgb[80:200, 100:260] = (200, 30, 30)
+    box, phrase = np.array([[100.0, 80.0, 260.0, 200.0]]), "a red square"
+    graphs = ConceptGraphs.onnx(sam3_export, sam3_export / c.VOCABULARY_FILE)
+    every = graphs.find(graphs.image(rgb), graphs.phrase(phrase), box, np.ones(1), threshold=0.0)
+    threshold = float(np.sort(every.scores)[::-1][7:9].mean())  # keeps eight
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    with ConceptClient(gpu_triton.http_url, "http") as client:
+        found = client.find(buffer.getvalue(), text=phrase, boxes=box,
+                            confidence_threshold=threshold)  # fmt: skip
+    (kept,) = np.nonzero(every.scores > np.float32(threshold))
+    assert len(found.scores) == len(kept) == 8
+    np.testing.assert_allclose(found.scores, every.scores[kept], atol=1e-5)
+    np.testing.assert_allclose(found.boxes, every.boxes[kept], atol=1e-3)
+    for mask, k in zip(found.masks, kept, strict=True):
+        np.testing.assert_array_equal(mask, every.mask(k))
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("model", [c.SEGMENT, c.SESSION])
 @pytest.mark.parametrize("case", BAD_SUBSET)
@@ -286,7 +273,7 @@ def test_bad_session_input_and_the_server_still_serves(gpu_triton, protocol):
 def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracker_export, tmp_path):
     """docker/sam2-tritonserver in the image's Python: the supervisor's watchdog reloads
     sam2_preprocess after its stub is killed, the ensemble answers again, SIGTERM exits 0."""
-    repo = _gpu_repository(gpu_python, tracker_export, tmp_path)
+    repo = gpu_repository(gpu_python, tracker_export, tmp_path)
     runtime = ROOT / "build" / f"tritonserver-py{gpu_python.version}"
     prepare_runtime(runtime, gpu_python.version)
     server = TritonServer(repo, runtime, ports=Ports(free_port(), free_port(), free_port()))

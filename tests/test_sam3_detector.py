@@ -127,7 +127,7 @@ def test_a_phrase_then_an_example_box_find_what_sam3_processor_finds(concept):
     from sam3.model.sam3_image_processor import Sam3Processor
 
     model, folder = concept
-    graphs = ConceptGraphs(folder, clip_vocabulary())
+    graphs = ConceptGraphs.onnx(folder, clip_vocabulary())
     rgb = np.random.default_rng(5).integers(0, 256, (300, 420, 3), np.uint8)
     rgb[80:200, 100:260] = (200, 30, 30)  # something for the box to hold
     image, phrase = graphs.image(rgb), graphs.phrase(PHRASE)

@@ -325,6 +325,33 @@ CONCEPTS_OUTPUTS = (
     Tensor("image_id", "STRING", (1,)),
 )
 
+# --- SAM 3's graphs as models of their own (GPU target: the onnxruntime backend, reached by
+# sam3_concepts through BLS; on the embedded target they run inside it). Sizes fixed at export.
+SAM3_VISION, SAM3_TEXT, SAM3_DETECTOR = "sam3_vision", "sam3_text", "sam3_detector"
+SAM3_IMAGE_SIZE = 1008  # 72 x 72 patches of 14 pixels
+SAM3_TOKENS = 32  # a phrase's tokens, padded
+MAX_EXAMPLE_BOXES = 16  # the detector's example-box slots (a trace fixes sam3's box count)
+SAM3_VISION_INPUTS = (Tensor("image", "FP32", (3, SAM3_IMAGE_SIZE, SAM3_IMAGE_SIZE)),)
+#: The detector's feature pyramid [256, S, S]; the graph's other outputs (the interactive
+#: model's features) are not served.
+SAM3_VISION_OUTPUTS = tuple(Tensor(f"fpn_{s}", "FP32", (EMBED_DIM, s, s)) for s in (288, 144, 72))
+SAM3_TEXT_INPUTS = (Tensor("tokens", "INT64", (SAM3_TOKENS,)),)
+SAM3_TEXT_OUTPUTS = (Tensor("text_features", "FP32", (SAM3_TOKENS, EMBED_DIM)),)
+SAM3_DETECTOR_INPUTS = (  # one image and one question a run (no batch axis)
+    *(Tensor(t.name, t.dtype, (1, *t.dims)) for t in SAM3_VISION_OUTPUTS),
+    Tensor("text_features", "FP32", (1, SAM3_TOKENS, EMBED_DIM)),
+    Tensor("text_mask", "BOOL", (1, SAM3_TOKENS)),  # True: padding
+    Tensor("boxes", "FP32", (1, MAX_EXAMPLE_BOXES, 4)),  # centre-size in [0, 1]
+    Tensor("box_labels", "INT64", (1, MAX_EXAMPLE_BOXES)),  # 1 positive, 0 negative
+    Tensor("box_mask", "BOOL", (1, MAX_EXAMPLE_BOXES)),  # True: an empty slot
+)
+SAM3_DETECTOR_OUTPUTS = (
+    Tensor("pred_logits", "FP32", (1, 200)),  # 200 queries
+    Tensor("pred_boxes", "FP32", (1, 200, 4)),  # centre-size in [0, 1]
+    Tensor("presence_logit", "FP32", (1, 1)),
+    Tensor("pred_masks", "FP32", (1, 200, 288, 288)),  # mask logits
+)
+
 # --- tensors between the steps of sam2_segment (ensemble wiring; not part of the public API) --
 PREPROCESS_OUTPUTS = (
     Tensor("image_1024", "FP32", (1, 3, IMAGE_SIZE, IMAGE_SIZE)),

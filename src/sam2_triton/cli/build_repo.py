@@ -93,13 +93,14 @@ def with_video_if_exported(
     """Video tracking is served when the export has the tracker's graphs (``sam2-triton export
     --video``): turned on for the embedded target, left out of the GPU target (which serves it
     by default, as the committed repository does) when they are missing. SAM 3's concept
-    prompts (sam3_concepts) likewise, when the export has its concept graphs (embedded only)."""
+    prompts (sam3_concepts, and on the GPU target SAM 3's graphs as models of their own) are
+    turned on for either target when the export has its concept graphs."""
     from sam2_triton import contract as c
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
     if source is None:
         return options, gpu
-    if target == "embedded" and all((source / name).is_file() for name in c.CONCEPT_FILES):
+    if all((source / name).is_file() for name in c.CONCEPT_FILES):
         options = replace(options, concepts=True)  # SAM 3's concept graphs: sam3_concepts
     has_tracker = (source / TRACKER_CONSTANTS_FILE).exists()
     note = f"note: {source} has no video tracker: `sam2-triton export --video` adds it"

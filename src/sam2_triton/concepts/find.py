@@ -11,8 +11,10 @@ size in [0, 1] of the image).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +24,6 @@ from sam2_triton.concepts.preprocess import preprocess
 from sam2_triton.concepts.tokens import Tokenizer
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.transforms import check_inside
-from sam2_triton.runtime.runners import create_session
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,32 @@ def example_boxes(
     return slots, kinds, np.arange(MAX_BOXES)[None] >= count
 
 
-class ConceptGraphs:
-    """The three graphs of an export folder (FILES) and the tokenizer, on ONNX Runtime."""
+class Graph(Protocol):
+    """How a graph is run: ONNX Runtime's ``run(output_names, feeds)``."""
 
-    def __init__(self, folder: Path, vocabulary: Path, threads: int = 0) -> None:
-        self.vision = create_session(Path(folder) / FILES["vision"], threads)
-        self.text = create_session(Path(folder) / FILES["text"], threads)
-        self.detector = create_session(Path(folder) / FILES["detector"], threads)
+    def run(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list: ...
+
+
+class ConceptGraphs:
+    """The three graphs (vision, text, detector) and the tokenizer: ONNX Runtime sessions of
+    an export folder (``ConceptGraphs.onnx``, the embedded target) or the GPU target's models
+    through BLS (``triton_models.concepts``)."""
+
+    def __init__(self, vision: Graph, text: Graph, detector: Graph, vocabulary: Path) -> None:
+        self.vision, self.text, self.detector = vision, text, detector
         self.tokenizer = Tokenizer(vocabulary)
+
+    @classmethod
+    def onnx(cls, folder: Path, vocabulary: Path, threads: int = 0) -> ConceptGraphs:
+        """The export folder's graphs (FILES) on ONNX Runtime, in this process."""
+        # Imported here: the GPU image has no onnxruntime (its graphs run as models of their own).
+        from sam2_triton.runtime.runners import create_session
+
+        folder = Path(folder)
+        vision, text, detector = (
+            create_session(folder / FILES[name], threads) for name in ("vision", "text", "detector")
+        )
+        return cls(vision, text, detector, vocabulary)
 
     def image(self, rgb: np.ndarray) -> ImageFeatures:
         """``Sam3Processor.set_image``: uint8 [H, W, 3] to its detector features."""

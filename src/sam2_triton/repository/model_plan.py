@@ -20,6 +20,8 @@ BOX_POINTS = 2
 #: The parameter naming how sam2_session and sam2_automatic run the decoder: an ONNX file
 #: beside them, or "bls".
 DECODER_PARAMETER = "decoder"
+#: ... and how sam3_concepts runs SAM 3's graphs: the files beside it, or "bls".
+GRAPHS_PARAMETER = "graphs"
 BLS = "bls"
 
 
@@ -58,6 +60,9 @@ class GpuOptions:
     # most objects one memory-attention or memory-encoder call carries.
     video: bool = True
     video_max_objects_per_call: int = 8
+    # SAM 3's backbone: the most images one TensorRT call carries (served with sam3_concepts
+    # when the export has SAM 3: ServingOptions.concepts)
+    concepts_max_batch: int = 4
 
 
 @dataclass(frozen=True)

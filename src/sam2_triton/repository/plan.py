@@ -22,6 +22,7 @@ from sam2_triton.repository.model_plan import (
     BLS,
     BOX_POINTS,
     DECODER_PARAMETER,
+    GRAPHS_PARAMETER,
     TARGETS,
     GpuOptions,
     GpuPlacement,
@@ -59,8 +60,9 @@ def repository_plan(
             ),
         ),
         *(video_models(options, gpu if on_gpu else None) if _video(target, options, gpu) else []),
-        # SAM 3's concept prompts: embedded only for now (the GPU target's TensorRT plan is to come)
-        *([_concepts(options)] if options.concepts and not on_gpu else []),
+        # SAM 3's concept prompts, when the export has SAM 3 (build-repo turns them on)
+        *(_sam3_gpu(options, gpu) if options.concepts and on_gpu else []),
+        *([_concepts(options, in_process=not on_gpu)] if options.concepts else []),
     ]
 
 
@@ -265,7 +267,13 @@ def _automatic(
     )
 
 
-def _concepts(options: ServingOptions) -> ModelPlan:
+def _concepts(options: ServingOptions, in_process: bool) -> ModelPlan:
+    """sam3_concepts: SAM 3's graphs beside it (embedded) or through BLS (``_sam3_gpu``)."""
+    graphs = (
+        {"intra_op_num_threads": str(options.intra_op_threads)}
+        if in_process
+        else {GRAPHS_PARAMETER: BLS}
+    )
     return ModelPlan(
         c.CONCEPTS,
         "SAM 3: every instance of a phrase or example boxes; images' features cached by id",
@@ -273,12 +281,66 @@ def _concepts(options: ServingOptions) -> ModelPlan:
         c.CONCEPTS_INPUTS,
         c.CONCEPTS_OUTPUTS,
         python_module="concepts",
-        local_files=c.CONCEPT_FILES,
+        local_files=c.CONCEPT_FILES if in_process else (c.VOCABULARY_FILE,),
         instances=options.concepts_instances,
         parameters={
             "max_image_pixels": str(options.max_image_pixels),
             "max_phrases": str(options.concepts_max_phrases),
             "cache_bytes": str(options.concepts_cache_bytes),
-            "intra_op_num_threads": str(options.intra_op_threads),
+            **graphs,
         },
     )
+
+
+def _sam3_gpu(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
+    """SAM 3's graphs on the GPU target: the backbone on TensorRT (its LayerNorms in FP32, as
+    the SAM 2.1 encoder's), batching images that arrive together; the text encoder and the
+    detector on ONNX Runtime's CUDA EP (the detector's 200 mask logits stay in FP32)."""
+    cuda = {"queue_delay_us": 0, "smallest_preferred_batch": 1, "tensorrt": False}
+    one = {"opt_batch": 1, "opt_points": 1, "max_points": 1}  # no point axis
+    return [
+        ModelPlan(
+            c.SAM3_VISION,
+            "SAM 3's backbone: [B,3,1008,1008] -> the detector's feature pyramid (TensorRT)",
+            Runtime.ONNXRUNTIME,
+            c.SAM3_VISION_INPUTS,
+            c.SAM3_VISION_OUTPUTS,
+            model_file=c.SAM3_FILES["vision"],
+            max_batch_size=gpu.concepts_max_batch,
+            instances=gpu.instances,
+            dynamic_batching=True,
+            gpu=GpuPlacement(
+                queue_delay_us=gpu.encoder_queue_delay_us,
+                smallest_preferred_batch=2,
+                tensorrt=True,
+                **one,
+            ),
+        ),
+        ModelPlan(
+            c.SAM3_TEXT,
+            "SAM 3's text encoder: a phrase's 32 tokens -> its features (CUDA)",
+            Runtime.ONNXRUNTIME,
+            c.SAM3_TEXT_INPUTS,
+            c.SAM3_TEXT_OUTPUTS,
+            model_file=c.SAM3_FILES["text"],
+            max_batch_size=options.concepts_max_phrases,
+            instances=gpu.instances,
+            dynamic_batching=True,
+            gpu=GpuPlacement(**cuda, **one),
+        ),
+        ModelPlan(
+            c.SAM3_DETECTOR,
+            "SAM 3's detector: features, a phrase, example boxes -> 200 scored boxes, masks (CUDA)",
+            Runtime.ONNXRUNTIME,
+            c.SAM3_DETECTOR_INPUTS,
+            c.SAM3_DETECTOR_OUTPUTS,
+            model_file=c.SAM3_FILES["detector"],
+            instances=gpu.instances,
+            gpu=GpuPlacement(
+                **cuda,
+                **one,
+                max_prompts=1,  # its one fixed row
+                warmup_shapes=({t.name: t.dims for t in c.SAM3_DETECTOR_INPUTS},),
+            ),
+        ),
+    ]

@@ -146,6 +146,18 @@ def infer(model: str, inputs: Mapping[str, np.ndarray], output_names: Sequence[s
     return {n: pb_utils.get_output_tensor_by_name(result, n).as_numpy() for n in output_names}
 
 
+class BlsGraph:
+    """Another model of this server called as ONNX Runtime's session is: ``run(output_names,
+    feeds)`` (SAM 3's graphs on the GPU target, for ``concepts.find.ConceptGraphs``)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def run(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list:
+        outputs = infer(self.model, feeds, output_names)
+        return [outputs[name] for name in output_names]
+
+
 def encode_image(image_1024: np.ndarray) -> dict[str, np.ndarray]:
     """sam2_image_encoder through BLS: [1,3,1024,1024] -> the three feature maps."""
     return infer(c.IMAGE_ENCODER, {"image": image_1024}, [t.name for t in c.ENCODER_OUTPUTS])

@@ -1,0 +1,88 @@
+"""The GPU target's SAM 3 models, checked without a GPU: the configs of SAM 3's graphs (models
+of their own on the onnxruntime backend) against the exported graphs, sam3_concepts wired to
+them through BLS, and build-repo serving them for an export that has SAM 3. Served through the
+GPU image's Python: tests/test_gpu_runtime.py."""
+
+from __future__ import annotations
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from sam2_triton import contract as c
+from sam2_triton.cli.build_repo import with_video_if_exported
+from sam2_triton.repository.model_plan import GpuOptions
+from sam2_triton.repository.options import ServingOptions
+from tests.gpu_configs import build, parse_profile, trt_parameters
+
+ONNX_DTYPES = {1: "TYPE_FP32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+GRAPHS = {c.SAM3_VISION: "vision", c.SAM3_TEXT: "text", c.SAM3_DETECTOR: "detector"}
+
+
+def _declared(config: mc.ModelConfig, tensor) -> tuple[str, list[int]]:
+    """A config tensor's dtype and its shape as the ONNX file has it (batch axis first)."""
+    dims = list(tensor.dims)
+    return mc.DataType.Name(tensor.data_type), [-1, *dims] if config.max_batch_size else dims
+
+
+def _graph(values) -> dict[str, tuple[str, list[int]]]:
+    return {
+        v.name: (
+            ONNX_DTYPES[v.type.tensor_type.elem_type],
+            [d.dim_value or -1 for d in v.type.tensor_type.shape.dim],
+        )
+        for v in values
+    }
+
+
+def test_sam3_graphs_run_on_gpus_as_exported_and_sam3_concepts_calls_them(served_export, tmp_path):
+    """What the onnxruntime backend checks when it loads (names, dtypes, batch axis, shapes);
+    the backbone on TensorRT FP16 with its LayerNorms in FP32 and a profile over its batch; the
+    text encoder and the detector on the CUDA EP; sam3_concepts on the CPU with the vocabulary
+    beside it and ``graphs: bls``."""
+    import onnx
+
+    options = ServingOptions(concepts=True)
+    repo = tmp_path / "gpu"
+    configs = build(served_export, repo, "gpu", options, concepts_max_batch=3)
+    for name, graph_name in GRAPHS.items():
+        config = configs[name]
+        assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
+        assert {g.kind for g in config.instance_group} == {mc.ModelInstanceGroup.KIND_GPU}
+        onnx_file = served_export / c.SAM3_FILES[graph_name]
+        graph = onnx.load(onnx_file, load_external_data=False).graph
+        inputs, outputs = _graph(graph.input), _graph(graph.output)
+        assert [t.name for t in config.input] == list(inputs), name  # every input, in order
+        assert {t.name for t in config.output} <= set(outputs), name
+        for tensor in [*config.input, *config.output]:
+            dtype, shape = {**inputs, **outputs}[tensor.name]
+            declared_dtype, dims = _declared(config, tensor)
+            # the backend's check: the same rank, the batch axis dynamic in the file, every size
+            # the file fixes declared as it is (the backbone's maps are dynamic in the file)
+            assert declared_dtype == dtype and len(dims) == len(shape), f"{name}.{tensor.name}"
+            assert all(f in (-1, d) for f, d in zip(shape, dims, strict=True)), (shape, dims)
+            assert not config.max_batch_size or shape[0] == -1, f"{name}.{tensor.name}"
+        model_file = repo / name / "1" / "model.onnx"
+        assert model_file.stat().st_ino == onnx_file.stat().st_ino  # hard-linked, not copied
+    # the backbone: the detector's three maps of its six outputs (the others are the
+    # interactive model's), on TensorRT
+    assert [t.name for t in configs[c.SAM3_VISION].output] == ["fpn_288", "fpn_144", "fpn_72"]
+    vision = trt_parameters(configs[c.SAM3_VISION])
+    assert vision["precision_mode"] == "FP16" and vision["trt_layer_norm_fp32_fallback"] == "1"
+    assert parse_profile(vision["trt_profile_max_shapes"]) == {"image": [3, 3, 1008, 1008]}
+    assert configs[c.SAM3_VISION].max_batch_size == 3
+    assert trt_parameters(configs[c.SAM3_TEXT]) is None
+    assert trt_parameters(configs[c.SAM3_DETECTOR]) is None
+    assert configs[c.SAM3_TEXT].max_batch_size == options.concepts_max_phrases
+    concepts = configs[c.CONCEPTS]
+    assert concepts.backend == "python"
+    assert {g.kind for g in concepts.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
+    assert concepts.parameters["graphs"].string_value == "bls"
+    assert "intra_op_num_threads" not in concepts.parameters
+    beside = {p.name for p in (repo / c.CONCEPTS / "1").iterdir()}
+    assert beside == {"model.py", c.VOCABULARY_FILE}  # no graph runs in its process
+
+
+def test_build_repo_serves_sam3_on_either_target_when_the_export_has_it(served_export, fake_export):
+    for target in ("embedded", "gpu"):
+        for export, served in ((served_export, True), (fake_export, False)):
+            options, _ = with_video_if_exported(ServingOptions(), export, target, GpuOptions())
+            assert options.concepts is served, (target, export)
