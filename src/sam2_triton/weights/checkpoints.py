@@ -50,13 +50,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def mirrored_url(file: str, official: str) -> str:
+    """``file``'s URL: ``official``, or ``$SAM2_TRITON_CHECKPOINT_URL_BASE/file`` (a mirror)."""
+    base = os.environ.get(URL_BASE_ENV, "").strip()
+    return f"{base.rstrip('/')}/{file}" if base else official
+
+
 def checkpoint_url(variant_name: str) -> str:
     """URL for a variant: the official one, or under ``$SAM2_TRITON_CHECKPOINT_URL_BASE``."""
     variant = get_variant(variant_name)
-    base = os.environ.get(URL_BASE_ENV, "").strip()
-    if base:
-        return f"{base.rstrip('/')}/{variant.checkpoint_file}"
-    return variant.url
+    return mirrored_url(variant.checkpoint_file, variant.url)
 
 
 @dataclass(frozen=True)

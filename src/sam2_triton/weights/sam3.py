@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from sam2_triton.weights.checkpoints import URL_BASE_ENV, Download, fetch
+from sam2_triton.weights.checkpoints import URL_BASE_ENV, Download, fetch, mirrored_url
 
 T = TypeVar("T")
 
@@ -92,8 +92,7 @@ def sam3_download(url: str | None = None, token: str | None = None) -> Download:
     """SAM 3's checkpoint: the official URL (or ``$SAM2_TRITON_CHECKPOINT_URL_BASE/sam3.pt``, a
     mirror). The token (default ``hf_token()``) goes to huggingface.co over HTTPS only, never
     to a mirror."""
-    base = os.environ.get(URL_BASE_ENV, "").strip()
-    url = url or (f"{base.rstrip('/')}/{SAM3.file}" if base else SAM3.url)
+    url = url or mirrored_url(SAM3.file, SAM3.url)
     token = hf_token() if token is None else token
     parsed = urlparse(url)
     to_hub = parsed.scheme == "https" and parsed.hostname == "huggingface.co"
