@@ -19,7 +19,6 @@ from tests import exports, prebuild, servers
 from tests.reduced_model import SEED, TinyExport, build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src" / "sam2_triton"
 
 
 #: Fixtures that start a real tritonserver: a test using one is end-to-end, marked or not, so
@@ -83,9 +82,9 @@ def tiny_export() -> TinyExport:
     from sam2_triton.weights.variants import get_variant
 
     variant = get_variant("tiny")
-    cache = ROOT / "build" / "test-cache" / f"tiny-seed{SEED}-{exports.export_key()}"
+    cache = exports.CACHE / f"tiny-seed{SEED}-{exports.export_key()}"
     checkpoint = cache / f"random-seed{SEED}.pt"
-    if not (cache / "export.json").exists():
+    if not exports.exported(cache):
         from sam2_triton.export import export_onnx
 
         export_onnx(build_test_model(save_random_to=checkpoint), cache)

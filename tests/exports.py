@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from sam2_triton.contract import EXPORT_METADATA_FILE
 from tests import prebuild
 from tests.reduced_model import SEED
 
@@ -74,7 +75,7 @@ def full_depth_folder() -> Path:
 
 
 def exported(folder: Path) -> bool:
-    return (folder / "export.json").exists()  # written last
+    return (folder / EXPORT_METADATA_FILE).exists()  # written last
 
 
 def make_full_depth_export(folder: Path | str) -> None:

@@ -25,11 +25,11 @@ from sam2_triton.repository.model_plan import Runtime
 from sam2_triton.repository.options import ServingOptions
 from sam2_triton.repository.plan import repository_plan
 from sam2_triton.repository.python_configs import model_py, render
+from tests.exports import CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_REQUIREMENTS = ROOT / "docker" / "requirements-gpu.txt"
 COMMITTED = ROOT / "model_repository"
-CACHE = ROOT / "build" / "test-cache"
 ONNXRUNTIME_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.ONNXRUNTIME]
 SLOW_CPU = ServingOptions(video_step_wait_us=1_000_000)
 #: What build-repo adds for an export with SAM 3: sam3_concepts and SAM 3's graphs as models.

@@ -48,6 +48,7 @@ from tests.conftest import (
     serve_repository,
 )
 from tests.gpu_image import (
+    CACHE,
     INSTALL_HINT,
     find_python310,
     gpu_image_python,
@@ -63,7 +64,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-CACHE = ROOT / "build" / "test-cache"
 PROTOCOLS = ["http", "grpc"]
 PYTHON_MODELS = [p.name for p in repository_plan("gpu") if p.runtime is Runtime.PYTHON]
 # A subset of the embedded target's bad-input cases: one per kind of check.
