@@ -94,19 +94,26 @@ def tiny_export() -> TinyExport:
 @pytest.fixture(scope="session")
 def tracker_export(tiny_export: TinyExport) -> Path:
     """The tiny export with the video tracker's graphs beside it, in a folder of its own (the
-    image files hard-linked): servers of ``tiny_export`` stay image-only, whatever ran first."""
+    image files hard-linked): servers of ``tiny_export`` stay image-only, whatever ran first.
+    The tracker's graphs are made apart (``exports.make_tracker_export``, beside the image
+    export when both are needed) from the same seeded weights, checked to be the same."""
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
     source = tiny_export.export_dir
     folder = source.with_name(source.name + "-video")
-    if not (folder / TRACKER_CONSTANTS_FILE).exists():  # written last
-        from sam2_triton.export.tracker_export import export_tracker_onnx
-
+    if not (folder / TRACKER_CONSTANTS_FILE).exists():  # linked last
+        tracker = exports.tracker_folder()
+        prebuild.wait(tracker)  # started at collection when the run also exports the model
+        if not exports.tracked(tracker):
+            exports.make_tracker_export(tracker)
+        weights = tracker / exports.TRACKER_WEIGHTS
+        assert exports.same_weights(weights, tiny_export.checkpoint), "seeded weights differ"
         folder.mkdir(exist_ok=True)
-        for path in source.iterdir():
+        files = [p for p in (*source.iterdir(), *tracker.iterdir()) if p != weights]
+        files.sort(key=lambda path: path.name == TRACKER_CONSTANTS_FILE)
+        for path in files:
             if path.is_file() and not (folder / path.name).exists():
                 os.link(path, folder / path.name)
-        export_tracker_onnx(tiny_export.build(), folder)
     return folder
 
 

@@ -85,6 +85,42 @@ def make_full_depth_export(folder: Path | str) -> None:
     export_onnx(build_sam2_model("tiny", random_weights=True, seed=SEED), Path(folder))
 
 
+def tracker_folder() -> Path:
+    return CACHE / f"tiny-seed{SEED}-{export_key()}-tracker"
+
+
+def tracked(folder: Path) -> bool:
+    from sam2_triton.contract import TRACKER_CONSTANTS_FILE
+
+    return (folder / TRACKER_CONSTANTS_FILE).exists()  # written last
+
+
+def make_tracker_export(folder: Path | str) -> None:
+    """The video tracker's graphs of the tests' model, apart from its image export so that they
+    can be made beside it: the same seeded weights built again, saved beside them for
+    ``same_weights`` to compare with the image export's."""
+    from sam2_triton.export import save_checkpoint
+    from sam2_triton.export.tracker_export import export_tracker_onnx
+    from tests.reduced_model import build_test_model
+
+    folder = Path(folder)
+    model = build_test_model()
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, folder / TRACKER_WEIGHTS)
+    export_tracker_onnx(model, folder)
+
+
+TRACKER_WEIGHTS = "weights.pt"
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two checkpoints (the official layout) hold the same tensors."""
+    import torch
+
+    first, second = (torch.load(p, map_location="cpu", weights_only=True)["model"] for p in (a, b))
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def gpu_image_folder() -> Path:
     from tests.gpu_image import image_env
 
@@ -105,6 +141,7 @@ def make_gpu_image_python(folder: Path | str) -> None:
 PREBUILT = {
     "sam3_export": (sam3_folder, sam3_done, "make_sam3_export"),
     "full_depth_export": (full_depth_folder, exported, "make_full_depth_export"),
+    "tracker_export": (tracker_folder, tracked, "make_tracker_export"),
     "gpu_python": (gpu_image_folder, lambda folder: False, "make_gpu_image_python"),
 }
 

@@ -141,7 +141,7 @@ def test_perf_analyzer_measures_sam2_segment(served, tmp_path):
         [
             str(PERF_ANALYZER), "-m", c.SEGMENT, "-u", served.grpc, "-i", "grpc",
             "--input-data", str(data), "--concurrency-range", "1",
-            "--measurement-mode", "count_windows", "--measurement-request-count", "4",
+            "--measurement-mode", "count_windows", "--measurement-request-count", "2",
             "--stability-percentage", "100", "--max-trials", "3",
         ],
         capture_output=True, text=True, timeout=300,

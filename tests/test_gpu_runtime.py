@@ -319,35 +319,36 @@ def test_the_image_entrypoint_reloads_a_model_whose_stub_died(gpu_python, tracke
             proc.wait()
 
 
+#: The two objects tracked on the GPU target: a click and a box on frame 0.
+TRACKED = ({"points": [[35.0, 55.0]], "labels": [1]}, {"box": [92, 3, 128, 38]})
+
+
 @pytest.fixture(scope="module")
 def tracked_in_process(tracker_models, tmp_path_factory) -> tuple[Path, list]:
-    """A 4-frame video and the in-process session's propagation of two objects in it."""
+    """A 4-frame video and the in-process session's propagation of both TRACKED objects."""
     from sam2_triton.video.session import VideoSession
     from tests.video_helpers import synthetic_video
 
     folder = tmp_path_factory.mktemp("gpu-video")
     local = VideoSession(synthetic_video(folder, 4), tracker_models)
-    local.add_new_points_or_box(0, 1, points=[[35.0, 55.0]], labels=[1])
-    local.add_new_points_or_box(0, 2, box=[92, 3, 128, 38])
+    for obj_id, prompt in enumerate(TRACKED, start=1):
+        local.add_new_points_or_box(0, obj_id, **prompt)
     return folder, list(local.propagate_in_video())
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_video_tracks_through_the_gpu_models_as_in_process(
-    gpu_triton, tracked_in_process, protocol
-):
+def test_video_tracks_through_the_gpu_models_as_in_process(gpu_triton, tracked_in_process):
     """sam2_video on the GPU target: frames encoded by sam2_image_encoder, the tracker's graphs
     reached by BLS, two objects that read the same memories attended in one call per frame;
-    the masks are the in-process session's (streamed over gRPC, paged over HTTP)."""
+    the masks are the in-process session's (paged over HTTP; streamed over gRPC below)."""
     from sam2_triton import SAM2RemoteVideoPredictor
     from tests.video_helpers import agreement
 
     folder, want = tracked_in_process
     runs = {m: model_runs(gpu_triton, m) for m in (c.IMAGE_ENCODER, c.MEMORY_ATTENTION)}
-    with SAM2RemoteVideoPredictor(_url(gpu_triton, protocol), protocol) as predictor:
+    with SAM2RemoteVideoPredictor(gpu_triton.http_url, "http") as predictor:
         state = predictor.init_state(video_path=str(folder))
-        predictor.add_new_points_or_box(state, 0, 1, points=[[35.0, 55.0]], labels=[1])
-        predictor.add_new_points_or_box(state, 0, 2, box=[92, 3, 128, 38])
+        for obj_id, prompt in enumerate(TRACKED, start=1):
+            predictor.add_new_points_or_box(state, 0, obj_id, **prompt)
         got = list(predictor.propagate_in_video(state))
         predictor.close_state(state)
     assert [(f, list(ids)) for f, ids, _ in got] == [(f, ids) for f, ids, _ in want]
@@ -358,34 +359,29 @@ def test_video_tracks_through_the_gpu_models_as_in_process(
     assert model_runs(gpu_triton, c.MEMORY_ATTENTION) - runs[c.MEMORY_ATTENTION] == 3
 
 
-def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_models, tmp_path):
-    """Two gRPC streams propagating two videos, the second started while the first is under
-    way: sam2_video_sessions' frame scheduler brings them into step, their frames encoded in the
-    same sam2_image_encoder calls from then on, and each video gets the masks it gets alone
-    in-process. (The test server waits longer for a propagation's next frame, 1 s, than a GPU
-    server, 20 ms: this CPU is slow and loaded.)"""
+def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracked_in_process):
+    """Two gRPC streams propagating two sessions of the video, one object each, the second
+    started while the first is under way: sam2_video_sessions' frame scheduler brings them into
+    step, their frames encoded in the same sam2_image_encoder calls from then on, and each
+    session's object gets the masks it gets in the in-process session of both (objects are
+    tracked apart: test_video_session). (The test server waits longer for a propagation's next
+    frame, 1 s, than a GPU server, 20 ms: this CPU is slow and loaded.)"""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from sam2_triton import SAM2RemoteVideoPredictor
-    from sam2_triton.video.session import VideoSession
-    from tests.video_helpers import agreement, synthetic_video
+    from tests.video_helpers import agreement
 
-    clicks = {"first": [[35.0, 55.0]], "second": [[100.0, 20.0]]}
-    folders = {name: tmp_path / name for name in clicks}
-    want = {}
-    for name, folder in folders.items():
-        folder.mkdir()
-        local = VideoSession(synthetic_video(folder, 4), tracker_models)
-        local.add_new_points_or_box(0, 1, points=clicks[name], labels=[1])
-        want[name] = [masks for _, _, masks in local.propagate_in_video()]
+    folder, both = tracked_in_process
+    names = ("first", "second")
+    want = {name: [masks[k : k + 1] for _, _, masks in both] for k, name in enumerate(names)}
     first_frame_out = threading.Event()
 
-    def track(name: str) -> list[np.ndarray]:
+    def track(k: int) -> list[np.ndarray]:
         with SAM2RemoteVideoPredictor(gpu_triton.grpc_url, "grpc") as predictor:
-            state = predictor.init_state(video_path=str(folders[name]))
-            predictor.add_new_points_or_box(state, 0, 1, points=clicks[name], labels=[1])
-            if name == "second":
+            state = predictor.init_state(video_path=str(folder))
+            predictor.add_new_points_or_box(state, 0, 1, **TRACKED[k])
+            if k == 1:
                 assert first_frame_out.wait(timeout=600)
             got = []
             for _, _, masks in predictor.propagate_in_video(state):
@@ -396,8 +392,8 @@ def test_videos_propagated_at_once_are_tracked_together(gpu_triton, tracker_mode
 
     before = model_statistics(gpu_triton, c.IMAGE_ENCODER)
     with ThreadPoolExecutor(2) as pool:
-        got = dict(zip(clicks, pool.map(track, clicks), strict=True))
-    for name in clicks:
+        got = dict(zip(names, pool.map(track, range(2)), strict=True))
+    for name in names:
         assert len(got[name]) == len(want[name]) == 4
         for ours, theirs in zip(got[name], want[name], strict=True):
             assert min(agreement(ours, theirs)) >= 0.999, name

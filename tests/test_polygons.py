@@ -75,6 +75,27 @@ def test_holes_are_apart_and_an_island_in_a_hole_is_outer_again():
     assert all(len(p) >= 6 and len(p) % 2 == 0 for p in outer + sum(holes, []))
 
 
+@pytest.mark.parametrize("tolerance", [0.0, DEFAULT_TOLERANCE, 3.0])
+def test_rasterising_in_each_polygons_box_gives_the_whole_image_rasterisation(tolerance):
+    """polygons_to_mask works in each outer polygon's box; the pixels must be those of the
+    definition (each outer polygon minus its holes, rasterised over the whole image), also
+    for a ragged mask of many islands and holes, and simplified polygons that stray."""
+    noise = np.random.default_rng(1).random((H, W)) > 0.55
+    mask = noise | _shapes()["island in a hole"].astype(bool)
+    outer, holes = mask_to_polygons(mask, tolerance)
+    assert len(outer) > 50 and sum(map(len, holes)) > 10
+
+    def whole(polygons):
+        if not polygons:
+            return np.zeros((H, W), np.uint8)
+        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, H, W)))
+
+    want = np.zeros((H, W), np.uint8)
+    for polygon, own in zip(outer, holes, strict=True):
+        want |= whole([polygon]) & (1 - whole(own))
+    np.testing.assert_array_equal(polygons_to_mask(outer, holes, H, W), want)
+
+
 def test_points_lie_in_cocos_continuous_frame():
     mask = np.zeros((H, W), bool)
     mask[10:20, 30:50] = True  # pixels x 30..49, y 10..19: the area [30, 50) x [10, 20)

@@ -64,17 +64,47 @@ def polygons_to_mask(
     outer: list[Polygon], holes: list[list[Polygon]], height: int, width: int
 ) -> np.ndarray:
     """Rasterise a record's polygons (pycocotools): uint8 [H, W], the union over the outer
-    polygons of each one minus its holes."""
+    polygons of each one minus its holes.
 
-    def area(polygons: list[Polygon]) -> np.ndarray:
-        if not polygons:
-            return np.zeros((height, width), np.uint8)
-        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)))
-
-    mask = np.zeros((height, width), np.uint8)
+    Outer polygons without holes are rasterised together (their union, in RLE); each with holes
+    in its own bounding box: a mask of a thousand small islands (what random weights give) costs
+    the islands' areas, not a thousand images. pycocotools' rule is the same under a whole-pixel
+    shift of non-negative coordinates, so the pixels are those of the whole-image one."""
+    plain = [polygon for polygon, own in zip(outer, holes, strict=True) if not own]
+    mask = _area(plain, 0, 0, height, width) if plain else np.zeros((height, width), np.uint8)
     for polygon, own_holes in zip(outer, holes, strict=True):
-        mask |= area([polygon]) & (1 - area(own_holes))
+        box = _box([polygon, *own_holes], height, width) if own_holes else None
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        inside = _area([polygon], x0, y0, y1 - y0, x1 - x0)
+        inside &= 1 - _area(own_holes, x0, y0, y1 - y0, x1 - x0)
+        mask[y0:y1, x0:x1] |= inside
     return mask
+
+
+def _box(polygons: list[Polygon], height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The pixels (x0, y0, x1, y1), ends excluded, that ``polygons`` can cover, in the image."""
+    points = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in polygons])
+    if points.size == 0:
+        return None
+    x0, y0 = (max(0, int(np.floor(v)) - 1) for v in points.min(axis=0))
+    x1 = min(width, int(np.ceil(points[:, 0].max())) + 1)
+    y1 = min(height, int(np.ceil(points[:, 1].max())) + 1)
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
+def _area(polygons: list[Polygon], x0: int, y0: int, height: int, width: int) -> np.ndarray:
+    """The union of ``polygons`` rasterised in the [height, width] window at (x0, y0)."""
+    if x0 or y0:
+        polygons = [
+            (np.asarray(p, np.float64).reshape(-1, 2) - (x0, y0)).reshape(-1).tolist()
+            for p in polygons
+        ]
+    rles = mask_utils.frPyObjects(polygons, height, width)
+    while len(rles) > 1:  # merged as a tree: one by one costs the union's runs each time
+        rles = [mask_utils.merge(rles[k : k + 8]) for k in range(0, len(rles), 8)]
+    return mask_utils.decode(rles[0])
 
 
 def polygon_record(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
