@@ -50,16 +50,25 @@ def test_polygons_rasterise_back_to_the_masks(triton, protocol, model):
     assert fewer < len(exact.encoded_masks[0])  # the default tolerance drops points
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_automatic_annotations_as_polygons(triton, protocol):
+@pytest.fixture(scope="module")
+def automatic_rle(triton) -> tuple[bytes, list[dict]]:
+    """A PNG and sam2_automatic's annotations of it as RLE (asked once, over HTTP): what the
+    polygons asked over either protocol rasterise back to."""
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(skimage.data.coffee()[::2, ::2])).save(buffer, "PNG")
+    with _client(triton, "http") as client:
+        client.network_timeout_s = 900
+        return buffer.getvalue(), client.automatic(buffer.getvalue(), PARAMS, timeout_s=900)[
+            "annotations"
+        ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_automatic_annotations_as_polygons(triton, protocol, automatic_rle):
+    png, rle = automatic_rle
     with _client(triton, protocol) as client:
         client.network_timeout_s = 900
-        rle = client.automatic(buffer.getvalue(), PARAMS, timeout_s=900)["annotations"]
-        document = client.automatic(
-            buffer.getvalue(), PARAMS, timeout_s=900, segmentation_format="polygons"
-        )
+        document = client.automatic(png, PARAMS, timeout_s=900, segmentation_format="polygons")
     polygons = document["annotations"]
     assert len(polygons) == len(rle) > 3
     for got, want in zip(polygons, rle, strict=True):
