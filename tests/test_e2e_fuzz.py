@@ -19,6 +19,12 @@ EXAMPLES = 120  # per protocol; benchmarks/fuzz.py runs 10,000
 BROKEN_EXAMPLES = 60  # per protocol: many reach the encoder (about 2 s each on 2 cores)
 
 
+@pytest.fixture(autouse=True)
+def _same_examples():
+    with fuzzing.same_examples_whatever_ran_before():
+        yield
+
+
 def _url(server, protocol: str) -> str:
     return server.http_url if protocol == "http" else server.grpc_url
 
