@@ -49,9 +49,10 @@ perf-analyzer: $(PERF_ANALYZER)
 # X-AnyLabeling's own client in a venv of its own (PyQt6, its OpenCV): the gateway's tests
 # drive it headless (tests/anylabeling_client.py, docs/integrations.md).
 X_ANYLABELING := build/x-anylabeling/.installed
-$(X_ANYLABELING):
+$(X_ANYLABELING): requirements/x-anylabeling.txt
 	$(PYTHON) -m venv build/x-anylabeling
-	build/x-anylabeling/bin/python -m pip install --quiet --no-compile x-anylabeling-cvhub==4.2.1
+	build/x-anylabeling/bin/python -m pip install --quiet --no-compile \
+		-c requirements/x-anylabeling.txt x-anylabeling-cvhub==4.2.1
 	touch $(X_ANYLABELING)
 
 x-anylabeling: $(X_ANYLABELING)
@@ -60,9 +61,10 @@ x-anylabeling: $(X_ANYLABELING)
 # venv of its own: tests/test_e2e_label_studio.py starts it with SQLite on loopback, on a copy
 # of the database migrated here (any command migrates it; the first start would, for ~15 s).
 LABEL_STUDIO := build/label-studio/.installed
-$(LABEL_STUDIO):
+$(LABEL_STUDIO): requirements/label-studio.txt
 	$(PYTHON) -m venv build/label-studio
-	build/label-studio/bin/python -m pip install --quiet --no-compile label-studio==1.23.2
+	build/label-studio/bin/python -m pip install --quiet --no-compile \
+		-c requirements/label-studio.txt label-studio==1.23.2
 	rm -rf build/label-studio/data
 	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/build/label-studio/data \
 		build/label-studio/bin/label-studio version > /dev/null
