@@ -7,7 +7,6 @@ export code, so a rerun after a change elsewhere does not pay for it again; CI s
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -82,7 +81,7 @@ def tiny_export() -> TinyExport:
     from sam2_triton.weights.variants import get_variant
 
     variant = get_variant("tiny")
-    cache = exports.CACHE / f"tiny-seed{SEED}-{exports.export_key()}"
+    cache = exports.tiny_folder()
     checkpoint = cache / f"random-seed{SEED}.pt"
     if not exports.exported(cache):
         from sam2_triton.export import export_onnx
@@ -101,19 +100,15 @@ def tracker_export(tiny_export: TinyExport) -> Path:
 
     source = tiny_export.export_dir
     folder = source.with_name(source.name + "-video")
-    if not (folder / TRACKER_CONSTANTS_FILE).exists():  # linked last
+    if not exports.tracked(folder):  # its constants are linked last
         tracker = exports.tracker_folder()
         prebuild.wait(tracker)  # started at collection when the run also exports the model
         if not exports.tracked(tracker):
             exports.make_tracker_export(tracker)
         weights = tracker / exports.TRACKER_WEIGHTS
         assert exports.same_weights(weights, tiny_export.checkpoint), "seeded weights differ"
-        folder.mkdir(exist_ok=True)
         files = [p for p in (*source.iterdir(), *tracker.iterdir()) if p != weights]
-        files.sort(key=lambda path: path.name == TRACKER_CONSTANTS_FILE)
-        for path in files:
-            if path.is_file() and not (folder / path.name).exists():
-                os.link(path, folder / path.name)
+        exports.link_files(sorted(files, key=lambda p: p.name == TRACKER_CONSTANTS_FILE), folder)
     return folder
 
 
@@ -156,12 +151,7 @@ def served_export(tracker_export: Path, sam3_export: Path) -> Path:
     """What ``triton`` serves: the tiny export with its tracker and SAM 3's graphs beside it
     (hard links), so one server answers both families."""
     folder = tracker_export.with_name(f"{tracker_export.name}-{sam3_export.name}")
-    folder.mkdir(exist_ok=True)
-    for source in (tracker_export, sam3_export):
-        for path in source.iterdir():
-            if path.is_file() and not (folder / path.name).exists():
-                os.link(path, folder / path.name)
-    return folder
+    return exports.link_files([*tracker_export.iterdir(), *sam3_export.iterdir()], folder)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ others it needs are made beside it (tests/prebuild.py) and their fixtures wait f
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def make_sam3_export(folder: Path | str) -> None:
                       save_to=sam3_checkpoint(folder))  # fmt: skip
 
 
+def tiny_folder() -> Path:
+    """``tiny_export``'s folder: the reduced SAM 2.1 tiny, seed SEED."""
+    return CACHE / f"tiny-seed{SEED}-{export_key()}"
+
+
 def full_depth_folder() -> Path:
     return CACHE / f"tiny-full-seed{SEED}-{export_key()}"
 
@@ -86,7 +92,8 @@ def make_full_depth_export(folder: Path | str) -> None:
 
 
 def tracker_folder() -> Path:
-    return CACHE / f"tiny-seed{SEED}-{export_key()}-tracker"
+    folder = tiny_folder()
+    return folder.with_name(folder.name + "-tracker")
 
 
 def tracked(folder: Path) -> bool:
@@ -111,6 +118,16 @@ def make_tracker_export(folder: Path | str) -> None:
 
 
 TRACKER_WEIGHTS = "weights.pt"
+
+
+def link_files(paths: Iterable[Path], folder: Path) -> Path:
+    """Hard-link the files of ``paths`` into ``folder``, in that order, keeping those already
+    there (names are the files' own)."""
+    folder.mkdir(exist_ok=True)
+    for path in paths:
+        if path.is_file() and not (folder / path.name).exists():
+            os.link(path, folder / path.name)
+    return folder
 
 
 def same_weights(a: Path, b: Path) -> bool:
