@@ -70,10 +70,11 @@ def polygons_to_mask(
     in its own bounding box: a mask of a thousand small islands (what random weights give) costs
     the islands' areas, not a thousand images. pycocotools' rule is the same under a whole-pixel
     shift of non-negative coordinates, so the pixels are those of the whole-image one."""
-    plain = [polygon for polygon, own in zip(outer, holes, strict=True) if not own]
+    pairs = list(zip(outer, holes, strict=True))
+    plain = [polygon for polygon, own in pairs if not own]
     mask = _area(plain, 0, 0, height, width) if plain else np.zeros((height, width), np.uint8)
-    for polygon, own_holes in zip(outer, holes, strict=True):
-        box = _box([polygon, *own_holes], height, width) if own_holes else None
+    for polygon, own_holes in [(polygon, own) for polygon, own in pairs if own]:
+        box = _box([polygon, *own_holes], height, width)
         if box is None:
             continue
         x0, y0, x1, y1 = box
