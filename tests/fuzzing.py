@@ -114,12 +114,9 @@ def same_examples_whatever_ran_before() -> Iterator[None]:
     empty (its cache cleared on the way in and out): the same examples in any run."""
     from hypothesis.internal.conjecture import providers
 
-    def empty() -> providers.Constants:
-        return providers.Constants()
-
     original = providers._get_local_constants
     providers.CONSTANTS_CACHE.cache.clear()
-    providers._get_local_constants = empty
+    providers._get_local_constants = providers.Constants  # an empty pool each time
     try:
         yield
     finally:
