@@ -37,9 +37,10 @@ from sam2_triton.bench.compute import best_gemm, counted_flops  # noqa: E402
 from sam2_triton.bench.server import bench_server  # noqa: E402
 from sam2_triton.clients.concepts import ConceptClient  # noqa: E402
 from sam2_triton.concepts.find import ConceptGraphs  # noqa: E402
-from sam2_triton.concepts.preprocess import preprocess  # noqa: E402
 from sam2_triton.concepts.service import ConceptService  # noqa: E402
+from sam2_triton.contract import SAM3  # noqa: E402
 from sam2_triton.image.embedding_cache import EmbeddingCache  # noqa: E402
+from sam2_triton.image.transforms import preprocess_image  # noqa: E402
 from sam2_triton.repository.options import ServingOptions  # noqa: E402
 
 SAMPLE = ROOT / "src" / "sam2_triton" / "assets" / "coffee.jpg"
@@ -87,7 +88,7 @@ def in_process(folder: Path, pictures: list[bytes], threads: int) -> dict:
             phrase.append(ms)
         service.cache.close()
     rgb = np.asarray(Image.open(SAMPLE).convert("RGB"))
-    pixels = preprocess(rgb)
+    pixels = preprocess_image(rgb, SAM3)
     every = [o.name for o in graphs.vision.get_outputs()]  # both necks, as the FLOPs count
     backbone = [timed(lambda: graphs.vision.run(every, {"image": pixels}))[1]
                 for _ in range(len(pictures))]  # fmt: skip

@@ -1,15 +1,19 @@
-"""SAM 3's preprocessing in numpy (concepts/preprocess.py) against ``Sam3Processor``'s own
-transform (torchvision's v2: uint8 antialiased bilinear resize to 1008, to float, normalise):
-the same float32 bits, enlarging, shrinking, a long strip, and the identity at 1008."""
+"""SAM 3's preprocessing in numpy (``transforms.preprocess_image`` with ``uint8_resize``)
+against ``Sam3Processor``'s own transform (torchvision's v2: uint8 antialiased bilinear resize
+to 1008, to float, normalise): the same float32 bits, enlarging, shrinking, a long strip, and
+the identity at 1008."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sam2_triton.concepts.graphs import IMAGE_SIZE
-from sam2_triton.concepts.preprocess import preprocess, resize
+from sam2_triton.contract import SAM3
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.transforms import preprocess_image
+from sam2_triton.image.uint8_resize import resize
+
+IMAGE_SIZE = SAM3.image_size
 
 
 @pytest.mark.parametrize("size", [(300, 420), (1200, 800), (97, 1500), (40, 4000), (1008, 1008)])
@@ -23,11 +27,11 @@ def test_the_image_sam3_sees_is_the_one_sam3_processor_makes(size):
     rgb[size[0] // 3 : size[0] // 2] = 255  # flat and saturated runs beside noise
     transform = Sam3Processor(None, device="cpu").transform
     theirs = transform(v2.functional.to_image(Image.fromarray(rgb))).unsqueeze(0).numpy()
-    ours = preprocess(rgb)
+    ours = preprocess_image(rgb, SAM3)
     assert ours.shape == (1, 3, IMAGE_SIZE, IMAGE_SIZE) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, theirs)
     if size == (IMAGE_SIZE, IMAGE_SIZE):
-        np.testing.assert_array_equal(resize(rgb), rgb)
+        np.testing.assert_array_equal(resize(rgb, IMAGE_SIZE), rgb)
 
 
 @pytest.mark.parametrize(
@@ -38,4 +42,4 @@ def test_the_image_sam3_sees_is_the_one_sam3_processor_makes(size):
 )  # fmt: skip
 def test_an_image_the_model_cannot_take_is_refused_by_name(image):
     with pytest.raises(InvalidInputError, match="image"):
-        preprocess(image)
+        preprocess_image(image, SAM3)

@@ -1,5 +1,5 @@
 """Concepts found in an image, in process (issue 34): SAM 3's exported graphs run by ONNX Runtime
-as ``Sam3Processor`` runs the model. An image is encoded once (``preprocess``, the vision
+as ``Sam3Processor`` runs the model. An image is encoded once (``preprocess_image``, the vision
 graph), a phrase once (``tokens``, the text graph); each question (a phrase, example boxes, a
 threshold) then runs the detector graph alone and ``instances`` keeps what scores above the
 threshold. The served model wraps this.
@@ -20,10 +20,10 @@ import numpy as np
 
 from sam2_triton.concepts.graphs import DETECTOR_OUTPUTS, FEATURES, FILES, MAX_BOXES
 from sam2_triton.concepts.instances import DEFAULT_THRESHOLD, Instances, instances
-from sam2_triton.concepts.preprocess import preprocess
 from sam2_triton.concepts.tokens import Tokenizer
+from sam2_triton.contract import SAM3
 from sam2_triton.errors import InvalidInputError
-from sam2_triton.image.transforms import check_inside
+from sam2_triton.image.transforms import check_inside, preprocess_image
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class ConceptGraphs:
 
     def image(self, rgb: np.ndarray) -> ImageFeatures:
         """``Sam3Processor.set_image``: uint8 [H, W, 3] to its detector features."""
-        maps = self.vision.run(list(FEATURES), {"image": preprocess(rgb)})
+        maps = self.vision.run(list(FEATURES), {"image": preprocess_image(rgb, SAM3)})
         return ImageFeatures(dict(zip(FEATURES, maps, strict=True)), rgb.shape[:2])
 
     def phrase(self, phrase: str, name: str = "phrase") -> PhraseFeatures:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sam2_triton.contract import DECODER_FEATURES, ENCODER_OUTPUTS, LOW_RES_MASK_SIZE
+from sam2_triton.contract import DECODER_FEATURES, ENCODER_OUTPUTS
 from sam2_triton.errors import InvalidInputError
 
 
@@ -24,15 +24,16 @@ def decoder_feeds(
     has_mask_input: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """One image's features + N prompt sets (coords [N, P, 2] in the 1024 frame, labels [N, P])
-    -> DECODER_INPUTS. Without ``mask_input`` every set gets none (zeros, has_mask_input 0)."""
+    -> DECODER_INPUTS. Without ``mask_input`` every set gets none (zeros, has_mask_input 0) at
+    the family's low resolution (4 x the image tokens' side)."""
     rows = coords.shape[0]
-    size = LOW_RES_MASK_SIZE
     if mask_input is None:
+        size = 4 * _token_side(features)
         mask_input = np.zeros((rows, 1, size, size), np.float32)
         has_mask_input = np.zeros((rows, 1), np.float32)
     elif has_mask_input is None:
         has_mask_input = np.ones((rows, 1), np.float32)
-    feeds = {t.name: _one_image(features[t.name], t.dims) for t in DECODER_FEATURES}
+    feeds = {t.name: _one_image(features[t.name]) for t in DECODER_FEATURES}
     feeds.update(
         point_coords=np.ascontiguousarray(coords, np.float32),
         point_labels=np.ascontiguousarray(labels, np.int32),
@@ -42,9 +43,19 @@ def decoder_feeds(
     return feeds
 
 
-def _one_image(value: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+def _one_image(value: np.ndarray) -> np.ndarray:
+    """One image's feature rows [..., rows, channels] as the decoder takes them: [1, rows, C]."""
     array = np.asarray(value, np.float32)
-    return array.reshape(dims) if array.size == int(np.prod(dims)) else array
+    return array.reshape(1, *array.shape[-2:])
+
+
+def _token_side(features: Mapping[str, np.ndarray]) -> int:
+    """The side of the image-token grid whose rows ``image_embed`` holds (64 for SAM 2.1)."""
+    rows = int(np.asarray(features[ENCODER_OUTPUTS[0].name]).shape[-2])
+    side = int(round(rows**0.5))
+    if side * side != rows:
+        raise ValueError(f"image_embed has {rows} rows, not a square grid of image tokens")
+    return side
 
 
 def check_decoder_inputs(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import cv2
 import numpy as np
 
 from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
@@ -41,13 +42,15 @@ def stability_score(logits: np.ndarray, delta: float = STABILITY_DELTA) -> float
 def select_masks(
     low_res_masks: np.ndarray, iou_predictions: np.ndarray, multimask_output: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the output tokens from all four: [4,256,256], [4] -> [K,256,256], [K].
+    """Pick the output tokens from all four: [4,256,256], [4] -> [K,256,256], [K] (SAM 3:
+    288 x 288).
 
     Multimask: tokens 1..3. Single mask: token 0 if it is stable, else the multimask token
-    with the highest predicted IoU (SAM 2's ``dynamic_multimask_via_stability``).
+    with the highest predicted IoU (SAM 2's ``dynamic_multimask_via_stability``, SAM 3's too).
     """
-    if low_res_masks.shape != (NUM_MASK_TOKENS, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
-        raise ValueError(f"expected [4,256,256] mask logits, got {low_res_masks.shape}")
+    shape = low_res_masks.shape
+    if len(shape) != 3 or shape[0] != NUM_MASK_TOKENS or shape[1] != shape[2]:
+        raise ValueError(f"expected [4,256,256] mask logits, got {shape}")
     if multimask_output:
         return low_res_masks[1:], iou_predictions[1:]
     if stability_score(low_res_masks[0]) >= STABILITY_THRESHOLD:
@@ -149,16 +152,36 @@ def postprocess_masks(
     orig_hw: tuple[int, int],
     multimask_output: bool,
     mask_hw: tuple[int, int] | None = None,
+    holes: tuple[int, float] = (0, 0.0),
 ) -> DecodedMasks:
     """Decoder output for one prompt set ([4,256,256], [4]) -> masks at the original size
-    (or resized to ``mask_hw``)."""
+    (or resized to ``mask_hw``). ``holes``: the family's (hole_area, hole_score), holes its
+    predictor fills in the low-res logits before upsampling (``low_res_logits`` are returned
+    unfilled, as the predictor returns them)."""
     logits, scores = select_masks(low_res_masks, iou_predictions, multimask_output)
     logits = np.asarray(logits, np.float32)
     clamped = np.clip(logits, -LOW_RES_LOGIT_CLAMP, LOW_RES_LOGIT_CLAMP).astype(np.float32)
     return DecodedMasks(
-        logits=logits,
+        logits=fill_holes(logits, *holes),
         iou_scores=scores.astype(np.float32),
         low_res_logits=clamped,
         orig_hw=(int(orig_hw[0]), int(orig_hw[1])),
         mask_hw=None if mask_hw is None else (int(mask_hw[0]), int(mask_hw[1])),
     )
+
+
+def fill_holes(logits: np.ndarray, max_area: int, score: float) -> np.ndarray:
+    """The 8-connected background components (logits <= 0) of at most ``max_area`` pixels set
+    to ``score``, on each [H, W] of ``logits`` [..., H, W] (a copy; unchanged when ``max_area``
+    is 0): ``sam2.utils.misc.fill_holes_in_mask_scores`` (score 0.1, the video predictor) and
+    ``SAM2Transforms.postprocess_masks`` (mask_threshold + 10, SAM 3's image predictor)."""
+    if max_area <= 0:
+        return logits
+    filled = np.array(logits, np.float32, copy=True)
+    for plane in filled.reshape(-1, *filled.shape[-2:]):
+        background = (plane <= 0).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
+        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area) + 1
+        if small.size:
+            plane[np.isin(labels, small)] = np.float32(score)
+    return filled

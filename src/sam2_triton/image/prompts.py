@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sam2_triton.contract import LOW_RES_MASK_SIZE
+from sam2_triton.contract import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.decoder_feeds import decoder_feeds
 from sam2_triton.image.transforms import prepare_mask_input, prepare_prompts
@@ -69,12 +69,16 @@ class PromptInputs:
         """B: how many prompt sets (1 for the single-set inputs)."""
         return int(self.mask_input.shape[0])
 
-    def sets(self, orig_hw: tuple[int, int], max_points: int) -> PromptSets:
-        """The sets checked against an image of ``orig_hw`` and mapped to the model frame."""
+    def sets(
+        self, orig_hw: tuple[int, int], max_points: int, image_size: int = IMAGE_SIZE
+    ) -> PromptSets:
+        """The sets checked against an image of ``orig_hw`` and mapped to the model frame
+        (``image_size`` square)."""
         if not self.batched:
             prompts = prepare_prompts(
-                self.point_coords, self.point_labels, self.box, orig_hw, max_points
-            )
+                self.point_coords, self.point_labels, self.box, orig_hw, max_points,
+                image_size=image_size,
+            )  # fmt: skip
             return PromptSets(prompts.coords, prompts.labels, self.mask_input, self.has_mask_input)
         coords, labels = [], []
         for b in range(self.count):
@@ -86,6 +90,7 @@ class PromptInputs:
                     orig_hw,
                     max_points,
                     padding_label=True,
+                    image_size=image_size,
                 )
             except InvalidInputError as error:
                 raise InvalidInputError(
@@ -101,14 +106,17 @@ def _row(value: np.ndarray | None, b: int) -> np.ndarray | None:
 
 
 def parse_prompt_inputs(
-    inputs: Mapping[str, np.ndarray | None], max_sets: int = DEFAULT_MAX_PROMPT_SETS
+    inputs: Mapping[str, np.ndarray | None],
+    max_sets: int = DEFAULT_MAX_PROMPT_SETS,
+    size: int = LOW_RES_MASK_SIZE,
 ) -> PromptInputs:
     """The prompt inputs of SEGMENT_INPUTS: one set or B (``*_batch``), never both; B agreed by
-    every batched input and at most ``max_sets`` (one decoder call)."""
+    every batched input and at most ``max_sets`` (one decoder call). ``size``: the family's
+    low-resolution mask side, which a ``mask_input`` must have."""
     batched = {n: inputs.get(n + BATCH_SUFFIX) for n in SET_INPUTS}
     batched = {n: np.asarray(v) for n, v in batched.items() if v is not None}
     if not batched:
-        mask_input, has_mask_input = prepare_mask_input(inputs.get("mask_input"))
+        mask_input, has_mask_input = prepare_mask_input(inputs.get("mask_input"), size)
         return PromptInputs(
             inputs.get("point_coords"),
             inputs.get("point_labels"),
@@ -126,7 +134,6 @@ def parse_prompt_inputs(
             )
     count = _set_count(batched, max_sets)
     mask = batched.get("mask_input")
-    size = LOW_RES_MASK_SIZE
     if mask is None:
         mask_input = np.zeros((count, 1, size, size), np.float32)
         has_mask_input = np.zeros((count, 1), np.float32)

@@ -21,6 +21,8 @@ from sam2_triton.contract import (
     MAX_RAW_MASK_BYTES,
     NO_RAW_MASK_FORMATS,
     OUTPUT_FORMATS,
+    SAM2,
+    Family,
 )
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.polygons import DEFAULT_TOLERANCE
@@ -59,6 +61,7 @@ class RequestOptions(OutputOptions):
 
     prompts: PromptInputs
     max_points: int
+    family: Family = SAM2
 
     @property
     def prompts_given(self) -> bool:
@@ -68,7 +71,7 @@ class RequestOptions(OutputOptions):
     def prompt_sets(self, orig_hw: tuple[int, int]) -> PromptSets:
         """The prompt sets checked against an image of ``orig_hw``, in the model frame, and the
         response they make checked against MAX_RAW_MASK_BYTES."""
-        sets = self.prompts.sets(orig_hw, self.max_points)
+        sets = self.prompts.sets(orig_hw, self.max_points, self.family.image_size)
         check_mask_size(self.mask_size, orig_hw)
         if self.output_format not in NO_RAW_MASK_FORMATS:
             height, width = self.mask_size or orig_hw
@@ -84,12 +87,15 @@ class RequestOptions(OutputOptions):
         return sets
 
 
-def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> RequestOptions:
+def parse_request(
+    inputs: Mapping[str, np.ndarray | None], limits: Limits, family: Family = SAM2
+) -> RequestOptions:
     """The options and prompts of SEGMENT_INPUTS, shared by ``prepare_request`` and the session
-    service so both check them alike and in the same order (format, multimask, mask_input)."""
+    service so both check them alike and in the same order (format, multimask, mask_input);
+    ``family``: the served model's sizes."""
     output_format = parse_output_format(inputs.get("output_format"))
     multimask = parse_multimask(inputs.get("multimask_output"))
-    prompts = parse_prompt_inputs(inputs, limits.max_prompt_sets)
+    prompts = parse_prompt_inputs(inputs, limits.max_prompt_sets, family.low_res)
     mask_size = parse_mask_size(inputs.get("mask_size"), output_format, limits.max_image_pixels)
     return RequestOptions(
         polygon_tolerance=parse_tolerance(inputs.get("polygon_tolerance"), (output_format,)),
@@ -98,6 +104,7 @@ def parse_request(inputs: Mapping[str, np.ndarray | None], limits: Limits) -> Re
         multimask=multimask,
         prompts=prompts,
         max_points=limits.max_points,
+        family=family,
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sam2_triton.contract import SAM2, Family
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.image.encodings import response_outputs
 from sam2_triton.image.masks import postprocess_masks
@@ -36,7 +37,7 @@ class PreparedRequest:
     """A checked request in the model's frame: what the encoder and decoder need."""
 
     rgb: np.ndarray  # the decoded image [H, W, 3], kept for cut-outs
-    image_1024: np.ndarray  # [1, 3, 1024, 1024] normalised
+    image_1024: np.ndarray  # [1, 3, 1024, 1024] normalised (the family's size)
     sets: PromptSets
     options: RequestOptions
 
@@ -50,22 +51,26 @@ class PreparedRequest:
 
     def finish(self, decoded: Arrays) -> dict[str, np.ndarray]:
         """The decoder's rows -> SEGMENT_OUTPUTS as this request asked."""
-        return finish_request(decoded, self.orig_hw, self.options, self.cutout_rgb)
+        return finish_request(
+            decoded, self.orig_hw, self.options, self.cutout_rgb, self.options.family
+        )
 
 
 def prepare_request(
-    inputs: Mapping[str, np.ndarray | None], limits: Limits | None = None
+    inputs: Mapping[str, np.ndarray | None],
+    limits: Limits | None = None,
+    family: Family = SAM2,
 ) -> PreparedRequest:
-    """SEGMENT_INPUTS (None where omitted) -> a checked request; bad input raises
-    ``InvalidInputError`` naming the field, before any model runs."""
+    """SEGMENT_INPUTS (None where omitted) -> a checked request for ``family``'s model; bad
+    input raises ``InvalidInputError`` naming the field, before any model runs."""
     limits = limits or Limits()
-    options = parse_request(inputs, limits)
+    options = parse_request(inputs, limits, family)
     image = inputs.get("image")
     if image is None:
         raise InvalidInputError("image", "required input is missing")
     rgb = decode_image(np.asarray(image).tobytes(), limits.max_image_pixels)
     sets = options.prompt_sets((rgb.shape[0], rgb.shape[1]))  # before the costly resize
-    return PreparedRequest(rgb, preprocess_image(rgb), sets, options)
+    return PreparedRequest(rgb, preprocess_image(rgb, family), sets, options)
 
 
 def finish_request(
@@ -73,9 +78,11 @@ def finish_request(
     orig_hw: tuple[int, int],
     options: OutputOptions,
     cutout_rgb: np.ndarray | None = None,
+    family: Family = SAM2,
 ) -> dict[str, np.ndarray]:
     """All four mask tokens of each of the B rows -> SEGMENT_OUTPUTS at the image's size (or
-    ``options.mask_size``) and format: the sets' K masks each, one after another ([B * K, ...]).
+    ``options.mask_size``) and format: the sets' K masks each, one after another ([B * K, ...]),
+    holes filled as ``family``'s predictor fills them.
     """
     low_res = np.asarray(decoded["low_res_masks"])
     scores = np.asarray(decoded["iou_predictions"])
@@ -87,6 +94,7 @@ def finish_request(
                 orig_hw,
                 multimask_output=options.multimask,
                 mask_hw=options.mask_size,
+                holes=(family.hole_area, family.hole_score),
             ),
             options.output_format,
             cutout_rgb,
@@ -105,13 +113,15 @@ def segment(
     decode: Decoder,
     limits: Limits | None = None,
     is_cancelled: Callable[[], bool] = lambda: False,
+    family: Family = SAM2,
 ) -> dict[str, np.ndarray]:
-    """SEGMENT_INPUTS -> SEGMENT_OUTPUTS: prepare, encode, decode, finish.
+    """SEGMENT_INPUTS -> SEGMENT_OUTPUTS: prepare, encode, decode, finish (``family``: the
+    model ``encode`` and ``decode`` run).
 
     ``is_cancelled`` is asked before the encoder and before the decoder, so a request its
     client gave up on stops there (an ensemble cannot: it does not pass cancellation on).
     """
-    request = prepare_request(inputs, limits)
+    request = prepare_request(inputs, limits, family)
     _stop_if(is_cancelled)
     features = encode(request.image_1024)
     _stop_if(is_cancelled)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from sam2_triton.contract import ENCODER_OUTPUTS, LOW_RES_MASK_SIZE, content_id, is_valid_id
+from sam2_triton.contract import ENCODER_OUTPUTS, SAM2, Family, content_id, is_valid_id
 from sam2_triton.errors import InvalidInputError, RequestCancelled, UnknownImageError
 from sam2_triton.image.embedding_cache import EmbeddingCache
 from sam2_triton.image.request import Limits, parse_request
@@ -27,12 +27,18 @@ class SessionService:
     """One ``handle`` call per request; thread- and process-safe through the cache."""
 
     def __init__(
-        self, cache: EmbeddingCache, encode: Encoder, decode: Decoder, limits: Limits | None = None
+        self,
+        cache: EmbeddingCache,
+        encode: Encoder,
+        decode: Decoder,
+        limits: Limits | None = None,
+        family: Family = SAM2,
     ) -> None:
         self.cache = cache
         self.encode = encode
         self.decode = decode
         self.limits = limits or Limits()
+        self.family = family  # the model encode and decode run
 
     def handle(
         self,
@@ -44,7 +50,7 @@ class SessionService:
         ``is_cancelled`` is asked before the decoder runs: a click superseded by a newer one
         while its embedding was being read costs no decoder run.
         """
-        options = parse_request(inputs, self.limits)
+        options = parse_request(inputs, self.limits, self.family)
         # Prompts are checked before an image is encoded: bad input costs no encoder run.
         check = options.prompt_sets if options.prompts_given else None
         image_id, features = self._features(inputs.get("image"), inputs.get("image_id"), check)
@@ -59,7 +65,7 @@ class SessionService:
         if options.output_format.startswith("cutout"):
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = decode_image(data, self.limits.max_image_pixels)
-        outputs = finish_request(decoded, orig_hw, options, rgb)
+        outputs = finish_request(decoded, orig_hw, options, rgb, self.family)
         return {**outputs, "image_id": id_tensor(image_id)}
 
     def _features(
@@ -76,19 +82,19 @@ class SessionService:
         rgb = decode_image(data, self.limits.max_image_pixels)
         if check is not None:
             check((rgb.shape[0], rgb.shape[1]))
-        outputs = self.encode(preprocess_image(rgb))
+        outputs = self.encode(preprocess_image(rgb, self.family))
         features = {t.name: np.asarray(outputs[t.name], np.float32) for t in ENCODER_OUTPUTS}
         features[ORIG_SIZE] = np.array(rgb.shape[:2], dtype=np.int64)
         features[IMAGE_FILE] = np.frombuffer(data, dtype=np.uint8)
         return features
 
-    @staticmethod
-    def _embed_only(image_id: str, orig_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    def _embed_only(self, image_id: str, orig_hw: tuple[int, int]) -> dict[str, np.ndarray]:
         height, width = orig_hw
+        side = self.family.low_res
         return {
             "masks": np.zeros((0, height, width), np.uint8),
             "iou_scores": np.zeros((0,), np.float32),
-            "low_res_logits": np.zeros((0, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), np.float32),
+            "low_res_logits": np.zeros((0, side, side), np.float32),
             "encoded_masks": np.array([], dtype=np.object_),
             "image_id": id_tensor(image_id),
         }

@@ -3,8 +3,11 @@
 This is the single copy of what ``sam2.utils.transforms.SAM2Transforms`` and
 ``SAM2ImagePredictor.predict`` do to the image and the prompts before the network: image
 decoding, resize to 1024x1024 and ImageNet normalisation, prompt coordinates checked and mapped to
-the 1024 frame, a mask prompt shaped for the decoder. The mask half (token choice, upsampling) is
-``image.masks``; parsing a request's other inputs is ``image.request``.
+the 1024 frame, a mask prompt shaped for the decoder. A ``contract.Family`` gives another
+family's sizes: SAM 3 (``Sam3Processor``, ``SAM3InteractiveImagePredictor``) resizes to 1008
+with torchvision's uint8 kernel (``uint8_resize``) and normalises with mean = std = 0.5. The
+mask half (token choice, upsampling) is ``image.masks``; parsing a request's other inputs is
+``image.request``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from sam2_triton.contract import (
     DEFAULT_MAX_POINTS,
     IMAGE_SIZE,
     LOW_RES_MASK_SIZE,
+    SAM2,
+    Family,
 )
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.image.uint8_resize import resize
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -97,18 +103,24 @@ def check_rgb(rgb: np.ndarray) -> None:
         raise InvalidInputError("image", f"expected RGB uint8 [H,W,3], got {dtype} {shape}")
 
 
-def preprocess_image(rgb: np.ndarray) -> np.ndarray:
+def preprocess_image(rgb: np.ndarray, family: Family = SAM2) -> np.ndarray:
     """RGB uint8 [H, W, 3] -> normalised float32 [1, 3, 1024, 1024] (SAM2Transforms).
 
     SAM 2 squashes the image to 1024x1024 (no aspect-preserving padding): bilinear with
-    antialiasing, like torchvision's ``Resize`` on tensors, then ImageNet mean/std.
+    antialiasing, like torchvision's ``Resize`` on tensors, then ImageNet mean/std. SAM 3
+    resizes the uint8 image (``uint8_resize``), then ``x * (1 / 255)`` and ``(x - 0.5) / 0.5``,
+    the float32 operations torchvision runs.
     """
     check_rgb(rgb)
+    if family.normalisation == "half":
+        resized = resize(rgb, family.image_size).transpose(2, 0, 1)[None].astype(np.float32)
+        scaled = resized * np.float32(1.0 / 255.0)
+        return ((scaled - np.float32(0.5)) / np.float32(0.5)).astype(np.float32)
     scaled = rgb.astype(np.float32) / np.float32(255.0)
     channels = [
         np.asarray(
             Image.fromarray(np.ascontiguousarray(scaled[:, :, c]), mode="F").resize(
-                (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
+                (family.image_size, family.image_size), Image.Resampling.BILINEAR
             ),
             dtype=np.float32,
         )
@@ -137,6 +149,7 @@ def prepare_prompts(
     orig_hw: tuple[int, int],
     max_points: int = DEFAULT_MAX_POINTS,
     padding_label: bool = False,
+    image_size: int = IMAGE_SIZE,
 ) -> Prompts:
     """Validate prompts given in original-image pixels and map them to the model frame.
 
@@ -161,18 +174,21 @@ def prepare_prompts(
         coords_parts.append(points[0])
         label_parts.append(points[1])
     coords = np.concatenate(coords_parts).astype(np.float32)
-    coords = transform_coords(coords, orig_hw)
+    coords = transform_coords(coords, orig_hw, image_size)
     labels = np.concatenate(label_parts).astype(np.int32)
     return Prompts(coords=coords[None], labels=labels[None])
 
 
-def transform_coords(coords: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
-    """(x, y) in original pixels -> the 1024 frame, in float32 like SAM2Transforms."""
+def transform_coords(
+    coords: np.ndarray, orig_hw: tuple[int, int], image_size: int = IMAGE_SIZE
+) -> np.ndarray:
+    """(x, y) in original pixels -> the 1024 frame (``image_size``'s), in float32 like
+    SAM2Transforms."""
     height, width = orig_hw
     out = np.array(coords, dtype=np.float32, copy=True)
     out[..., 0] = out[..., 0] / np.float32(width)
     out[..., 1] = out[..., 1] / np.float32(height)
-    return out * np.float32(IMAGE_SIZE)
+    return out * np.float32(image_size)
 
 
 def validate_points(
@@ -247,12 +263,13 @@ def check_inside(field: str, xy: np.ndarray, orig_hw: tuple[int, int]) -> None:
         )
 
 
-def prepare_mask_input(mask_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """A previous ``low_res_logits`` entry [1, 256, 256] -> decoder (mask_input, has_mask_input).
-
-    Without one the decoder gets zeros and has_mask_input 0, as SAM2ImagePredictor does.
+def prepare_mask_input(
+    mask_input: np.ndarray | None, size: int = LOW_RES_MASK_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """A previous ``low_res_logits`` entry [1, 256, 256] (``size``) -> decoder (mask_input,
+    has_mask_input). Without one the decoder gets zeros and has_mask_input 0, as
+    SAM2ImagePredictor does.
     """
-    size = LOW_RES_MASK_SIZE
     if mask_input is None:
         return np.zeros((1, 1, size, size), np.float32), np.zeros((1, 1), np.float32)
     values = np.asarray(mask_input)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from sam2_triton.image.masks import fill_holes as fill_mask_holes
 from sam2_triton.image.masks import select_masks, upsample_logits
 
 NO_OBJ_SCORE = np.float32(-1024.0)  # sam2_base.NO_OBJ_SCORE: the logits of an absent object
@@ -83,15 +83,5 @@ HOLE_SCORE = np.float32(0.1)  # what a filled hole's logits become: just foregro
 
 def fill_holes(logits: np.ndarray, max_area: int) -> np.ndarray:
     """sam2.utils.misc.fill_holes_in_mask_scores: the 8-connected background components
-    (logits <= 0) of at most ``max_area`` pixels are set to 0.1, on each [H, W] of ``logits``
-    [..., H, W] (a copy; unchanged when ``max_area`` is 0)."""
-    if max_area <= 0:
-        return logits
-    filled = np.array(logits, np.float32, copy=True)
-    for plane in filled.reshape(-1, *filled.shape[-2:]):
-        background = (plane <= 0).astype(np.uint8)
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
-        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area) + 1
-        if small.size:
-            plane[np.isin(labels, small)] = HOLE_SCORE
-    return filled
+    (logits <= 0) of at most ``max_area`` pixels are set to 0.1 (``image.masks.fill_holes``)."""
+    return fill_mask_holes(logits, max_area, HOLE_SCORE)

@@ -1,6 +1,6 @@
-"""An RGB image to SAM 3's input, as ``Sam3Processor`` makes it (issue 34), in numpy: resized to
-1008 x 1008 by torchvision's uint8 bilinear resize with antialiasing (``v2.Resize`` on a uint8
-tensor), scaled to [0, 1] and normalised with mean and std 0.5.
+"""torchvision's uint8 bilinear resize with antialiasing (``v2.Resize`` on a uint8 tensor), in
+numpy: how ``Sam3Processor`` resizes an image to SAM 3's 1008 x 1008 input, for its concept
+detector and its interactive model alike (``transforms.preprocess_image`` then normalises).
 
 The resize is PyTorch's own uint8 kernel (``_upsample_bilinear2d_aa``, after Pillow-SIMD), not
 Pillow's: the same triangle filter widened by the scale when shrinking, but its weights are
@@ -15,9 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from sam2_triton.concepts.graphs import IMAGE_SIZE
-from sam2_triton.image.transforms import check_rgb
 
 _MAX_PRECISION = 22
 
@@ -66,21 +63,12 @@ def _resample(image: np.ndarray, axis: int, out_size: int) -> np.ndarray:
     return np.clip(acc >> precision, 0, 255).astype(np.uint8)
 
 
-def resize(rgb: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+def resize(rgb: np.ndarray, size: int) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [size, size, 3], as ``v2.Resize((size, size))`` on a uint8
-    tensor (antialiased bilinear). Anything but uint8 [H, W, 3] is refused, naming the image."""
-    check_rgb(rgb)
+    tensor (antialiased bilinear)."""
     out = np.ascontiguousarray(rgb)
     if out.shape[1] != size:
         out = _resample(out, 1, size)
     if out.shape[0] != size:
         out = _resample(out, 0, size)
     return out
-
-
-def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, 3] -> float32 [1, 3, 1008, 1008]: resized, ``x * (1 / 255)``, then
-    ``(x - 0.5) / 0.5``, the float32 operations torchvision runs."""
-    resized = resize(rgb).transpose(2, 0, 1)[None].astype(np.float32)
-    scaled = resized * np.float32(1.0 / 255.0)
-    return ((scaled - np.float32(0.5)) / np.float32(0.5)).astype(np.float32)
