@@ -113,3 +113,30 @@ def reduced_concept_model(seed: int = 0, interactive: bool = False) -> nn.Module
     return builder._create_sam3_model(
         backbone, *parts.values(), inst_interactive_predictor=predictor, eval_mode=True
     ).eval()
+
+
+def interactive_reference(sam3_model, rgb):
+    """Meta's path for SAM 3's clicks: ``Sam3Processor.set_image`` on the concept model's
+    backbone, then ``predict_inst`` asks its ``SAM3InteractiveImagePredictor`` (the
+    ``sam3_model`` fixture's weights). Returns ``predict(**kwargs)``: its (masks, iou,
+    low-res logits) for a prompt."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
+    from sam3.model.sam3_image import Sam3Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    concept_model, tracker = sam3_model
+    model = SimpleNamespace(
+        backbone=concept_model.backbone,
+        inst_interactive_predictor=SAM3InteractiveImagePredictor(tracker),
+    )
+    with torch.no_grad():
+        state = Sam3Processor(model, device="cpu").set_image(Image.fromarray(rgb))
+
+    def predict(**kwargs):
+        with torch.no_grad():
+            return Sam3Image.predict_inst(model, state, **kwargs)
+
+    return predict

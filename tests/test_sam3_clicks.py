@@ -8,46 +8,45 @@ then ``SAM3InteractiveImagePredictor.predict``) on the same weights: masks at th
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from sam2_triton.concepts.graphs import FILES
 from sam2_triton.contract import SAM3
 from sam2_triton.image.embedding_cache import EmbeddingCache
 from sam2_triton.image.masks import fill_holes
 from sam2_triton.image.segment import segment
 from sam2_triton.image.session import SessionService
 from sam2_triton.runtime.runners import sam2_functions
+from tests.sam3_helpers import interactive_reference
 
 HEIGHT, WIDTH = 300, 400
 
 
-@pytest.fixture(scope="module")
-def clicks(sam3_model, sam3_export, tmp_path_factory):
-    """(the reference's model and image state, the served logic on the graphs, the PNG)."""
-    from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
-    from sam3.model.sam3_image_processor import Sam3Processor
+def clicks_image() -> np.ndarray:
+    """Noise with a flat region: random weights answer it with speckled, holed masks."""
+    rgb = np.random.default_rng(3).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    rgb[100:200, 150:300] = (200, 40, 40)
+    return rgb
 
-    concept_model, tracker = sam3_model
-    model = SimpleNamespace(
-        backbone=concept_model.backbone,
-        inst_interactive_predictor=SAM3InteractiveImagePredictor(tracker),
-    )
-    rng = np.random.default_rng(3)
-    rgb = rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    rgb[100:200, 150:300] = (200, 40, 40)  # a flat region among the noise
-    with torch.no_grad():
-        state = Sam3Processor(model, device="cpu").set_image(Image.fromarray(rgb))
-    encode, decode = sam2_functions(sam3_export / FILES["vision"], sam3_export / FILES["interactive"])
-    cache = EmbeddingCache(tmp_path_factory.mktemp("sam3-clicks"), 1 << 30)
-    service = SessionService(cache, _counted(encode), decode, family=SAM3)
+
+def png_bytes(rgb: np.ndarray) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
-    return model, state, service, np.frombuffer(buffer.getvalue(), np.uint8)
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clicks(sam3_model, sam3_export, tmp_path_factory):
+    """(the reference's ``predict``, the served logic on the graphs, the image's PNG)."""
+    rgb = clicks_image()
+    encode, decode = sam2_functions(
+        sam3_export / SAM3.encoder_file, sam3_export / SAM3.decoder_file
+    )
+    cache = EmbeddingCache(tmp_path_factory.mktemp("sam3-clicks"), 1 << 30)
+    service = SessionService(cache, _counted(encode), decode, family=SAM3)
+    return interactive_reference(sam3_model, rgb), service, png_bytes(rgb)
 
 
 def _counted(encode):
@@ -59,14 +58,7 @@ def _counted(encode):
     return run
 
 
-def _theirs(model, state, **kwargs):
-    from sam3.model.sam3_image import Sam3Image
-
-    with torch.no_grad():
-        return Sam3Image.predict_inst(model, state, **kwargs)
-
-
-def _assert_same(ours, masks, iou, low_res):
+def assert_same(ours, masks, iou, low_res):
     """Ours (SESSION_OUTPUTS) against predict_inst's answer for the same prompt."""
     masks = np.asarray(masks).reshape(-1, HEIGHT, WIDTH)
     assert ours["masks"].shape == masks.shape and ours["low_res_logits"].shape[1:] == (288, 288)
@@ -80,27 +72,27 @@ def test_session_clicks_boxes_and_refinements_are_sam3s(clicks):
     """A click and a background click (three candidates), a box (one mask: the stability rule),
     two boxes at once, and a refinement with the previous low-res logits; the image encoded
     once, then answered by its id."""
-    model, state, service, png = clicks
+    theirs_for, service, png = clicks
     points, labels = np.array([[180.0, 140.0], [320.0, 60.0]], np.float32), np.array([1, 0])
     ours = service.handle({"image": png, "point_coords": points, "point_labels": labels})
-    theirs = _theirs(model, state, point_coords=points, point_labels=labels, multimask_output=True)
-    _assert_same(ours, *theirs)
+    theirs = theirs_for(point_coords=points, point_labels=labels, multimask_output=True)
+    assert_same(ours, *theirs)
     filled = fill_holes(ours["low_res_logits"], SAM3.hole_area, SAM3.hole_score)
     assert (filled > 0).sum() > (ours["low_res_logits"] > 0).sum(), "no hole to fill: no check"
     image_id = ours["image_id"]
 
     box = np.array([120.0, 80.0, 330.0, 230.0], np.float32)
     single = {"image_id": image_id, "box": box, "multimask_output": np.array([False])}
-    _assert_same(service.handle(single), *_theirs(model, state, box=box, multimask_output=False))
+    assert_same(service.handle(single), *theirs_for(box=box, multimask_output=False))
 
     boxes = np.array([[120.0, 80.0, 330.0, 230.0], [10.0, 10.0, 90.0, 120.0]], np.float32)
     ours = service.handle({"image_id": image_id, "box_batch": boxes})
-    _assert_same(ours, *_theirs(model, state, box=boxes, multimask_output=True))
+    assert_same(ours, *theirs_for(box=boxes, multimask_output=True))
 
     previous = theirs[2][np.argmax(theirs[1])][None]  # the best candidate's logits [1, 288, 288]
     refine = {"point_coords": points[:1], "point_labels": labels[:1], "mask_input": previous}
     ours = service.handle({"image_id": image_id, **refine, "multimask_output": np.array([False])})
-    _assert_same(ours, *_theirs(model, state, **refine, multimask_output=False))
+    assert_same(ours, *theirs_for(**refine, multimask_output=False))
     assert service.encode.calls == 1
 
 
@@ -109,7 +101,7 @@ def test_segment_answers_as_the_session_does(clicks):
     answer, and SAM 2.1's 256 x 256 mask_input refused by name."""
     from sam2_triton.errors import InvalidInputError
 
-    _, _, service, png = clicks
+    _, service, png = clicks
     request = {"image": png, "point_coords": np.array([[50.0, 250.0]], np.float32),
                "point_labels": np.array([1], np.int32)}  # fmt: skip
     ours = segment(request, service.encode, service.decode, family=SAM3)

@@ -20,6 +20,21 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS, default="tiny", help="SAM 2.1 size")
 
 
+#: The export ``export --sam3`` writes (exports/sam3/): served alone, SAM 3's interactive model
+#: answers clicks and boxes (and sam3_concepts phrases).
+SAM3_MODEL = "sam3"
+
+
+def add_served_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        choices=[*MODELS, SAM3_MODEL],
+        default="tiny",
+        help="the export to serve: a SAM 2.1 size, or sam3 (SAM 3's interactive model answers "
+        "clicks and boxes, after `export --sam3`)",
+    )
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sam2_triton.cli.arguments import (
-    add_model,
+    add_served_model,
     add_serving_options,
     parse_gpus,
     positive_int,
@@ -25,7 +25,7 @@ from sam2_triton.repository.options import ServingOptions
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-repo", help="write the Triton model repository for an export")
-    add_model(p)
+    add_served_model(p)
     p.add_argument(
         "--target",
         choices=TARGETS,
@@ -94,7 +94,8 @@ def with_video_if_exported(
     --video``): turned on for the embedded target, left out of the GPU target (which serves it
     by default, as the committed repository does) when they are missing. SAM 3's concept
     prompts (sam3_concepts, and on the GPU target SAM 3's graphs as models of their own) are
-    turned on for either target when the export has its concept graphs."""
+    turned on for either target when the export has its concept graphs, and SAM 3's
+    interactive model answers clicks when the export is SAM 3's alone (no SAM 2.1 encoder)."""
     from sam2_triton import contract as c
     from sam2_triton.contract import TRACKER_CONSTANTS_FILE
 
@@ -102,12 +103,15 @@ def with_video_if_exported(
         return options, gpu
     if all((source / name).is_file() for name in c.CONCEPT_FILES):
         options = replace(options, concepts=True)  # SAM 3's concept graphs: sam3_concepts
+    sam3 = (c.SAM3.encoder_file, c.SAM3.decoder_file)
+    if not (source / c.ENCODER_FILE).is_file() and all((source / n).is_file() for n in sam3):
+        options = replace(options, family=c.SAM3.name)  # SAM 3 alone: its clicks model
     has_tracker = (source / TRACKER_CONSTANTS_FILE).exists()
     note = f"note: {source} has no video tracker: `sam2-triton export --video` adds it"
     if target == "embedded":
         if has_tracker:
             return replace(options, video=True), gpu
-        if not options.video:
+        if not options.video and options.family == c.SAM2.name:
             print(note)
         return options, gpu
     if gpu is not None and gpu.video and not has_tracker:

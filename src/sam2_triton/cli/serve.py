@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sam2_triton.cli.arguments import (
-    add_model,
+    SAM3_MODEL,
+    add_served_model,
     add_server_address,
     add_serving_options,
     serving_options,
@@ -42,7 +43,7 @@ class Address:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the embedded tritonserver until Ctrl-C / SIGTERM")
-    add_model(p)
+    add_served_model(p)
     p.add_argument("--repository", type=Path, default=EMBEDDED_REPOSITORY_DIR)
     add_server_address(p)
     add_serving_options(p)
@@ -82,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         server = start_server(args.repository, address, options.cpu_precision, admin_key=key)
         watchdog = Watchdog.of_server(server, log=lambda line: print(line, flush=True)).start()
         print(admin_key_notice(from_environment), flush=True)
+        what = "SAM 3" if args.model == SAM3_MODEL else f"SAM 2.1 {args.model}"
         print(
-            f"serving SAM 2.1 {args.model}: HTTP {address.url(address.ports.http)}, "
+            f"serving {what}: HTTP {address.url(address.ports.http)}, "
             f"gRPC {address.url(address.ports.grpc)}, metrics "
             f"{address.url(address.ports.metrics)} (Ctrl-C to stop)",
             flush=True,

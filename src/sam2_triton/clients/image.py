@@ -301,9 +301,10 @@ class SegmentClient:
             values["box" + suffix] = np.asarray(box, np.float32).reshape((-1, 4) if batched else 4)
         if multimask_output is not None:
             values["multimask_output"] = np.array([multimask_output], dtype=bool)
-        if mask_input is not None:
-            shape = (-1, 1, 256, 256) if batched else (1, 256, 256)
-            values["mask_input" + suffix] = np.asarray(mask_input, np.float32).reshape(shape)
+        if mask_input is not None:  # low-res logits: 256 x 256 (SAM 2.1) or 288 x 288 (SAM 3)
+            mask = np.asarray(mask_input, np.float32)
+            shape = (-1, 1, *mask.shape[-2:]) if batched else (1, *mask.shape[-2:])
+            values["mask_input" + suffix] = mask.reshape(shape)
         if output_format is not None:
             values["output_format"] = np.array([output_format.encode()], dtype=np.object_)
         if polygon_tolerance is not None:

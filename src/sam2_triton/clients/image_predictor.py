@@ -322,8 +322,9 @@ def _prompt_sets(
 
 
 def _check_mask(mask: np.ndarray) -> None:
-    """[1, 256, 256] for one set, [B, 1, 256, 256] for B (SAM2ImagePredictor's shapes)."""
-    size = LOW_RES_MASK_SIZE
+    """[1, 256, 256] for one set, [B, 1, 256, 256] for B (SAM2ImagePredictor's shapes; a SAM 3
+    server's are 288 x 288, which it checks)."""
+    size = mask.shape[-1] if mask.ndim in (3, 4) else LOW_RES_MASK_SIZE
     if mask.shape[-3:] != (1, size, size) or mask.ndim not in (3, 4):
         raise ValueError(
             f"mask_input: expected [1, {size}, {size}] or [B, 1, {size}, {size}], "

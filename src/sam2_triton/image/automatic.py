@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sam2_triton.contract import ENCODER_OUTPUTS
+from sam2_triton.contract import ENCODER_OUTPUTS, SAM2, Family
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.image.boxes import mask_to_box, nms
 from sam2_triton.image.decoder_feeds import decoder_feeds
-from sam2_triton.image.masks import bilinear_matrices, select_masks
+from sam2_triton.image.masks import bilinear_matrices, fill_holes, select_masks
 from sam2_triton.image.small_regions import postprocess_small_regions
 from sam2_triton.image.transforms import preprocess_image, transform_coords
 
@@ -199,8 +199,10 @@ def generate(
     params: AutomaticParams | None = None,
     decoder_batch: int = 16,
     is_cancelled: Callable[[], bool] = lambda: False,
+    family: Family = SAM2,
 ) -> list[dict[str, Any]]:
-    """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first.
+    """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first, by
+    ``family``'s model (its input size and low-res masks, holes filled as its predictor does).
 
     ``is_cancelled`` is asked before each decoder call: a cancelled request stops within one
     call instead of running the whole grid.
@@ -216,8 +218,9 @@ def generate(
     found: list[_Candidate] = []
     for crop_box, layer in zip(crop_boxes, layers, strict=True):
         found += _process_crop(
-            rgb, crop_box, grids[layer], encode, decode, params, decoder_batch, is_cancelled
-        )
+            rgb, crop_box, grids[layer], encode, decode, params, decoder_batch, is_cancelled,
+            family,
+        )  # fmt: skip
     if len(crop_boxes) > 1 and found:
         # Prefer masks from smaller crops.
         areas = np.array(
@@ -244,15 +247,16 @@ def _process_crop(
     params: AutomaticParams,
     decoder_batch: int,
     is_cancelled: Callable[[], bool],
+    family: Family,
 ) -> list[_Candidate]:
     x0, y0, x1, y1 = crop_box
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     crop_hw = (crop.shape[0], crop.shape[1])
-    features = encode(preprocess_image(crop))
+    features = encode(preprocess_image(crop, family))
     features = {t.name: np.asarray(features[t.name]) for t in ENCODER_OUTPUTS}
-    rows, cols = bilinear_matrices(crop_hw)
+    rows, cols = bilinear_matrices(crop_hw, family.low_res)
     points = (grid * np.array(crop_hw)[None, ::-1]).astype(np.float32)
-    coords = transform_coords(points, crop_hw)[:, None, :]
+    coords = transform_coords(points, crop_hw, family.image_size)[:, None, :]
     labels = np.ones((len(points), 1), np.int32)
     candidates: list[_Candidate] = []
     # The decoder takes up to decoder_batch points (at most points_per_batch) per call, each
@@ -268,6 +272,7 @@ def _process_crop(
         ious = np.asarray(outputs["iou_predictions"])
         for row, point in enumerate(points[chunk]):
             logits, scores = select_masks(low_res[row], ious[row], params.multimask_output)
+            logits = fill_holes(logits, family.hole_area, family.hole_score)
             for mask_logits, score in zip(logits, scores, strict=True):
                 candidate = _candidate(
                     mask_logits, np.float32(score), point, crop_box, rgb.shape[:2], rows, cols,

@@ -57,7 +57,7 @@ def model_config(
 ) -> mc.ModelConfig:
     """The ``ModelConfig`` of one planned model."""
     if plan.runtime is Runtime.ENSEMBLE:
-        return ensemble_config()
+        return ensemble_config(plan)
     if plan.runtime is Runtime.ONNXRUNTIME:
         return onnxruntime_config(plan, gpu or GpuOptions())
     return python_config(plan, options)

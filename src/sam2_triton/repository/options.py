@@ -75,8 +75,14 @@ class ServingOptions:
     concepts_instances: int = 1
     concepts_cache_bytes: int = 2 << 30
     concepts_max_phrases: int = 16  # phrases one request may ask (a detector run each)
+    # Which model answers clicks and boxes (sam2_segment, sam2_session, sam2_automatic): a
+    # contract.FAMILIES name. "sam3" serves SAM 3's interactive model under the same contract
+    # at its sizes (build-repo chooses it when the export is SAM 3's alone).
+    family: str = c.SAM2.name
 
     def __post_init__(self) -> None:
+        if self.family not in c.FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(c.FAMILIES)}, not {self.family!r}")
         if self.cpu_precision not in CPU_PRECISIONS:
             raise ValueError(
                 f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"

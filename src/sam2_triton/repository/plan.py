@@ -92,68 +92,88 @@ def _limits(options: ServingOptions) -> dict[str, str]:
     }
 
 
+def _family(options: ServingOptions) -> c.Family:
+    return c.FAMILIES[options.family]
+
+
+def _family_parameter(options: ServingOptions) -> dict[str, str]:
+    """The ``family`` parameter of the models that prepare prompts or finish masks (none for
+    SAM 2.1, their default: its configs stay as they were)."""
+    return {} if options.family == c.SAM2.name else {"family": options.family}
+
+
 def _ensemble(options: ServingOptions) -> list[ModelPlan]:
+    family = _family(options)
+    side = family.image_size
     return [
         ModelPlan(
             c.SEGMENT,
             "image bytes + prompts -> masks: an ensemble of the four models below",
             Runtime.ENSEMBLE,
-            c.SEGMENT_INPUTS,
-            c.SEGMENT_OUTPUTS,
+            c.sized(c.SEGMENT_INPUTS, family),
+            c.sized(c.SEGMENT_OUTPUTS, family),
         ),
         ModelPlan(
             c.PREPROCESS,
-            "decode and check the image and prompts, resize and normalise to 1024x1024",
+            f"decode and check the image and prompts, resize and normalise to {side}x{side}",
             Runtime.PYTHON,
-            c.SEGMENT_INPUTS,
-            c.PREPROCESS_OUTPUTS,
+            c.sized(c.SEGMENT_INPUTS, family),
+            c.sized(c.PREPROCESS_OUTPUTS, family),
             python_module="preprocess",
             instances=options.preprocess_instances,
-            parameters=_limits(options),
+            parameters={**_limits(options), **_family_parameter(options)},
         ),
         ModelPlan(
             c.POSTPROCESS,
             "choose the masks, upsample them to the image's size, encode (PNG, RLE, cut-out)",
             Runtime.PYTHON,
-            c.POSTPROCESS_INPUTS,
-            c.SEGMENT_OUTPUTS,
+            c.sized(c.POSTPROCESS_INPUTS, family),
+            c.sized(c.SEGMENT_OUTPUTS, family),
             python_module="postprocess",
             instances=options.postprocess_instances,
+            parameters=_family_parameter(options),
         ),
     ]
 
 
 def _segment(options: ServingOptions) -> ModelPlan:
+    family = _family(options)
     return ModelPlan(
         c.SEGMENT,
         "image bytes + prompts -> masks, the four steps in one process",
         Runtime.PYTHON,
-        c.SEGMENT_INPUTS,
-        c.SEGMENT_OUTPUTS,
+        c.sized(c.SEGMENT_INPUTS, family),
+        c.sized(c.SEGMENT_OUTPUTS, family),
         python_module="segment",
-        local_files=(c.ENCODER_FILE, c.DECODER_FILE),
+        local_files=(family.encoder_file, family.decoder_file),
         instances=options.segment_instances,
         parameters={
             **_limits(options),
             **runner(options),
-            "encoder": c.ENCODER_FILE,
-            "decoder": c.DECODER_FILE,
+            "encoder": family.encoder_file,
+            "decoder": family.decoder_file,
+            **_family_parameter(options),
         },
     )
 
 
-_ENCODER_SUMMARY = "the image encoder: [B,3,1024,1024] -> image embedding + high-res features"
+def _encoder_summary(family: c.Family) -> str:
+    side = family.image_size
+    return f"the image encoder: [B,3,{side},{side}] -> image embedding + high-res features"
+
+
 _DECODER_SUMMARY = "prompt + mask decoder: one image's features, N prompt sets -> 4 masks each"
 
 
 def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
+    family = _family(options)
     return [
         ModelPlan(
             c.IMAGE_ENCODER,
-            _ENCODER_SUMMARY,
-            inputs=c.ENCODER_INPUTS,
-            outputs=c.ENCODER_OUTPUTS,
-            model_file=c.ENCODER_FILE,
+            _encoder_summary(family),
+            inputs=c.sized(c.ENCODER_INPUTS, family),
+            outputs=c.sized(c.ENCODER_OUTPUTS, family),
+            model_file=family.encoder_file,
             max_batch_size=options.encoder_max_batch,
             instances=options.encoder_instances,
             runtime=Runtime.PYTHON,
@@ -164,9 +184,9 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
         ModelPlan(
             c.MASK_DECODER,
             _DECODER_SUMMARY,
-            inputs=c.DECODER_INPUTS,
-            outputs=c.DECODER_OUTPUTS,
-            model_file=c.DECODER_FILE,
+            inputs=c.sized(c.DECODER_INPUTS, family),
+            outputs=c.sized(c.DECODER_OUTPUTS, family),
+            model_file=family.decoder_file,
             instances=options.decoder_instances,
             parameters={
                 **runner(options),
@@ -183,13 +203,14 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
 def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
     max_points = options.max_points + BOX_POINTS
     decoder_on = "TensorRT" if gpu.decoder_tensorrt else "CUDA"
+    family = _family(options)
     return [
         ModelPlan(
             c.IMAGE_ENCODER,
-            f"{_ENCODER_SUMMARY} (TensorRT)",
-            inputs=c.ENCODER_INPUTS,
-            outputs=c.ENCODER_OUTPUTS,
-            model_file=c.ENCODER_FILE,
+            f"{_encoder_summary(family)} (TensorRT)",
+            inputs=c.sized(c.ENCODER_INPUTS, family),
+            outputs=c.sized(c.ENCODER_OUTPUTS, family),
+            model_file=family.encoder_file,
             max_batch_size=options.encoder_max_batch,
             gpu=GpuPlacement(
                 queue_delay_us=gpu.encoder_queue_delay_us,
@@ -206,9 +227,9 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
         ModelPlan(
             c.MASK_DECODER,
             f"{_DECODER_SUMMARY} ({decoder_on})",
-            inputs=c.DECODER_INPUTS,
-            outputs=c.DECODER_OUTPUTS,
-            model_file=c.DECODER_FILE,
+            inputs=c.sized(c.DECODER_INPUTS, family),
+            outputs=c.sized(c.DECODER_OUTPUTS, family),
+            model_file=family.decoder_file,
             runtime=Runtime.ONNXRUNTIME,
             instances=gpu.instances,
             gpu=GpuPlacement(
@@ -227,7 +248,7 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
 def _decoder_runner(options: ServingOptions, in_process: bool) -> dict[str, str]:
     """How a Python model reaches the decoder: the ONNX file beside it, or BLS."""
     if in_process:
-        return {DECODER_PARAMETER: c.DECODER_FILE, **runner(options)}
+        return {DECODER_PARAMETER: _family(options).decoder_file, **runner(options)}
     return {DECODER_PARAMETER: BLS}
 
 
@@ -237,12 +258,17 @@ def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
         c.SESSION,
         "encode once, click many: cached embeddings, one decoder run per click",
         Runtime.PYTHON,
-        c.SESSION_INPUTS,
-        c.SESSION_OUTPUTS,
+        c.sized(c.SESSION_INPUTS, _family(options)),
+        c.sized(c.SESSION_OUTPUTS, _family(options)),
         python_module="session",
-        local_files=(c.DECODER_FILE,) if in_process else (),
+        local_files=(_family(options).decoder_file,) if in_process else (),
         instances=options.session_instances,
-        parameters={**_limits(options), "cache_bytes": str(options.session_cache_bytes), **decoder},
+        parameters={
+            **_limits(options),
+            "cache_bytes": str(options.session_cache_bytes),
+            **decoder,
+            **_family_parameter(options),
+        },
     )
 
 
@@ -256,13 +282,14 @@ def _automatic(
         c.AUTOMATIC_INPUTS,
         c.AUTOMATIC_OUTPUTS,
         python_module="automatic",
-        local_files=(c.DECODER_FILE,) if in_process else (),
+        local_files=(_family(options).decoder_file,) if in_process else (),
         instances=options.automatic_instances,
         parameters={
             "max_image_pixels": str(options.max_image_pixels),
             "decoder_chunk": str(min(chunk, options.decoder_max_prompts)),
             "max_grid_points": str(max_grid_points),
             **_decoder_runner(options, in_process),
+            **_family_parameter(options),
         },
     )
 

@@ -40,11 +40,12 @@ def python_config(plan: ModelPlan, options: ServingOptions) -> mc.ModelConfig:
     return config
 
 
-def ensemble_config() -> mc.ModelConfig:
-    """sam2_segment: preprocess -> encoder -> decoder -> postprocess in one call."""
+def ensemble_config(plan: ModelPlan) -> mc.ModelConfig:
+    """sam2_segment: preprocess -> encoder -> decoder -> postprocess in one call (its tensors
+    the plan's: the family's sizes)."""
     config = mc.ModelConfig(name=c.SEGMENT, platform="ensemble", max_batch_size=0)
-    config.input.extend(tensor_config(t, mc.ModelInput) for t in c.SEGMENT_INPUTS)
-    config.output.extend(tensor_config(t, mc.ModelOutput) for t in c.SEGMENT_OUTPUTS)
+    config.input.extend(tensor_config(t, mc.ModelInput) for t in plan.inputs)
+    config.output.extend(tensor_config(t, mc.ModelOutput) for t in plan.outputs)
     same = {t.name: t.name for t in c.SEGMENT_INPUTS}
     steps = [
         (c.PREPROCESS, same, {t.name: t.name for t in c.PREPROCESS_OUTPUTS}),

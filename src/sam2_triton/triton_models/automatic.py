@@ -23,6 +23,7 @@ from sam2_triton.triton_models.common import (
     model_parameters,
     read_inputs,
     respond_each,
+    served_family,
 )
 from sam2_triton.triton_models.metrics import ModelMetrics
 
@@ -36,6 +37,7 @@ class TritonPythonModel:
         self.metrics = ModelMetrics(args["model_name"])
         self.encode = self.metrics.timed_encode(encode_image)
         self.decode = self.metrics.timed_decode(chosen_decoder(args, params))
+        self.family = served_family(params)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)
@@ -54,6 +56,7 @@ class TritonPythonModel:
             params,
             decoder_batch=self.decoder_batch,
             is_cancelled=request.is_cancelled,
+            family=self.family,
         )
         if segmentation == "polygons":
             annotations = polygons.as_polygon_annotations(annotations, tolerance)

@@ -61,6 +61,11 @@ def model_parameters(args: dict[str, str]) -> dict[str, str]:
     return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
 
 
+def served_family(params: Mapping[str, str]) -> c.Family:
+    """The model family the ``family`` parameter names (SAM 2.1 without one): its sizes."""
+    return c.FAMILIES[params.get("family", c.SAM2.name)]
+
+
 def read_inputs(request: Any, tensors: Sequence[Tensor]) -> dict[str, np.ndarray | None]:
     """Inputs by name; a missing optional input is None, a missing required one is an error.
 

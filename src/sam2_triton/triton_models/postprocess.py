@@ -10,13 +10,19 @@ import numpy as np
 from sam2_triton.contract import POSTPROCESS_INPUTS
 from sam2_triton.image.request import OutputOptions, parse_output_format
 from sam2_triton.image.segment import finish_request
-from sam2_triton.triton_models.common import read_inputs, respond_each
+from sam2_triton.triton_models.common import (
+    model_parameters,
+    read_inputs,
+    respond_each,
+    served_family,
+)
 from sam2_triton.triton_models.metrics import ModelMetrics
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         self.metrics = ModelMetrics(args["model_name"])
+        self.family = served_family(model_parameters(args))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)
@@ -31,4 +37,4 @@ class TritonPythonModel:
             mask_size=(mask_height, mask_width),
             polygon_tolerance=float(inputs["polygon_epsilon"][0]),
         )
-        return finish_request(inputs, (height, width), options, inputs["cutout_rgb"])
+        return finish_request(inputs, (height, width), options, inputs["cutout_rgb"], self.family)

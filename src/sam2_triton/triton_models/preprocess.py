@@ -12,7 +12,12 @@ from sam2_triton.contract import SEGMENT_INPUTS
 from sam2_triton.image.prompts import DEFAULT_MAX_PROMPT_SETS
 from sam2_triton.image.request import Limits
 from sam2_triton.image.segment import prepare_request
-from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+from sam2_triton.triton_models.common import (
+    model_parameters,
+    read_inputs,
+    respond_each,
+    served_family,
+)
 from sam2_triton.triton_models.metrics import ModelMetrics
 
 
@@ -25,12 +30,14 @@ class TritonPythonModel:
             int(params.get("max_points", contract.DEFAULT_MAX_POINTS)),
             int(params.get("max_prompt_sets", DEFAULT_MAX_PROMPT_SETS)),
         )
+        self.family = served_family(params)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
-        prepared = prepare_request(read_inputs(request, SEGMENT_INPUTS), self.limits)
+        inputs = read_inputs(request, SEGMENT_INPUTS)
+        prepared = prepare_request(inputs, self.limits, self.family)
         return {
             "image_1024": prepared.image_1024,
             "point_coords_1024": prepared.sets.coords,

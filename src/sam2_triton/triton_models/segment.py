@@ -18,7 +18,12 @@ from sam2_triton import contract as c
 from sam2_triton.image.request import Limits
 from sam2_triton.image.segment import segment
 from sam2_triton.runtime.runners import sam2_functions
-from sam2_triton.triton_models.common import model_parameters, read_inputs, respond_each
+from sam2_triton.triton_models.common import (
+    model_parameters,
+    read_inputs,
+    respond_each,
+    served_family,
+)
 from sam2_triton.triton_models.metrics import ModelMetrics
 
 
@@ -39,10 +44,13 @@ class TritonPythonModel:
             int(params["max_points"]),
             int(params["max_prompt_sets"]),
         )
+        self.family = served_family(params)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return respond_each(requests, self._one, self.metrics)
 
     def _one(self, request: Any) -> dict[str, np.ndarray]:
         inputs = read_inputs(request, c.SEGMENT_INPUTS)
-        return segment(inputs, self.encode, self.decode, self.limits, request.is_cancelled)
+        return segment(
+            inputs, self.encode, self.decode, self.limits, request.is_cancelled, self.family
+        )

@@ -25,6 +25,7 @@ from sam2_triton.triton_models.common import (
     model_parameters,
     read_inputs,
     respond_each,
+    served_family,
 )
 from sam2_triton.triton_models.metrics import CacheMetrics, ModelMetrics
 
@@ -44,6 +45,7 @@ class TritonPythonModel:
             self.requests.timed_encode(encode_image),
             self.requests.timed_decode(chosen_decoder(args, params)),
             limits,
+            served_family(params),
         )
         self.metrics = CacheMetrics(args["model_name"])
 
