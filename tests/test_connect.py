@@ -144,6 +144,24 @@ def test_label_studio_prompts_are_read_in_percent_of_the_image():
         label_studio._prompt([{"type": "keypointlabels", "value": {"x": 101, "y": 1}}], IMAGE)
 
 
+def test_masks_written_as_json_digits_read_back_as_their_pixels():
+    """CVAT's mask answers: any layout (pycocotools' column-major masks and crops of them,
+    row-major, bool or uint8, one row, a flat list), between a prefix of either parity."""
+    from sam2_triton.connect.answers import digits_json
+
+    rng = np.random.default_rng(0)
+    column_major = np.asfortranarray(rng.integers(0, 2, (37, 23), np.uint8))
+    masks = [column_major, column_major[3:30, 5:9], column_major.view(bool)[1:2],
+             np.ascontiguousarray(column_major).view(bool), column_major[:, 4:5],
+             column_major[5], np.array([1], np.uint8)]  # fmt: skip
+    for mask in masks:
+        for prefix in (b"", b'{"mask":', b'{"m":'):
+            text = digits_json(mask, prefix, b',"bounds":[1]}')
+            assert text.startswith(prefix) and text.endswith(b',"bounds":[1]}')
+            body = text[len(prefix) : -len(b',"bounds":[1]}')]
+            assert json.loads(body) == mask.astype(int).tolist(), (mask.shape, prefix)
+
+
 def test_cvat_masks_are_cropped_to_inclusive_bounds():
     mask = np.zeros((200, 300), bool)
     mask[10:20, 30:35] = True

@@ -108,9 +108,8 @@ def invoke(
     if name == config.interactor:
         mask = service.click(image, _prompt(body, image)).mask
         cropped, bounds = crop(mask)
-        return EncodedJson(
-            b'{"mask":' + digits_json(cropped) + b',"bounds":' + json.dumps(bounds).encode() + b"}"
-        )
+        bounds_json = json.dumps(bounds).encode()
+        return EncodedJson(digits_json(cropped, b'{"mask":', b',"bounds":' + bounds_json + b"}"))
     return detect(service, config, image, body.get("threshold"))
 
 
@@ -127,7 +126,7 @@ def detect(
         if record["predicted_iou"] < floor:
             continue
         rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
-        cropped, bounds = crop(mask_utils.decode(rle).astype(bool))
+        cropped, bounds = crop(mask_utils.decode(rle).view(bool))
         shape = {
             "label": config.labels[0],
             "confidence": str(round(record["predicted_iou"], 4)),
@@ -135,7 +134,8 @@ def detect(
             "points": [],
         }
         # "mask": the crop's values, then its bounds
-        values = digits_json(cropped.reshape(-1))[:-1] + b"," + json.dumps(bounds)[1:].encode()
+        values = digits_json(cropped.reshape(-1))[:-1]
+        values += b"," + json.dumps(bounds)[1:].encode()
         shapes.append(json.dumps(shape)[:-1].encode() + b',"mask":' + values + b"}")
     return EncodedJson(b"[" + b",".join(shapes) + b"]")
 
