@@ -106,12 +106,22 @@ def _triton_args(name: str, repo) -> dict[str, str]:
 
 
 def test_every_python_model_imports_and_initialises_in_the_image_python(
-    gpu_python, served_export, tmp_path
+    gpu_python, served_export, sam3_export, tmp_path
 ):
     """As the stub does, in the image's Python with no onnxruntime importable (the export
-    placed: sam2_video reads the tracker's constants; sam3_concepts, SAM 3's vocabulary)."""
+    placed: sam2_video reads the tracker's constants; sam3_concepts, SAM 3's vocabulary); and
+    the image models of SAM 3's export alone, whose configs name its family."""
+    from sam2_triton.cli.build_repo import with_video_if_exported
+    from sam2_triton.repository.build import build_repository
+    from sam2_triton.repository.model_plan import GpuOptions
+    from sam2_triton.repository.options import ServingOptions
+
     repo = gpu_repository(gpu_python, served_export, tmp_path / "placed", concepts=True)
     models = [*PYTHON_MODELS, c.CONCEPTS]
+    options, gpu = with_video_if_exported(ServingOptions(), sam3_export, "gpu", GpuOptions())
+    sam3_repo = tmp_path / "sam3"
+    build_repository(sam3_export, sam3_repo, options, target="gpu", gpu=gpu)
+    sam3_models = [c.SEGMENT, c.SESSION, c.AUTOMATIC, c.PREPROCESS, c.POSTPROCESS]
     shutil.copy(ROOT / "tests" / "fake_pb_utils.py", tmp_path / "triton_python_backend_utils.py")
     script = (
         "import importlib.util, json, sys\n"
@@ -128,7 +138,10 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(
         "    print('initialised', name, sys.version_info[:2])\n"
     )
     listed = tmp_path / "models.json"
-    listed.write_text(json.dumps({n: _triton_args(n, repo) for n in models}))
+    listed.write_text(json.dumps({
+        **{n: _triton_args(n, repo) for n in models},
+        **{f"sam3:{n}": _triton_args(n, sam3_repo) for n in sam3_models[1:]},
+    }))  # fmt: skip
     run = subprocess.run(
         [str(gpu_python.executable), "-c", script, str(listed)],
         capture_output=True,
@@ -136,7 +149,9 @@ def test_every_python_model_imports_and_initialises_in_the_image_python(
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in models]
+    names = [*models, *(f"sam3:{n}" for n in sam3_models[1:])]
+    assert run.stdout.splitlines() == [f"initialised {n} (3, 10)" for n in names]
+    assert load_configs(sam3_repo)[c.SEGMENT].platform == "ensemble"
 
 
 @pytest.fixture(scope="module")
