@@ -140,3 +140,37 @@ def interactive_reference(sam3_model, rgb):
             return Sam3Image.predict_inst(model, state, **kwargs)
 
     return predict
+
+
+def sam3_automatic_generator(sam3_model, **params):
+    """Meta's ``SAM2AutomaticMaskGenerator`` over SAM 3's interactive model: its predictor a
+    ``SAM3InteractiveImagePredictor`` (holes and sprinkles as the generator sets them, from
+    ``min_mask_region_area``), whose ``set_image`` installs the features as ``predict_inst``
+    does from ``Sam3Processor.set_image``'s state (the interactive model has no backbone)."""
+    from PIL import Image
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    concept_model, tracker = sam3_model
+    area = params.get("min_mask_region_area", 0)
+    predictor = SAM3InteractiveImagePredictor(tracker, max_hole_area=area, max_sprinkle_area=area)
+    processor = Sam3Processor(concept_model, device="cpu")
+
+    def set_image(image) -> None:  # Sam3Image.predict_inst's preparation, on this image
+        with torch.no_grad():
+            state = processor.set_image(Image.fromarray(image))
+        backbone_out = state["backbone_out"]["sam2_backbone_out"]
+        _, feats, _, _ = tracker._prepare_backbone_features(backbone_out)
+        feats[-1] = feats[-1] + tracker.no_mem_embed
+        pairs = zip(feats[::-1], predictor._bb_feat_sizes[::-1], strict=True)
+        maps = [f.permute(1, 2, 0).view(1, -1, *size) for f, size in pairs][::-1]
+        predictor._features = {"image_embed": maps[-1], "high_res_feats": maps[:-1]}
+        predictor._orig_hw = [image.shape[:2]]
+        predictor._is_image_set = True
+
+    predictor.set_image = set_image
+    generator = SAM2AutomaticMaskGenerator.__new__(SAM2AutomaticMaskGenerator)
+    SAM2AutomaticMaskGenerator.__init__(generator, tracker, **params)  # its own checks
+    generator.predictor = predictor
+    return generator

@@ -11,6 +11,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sam2_triton.contract import SAM3
@@ -19,7 +20,8 @@ from sam2_triton.image.masks import fill_holes
 from sam2_triton.image.segment import segment
 from sam2_triton.image.session import SessionService
 from sam2_triton.runtime.runners import sam2_functions
-from tests.sam3_helpers import interactive_reference
+from tests.helpers import PARAMS, match_annotations
+from tests.sam3_helpers import interactive_reference, sam3_automatic_generator
 
 HEIGHT, WIDTH = 300, 400
 
@@ -110,3 +112,23 @@ def test_segment_answers_as_the_session_does(clicks):
     np.testing.assert_array_equal(ours["low_res_logits"], theirs["low_res_logits"])
     with pytest.raises(InvalidInputError, match=r"mask_input.*\[1, 288, 288\]"):
         service.handle({**request, "mask_input": np.zeros((1, 256, 256), np.float32)})
+
+
+def test_segment_everything_is_sam2s_generator_over_sam3s_interactive_model(sam3_model, clicks):
+    """sam2_automatic's logic with SAM3 against Meta's SAM2AutomaticMaskGenerator whose
+    predictor is SAM 3's interactive one: the same masks (IoU >= 0.99), predicted IoUs and
+    stability scores."""
+    from sam2_triton.image.automatic import AutomaticParams, generate
+
+    _, service, _ = clicks
+    rgb = clicks_image()
+    params = {**PARAMS, "points_per_side": 5}  # 25 points: 8 masks kept
+    ours = generate(rgb, service.encode, service.decode, AutomaticParams(**params), family=SAM3)
+    generator = sam3_automatic_generator(sam3_model, output_mode="coco_rle", **params)
+    with torch.no_grad():
+        theirs = generator.generate(rgb)
+    assert len(theirs) > 3, len(theirs)
+    assert min(match_annotations(ours, theirs)) >= 0.99
+    for key in ("predicted_iou", "stability_score"):
+        got, want = sorted(a[key] for a in ours), sorted(a[key] for a in theirs)
+        np.testing.assert_allclose(got, want, atol=1e-3, err_msg=key)

@@ -27,7 +27,7 @@ from sam2_triton.contract import ENCODER_OUTPUTS, SAM2, Family
 from sam2_triton.errors import InvalidInputError, RequestCancelled
 from sam2_triton.image.boxes import mask_to_box, nms
 from sam2_triton.image.decoder_feeds import decoder_feeds
-from sam2_triton.image.masks import bilinear_matrices, fill_holes, select_masks
+from sam2_triton.image.masks import bilinear_matrices, select_masks
 from sam2_triton.image.small_regions import postprocess_small_regions
 from sam2_triton.image.transforms import preprocess_image, transform_coords
 
@@ -202,7 +202,9 @@ def generate(
     family: Family = SAM2,
 ) -> list[dict[str, Any]]:
     """SA-1B annotations for every object found in ``rgb`` (HWC uint8), best first, by
-    ``family``'s model (its input size and low-res masks, holes filled as its predictor does).
+    ``family``'s model at its sizes. No family's holes are filled here: Meta's generator makes
+    its own predictor with ``max_hole_area = min_mask_region_area`` (and on a CPU skips it,
+    as ``small_regions`` says).
 
     ``is_cancelled`` is asked before each decoder call: a cancelled request stops within one
     call instead of running the whole grid.
@@ -272,7 +274,6 @@ def _process_crop(
         ious = np.asarray(outputs["iou_predictions"])
         for row, point in enumerate(points[chunk]):
             logits, scores = select_masks(low_res[row], ious[row], params.multimask_output)
-            logits = fill_holes(logits, family.hole_area, family.hole_score)
             for mask_logits, score in zip(logits, scores, strict=True):
                 candidate = _candidate(
                     mask_logits, np.float32(score), point, crop_box, rgb.shape[:2], rows, cols,
