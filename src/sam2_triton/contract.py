@@ -126,8 +126,9 @@ class Family:
     normalisation: str  # "imagenet" (SAM2Transforms) or "half" (Sam3Processor: mean = std = 0.5)
     encoder_file: str
     decoder_file: str
-    # the predictor's max_hole_area: 8-connected background regions of the low-res logits up to
-    # this area become foreground (hole_score) before upsampling; SAM2ImagePredictor's is 0
+    # the predictor's max_hole_area: 8-connected background regions of a click's low-res logits
+    # up to this area become foreground (hole_score) before upsampling; SAM2ImagePredictor's is
+    # 0 (segment everything follows Meta's generator, which sets its predictor's own)
     hole_area: int = 0
     hole_score: float = 10.0
 
