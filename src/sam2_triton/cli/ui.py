@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sam2_triton.cli.arguments import add_model, positive_int
+from sam2_triton.cli.arguments import SAM3_MODEL, add_served_model, positive_int
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR
 from sam2_triton.clients.tritonclient_io import DEFAULT_URLS
 from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also build and start the embedded server (HTTP 8000, gRPC 8001) and stop it after",
     )
-    add_model(p)
+    add_served_model(p)
     p.add_argument("--repository", type=Path, default=EMBEDDED_REPOSITORY_DIR)
     p.set_defaults(func=run)
 
@@ -82,7 +82,8 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[None]:
         server = start_server(
             args.repository, Address("127.0.0.1", Ports(8000, 8001, 8002)), options.cpu_precision
         )
-        print(f"embedded SAM 2.1 {args.model} server: HTTP :8000, gRPC :8001", flush=True)
+        what = "SAM 3" if args.model == SAM3_MODEL else f"SAM 2.1 {args.model}"
+        print(f"embedded {what} server: HTTP :8000, gRPC :8001", flush=True)
         try:
             yield
         finally:
