@@ -25,6 +25,11 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 SAM3_MODEL = "sam3"
 
 
+def served_name(model: str) -> str:
+    """What ``--model`` serves, as the commands print it."""
+    return "SAM 3" if model == SAM3_MODEL else f"SAM 2.1 {model}"
+
+
 def add_served_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",

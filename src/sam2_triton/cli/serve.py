@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sam2_triton.cli.arguments import (
-    SAM3_MODEL,
     add_served_model,
     add_server_address,
     add_serving_options,
+    served_name,
     serving_options,
 )
 from sam2_triton.cli.build_repo import build_repo
@@ -83,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
         server = start_server(args.repository, address, options.cpu_precision, admin_key=key)
         watchdog = Watchdog.of_server(server, log=lambda line: print(line, flush=True)).start()
         print(admin_key_notice(from_environment), flush=True)
-        what = "SAM 3" if args.model == SAM3_MODEL else f"SAM 2.1 {args.model}"
         print(
-            f"serving {what}: HTTP {address.url(address.ports.http)}, "
+            f"serving {served_name(args.model)}: HTTP {address.url(address.ports.http)}, "
             f"gRPC {address.url(address.ports.grpc)}, metrics "
             f"{address.url(address.ports.metrics)} (Ctrl-C to stop)",
             flush=True,

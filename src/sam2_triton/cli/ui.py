@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sam2_triton.cli.arguments import SAM3_MODEL, add_served_model, positive_int
+from sam2_triton.cli.arguments import add_served_model, positive_int, served_name
 from sam2_triton.cli.paths import EMBEDDED_REPOSITORY_DIR
 from sam2_triton.clients.tritonclient_io import DEFAULT_URLS
 from sam2_triton.contract import DEFAULT_MAX_IMAGE_PIXELS
@@ -82,8 +82,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[None]:
         server = start_server(
             args.repository, Address("127.0.0.1", Ports(8000, 8001, 8002)), options.cpu_precision
         )
-        what = "SAM 3" if args.model == SAM3_MODEL else f"SAM 2.1 {args.model}"
-        print(f"embedded {what} server: HTTP :8000, gRPC :8001", flush=True)
+        print(f"embedded {served_name(args.model)} server: HTTP :8000, gRPC :8001", flush=True)
         try:
             yield
         finally:

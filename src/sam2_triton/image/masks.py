@@ -15,7 +15,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
+from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, SAM2, Family
 from sam2_triton.image.upsampling import AxisWeights, dense_logits, mask_array, mask_rle
 
 LOW_RES_LOGIT_CLAMP = 32.0  # SAM2ImagePredictor clamps returned low-res logits to [-32, 32]
@@ -152,17 +152,16 @@ def postprocess_masks(
     orig_hw: tuple[int, int],
     multimask_output: bool,
     mask_hw: tuple[int, int] | None = None,
-    holes: tuple[int, float] = (0, 0.0),
+    family: Family = SAM2,
 ) -> DecodedMasks:
     """Decoder output for one prompt set ([4,256,256], [4]) -> masks at the original size
-    (or resized to ``mask_hw``). ``holes``: the family's (hole_area, hole_score), holes its
-    predictor fills in the low-res logits before upsampling (``low_res_logits`` are returned
-    unfilled, as the predictor returns them)."""
+    (or resized to ``mask_hw``), with the holes ``family``'s predictor fills in the low-res
+    logits before upsampling (``low_res_logits`` are returned unfilled, as it returns them)."""
     logits, scores = select_masks(low_res_masks, iou_predictions, multimask_output)
     logits = np.asarray(logits, np.float32)
     clamped = np.clip(logits, -LOW_RES_LOGIT_CLAMP, LOW_RES_LOGIT_CLAMP).astype(np.float32)
     return DecodedMasks(
-        logits=fill_holes(logits, *holes),
+        logits=fill_holes(logits, family.hole_area, family.hole_score),
         iou_scores=scores.astype(np.float32),
         low_res_logits=clamped,
         orig_hw=(int(orig_hw[0]), int(orig_hw[1])),

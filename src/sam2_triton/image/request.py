@@ -52,6 +52,7 @@ class OutputOptions:
     multimask: bool
     mask_size: tuple[int, int] | None = None  # masks resized to (height, width)
     polygon_tolerance: float = DEFAULT_TOLERANCE
+    family: Family = SAM2  # the served model: its sizes and hole filling
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +62,6 @@ class RequestOptions(OutputOptions):
 
     prompts: PromptInputs
     max_points: int
-    family: Family = SAM2
 
     @property
     def prompts_given(self) -> bool:

@@ -51,9 +51,7 @@ class PreparedRequest:
 
     def finish(self, decoded: Arrays) -> dict[str, np.ndarray]:
         """The decoder's rows -> SEGMENT_OUTPUTS as this request asked."""
-        return finish_request(
-            decoded, self.orig_hw, self.options, self.cutout_rgb, self.options.family
-        )
+        return finish_request(decoded, self.orig_hw, self.options, self.cutout_rgb)
 
 
 def prepare_request(
@@ -78,11 +76,10 @@ def finish_request(
     orig_hw: tuple[int, int],
     options: OutputOptions,
     cutout_rgb: np.ndarray | None = None,
-    family: Family = SAM2,
 ) -> dict[str, np.ndarray]:
     """All four mask tokens of each of the B rows -> SEGMENT_OUTPUTS at the image's size (or
     ``options.mask_size``) and format: the sets' K masks each, one after another ([B * K, ...]),
-    holes filled as ``family``'s predictor fills them.
+    holes filled as ``options.family``'s predictor fills them.
     """
     low_res = np.asarray(decoded["low_res_masks"])
     scores = np.asarray(decoded["iou_predictions"])
@@ -94,7 +91,7 @@ def finish_request(
                 orig_hw,
                 multimask_output=options.multimask,
                 mask_hw=options.mask_size,
-                holes=(family.hole_area, family.hole_score),
+                family=options.family,
             ),
             options.output_format,
             cutout_rgb,

@@ -65,7 +65,7 @@ class SessionService:
         if options.output_format.startswith("cutout"):
             data = np.asarray(features[IMAGE_FILE]).tobytes()
             rgb = decode_image(data, self.limits.max_image_pixels)
-        outputs = finish_request(decoded, orig_hw, options, rgb, self.family)
+        outputs = finish_request(decoded, orig_hw, options, rgb)
         return {**outputs, "image_id": id_tensor(image_id)}
 
     def _features(

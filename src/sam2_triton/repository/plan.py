@@ -254,14 +254,15 @@ def _decoder_runner(options: ServingOptions, in_process: bool) -> dict[str, str]
 
 def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
     decoder = _decoder_runner(options, in_process)
+    family = _family(options)
     return ModelPlan(
         c.SESSION,
         "encode once, click many: cached embeddings, one decoder run per click",
         Runtime.PYTHON,
-        c.sized(c.SESSION_INPUTS, _family(options)),
-        c.sized(c.SESSION_OUTPUTS, _family(options)),
+        c.sized(c.SESSION_INPUTS, family),
+        c.sized(c.SESSION_OUTPUTS, family),
         python_module="session",
-        local_files=(_family(options).decoder_file,) if in_process else (),
+        local_files=(family.decoder_file,) if in_process else (),
         instances=options.session_instances,
         parameters={
             **_limits(options),

@@ -36,5 +36,6 @@ class TritonPythonModel:
             multimask=bool(inputs["multimask"][0]),
             mask_size=(mask_height, mask_width),
             polygon_tolerance=float(inputs["polygon_epsilon"][0]),
+            family=self.family,
         )
-        return finish_request(inputs, (height, width), options, inputs["cutout_rgb"], self.family)
+        return finish_request(inputs, (height, width), options, inputs["cutout_rgb"])
