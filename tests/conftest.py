@@ -147,6 +147,15 @@ def sam3_model(sam3_export: Path):
 
 
 @pytest.fixture(scope="session")
+def sam3_clicks_reference(sam3_model):
+    """Meta's answers for clicks on ``sam3_helpers.clicks_image`` (``predict_inst`` over
+    ``Sam3Processor.set_image``, the image set once for the in-process and served tests)."""
+    from tests.sam3_helpers import clicks_image, interactive_reference
+
+    return interactive_reference(sam3_model, clicks_image())
+
+
+@pytest.fixture(scope="session")
 def served_export(tracker_export: Path, sam3_export: Path) -> Path:
     """What ``triton`` serves: the tiny export with its tracker and SAM 3's graphs beside it
     (hard links), so one server answers both families."""

@@ -10,7 +10,11 @@ a graph that dropped an affine part or swapped the necks would pass."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from sam2_triton.concepts.tokens import clip_vocabulary  # noqa: F401 - the tests' import
@@ -174,3 +178,31 @@ def sam3_automatic_generator(sam3_model, **params):
     SAM2AutomaticMaskGenerator.__init__(generator, tracker, **params)  # its own checks
     generator.predictor = predictor
     return generator
+
+
+CLICKS_HW = (300, 400)  # the clicks tests' image
+
+
+def clicks_image() -> np.ndarray:
+    """Noise with a flat region: random weights answer it with speckled, holed masks."""
+    rgb = np.random.default_rng(3).integers(0, 255, (*CLICKS_HW, 3), dtype=np.uint8)
+    rgb[100:200, 150:300] = (200, 40, 40)
+    return rgb
+
+
+def clicks_png() -> np.ndarray:
+    """``clicks_image`` as a PNG file, the UINT8 array the image input takes."""
+    buffer = io.BytesIO()
+    Image.fromarray(clicks_image()).save(buffer, format="PNG")
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+def assert_like_predict_inst(ours, masks, iou, low_res) -> None:
+    """SESSION_OUTPUTS (ours) against predict_inst's answer to the same prompt: masks on
+    >= 0.999 of pixels, IoU within 1e-4, low-res logits within 5e-4."""
+    masks = np.asarray(masks).reshape(-1, *CLICKS_HW)
+    assert ours["masks"].shape == masks.shape and ours["low_res_logits"].shape[1:] == (288, 288)
+    np.testing.assert_allclose(ours["iou_scores"], np.asarray(iou).reshape(-1), atol=1e-4)
+    np.testing.assert_allclose(ours["low_res_logits"], low_res.reshape(-1, 288, 288), atol=5e-4)
+    agree = (ours["masks"] == masks.astype(np.uint8)).mean()
+    assert agree >= 0.999, agree

@@ -18,8 +18,7 @@ from tritonclient.utils import InferenceServerException
 from sam2_triton import contract as c
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.clients.image_predictor import SAM2RemotePredictor
-from tests.sam3_helpers import interactive_reference
-from tests.test_sam3_clicks import assert_same, clicks_image, png_bytes
+from tests.sam3_helpers import assert_like_predict_inst, clicks_image, clicks_png
 
 pytestmark = pytest.mark.e2e
 
@@ -43,27 +42,23 @@ def sam3_triton(sam3_export, tmp_path_factory):
     yield from running_server(sam3_export, tmp_path_factory, options)
 
 
-@pytest.fixture(scope="module")
-def theirs(sam3_model):
-    return interactive_reference(sam3_model, clicks_image())
-
-
-def test_sam2_clients_get_sam3s_masks_over_http_and_grpc(sam3_triton, theirs):
+def test_sam2_clients_get_sam3s_masks_over_http_and_grpc(sam3_triton, sam3_clicks_reference):
     """The remote predictor as SAM2ImagePredictor is used (set_image, then a click, a box with
     one mask, a refinement), and sam2_segment's one call over gRPC."""
+    theirs = sam3_clicks_reference
     predictor = SAM2RemotePredictor(sam3_triton.http_url, protocol="http", output_format="rle")
     try:
         predictor.set_image(clicks_image())
         click = predictor.predict(**CLICK, multimask_output=True)
         reference = theirs(**CLICK, multimask_output=True)
-        assert_same(_outputs(*click), *reference)
+        assert_like_predict_inst(_outputs(*click), *reference)
         single = predictor.predict(box=BOX, multimask_output=False)
-        assert_same(_outputs(*single), *theirs(box=BOX, multimask_output=False))
+        assert_like_predict_inst(_outputs(*single), *theirs(box=BOX, multimask_output=False))
         best = reference[2][np.argmax(reference[1])][None]  # [1, 288, 288]
         refine = {"point_coords": CLICK["point_coords"][:1], "point_labels": [1],
                   "mask_input": best}  # fmt: skip
         again = predictor.predict(**refine, multimask_output=False)
-        assert_same(_outputs(*again), *theirs(**refine, multimask_output=False))
+        assert_like_predict_inst(_outputs(*again), *theirs(**refine, multimask_output=False))
         # Triton's own shape check, from the config rendered at SAM 3's sizes
         with pytest.raises(InferenceServerException, match=r"mask_input.*Expected \[1,288,288\]"):
             predictor.predict(**CLICK, mask_input=np.zeros((1, 256, 256), np.float32))
@@ -72,12 +67,12 @@ def test_sam2_clients_get_sam3s_masks_over_http_and_grpc(sam3_triton, theirs):
 
     client = SegmentClient(sam3_triton.grpc_url, "grpc")
     try:
-        response = client.segment(bytes(png_bytes(clicks_image())), box=BOX)
+        response = client.segment(bytes(clicks_png()), box=BOX)
     finally:
         client.close()
     answer = {"masks": response.masks, "iou_scores": response.iou_scores,
               "low_res_logits": response.low_res_logits}  # fmt: skip
-    assert_same(answer, *theirs(box=BOX, multimask_output=True))
+    assert_like_predict_inst(answer, *theirs(box=BOX, multimask_output=True))
 
 
 def _outputs(masks, iou, low_res):

@@ -7,12 +7,9 @@ then ``SAM3InteractiveImagePredictor.predict``) on the same weights: masks at th
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from sam2_triton.contract import SAM3
 from sam2_triton.image.embedding_cache import EmbeddingCache
@@ -21,34 +18,23 @@ from sam2_triton.image.segment import segment
 from sam2_triton.image.session import SessionService
 from sam2_triton.runtime.runners import sam2_functions
 from tests.helpers import PARAMS, match_annotations
-from tests.sam3_helpers import interactive_reference, sam3_automatic_generator
-
-HEIGHT, WIDTH = 300, 400
-
-
-def clicks_image() -> np.ndarray:
-    """Noise with a flat region: random weights answer it with speckled, holed masks."""
-    rgb = np.random.default_rng(3).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    rgb[100:200, 150:300] = (200, 40, 40)
-    return rgb
-
-
-def png_bytes(rgb: np.ndarray) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return np.frombuffer(buffer.getvalue(), np.uint8)
+from tests.sam3_helpers import (
+    assert_like_predict_inst,
+    clicks_image,
+    clicks_png,
+    sam3_automatic_generator,
+)
 
 
 @pytest.fixture(scope="module")
-def clicks(sam3_model, sam3_export, tmp_path_factory):
+def clicks(sam3_clicks_reference, sam3_export, tmp_path_factory):
     """(the reference's ``predict``, the served logic on the graphs, the image's PNG)."""
-    rgb = clicks_image()
     encode, decode = sam2_functions(
         sam3_export / SAM3.encoder_file, sam3_export / SAM3.decoder_file
     )
     cache = EmbeddingCache(tmp_path_factory.mktemp("sam3-clicks"), 1 << 30)
     service = SessionService(cache, _counted(encode), decode, family=SAM3)
-    return interactive_reference(sam3_model, rgb), service, png_bytes(rgb)
+    return sam3_clicks_reference, service, clicks_png()
 
 
 def _counted(encode):
@@ -60,16 +46,6 @@ def _counted(encode):
     return run
 
 
-def assert_same(ours, masks, iou, low_res):
-    """Ours (SESSION_OUTPUTS) against predict_inst's answer for the same prompt."""
-    masks = np.asarray(masks).reshape(-1, HEIGHT, WIDTH)
-    assert ours["masks"].shape == masks.shape and ours["low_res_logits"].shape[1:] == (288, 288)
-    np.testing.assert_allclose(ours["iou_scores"], np.asarray(iou).reshape(-1), atol=1e-4)
-    np.testing.assert_allclose(ours["low_res_logits"], low_res.reshape(-1, 288, 288), atol=5e-4)
-    agree = (ours["masks"] == masks.astype(np.uint8)).mean()
-    assert agree >= 0.999, agree
-
-
 def test_session_clicks_boxes_and_refinements_are_sam3s(clicks):
     """A click and a background click (three candidates), a box (one mask: the stability rule),
     two boxes at once, and a refinement with the previous low-res logits; the image encoded
@@ -78,23 +54,23 @@ def test_session_clicks_boxes_and_refinements_are_sam3s(clicks):
     points, labels = np.array([[180.0, 140.0], [320.0, 60.0]], np.float32), np.array([1, 0])
     ours = service.handle({"image": png, "point_coords": points, "point_labels": labels})
     theirs = theirs_for(point_coords=points, point_labels=labels, multimask_output=True)
-    assert_same(ours, *theirs)
+    assert_like_predict_inst(ours, *theirs)
     filled = fill_holes(ours["low_res_logits"], SAM3.hole_area, SAM3.hole_score)
     assert (filled > 0).sum() > (ours["low_res_logits"] > 0).sum(), "no hole to fill: no check"
     image_id = ours["image_id"]
 
     box = np.array([120.0, 80.0, 330.0, 230.0], np.float32)
     single = {"image_id": image_id, "box": box, "multimask_output": np.array([False])}
-    assert_same(service.handle(single), *theirs_for(box=box, multimask_output=False))
+    assert_like_predict_inst(service.handle(single), *theirs_for(box=box, multimask_output=False))
 
     boxes = np.array([[120.0, 80.0, 330.0, 230.0], [10.0, 10.0, 90.0, 120.0]], np.float32)
     ours = service.handle({"image_id": image_id, "box_batch": boxes})
-    assert_same(ours, *theirs_for(box=boxes, multimask_output=True))
+    assert_like_predict_inst(ours, *theirs_for(box=boxes, multimask_output=True))
 
     previous = theirs[2][np.argmax(theirs[1])][None]  # the best candidate's logits [1, 288, 288]
     refine = {"point_coords": points[:1], "point_labels": labels[:1], "mask_input": previous}
     ours = service.handle({"image_id": image_id, **refine, "multimask_output": np.array([False])})
-    assert_same(ours, *theirs_for(**refine, multimask_output=False))
+    assert_like_predict_inst(ours, *theirs_for(**refine, multimask_output=False))
     assert service.encode.calls == 1
 
 
