@@ -10,7 +10,10 @@ request (base64), Label Studio with the task's URL (served by a stand-in for Lab
 upload URL, with the token). The direct figure is ``SegmentClient.click`` on the image's id with
 what the gateway asks (three candidates; RLE, or polygons for X-AnyLabeling; nothing decoded).
 Medians;
-``overhead_ms`` = tool - direct, against the goal max(10 %, 15 ms). ``encoder_runs`` counts
+``overhead_ms`` = tool - direct, against the goal max(10 %, 15 ms). ``protocol_ms`` is the
+tool's traffic alone: the same requests, sent the same way, to an HTTP server that only reads
+their JSON and answers the same bytes (the tool's answer to the first click), so
+``overhead_ms`` beyond it is what the gateway's own work adds. ``encoder_runs`` counts
 sam2_image_encoder's executions during the clicks (after each tool's first request opened the
 image): 0 means no re-encoding. Writes ``connect_latency.json`` next to the export. Not a test.
 """
@@ -81,6 +84,37 @@ def studio_stand_in(files: dict[str, bytes]) -> ThreadingHTTPServer:
     return server
 
 
+def echo_server(port: int) -> None:
+    """A tool's traffic and nothing else: each POST's JSON read, the bytes last PUT answered."""
+    from aiohttp import web
+
+    answer = {"body": b"{}"}
+
+    async def put(request: web.Request) -> web.Response:
+        answer["body"] = await request.read()
+        return web.Response()
+
+    async def post(request: web.Request) -> web.Response:
+        json.loads(await request.read())
+        return web.Response(body=answer["body"], content_type="application/json")
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_put("/answer", put)
+    app.router.add_post("/{path:.*}", post)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+def started(url: str, process: subprocess.Popen) -> None:
+    """Wait for ``url`` to answer (a started gateway or echo server)."""
+    while process.poll() is None:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{process.args} exited with {process.returncode}")
+
+
 def tool_request(tool: str, name: str, data: bytes, size: tuple[int, int], point) -> tuple:
     """(path, headers, body) of one lone click as the tool sends it."""
     x, y = point
@@ -107,7 +141,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exports/tiny"))
     parser.add_argument("--clicks", type=int, default=15)
+    parser.add_argument("--echo-port", type=int, help=argparse.SUPPRESS)  # echo_server's
     args = parser.parse_args()
+    if args.echo_port:
+        echo_server(args.echo_port)
+        return
     rng = np.random.default_rng(0)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -119,21 +157,18 @@ def main() -> None:
             f'[label_studio]\nurl = "http://127.0.0.1:{studio.server_address[1]}"\n'
             f'token = "{TOKEN}"\n'
         )
-        port = free_port()
+        port, echo_port = free_port(), free_port()
         with bench_server(args.export_dir, ROOT / "build" / "connect-bench") as server:
             gateway = subprocess.Popen(
                 [str(ROOT / ".venv" / "bin" / "sam2-triton"), "connect", "--config", str(config),
                  "--triton", server.grpc_url, "--port", str(port)],
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
-            url = f"http://127.0.0.1:{port}"
+            echo = subprocess.Popen([sys.executable, __file__, "--echo-port", str(echo_port)])
+            url, echo_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{echo_port}"
             try:
-                while True:
-                    try:
-                        requests.get(f"{url}/health", timeout=1)
-                        break
-                    except requests.RequestException:
-                        time.sleep(0.2)
+                started(f"{url}/health", gateway)
+                started(f"{echo_url}/health", echo)
                 with SegmentClient(server.grpc_url, "grpc") as client:
                     for key, data in files.items():
                         with Image.open(io.BytesIO(data)) as image:
@@ -145,9 +180,12 @@ def main() -> None:
                         for tool in ("cvat", "x-anylabeling", "label-studio"):
                             path, headers, body = tool_request(tool, names[key], data, size,
                                                                points[0])  # fmt: skip
-                            requests.post(url + path, json=body, headers=headers, timeout=300)
+                            first = requests.post(url + path, json=body, headers=headers,
+                                                  timeout=300)  # fmt: skip
+                            answer = requests.put(f"{echo_url}/answer", data=first.content)
+                            answer.raise_for_status()
                             runs_before = model_runs(server, c.IMAGE_ENCODER)
-                            tool_ms, direct_ms = [], []
+                            tool_ms, direct_ms, echo_ms = [], [], []
                             fmt = "polygons" if tool == "x-anylabeling" else "rle"
                             for point in points:
                                 path, headers, body = tool_request(tool, names[key], data, size,
@@ -162,18 +200,25 @@ def main() -> None:
                                              np.array([1], np.int32), multimask_output=True,
                                              output_format=fmt, with_masks=False)  # fmt: skip
                                 direct_ms.append((time.perf_counter() - start) * 1e3)
+                                start = time.perf_counter()
+                                requests.post(echo_url + path, json=body, headers=headers,
+                                              timeout=300).raise_for_status()  # fmt: skip
+                                echo_ms.append((time.perf_counter() - start) * 1e3)
                             tool_med, direct_med = np.median(tool_ms), np.median(direct_ms)
                             row[tool] = {
                                 "tool_ms": round(float(tool_med), 1),
                                 "direct_ms": round(float(direct_med), 1),
                                 "overhead_ms": round(float(tool_med - direct_med), 1),
                                 "goal_ms": round(max(0.1 * float(direct_med), 15.0), 1),
+                                "protocol_ms": round(float(np.median(echo_ms)), 1),
+                                "answer_bytes": len(first.content),
                                 "encoder_runs": model_runs(server, c.IMAGE_ENCODER) - runs_before,
                             }
                         results[key] = row
             finally:
-                gateway.terminate()
-                gateway.wait(30)
+                for process in (gateway, echo):
+                    process.terminate()
+                    process.wait(30)
                 studio.shutdown()
     report = {
         "machine": machine.summary(),
@@ -186,11 +231,12 @@ def main() -> None:
     host = report["machine"]
     print(f"{host['cpu']}, {host['cores']} cores; {report['model']}; medians of {args.clicks}")
     print(f"{'image':>10s} {'tool':>14s}{'tool ms':>9s}{'direct':>8s}{'over':>7s}{'goal':>7s}"
-          f"{'encodes':>8s}")  # fmt: skip
+          f"{'traffic':>8s}{'answer MB':>10s}{'encodes':>8s}")  # fmt: skip
     for key, row in results.items():
         for tool, r in row.items():
             print(f"{key:>10s} {tool:>14s}{r['tool_ms']:9.1f}{r['direct_ms']:8.1f}"
-                  f"{r['overhead_ms']:7.1f}{r['goal_ms']:7.1f}{r['encoder_runs']:8d}")  # fmt: skip
+                  f"{r['overhead_ms']:7.1f}{r['goal_ms']:7.1f}{r['protocol_ms']:8.1f}"
+                  f"{r['answer_bytes'] / 1e6:10.2f}{r['encoder_runs']:8d}")  # fmt: skip
     print(f"figures written to {out}")
 
 

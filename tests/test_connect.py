@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from sam2_triton.connect import anylabeling, cvat, label_studio
-from sam2_triton.connect.brush import coco_counts, coco_to_rle, mask_to_rle
+from sam2_triton.connect.brush import coco_to_rle, mask_to_rle
 from sam2_triton.connect.config import ConfigError, ConnectConfig
+from sam2_triton.connect.runs import coco_counts, decode
 from sam2_triton.connect.service import OpenImage, ToolError
 from tests.connect_helpers import LABEL_CONFIG, decode_brush_rle
 
@@ -79,6 +80,7 @@ def test_brush_rle_from_coco_runs_is_the_brush_rle_of_the_decoded_mask():
         runs = np.concatenate([[0], runs]) if flat[0] else runs  # what rleFrString gives
         assert coco_counts(rle["counts"].decode()).tolist() == runs.tolist()
         record = {"size": rle["size"], "counts": rle["counts"].decode()}
+        assert np.array_equal(decode(record), mask_utils.decode(rle)), mask.shape
         assert coco_to_rle(record) == mask_to_rle(mask), mask.shape
     with pytest.raises(ValueError, match="do not cover"):
         coco_to_rle({"size": [5, 5], "counts": rle["counts"].decode()})

@@ -5,5 +5,6 @@ each tool's own protocol and mapping it onto the served models (docs/integration
 Layers: ``config`` (what the gateway offers); ``service`` (images checked and encoded once, a
 click, segment-everything: the tools' common ground); one module per tool (``label_studio``,
 ``cvat``, ``anylabeling``: read its requests, answer in its encodings and error shapes, with
-``brush`` for Label Studio's masks); ``app`` (the aiohttp routes).
+``brush`` for Label Studio's masks, ``runs`` and ``answers`` for reading sam2_session's RLE
+and writing the tools' long number lists); ``app`` (the aiohttp routes).
 """

@@ -10,8 +10,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
+
+from sam2_triton.connect import runs
 
 #: "0," to "255," as bytes, padded with zeros (dropped when written).
 _BYTE_TEXT = np.zeros((256, 4), np.uint8)
@@ -72,7 +73,7 @@ def digits_json(mask: np.ndarray, prefix: bytes = b"", suffix: bytes = b"") -> b
     each digit and its comma as one 2-byte word (a JSON space after ``prefix`` aligns them),
     from the rows of a column-major mask (pycocotools') transposed by OpenCV first."""
     nested = mask.ndim == 2
-    values = _row_major(mask) if nested else np.asarray(mask, np.uint8).reshape(1, -1)
+    values = runs.row_major(mask) if nested else np.asarray(mask, np.uint8).reshape(1, -1)
     rows, width = values.shape
     head = prefix + (b" " if len(prefix) % 2 == 0 else b"") + (b"[" if nested else b"")
     stride = 2 * width + 2  # "[", the digit pairs (the last one's "]"), the separator
@@ -90,12 +91,3 @@ def digits_json(mask: np.ndarray, prefix: bytes = b"", suffix: bytes = b"") -> b
         end += 1
     out[end : end + len(suffix)] = np.frombuffer(suffix, np.uint8)
     return out[: end + len(suffix)].tobytes()
-
-
-def _row_major(mask: np.ndarray) -> np.ndarray:
-    """A 0/1 [H, W] mask as C-ordered uint8 (a column-major one transposed by OpenCV: about
-    ten times numpy's copy)."""
-    values = np.asarray(mask).view(np.uint8) if mask.dtype == bool else np.asarray(mask, np.uint8)
-    if values.shape[0] > 1 and values.strides[0] < values.strides[1]:
-        return cv2.transpose(np.ascontiguousarray(values.T))
-    return values

@@ -26,8 +26,8 @@ import json
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from sam2_triton.connect import runs
 from sam2_triton.connect.answers import EncodedJson, digits_json
 from sam2_triton.connect.config import CvatConfig
 from sam2_triton.connect.service import (
@@ -125,8 +125,7 @@ def detect(
     for record in service.everything(image):
         if record["predicted_iou"] < floor:
             continue
-        rle = dict(record["segmentation"], counts=record["segmentation"]["counts"].encode())
-        cropped, bounds = crop(mask_utils.decode(rle).view(bool))
+        cropped, bounds = crop(runs.decode(record["segmentation"]).view(bool))
         shape = {
             "label": config.labels[0],
             "confidence": str(round(record["predicted_iou"], 4)),

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from sam2_triton.clients.image import SegmentClient
+from sam2_triton.connect import runs
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.errors import InvalidInputError
 from sam2_triton.image.automatic import AutomaticParams
-from sam2_triton.image.encodings import rle_to_mask
 from sam2_triton.image.transforms import decode_image
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ class SegmentService:
         if rle:  # the tool's encoding is made from the runs: no mask rasterised here
             return Mask(np.zeros((0, 0), bool), score, rle=json.loads(response.encoded_masks[best]))
         # column-major, as pycocotools decodes it (answers.digits_json reads it so)
-        return Mask(rle_to_mask(json.loads(response.encoded_masks[best])).view(bool), score)
+        return Mask(runs.decode(json.loads(response.encoded_masks[best])).view(bool), score)
 
     def everything(self, image: OpenImage, polygons: bool = False) -> list[dict[str, Any]]:
         """sam2_automatic's SA-1B records for the image with the configured parameters."""
