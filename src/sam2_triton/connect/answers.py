@@ -14,11 +14,9 @@ import numpy as np
 
 from sam2_triton.connect import runs
 
-#: "0," to "255," as bytes, padded with zeros (dropped when written).
-_BYTE_TEXT = np.zeros((256, 4), np.uint8)
-for _value in range(256):
-    _text = f"{_value},".encode()
-    _BYTE_TEXT[_value, : len(_text)] = np.frombuffer(_text, np.uint8)
+#: "  0," to "255," as 32-bit words: each byte's number and comma in four characters, the
+#: JSON whitespace before it filling the rest (no copy to drop padding, 12 % more text).
+_BYTE_TEXT = np.frombuffer(b"".join(f"{v:>3},".encode() for v in range(256)), "<u4")
 
 
 @dataclass(frozen=True)
@@ -57,11 +55,10 @@ def encode_answer(answer: Any) -> EncodedJson:
 
 
 def bytes_json(data: bytes) -> RawJson:
-    """Bytes as a JSON list of their values, [0-255, ...] (200,000 of them in 1-2 ms)."""
+    """Bytes as a JSON list of their values, [  0-255, ...] (a million of them in 1 ms)."""
     if not data:
         return RawJson(b"[]")
-    chars = _BYTE_TEXT[np.frombuffer(data, np.uint8)].reshape(-1)
-    return RawJson(b"[" + chars[chars != 0].tobytes()[:-1] + b"]")
+    return RawJson(b"[" + _BYTE_TEXT[np.frombuffer(data, np.uint8)].tobytes()[:-1] + b"]")
 
 
 _PAIR = ord("0") | ord(",") << 8  # a digit and the comma after it, as a little-endian uint16

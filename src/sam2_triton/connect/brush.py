@@ -21,7 +21,7 @@ from sam2_triton.connect import runs
 RLE_SIZES = (3, 4, 8, 16)
 _PIECE = 1 << 16
 #: Fewer COCO runs than one per this many pixels: brush runs from them, not from the pixels.
-_PIXELS_PER_RUN = 32
+_PIXELS_PER_RUN = 64
 
 
 def mask_to_rle(mask: np.ndarray) -> bytes:
@@ -57,13 +57,17 @@ def _encode(ends: np.ndarray, values: np.ndarray, pixels: int) -> bytes:
     lengths = np.diff(np.append(-1, ends)) * 4  # each pixel is 4 equal channel values
     # series over 65,536 values are written as pieces of 65,536 and the rest
     pieces = (lengths + _PIECE - 1) // _PIECE
-    first = np.repeat(np.cumsum(pieces) - pieces, pieces)
-    within = np.arange(first.size) - first
-    length = np.repeat(lengths, pieces)
-    length = np.where(within == np.repeat(pieces, pieces) - 1, length - within * _PIECE, _PIECE)
+    length, values = np.repeat(lengths, pieces), np.repeat(values, pieces)
+    long = np.flatnonzero(pieces > 1)  # few: the pieces of these runs are set apart
+    if long.size:
+        count = pieces[long]
+        first = (np.cumsum(pieces) - pieces)[long]  # where each long run's pieces begin
+        within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        length[np.repeat(first, count) + within] = _PIECE
+        length[first + count - 1] = lengths[long] - (count - 1) * _PIECE
     kind = np.searchsorted(np.array([8, 16, 256]), length).astype(np.uint32)  # the size index
     size = np.array(RLE_SIZES, np.uint32)[kind]
-    value = np.where(np.repeat(values, pieces), 255, 0).astype(np.uint32)
+    value = np.where(values, 255, 0).astype(np.uint32)
     codes = (((4 | kind) << size | (length.astype(np.uint32) - 1)) << 8) | value
     header = [pixels * 4, (8 - 1) << 16 | sum((s - 1) << (12 - 4 * k) for k, s in
                                               enumerate(RLE_SIZES))]  # fmt: skip
@@ -93,8 +97,7 @@ def _runs_of_columns(counts: np.ndarray, height: int, width: int) -> tuple[np.nd
     toggles = toggles[toggles < height * width]
     # each column's value at its top row: the parity of the flips up to there
     top = np.searchsorted(toggles, np.arange(width) * height, side="right") % 2
-    x, y = np.divmod(toggles, height)
-    inner = toggles[y > 0]  # flips inside a column, between rows y - 1 and y
+    inner = toggles[toggles % height > 0]  # flips inside a column, between rows y - 1 and y
     # where a column differs from the one on its left: its flips and its left neighbour's
     # (shifted a column right), those in both cancelling out
     keys = _merge(inner[inner >= height], inner[inner < (width - 1) * height] + height)
@@ -112,8 +115,8 @@ def _runs_of_columns(counts: np.ndarray, height: int, width: int) -> tuple[np.nd
     index = np.arange(marks.size)
     segment = index - np.maximum.accumulate(np.where(new_column, index, 0))
     differs = (top[column] ^ top[column - 1] ^ (segment % 2)).astype(bool)
-    following = np.append(marks[1:], width * height)
-    end = np.where(following // height == column, following % height, height)
+    # a segment ends at the next mark in its column, or at the column's bottom
+    end = np.where(np.append(~new_column[1:], False), np.append(row[1:], 0), height)
     lengths = (end - row)[differs]
     rows = np.repeat(row[differs] - np.cumsum(lengths) + lengths, lengths) + np.arange(
         lengths.sum()
