@@ -75,11 +75,18 @@ def models(config: AnyLabelingConfig) -> dict[str, Any]:
     }
 
 
-def decode_data_uri(value: Any, max_bytes: int) -> bytes:
-    """The image of a request: a ``data:`` URI (what the client sends) or bare base64."""
+IMAGE_TEXT = "a data URI or base64 string"
+
+
+def base64_of(value: Any) -> Any:
+    """The base64 of a request's image: a ``data:`` URI (what the client sends) or bare."""
     match = DATA_URI.match(value) if isinstance(value, str) else None
-    payload = value[match.end() :] if match else value
-    return decode_base64(payload, max_bytes, "a data URI or base64 string")
+    return value[match.end() :] if match else value
+
+
+def decode_data_uri(value: Any, max_bytes: int) -> bytes:
+    """The image of a request (``base64_of``) decoded."""
+    return decode_base64(base64_of(value), max_bytes, IMAGE_TEXT)
 
 
 def predict(service: SegmentService, config: AnyLabelingConfig, body: Any) -> dict[str, Any]:
@@ -90,8 +97,7 @@ def predict(service: SegmentService, config: AnyLabelingConfig, body: Any) -> di
     if model not in (config.model, everything_model(config)):
         known = [config.model, everything_model(config)]
         raise ToolError(404, f"model: unknown model {model!r} (this server has {known})")
-    max_bytes = service.config.gateway.max_body_mb << 20
-    image = service.open(decode_data_uri(body.get("image"), max_bytes))
+    image = service.open_base64(base64_of(body.get("image")), IMAGE_TEXT)
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ToolError(400, "params: expected a JSON object")

@@ -43,6 +43,8 @@ from sam2_triton.connect.tracking import LiveTracker
 from sam2_triton.connect.tracking import state as tracking_state
 from sam2_triton.image.boxes import mask_to_box
 
+_IMAGE = "the frame's file as base64"
+
 
 def functions(config: CvatConfig) -> dict[str, Any]:
     """``GET /api/functions``: the interactor (clicks, optional box) and the detector."""
@@ -99,12 +101,10 @@ def invoke(
     function(config, name)
     if not isinstance(body, dict):
         raise ToolError(400, "the request body must be a JSON object")
-    data = decode_base64(
-        body.get("image"), service.config.gateway.max_body_mb << 20, "the frame's file as base64"
-    )
-    if name == config.tracker:
+    if name == config.tracker:  # a new frame with each call
+        data = decode_base64(body.get("image"), service.config.gateway.max_body_mb << 20, _IMAGE)
         return track(tracker or LiveTracker(service.config), service, data, body)
-    image = service.open(data)
+    image = service.open_base64(body.get("image"), _IMAGE)
     if name == config.interactor:
         mask = service.click(image, _prompt(body, image)).mask
         cropped, bounds = crop(mask)

@@ -162,6 +162,18 @@ class SegmentService:
             raise ToolError(400, f"{name}: {exc.problem}") from None
         return self._remember(OpenImage(key, data, None, rgb.shape[1], rgb.shape[0]))
 
+    def open_base64(self, text: Any, expected: str) -> OpenImage:
+        """An image sent as base64 (CVAT's and X-AnyLabeling's, with every click), remembered
+        under the hash of that text: sent again, it is neither decoded nor checked again."""
+        if not isinstance(text, str) or not text:
+            raise ToolError(400, f"image: expected {expected}")
+        key = "base64:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+        known = self.known(key)
+        if known is not None:
+            return known
+        max_bytes = self.config.gateway.max_body_mb << 20
+        return self.open(decode_base64(text, max_bytes, expected), key)
+
     def _remember(self, image: OpenImage) -> OpenImage:
         """Keep ``image`` (the most recent), forgetting the least recently used beyond the
         gateway's count and bytes."""
