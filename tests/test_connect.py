@@ -158,7 +158,7 @@ def test_masks_written_as_json_digits_read_back_as_their_pixels():
              column_major[5], np.array([1], np.uint8)]  # fmt: skip
     for mask in masks:
         for prefix in (b"", b'{"mask":', b'{"m":'):
-            text = digits_json(mask, prefix, b',"bounds":[1]}')
+            text = bytes(digits_json(mask, prefix, b',"bounds":[1]}'))
             assert text.startswith(prefix) and text.endswith(b',"bounds":[1]}')
             body = text[len(prefix) : -len(b',"bounds":[1]}')]
             assert json.loads(body) == mask.astype(int).tolist(), (mask.shape, prefix)
