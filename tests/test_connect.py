@@ -179,6 +179,21 @@ def test_cvat_masks_are_cropped_to_inclusive_bounds():
         cvat._prompt({"obj_bbox": [[10, 20], [10, 60]]}, IMAGE)
 
 
+def test_polygon_answers_give_their_outer_rings_without_reading_the_holes():
+    """X-AnyLabeling's shapes are the outer rings of sam2_session's polygons record; its holes
+    (thousands for a ragged mask) are skipped, not parsed."""
+    from sam2_triton.connect.service import outer_rings
+
+    record = {"size": [4, 6], "segmentation": [[1, 2, 3.5, 4, 5, 6], [7, 8, 9, 10, 11, 12]],
+              "holes": [[[1, 1, 2, 2, 3, 1]], []], "bbox": [1, 2, 3, 4], "area": 7}  # fmt: skip
+    for text in (json.dumps(record), json.dumps(record, indent=2)):
+        assert outer_rings(text.encode()) == record["segmentation"]
+    broken = json.dumps(record).replace('"holes": [[[1', '"holes": [[[@').encode()
+    assert outer_rings(broken) == record["segmentation"]  # never read
+    with pytest.raises(ToolError, match="no segmentation"):
+        outer_rings(b'{"size": [1, 1]}')
+
+
 def test_x_anylabeling_marks_are_read_and_wrong_ones_named():
     marks = [{"type": "point", "data": [5, 6], "label": 0},
              {"type": "rectangle", "data": [1, 2, 30, 40], "label": 1}]  # fmt: skip
