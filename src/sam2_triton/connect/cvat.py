@@ -133,7 +133,7 @@ def detect(
             "points": [],
         }
         # "mask": the crop's values, then its bounds
-        values = bytes(digits_json(cropped.reshape(-1))[:-1])
+        values = bytes(digits_json(runs.row_major(cropped).reshape(-1))[:-1])
         values += b"," + json.dumps(bounds)[1:].encode()
         shapes.append(json.dumps(shape)[:-1].encode() + b',"mask":' + values + b"}")
     return EncodedJson(b"[" + b",".join(shapes) + b"]")
