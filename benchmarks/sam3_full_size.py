@@ -2,7 +2,7 @@
 compare the in-process path (``concepts/find.py`` over the ONNX graphs) with sam3's own
 ``Sam3Processor`` on one image and phrase, with the time each takes and the peak memory; then
 clicks answered by SAM 3's interactive model as ``sam2_session`` answers them (``SessionService``
-with ``contract.SAM3`` over the vision and interactive graphs) against ``Sam3Image.predict_inst``.
+with ``families.SAM3`` over the vision and interactive graphs) against ``Sam3Image.predict_inst``.
 
     .venv/bin/python benchmarks/sam3_full_size.py [--out build/sam3-full] [--threads 2]
 
@@ -59,7 +59,7 @@ def check_clicks(model, folder: Path, threads: int) -> dict:
     from sam3.model.sam3_image import Sam3Image
     from sam3.model.sam3_image_processor import Sam3Processor
 
-    from sam2_triton.contract import SAM3
+    from sam2_triton.families import SAM3
     from sam2_triton.image.embedding_cache import EmbeddingCache
     from sam2_triton.image.session import SessionService
     from sam2_triton.runtime.runners import sam2_functions

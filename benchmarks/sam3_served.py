@@ -38,7 +38,7 @@ from sam2_triton.bench.server import bench_server  # noqa: E402
 from sam2_triton.clients.concepts import ConceptClient  # noqa: E402
 from sam2_triton.concepts.find import ConceptGraphs  # noqa: E402
 from sam2_triton.concepts.service import ConceptService  # noqa: E402
-from sam2_triton.contract import SAM3  # noqa: E402
+from sam2_triton.families import SAM3  # noqa: E402
 from sam2_triton.image.embedding_cache import EmbeddingCache  # noqa: E402
 from sam2_triton.image.transforms import preprocess_image  # noqa: E402
 from sam2_triton.repository.options import ServingOptions  # noqa: E402

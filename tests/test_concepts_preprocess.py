@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam2_triton.contract import SAM3
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.families import SAM3
 from sam2_triton.image.transforms import preprocess_image
 from sam2_triton.image.uint8_resize import resize
 

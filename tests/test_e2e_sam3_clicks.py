@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from sam2_triton import contract as c
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.clients.image_predictor import SAM2RemotePredictor
+from sam2_triton.families import SAM3
 from tests.sam3_helpers import assert_like_predict_inst, clicks_image, clicks_png
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def sam3_triton(sam3_export, tmp_path_factory):
     from tests.conftest import running_server
 
     options, _ = with_video_if_exported(ServingOptions(), sam3_export, "embedded")
-    assert options.family == c.SAM3.name and not options.video
+    assert options.family == SAM3.name and not options.video
     options = replace(options, concepts=False, session_instances=1, automatic_instances=1,
                       decoder_instances=1)  # fmt: skip
     yield from running_server(sam3_export, tmp_path_factory, options)

@@ -9,6 +9,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from sam2_triton import contract as c
 from sam2_triton.cli.build_repo import with_video_if_exported
+from sam2_triton.families import SAM2, SAM3
 from sam2_triton.repository.model_plan import GpuOptions
 from sam2_triton.repository.options import ServingOptions
 from tests.gpu_configs import build, parse_profile, trt_parameters
@@ -92,9 +93,9 @@ def test_build_repo_serves_sam3_on_either_target_when_the_export_has_it(
 ):
     """Concepts wherever SAM 3's graphs are; SAM 3's clicks only where SAM 2.1's are not."""
     cases = (
-        (served_export, True, c.SAM2),
-        (sam3_export, True, c.SAM3),
-        (fake_export, False, c.SAM2),
+        (served_export, True, SAM2),
+        (sam3_export, True, SAM3),
+        (fake_export, False, SAM2),
     )
     for target in ("embedded", "gpu"):
         for export, served, family in cases:
@@ -111,8 +112,8 @@ def test_sam3s_interactive_model_answers_clicks_on_gpus(sam3_export, tmp_path):
     options, gpu = with_video_if_exported(ServingOptions(), sam3_export, "gpu", GpuOptions())
     repo = tmp_path / "gpu"
     configs = build(sam3_export, repo, "gpu", options, video=gpu.video)
-    _loads_as_exported(configs[c.IMAGE_ENCODER], repo, sam3_export / c.SAM3.encoder_file)
-    _loads_as_exported(configs[c.MASK_DECODER], repo, sam3_export / c.SAM3.decoder_file)
+    _loads_as_exported(configs[c.IMAGE_ENCODER], repo, sam3_export / SAM3.encoder_file)
+    _loads_as_exported(configs[c.MASK_DECODER], repo, sam3_export / SAM3.decoder_file)
     encoder = configs[c.IMAGE_ENCODER]
     assert [list(t.dims) for t in encoder.output] == [[5184, 256], [20736, 128], [5184, 256]]
     assert trt_parameters(encoder)["trt_layer_norm_fp32_fallback"] == "1"

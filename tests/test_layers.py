@@ -1,9 +1,10 @@
 """The package's layers hold: no import cycle, no feature importing one above it, and no Triton
 model's stub loading another feature's code (an image model's stub loads no video module).
 
-Layers, bottom up: the contract, errors and metric names; the runtime (how ONNX files run);
-image; video (builds on image); the clients. The repository plan depends only on the contract;
-the tools (cli, batch, bench, ui, connect, cluster, export) sit on top and may use anything.
+Layers, bottom up: the contract (and the model families sized from it), errors and metric
+names; the runtime (how ONNX files run); image; video (builds on image); the clients. The
+repository plan depends only on the contract and the families; the tools (cli, batch, bench, ui,
+connect, cluster, export) sit on top and may use anything.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "sam2_triton"
 
-BOTTOM = {"contract", "errors", "metrics"}
+BOTTOM = {"contract", "families", "errors", "metrics"}
 #: package (first name below sam2_triton) -> the packages it may import besides itself
 ALLOWED = {
     "contract": set(),
+    "families": {"contract"},
     "errors": set(),
     "metrics": {"errors"},
     "runtime": {"contract", "errors"},
     "weights": set(),
-    "repository": {"contract"},
+    "repository": {"contract", "families"},
     "image": BOTTOM,
     "concepts": BOTTOM | {"runtime", "image"},  # SAM 3: phrases, its graphs, masks as image's
     "video": BOTTOM | {"runtime", "image"},

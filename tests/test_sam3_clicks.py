@@ -1,5 +1,5 @@
 """SAM 3's interactive model answering clicks through the service's own request logic (issue 34):
-``SessionService`` and ``segment`` with ``contract.SAM3`` over the exported vision and interactive
+``SessionService`` and ``segment`` with ``families.SAM3`` over the exported vision and interactive
 graphs (ONNX Runtime, in process) against ``Sam3Image.predict_inst`` (``Sam3Processor.set_image``
 then ``SAM3InteractiveImagePredictor.predict``) on the same weights: masks at the image's size
 (holes of up to 256 low-res pixels filled, as its predictor fills them), IoU and low-res logits.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_triton.contract import SAM3
+from sam2_triton.families import SAM3
 from sam2_triton.image.embedding_cache import EmbeddingCache
 from sam2_triton.image.masks import fill_holes
 from sam2_triton.image.segment import segment

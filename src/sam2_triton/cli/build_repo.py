@@ -19,6 +19,7 @@ from sam2_triton.cli.arguments import (
     serving_options,
 )
 from sam2_triton.cli.paths import default_repository, export_dir
+from sam2_triton.families import SAM2, SAM3
 from sam2_triton.repository.model_plan import PRECISIONS, TARGETS, GpuOptions
 from sam2_triton.repository.options import ServingOptions
 
@@ -103,15 +104,15 @@ def with_video_if_exported(
         return options, gpu
     if all((source / name).is_file() for name in c.CONCEPT_FILES):
         options = replace(options, concepts=True)  # SAM 3's concept graphs: sam3_concepts
-    sam3 = (c.SAM3.encoder_file, c.SAM3.decoder_file)
+    sam3 = (SAM3.encoder_file, SAM3.decoder_file)
     if not (source / c.ENCODER_FILE).is_file() and all((source / n).is_file() for n in sam3):
-        options = replace(options, family=c.SAM3.name)  # SAM 3 alone: its clicks model
+        options = replace(options, family=SAM3.name)  # SAM 3 alone: its clicks model
     has_tracker = (source / TRACKER_CONSTANTS_FILE).exists()
     note = f"note: {source} has no video tracker: `sam2-triton export --video` adds it"
     if target == "embedded":
         if has_tracker:
             return replace(options, video=True), gpu
-        if not options.video and options.family == c.SAM2.name:
+        if not options.video and options.family == SAM2.name:
             print(note)
         return options, gpu
     if gpu is not None and gpu.video and not has_tracker:

@@ -21,8 +21,8 @@ import numpy as np
 from sam2_triton.concepts.graphs import DETECTOR_OUTPUTS, FEATURES, FILES, MAX_BOXES
 from sam2_triton.concepts.instances import DEFAULT_THRESHOLD, Instances, instances
 from sam2_triton.concepts.tokens import Tokenizer
-from sam2_triton.contract import SAM3
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.families import SAM3
 from sam2_triton.image.transforms import check_inside, preprocess_image
 
 

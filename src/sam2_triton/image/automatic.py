@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sam2_triton.contract import ENCODER_OUTPUTS, SAM2, Family
+from sam2_triton.contract import ENCODER_OUTPUTS
 from sam2_triton.errors import InvalidInputError, RequestCancelled
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.boxes import mask_to_box, nms
 from sam2_triton.image.decoder_feeds import decoder_feeds
 from sam2_triton.image.masks import bilinear_matrices, select_masks

@@ -15,7 +15,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS, SAM2, Family
+from sam2_triton.contract import LOW_RES_MASK_SIZE, NUM_MASK_TOKENS
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.upsampling import AxisWeights, dense_logits, mask_array, mask_rle
 
 LOW_RES_LOGIT_CLAMP = 32.0  # SAM2ImagePredictor clamps returned low-res logits to [-32, 32]

@@ -21,10 +21,9 @@ from sam2_triton.contract import (
     MAX_RAW_MASK_BYTES,
     NO_RAW_MASK_FORMATS,
     OUTPUT_FORMATS,
-    SAM2,
-    Family,
 )
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.polygons import DEFAULT_TOLERANCE
 from sam2_triton.image.prompts import (
     DEFAULT_MAX_PROMPT_SETS,

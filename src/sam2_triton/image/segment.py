@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sam2_triton.contract import SAM2, Family
 from sam2_triton.errors import InvalidInputError, RequestCancelled
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.encodings import response_outputs
 from sam2_triton.image.masks import postprocess_masks
 from sam2_triton.image.prompts import PromptSets

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from sam2_triton.contract import ENCODER_OUTPUTS, SAM2, Family, content_id, is_valid_id
+from sam2_triton.contract import ENCODER_OUTPUTS, content_id, is_valid_id
 from sam2_triton.errors import InvalidInputError, RequestCancelled, UnknownImageError
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.embedding_cache import EmbeddingCache
 from sam2_triton.image.request import Limits, parse_request
 from sam2_triton.image.segment import Decoder, Encoder, finish_request

@@ -3,7 +3,7 @@
 This is the single copy of what ``sam2.utils.transforms.SAM2Transforms`` and
 ``SAM2ImagePredictor.predict`` do to the image and the prompts before the network: image
 decoding, resize to 1024x1024 and ImageNet normalisation, prompt coordinates checked and mapped to
-the 1024 frame, a mask prompt shaped for the decoder. A ``contract.Family`` gives another
+the 1024 frame, a mask prompt shaped for the decoder. A ``families.Family`` gives another
 family's sizes: SAM 3 (``Sam3Processor``, ``SAM3InteractiveImagePredictor``) resizes to 1008
 with torchvision's uint8 kernel (``uint8_resize``) and normalises with mean = std = 0.5. The
 mask half (token choice, upsampling) is ``image.masks``; parsing a request's other inputs is
@@ -24,10 +24,9 @@ from sam2_triton.contract import (
     DEFAULT_MAX_POINTS,
     IMAGE_SIZE,
     LOW_RES_MASK_SIZE,
-    SAM2,
-    Family,
 )
 from sam2_triton.errors import InvalidInputError
+from sam2_triton.families import SAM2, Family
 from sam2_triton.image.uint8_resize import resize
 
 PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)

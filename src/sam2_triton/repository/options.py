@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sam2_triton import contract as c
 from sam2_triton.contract import CPU_PRECISIONS, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_POINTS
+from sam2_triton.families import FAMILIES, SAM2
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,13 @@ class ServingOptions:
     concepts_cache_bytes: int = 2 << 30
     concepts_max_phrases: int = 16  # phrases one request may ask (a detector run each)
     # Which model answers clicks and boxes (sam2_segment, sam2_session, sam2_automatic): a
-    # contract.FAMILIES name. "sam3" serves SAM 3's interactive model under the same contract
+    # families.FAMILIES name. "sam3" serves SAM 3's interactive model under the same contract
     # at its sizes (build-repo chooses it when the export is SAM 3's alone).
-    family: str = c.SAM2.name
+    family: str = SAM2.name
 
     def __post_init__(self) -> None:
-        if self.family not in c.FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(c.FAMILIES)}, not {self.family!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
         if self.cpu_precision not in CPU_PRECISIONS:
             raise ValueError(
                 f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}"

@@ -18,6 +18,7 @@ builder renders exactly that, and nothing else decides.
 from __future__ import annotations
 
 from sam2_triton import contract as c
+from sam2_triton.families import FAMILIES, SAM2, Family, sized
 from sam2_triton.repository.model_plan import (
     BLS,
     BOX_POINTS,
@@ -92,14 +93,14 @@ def _limits(options: ServingOptions) -> dict[str, str]:
     }
 
 
-def _family(options: ServingOptions) -> c.Family:
-    return c.FAMILIES[options.family]
+def _family(options: ServingOptions) -> Family:
+    return FAMILIES[options.family]
 
 
 def _family_parameter(options: ServingOptions) -> dict[str, str]:
     """The ``family`` parameter of the models that prepare prompts or finish masks (none for
     SAM 2.1, their default: its configs stay as they were)."""
-    return {} if options.family == c.SAM2.name else {"family": options.family}
+    return {} if options.family == SAM2.name else {"family": options.family}
 
 
 def _ensemble(options: ServingOptions) -> list[ModelPlan]:
@@ -110,15 +111,15 @@ def _ensemble(options: ServingOptions) -> list[ModelPlan]:
             c.SEGMENT,
             "image bytes + prompts -> masks: an ensemble of the four models below",
             Runtime.ENSEMBLE,
-            c.sized(c.SEGMENT_INPUTS, family),
-            c.sized(c.SEGMENT_OUTPUTS, family),
+            sized(c.SEGMENT_INPUTS, family),
+            sized(c.SEGMENT_OUTPUTS, family),
         ),
         ModelPlan(
             c.PREPROCESS,
             f"decode and check the image and prompts, resize and normalise to {side}x{side}",
             Runtime.PYTHON,
-            c.sized(c.SEGMENT_INPUTS, family),
-            c.sized(c.PREPROCESS_OUTPUTS, family),
+            sized(c.SEGMENT_INPUTS, family),
+            sized(c.PREPROCESS_OUTPUTS, family),
             python_module="preprocess",
             instances=options.preprocess_instances,
             parameters={**_limits(options), **_family_parameter(options)},
@@ -127,8 +128,8 @@ def _ensemble(options: ServingOptions) -> list[ModelPlan]:
             c.POSTPROCESS,
             "choose the masks, upsample them to the image's size, encode (PNG, RLE, cut-out)",
             Runtime.PYTHON,
-            c.sized(c.POSTPROCESS_INPUTS, family),
-            c.sized(c.SEGMENT_OUTPUTS, family),
+            sized(c.POSTPROCESS_INPUTS, family),
+            sized(c.SEGMENT_OUTPUTS, family),
             python_module="postprocess",
             instances=options.postprocess_instances,
             parameters=_family_parameter(options),
@@ -142,8 +143,8 @@ def _segment(options: ServingOptions) -> ModelPlan:
         c.SEGMENT,
         "image bytes + prompts -> masks, the four steps in one process",
         Runtime.PYTHON,
-        c.sized(c.SEGMENT_INPUTS, family),
-        c.sized(c.SEGMENT_OUTPUTS, family),
+        sized(c.SEGMENT_INPUTS, family),
+        sized(c.SEGMENT_OUTPUTS, family),
         python_module="segment",
         local_files=(family.encoder_file, family.decoder_file),
         instances=options.segment_instances,
@@ -157,7 +158,7 @@ def _segment(options: ServingOptions) -> ModelPlan:
     )
 
 
-def _encoder_summary(family: c.Family) -> str:
+def _encoder_summary(family: Family) -> str:
     side = family.image_size
     return f"the image encoder: [B,3,{side},{side}] -> image embedding + high-res features"
 
@@ -171,8 +172,8 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
         ModelPlan(
             c.IMAGE_ENCODER,
             _encoder_summary(family),
-            inputs=c.sized(c.ENCODER_INPUTS, family),
-            outputs=c.sized(c.ENCODER_OUTPUTS, family),
+            inputs=sized(c.ENCODER_INPUTS, family),
+            outputs=sized(c.ENCODER_OUTPUTS, family),
             model_file=family.encoder_file,
             max_batch_size=options.encoder_max_batch,
             instances=options.encoder_instances,
@@ -184,8 +185,8 @@ def _cpu_onnx(options: ServingOptions) -> list[ModelPlan]:
         ModelPlan(
             c.MASK_DECODER,
             _DECODER_SUMMARY,
-            inputs=c.sized(c.DECODER_INPUTS, family),
-            outputs=c.sized(c.DECODER_OUTPUTS, family),
+            inputs=sized(c.DECODER_INPUTS, family),
+            outputs=sized(c.DECODER_OUTPUTS, family),
             model_file=family.decoder_file,
             instances=options.decoder_instances,
             parameters={
@@ -208,8 +209,8 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
         ModelPlan(
             c.IMAGE_ENCODER,
             f"{_encoder_summary(family)} (TensorRT)",
-            inputs=c.sized(c.ENCODER_INPUTS, family),
-            outputs=c.sized(c.ENCODER_OUTPUTS, family),
+            inputs=sized(c.ENCODER_INPUTS, family),
+            outputs=sized(c.ENCODER_OUTPUTS, family),
             model_file=family.encoder_file,
             max_batch_size=options.encoder_max_batch,
             gpu=GpuPlacement(
@@ -227,8 +228,8 @@ def _gpu_onnx(options: ServingOptions, gpu: GpuOptions) -> list[ModelPlan]:
         ModelPlan(
             c.MASK_DECODER,
             f"{_DECODER_SUMMARY} ({decoder_on})",
-            inputs=c.sized(c.DECODER_INPUTS, family),
-            outputs=c.sized(c.DECODER_OUTPUTS, family),
+            inputs=sized(c.DECODER_INPUTS, family),
+            outputs=sized(c.DECODER_OUTPUTS, family),
             model_file=family.decoder_file,
             runtime=Runtime.ONNXRUNTIME,
             instances=gpu.instances,
@@ -259,8 +260,8 @@ def _session(options: ServingOptions, in_process: bool) -> ModelPlan:
         c.SESSION,
         "encode once, click many: cached embeddings, one decoder run per click",
         Runtime.PYTHON,
-        c.sized(c.SESSION_INPUTS, family),
-        c.sized(c.SESSION_OUTPUTS, family),
+        sized(c.SESSION_INPUTS, family),
+        sized(c.SESSION_OUTPUTS, family),
         python_module="session",
         local_files=(family.decoder_file,) if in_process else (),
         instances=options.session_instances,

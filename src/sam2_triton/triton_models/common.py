@@ -24,6 +24,7 @@ from sam2_triton.errors import (
     RequestCancelled,
     ServiceError,
 )
+from sam2_triton.families import FAMILIES, SAM2, Family
 from sam2_triton.triton_models.metrics import ModelMetrics
 
 # A stub that crashes (a segfault in the backend or an extension) writes each thread's Python
@@ -61,9 +62,9 @@ def model_parameters(args: dict[str, str]) -> dict[str, str]:
     return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
 
 
-def served_family(params: Mapping[str, str]) -> c.Family:
+def served_family(params: Mapping[str, str]) -> Family:
     """The model family the ``family`` parameter names (SAM 2.1 without one): its sizes."""
-    return c.FAMILIES[params.get("family", c.SAM2.name)]
+    return FAMILIES[params.get("family", SAM2.name)]
 
 
 def read_inputs(request: Any, tensors: Sequence[Tensor]) -> dict[str, np.ndarray | None]:
