@@ -6,7 +6,6 @@ export code, so a rerun after a change elsewhere does not pay for it again; CI s
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 
 from tests import exports, prebuild, servers
 from tests.reduced_model import SEED, TinyExport, build_test_model
+from tests.references import AutomaticReference, Reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -317,60 +317,9 @@ def reference_predictor(tiny_export: TinyExport):
     return SAM2ImagePredictor(tiny_export.build())
 
 
-class Reference:
-    """SAM2ImagePredictor.predict on encoded image bytes, each image's embedding computed once."""
-
-    def __init__(self, predictor) -> None:
-        self.predictor = predictor
-        self.states: dict[str, tuple] = {}
-
-    def predict(self, image: bytes, **kwargs):
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        key = hashlib.sha256(image).hexdigest()
-        p = self.predictor
-        if key not in self.states:
-            p.set_image(np.array(Image.open(io.BytesIO(image)).convert("RGB")))
-            self.states[key] = (p._features, p._orig_hw)
-        p._features, p._orig_hw = self.states[key]
-        p._is_image_set = True
-        return p.predict(**kwargs)
-
-
 @pytest.fixture(scope="session")
 def reference(reference_predictor) -> Reference:
     return Reference(reference_predictor)
-
-
-class AutomaticReference:
-    """Meta's SAM2AutomaticMaskGenerator on the test weights, its masks (``_generate_masks``,
-    the point grid through the model) computed once per image and parameters: output modes only
-    encode the same masks differently, in Meta's own ``generate``."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.masks: dict[tuple, object] = {}
-
-    def generator(self, **params):
-        import copy
-
-        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-        generator = SAM2AutomaticMaskGenerator(self.model, **params)
-        options = tuple(sorted((k, v) for k, v in params.items() if k != "output_mode"))
-        compute = generator._generate_masks
-
-        def cached(image):
-            key = (hashlib.sha256(image.tobytes()).hexdigest(), image.shape, options)
-            if key not in self.masks:
-                self.masks[key] = compute(image)
-            return copy.deepcopy(self.masks[key])  # generate() adds to what it is given
-
-        generator._generate_masks = cached
-        return generator
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ for the same prompts."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 
@@ -18,9 +16,9 @@ from pycocotools import mask as mask_utils
 from sam2_triton.clients.image import SegmentClient
 from sam2_triton.image.encodings import rle_to_mask
 from sam2_triton.image.transforms import decode_image
-from tests.conftest import ROOT, TEST_CACHE_IMAGES, free_port, model_runs
+from tests.conftest import ROOT, TEST_CACHE_IMAGES, model_runs
 from tests.helpers import ASSETS, PARAMS, unique_png
-from tests.ui_browser import VIEWPORT, App, gateway
+from tests.ui_browser import App, opened
 
 pytestmark = pytest.mark.e2e
 SAMPLE = (ASSETS / "coffee.jpg").read_bytes()
@@ -29,10 +27,8 @@ SCREENSHOT = ROOT / "outputs" / "ui" / "screenshot.png"
 
 @pytest.fixture
 def app(browser, ui):
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    context.set_default_timeout(120_000)  # waits on encodes: Playwright's 30 s is tight on 2 cores
-    yield App(context.new_page(), ui)
-    context.close()
+    with opened(browser, ui) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -284,50 +280,6 @@ def test_an_evicted_image_is_sent_again_without_the_user_noticing(app, client, t
     )
 
 
-def test_bad_files_and_a_server_that_is_down_are_told_in_the_page(app, browser, tmp_path):
-    text = tmp_path / "notes.txt"
-    text.write_text("not an image")
-    app.open_file(text)
-    assert "not a recognised image file" in app.message()
-    huge = tmp_path / "huge.png"
-    Image.new("1", (9000, 8000)).save(huge)  # 72 MP, over the 64 MP cap
-    app.open_file(huge)
-    app.page.wait_for_function(
-        "() => document.querySelector('#message').textContent.includes('exceeds the limit')"
-    )
-    assert "72000000 pixels exceeds the limit of 64000000 pixels" in app.message()
-
-    with gateway(f"127.0.0.1:{free_port()}") as url:  # nothing listens there
-        context = browser.new_context(viewport=VIEWPORT)
-        context.set_default_timeout(120_000)
-        down = App(context.new_page(), url)
-        down.page.select_option("#sample", label="coffee.jpg")
-        assert "is not answering" in down.message()
-        context.close()
-
-
-@pytest.mark.parametrize("how", ["drop", "paste"])
-def test_an_image_dropped_or_pasted_opens_like_a_picked_one(app, how):
-    png = unique_png(seed=900 if how == "drop" else 901, size=(120, 90))
-    app.page.evaluate(
-        """([how, bytes]) => {
-        const file = new File([new Uint8Array(bytes)], 'shot.png', {type: 'image/png'});
-        const data = new DataTransfer();
-        data.items.add(file);
-        if (how === 'drop') {
-          const target = document.querySelector('#workspace');
-          target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
-        } else {
-          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
-        }
-      }""",
-        [how, list(png)],
-    )
-    app.page.wait_for_selector("body[data-image-id]")
-    assert app.state("[s.state.image.name, s.view.width, s.view.height]") == ["shot.png", 120, 90]
-    assert app.state("s.state.image.id") == hashlib.sha256(png).hexdigest()
-
-
 def test_objects_are_renamed_deleted_and_their_candidates_chosen_from_the_list(app):
     app.open_sample()
     app.click(0.3, 0.5)
@@ -345,31 +297,6 @@ def test_objects_are_renamed_deleted_and_their_candidates_chosen_from_the_list(a
     assert objects(app) == [] and app.drawn().sum() == 0
     app.page.keyboard.press("Control+z")
     assert [o["name"] for o in objects(app)] == ["cup"] and app.drawn().sum() > 0
-
-
-@pytest.mark.parametrize("kind", ["tiff", "exif-rotated jpeg"])
-def test_the_page_shows_the_pixels_the_server_segments(app, tmp_path, kind):
-    rng = np.random.default_rng(3)
-    pixels = rng.integers(0, 255, (60, 100, 3), dtype=np.uint8)
-    path = tmp_path / ("frame.tiff" if kind == "tiff" else "photo.jpg")
-    if kind == "tiff":  # Chromium cannot decode TIFF: the page shows the server's decoding
-        Image.fromarray(pixels).save(path)
-    else:  # orientation 6: shown (and segmented) rotated, 60 wide and 100 high
-        exif = Image.Exif()
-        exif[0x0112] = 6
-        Image.fromarray(pixels).save(path, quality=95, exif=exif)
-    app.open_file(path)
-    app.page.wait_for_selector("body[data-image-id]")
-    server_rgb = decode_image(path.read_bytes())
-    assert app.state("[s.view.width, s.view.height]") == [server_rgb.shape[1], server_rgb.shape[0]]
-    url = app.page.evaluate("document.querySelector('#image-layer').toDataURL('image/png')")
-    shown = np.asarray(
-        Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
-    )
-    if kind == "tiff":
-        np.testing.assert_array_equal(shown, server_rgb)
-    else:  # the browser's JPEG decoder may round differently from Pillow's
-        assert np.abs(shown.astype(int) - server_rgb.astype(int)).mean() < 3
 
 
 def test_an_answer_for_undone_prompts_is_never_drawn(app):
@@ -402,14 +329,9 @@ def test_the_hover_preview_is_the_clicks_mask_and_the_click_takes_it_without_a_c
     (sam2_session's, exactly); moving on drops the request in flight (never two at once); a
     click where the pointer rests keeps the preview with no second decoder run. Loading and
     using the page logs no console error (the favicon is served)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(120_000)
-    page = context.new_page()
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        app = App(page, ui)
+    with opened(browser, ui, errors) as app:
+        page = app.page
         image_id = app.open_sample()
         for fx in (0.2, 0.3, 0.4, 0.5, 0.6):  # passing over: each rest shorter than REST_MS
             page.mouse.move(*app.at(fx, 0.5))
@@ -445,5 +367,3 @@ def test_the_hover_preview_is_the_clicks_mask_and_the_click_takes_it_without_a_c
         favicon = requests.get(f"{ui}/favicon.ico", timeout=10)
         assert favicon.headers["Content-Type"] == "image/svg+xml"
         assert errors == []
-    finally:
-        context.close()

@@ -19,7 +19,7 @@ from sam2_triton.image.encodings import rle_to_mask
 from tests.conftest import ROOT
 from tests.helpers import Scrape
 from tests.test_e2e_video import _mp4
-from tests.ui_browser import VIEWPORT, App, gateway
+from tests.ui_browser import gateway, opened
 from tests.video_helpers import synthetic_video
 
 pytestmark = pytest.mark.e2e
@@ -62,15 +62,10 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
 
     path = tmp_path / "clip.mp4"
     path.write_bytes(clip)
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    context.set_default_timeout(300_000)
-    page = context.new_page()
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     stats = "window.sam2ui.video.stats"
-    try:
-        app = App(page, ui)
+    with opened(browser, ui, errors, timeout_ms=300_000) as app:
+        page = app.page
         page.set_input_files("#file", str(path))
         page.wait_for_selector("body[data-video-id]")
         at = lambda x, y: app.at(x / 160, y / 120)  # noqa: E731 - the clip's pixels
@@ -176,12 +171,10 @@ def test_the_page_tracks_two_objects_as_sam2_video_predictor_does(
         synthetic_video(folder, FRAMES)
         page.set_input_files("#folder", str(folder))
         page.wait_for_selector(f"#status:has-text('frames/: {FRAMES} frames, 160×120')")
-        opened = page.evaluate("document.body.dataset.videoId")
-        assert opened not in (None, video_id)
-        last = requests.get(f"{ui}/api/videos/{opened}/frames/{FRAMES - 1}", timeout=60)
+        from_folder = page.evaluate("document.body.dataset.videoId")
+        assert from_folder not in (None, video_id)
+        last = requests.get(f"{ui}/api/videos/{from_folder}/frames/{FRAMES - 1}", timeout=60)
         assert last.content == (folder / f"{FRAMES - 1}.jpg").read_bytes()
-    finally:
-        context.close()
 
 
 def test_what_is_not_a_trackable_video_is_refused_saying_why(ui, triton, clip):

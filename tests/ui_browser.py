@@ -154,3 +154,22 @@ class App:
     def message(self) -> str:
         self.page.wait_for_selector("#message:not([hidden])")
         return self.page.inner_text("#message")
+
+
+@contextmanager
+def opened(
+    browser, url: str, errors: list[str] | None = None, timeout_ms: int = 120_000
+) -> Iterator[App]:
+    """A page of the app at ``url`` in a context of its own (downloads accepted), closed after;
+    the page's console errors and uncaught exceptions go to ``errors``. Waits get ``timeout_ms``:
+    encodes on 2 cores outlast Playwright's 30 s."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(timeout_ms)
+    page = context.new_page()
+    if errors is not None:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield App(page, url)
+    finally:
+        context.close()
