@@ -54,7 +54,8 @@ LABEL_CONFIG = (
 )
 
 
-def images(folder: Path) -> dict[str, bytes]:
+def images() -> dict[str, bytes]:
+    """The sample photo and the same photo upscaled to 12 MP, as JPEG files."""
     big = io.BytesIO()
     with Image.open(SAMPLE) as image:
         image.resize((4240, 2827), Image.Resampling.LANCZOS).save(big, "JPEG", quality=92)
@@ -149,7 +150,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
-        files = images(Path(folder))
+        files = images()
         names = {key: f"{key}.jpg" for key in files}
         studio = studio_stand_in({names[k]: v for k, v in files.items()})
         config = Path(folder) / "connect.toml"
