@@ -9,7 +9,8 @@ X-AnyLabeling), then, each the median of 7 runs: Label Studio's brush (``brush.c
 the COCO counts read, the brush runs and bytes) and its JSON (``answers.bytes_json``); CVAT's
 interactor answer (``runs.decode``, ``cvat.crop``, ``answers.digits_json``); X-AnyLabeling's
 outer rings (``service.outer_rings``). Prints medians over the clicks and the masks' COCO run
-counts (random weights make ragged masks: many more runs than a real object's). Not a test.
+counts (random weights make ragged masks: many more runs than a real object's). The gateway's
+``json.loads`` of the small RLE record is left out. Not a test.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def main() -> None:
                         rows.setdefault(name, []).append(value)
                 figures[key] = {name: float(np.median(v)) for name, v in rows.items()}
     host = machine.summary()
-    print(f"{host['cpu']}, {host['cores']} cores; medians over {args.clicks} clicks, ms")
+    print(f"{host['cpu']}, {host['cores']} cores; medians over {args.clicks} clicks; times in ms")
     names = list(next(iter(figures.values())))
     print(f"{'image':>10s}" + "".join(f"{n:>11s}" for n in names))
     for key, row in figures.items():

@@ -164,12 +164,12 @@ def opened(
     the page's console errors and uncaught exceptions go to ``errors``. Waits get ``timeout_ms``:
     encodes on 2 cores outlast Playwright's 30 s."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    context.set_default_timeout(timeout_ms)
-    page = context.new_page()
-    if errors is not None:
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
+        context.set_default_timeout(timeout_ms)
+        page = context.new_page()
+        if errors is not None:
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield App(page, url)
     finally:
         context.close()
