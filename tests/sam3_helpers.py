@@ -151,7 +151,6 @@ def sam3_automatic_generator(sam3_model, **params):
     ``SAM3InteractiveImagePredictor`` (holes and sprinkles as the generator sets them, from
     ``min_mask_region_area``), whose ``set_image`` installs the features as ``predict_inst``
     does from ``Sam3Processor.set_image``'s state (the interactive model has no backbone)."""
-    from PIL import Image
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
     from sam3.model.sam3_image_processor import Sam3Processor

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from sam2_triton.clients.video import VideoAnswer
+from sam2_triton.connect import runs
 from sam2_triton.connect.anylabeling import LABEL, decode_data_uri
 from sam2_triton.connect.config import ConnectConfig
 from sam2_triton.connect.service import ToolError
@@ -120,9 +120,7 @@ def shapes(answer: VideoAnswer) -> list[dict[str, Any]]:
     """Each object's mask on the answer's (first) frame as polygons."""
     out = []
     for obj_id, encoded in zip(answer.obj_ids, answer.encoded_masks, strict=False):
-        record = json.loads(encoded)
-        rle = {"size": record["size"], "counts": record["counts"].encode()}
-        outer, _ = mask_to_polygons(mask_utils.decode(rle))
+        outer, _ = mask_to_polygons(runs.decode(json.loads(encoded)))
         for ring in outer:
             points = [[ring[i], ring[i + 1]] for i in range(0, len(ring), 2)]
             out.append({"label": LABEL, "shape_type": "polygon", "group_id": obj_id,

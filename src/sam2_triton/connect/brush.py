@@ -44,7 +44,7 @@ def coco_to_rle(rle: dict) -> bytes:
     _check_size(height, width)
     if counts.size * _PIXELS_PER_RUN < height * width:
         return _encode(*_runs_of_columns(counts, height, width), height * width)
-    return mask_to_rle(runs.decode(rle))
+    return mask_to_rle(runs.pixels(counts, height, width))
 
 
 def _check_size(height: int, width: int) -> None:

@@ -52,7 +52,11 @@ def checked_counts(rle: dict[str, Any]) -> tuple[np.ndarray, int, int]:
 def decode(rle: dict[str, Any]) -> np.ndarray:
     """A COCO RLE record ({"size": [H, W], "counts": compressed}) as its uint8 0/1 [H, W]
     mask, column-major as pycocotools decodes it."""
-    counts, height, width = checked_counts(rle)
+    return pixels(*checked_counts(rle))
+
+
+def pixels(counts: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``decode`` from run lengths already read (``checked_counts``)."""
     values = (np.arange(counts.size) % 2).astype(np.uint8)  # runs start with zeros
     return np.repeat(values, counts).reshape(width, height).T
 
